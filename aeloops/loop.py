@@ -1,0 +1,537 @@
+"""The Trainer: compiled train and eval steps (the inner loop) and ``fit`` (the outer loop).
+
+The inner loop runs ``steps_per_loop`` steps per call inside one
+``tf.function`` (a ``tf.range`` loop, with the step count passed as a tensor so
+nothing retraces). Each step computes the model's outputs and the objective's
+terms under a ``GradientTape`` and applies the gradient of ``"loss"``.
+``mode`` picks how it runs: ``"xla"`` (``jit_compile=True``), ``"graph"``
+(``tf.function`` without XLA) or ``"eager"`` (plain Python, for debugging).
+
+Data arrives two ways. NumPy arrays stay resident on the device and each
+epoch's shuffle is a permutation of indices gathered inside the compiled loop,
+so the host does no per-batch work. A ``tf.data.Dataset`` (and any data under a
+distribution strategy other than the default) is iterated inside the compiled
+loop with ``next(iterator)``. The outer loop (epochs, validation, progress,
+callbacks for checkpoints and summaries) is plain Python around both.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aeloops.models.base import Autoencoder
+from aeloops.objective import LAYER_LOSSES, TOTAL, Objective
+from aeloops.optimizers import make_optimizer
+
+__all__ = ["MODES", "Callback", "Trainer"]
+
+MODES = ("xla", "graph", "eager")
+INPUT = "input"
+
+Batch = Mapping[str, tf.Tensor]
+Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
+
+
+class Callback:
+    """Hooks the outer loop calls; subclass and override what you need.
+
+    ``logs`` hold Python floats: the running means of every term.
+    """
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Called once before the first step."""
+
+    def on_loop_end(self, trainer: Trainer, logs: Mapping[str, float]) -> None:
+        """Called after each compiled call of ``steps_per_loop`` steps."""
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Mapping[str, float]) -> None:
+        """Called after each epoch (and its validation), ``epoch`` counting from 0."""
+
+    def on_train_end(self, trainer: Trainer, history: Mapping[str, list[float]]) -> None:
+        """Called once after the last epoch."""
+
+
+class Trainer:
+    """Trains an ``Autoencoder`` on an ``Objective`` with a compiled custom loop.
+
+    Args:
+      model: the autoencoder, created under ``strategy.scope()``.
+      objective: the loss terms; defaults to ``model.default_objective()``.
+      optimizer: a Keras optimizer or its name (``"adadelta"`` by name uses a
+        learning rate of 1.0, see ``aeloops.optimizers``).
+      learning_rate: overrides the named optimizer's learning rate.
+      mode: ``"xla"``, ``"graph"`` or ``"eager"``.
+      steps_per_loop: training steps per compiled call.
+      strategy: a ``tf.distribute.Strategy``; the default strategy when None.
+      seed: seeds the per-epoch shuffles, so a resumed run sees the same order.
+
+    >>> model = DenseAutoencoder(input_shape=(784,))        # doctest: +SKIP
+    >>> trainer = Trainer(model, optimizer="adam", mode="xla")  # doctest: +SKIP
+    >>> history = trainer.fit(x_train, epochs=2, batch_size=256,
+    ...                       validation_data=x_test)        # doctest: +SKIP
+    >>> sorted(history)                                     # doctest: +SKIP
+    ['bce', 'loss', 'val_bce', 'val_loss']
+    """
+
+    def __init__(
+        self,
+        model: Autoencoder,
+        objective: Objective | None = None,
+        optimizer: str | keras.optimizers.Optimizer = "adam",
+        *,
+        learning_rate: float | None = None,
+        mode: str = "graph",
+        steps_per_loop: int = 1,
+        strategy: tf.distribute.Strategy | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        if isinstance(steps_per_loop, bool) or not isinstance(steps_per_loop, int) or steps_per_loop < 1:
+            raise ValueError(f"steps_per_loop must be a positive int, got {steps_per_loop!r}.")
+        if objective is None:
+            objective = model.default_objective()
+        if not isinstance(objective, Objective):
+            raise TypeError(f"objective must be an aeloops Objective, got {type(objective).__name__}.")
+        self.model = model
+        self.objective = objective
+        self.mode = mode
+        self.steps_per_loop = steps_per_loop
+        self.seed = int(seed)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.optimizer = make_optimizer(optimizer, learning_rate)
+            self.optimizer.build(model.trainable_variables)
+            # The project's own step: a loss-scaling optimizer skips steps
+            # without counting them in optimizer.iterations.
+            self.step = tf.Variable(
+                0,
+                dtype=tf.int64,
+                trainable=False,
+                name="step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+        self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
+        self._functions: dict[str, Callable[..., Any]] = {}
+
+    # ------------------------------------------------------------------
+    # Per-replica steps: what one replica does with one batch.
+
+    def _replica_train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            outputs = self.model(batch[INPUT], training=True)
+            terms = self.objective(outputs, batch, self.step, layer_losses=self.model.losses)
+            loss = terms[TOTAL]
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = self.optimizer.scale_loss(loss)
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.step.assign_add(1)
+        return terms
+
+    def _replica_eval_step(self, batch: Batch, weights: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        outputs = self.model(batch[INPUT], training=False)
+        return self.objective(
+            outputs, batch, self.step, sample_weight=weights, layer_losses=self.model.losses
+        )
+
+    def _distributed(
+        self, replica_fn: Callable[..., dict[str, tf.Tensor]], *args: Any
+    ) -> dict[str, tf.Tensor]:
+        """Runs ``replica_fn`` on every replica and sums the results.
+
+        Term values are per-replica sums divided by the global batch size, so
+        their sum over replicas is the global mean.
+        """
+        per_replica = self.strategy.run(replica_fn, args=args)
+        return {
+            name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for name, value in per_replica.items()
+        }
+
+    # ------------------------------------------------------------------
+    # Inner loops: several steps per call, returning sums of term values.
+
+    def _train_loop_resident(
+        self, data: Batch, batch_indices: tf.Tensor, first: tf.Tensor, count: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        self.trace_counts["train"] += 1
+
+        def step_at(position: tf.Tensor) -> dict[str, tf.Tensor]:
+            # tf.gather, not slicing: XLA would treat a sliced position as a
+            # compile-time constant and recompile for every value.
+            indices = tf.gather(batch_indices, position)
+            batch = {name: tf.gather(tensor, indices) for name, tensor in data.items()}
+            return self._distributed(self._step_function("train_step"), batch)
+
+        # The first step runs before the loop so the sums' structure is known.
+        sums = step_at(first)
+        for offset in tf.range(1, count):
+            sums = _add(sums, step_at(first + tf.cast(offset, first.dtype)))
+        return sums
+
+    def _train_loop_iterator(self, iterator: Any, count: tf.Tensor) -> dict[str, tf.Tensor]:
+        self.trace_counts["train"] += 1
+        step = self._step_function("train_step")
+        sums = self._distributed(step, next(iterator))
+        for _ in tf.range(1, count):
+            sums = _add(sums, self._distributed(step, next(iterator)))
+        return sums
+
+    def _eval_loop_resident(
+        self, data: Batch, batch_indices: tf.Tensor, weights: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        self.trace_counts["eval"] += 1
+
+        def step_at(position: tf.Tensor) -> dict[str, tf.Tensor]:
+            indices = tf.gather(batch_indices, position)
+            batch = {name: tf.gather(tensor, indices) for name, tensor in data.items()}
+            return self._distributed(self._step_function("eval_step"), batch, tf.gather(weights, position))
+
+        sums = step_at(tf.constant(0))
+        for position in tf.range(1, tf.shape(batch_indices)[0]):
+            sums = _add(sums, step_at(position))
+        return sums
+
+    def _eval_step_iterator(self, batch: Batch) -> dict[str, tf.Tensor]:
+        self.trace_counts["eval"] += 1
+        return self._distributed(self._step_function("eval_step"), batch)
+
+    def _predict_step(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        self.trace_counts["predict"] += 1
+        return self.model(inputs, training=False)
+
+    def _step_function(self, name: str) -> Callable[..., dict[str, tf.Tensor]]:
+        """Returns the per-replica step, XLA-compiled on its own where needed.
+
+        Under a distribution strategy XLA must compile the per-replica
+        function, not the whole loop (TF cannot lift variable creation out of
+        a jit-compiled ``strategy.run``).
+        """
+        replica_fn = self._replica_train_step if name == "train_step" else self._replica_eval_step
+        if self.mode != "xla" or self._whole_loop_is_compiled():
+            return replica_fn
+        return self._compiled(name, replica_fn, jit_compile=True)
+
+    def _whole_loop_is_compiled(self) -> bool:
+        return self.mode == "xla" and not _is_distributed(self.strategy)
+
+    def _compiled(
+        self, name: str, function: Callable[..., Any], jit_compile: bool = False
+    ) -> Callable[..., Any]:
+        """Wraps ``function`` once per name and caches it, like Keras's trainer."""
+        if self.mode == "eager":
+            return function
+        if name not in self._functions:
+            self._functions[name] = tf.function(function, jit_compile=jit_compile, reduce_retracing=True)
+        return self._functions[name]
+
+    def _loop_function(
+        self, name: str, function: Callable[..., Any], xla_allowed: bool = True
+    ) -> Callable[..., Any]:
+        return self._compiled(name, function, jit_compile=xla_allowed and self._whole_loop_is_compiled())
+
+    # ------------------------------------------------------------------
+    # The outer loop.
+
+    def fit(
+        self,
+        data: Data,
+        epochs: int = 1,
+        batch_size: int = 32,
+        *,
+        shuffle: bool = True,
+        validation_data: Data | None = None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        callbacks: Sequence[Callback] = (),
+        verbose: int = 1,
+    ) -> dict[str, list[float]]:
+        """Trains for ``epochs`` epochs and returns a Keras-shaped history.
+
+        Args:
+          data: images as a NumPy array (the ``"input"`` entry), a dict of
+            arrays with an ``"input"`` entry, or a ``tf.data.Dataset`` of such
+            batches (already batched; ``batch_size`` and ``shuffle`` are then
+            the dataset's own business).
+          epochs: the epoch to stop after, counting ``initial_epoch``.
+          batch_size: the global batch size; the last partial batch of an
+            epoch is dropped so every step has the same shape.
+          shuffle: reshuffle arrays every epoch, seeded by ``(seed, epoch)``.
+          validation_data: like ``data``; evaluated after every epoch.
+          initial_epoch: the epoch to start at, when resuming.
+          steps_per_epoch: for a ``Dataset``; by default one pass of it.
+          callbacks: ``Callback`` objects for checkpoints, summaries, ...
+          verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+
+        Returns:
+          ``{"loss": [...], "<term>": [...], "val_loss": [...], ...}``, one
+          float per epoch run.
+        """
+        _check_positive_int("epochs", epochs)
+        _check_positive_int("batch_size", batch_size)
+        if not 0 <= initial_epoch <= epochs:
+            raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], got {initial_epoch}.")
+        source = self._training_source(data, batch_size, steps_per_epoch)
+        history: dict[str, list[float]] = {}
+        for callback in callbacks:
+            callback.on_train_begin(self)
+        for epoch in range(initial_epoch, epochs):
+            progress = self._progress(verbose, epoch, epochs, source.steps_per_epoch)
+            start = time.perf_counter()
+            logs = self._run_epoch(source, epoch, shuffle, progress, callbacks)
+            logs["epoch_seconds"] = time.perf_counter() - start
+            logs["samples_per_second"] = source.steps_per_epoch * batch_size / logs["epoch_seconds"]
+            if validation_data is not None:
+                validation = self.evaluate(validation_data, batch_size=batch_size)
+                logs.update({f"val_{name}": value for name, value in validation.items()})
+            for name, value in logs.items():
+                history.setdefault(name, []).append(value)
+            if progress is not None:
+                shown = [(name, value) for name, value in logs.items() if name != "epoch_seconds"]
+                progress.update(source.steps_per_epoch, shown)
+            for callback in callbacks:
+                callback.on_epoch_end(self, epoch, logs)
+        for callback in callbacks:
+            callback.on_train_end(self, history)
+        return history
+
+    def _run_epoch(
+        self,
+        source: _TrainingSource,
+        epoch: int,
+        shuffle: bool,
+        progress: keras.utils.Progbar | None,
+        callbacks: Sequence[Callback],
+    ) -> dict[str, float]:
+        steps = source.steps_per_epoch
+        done = int(self.step.numpy()) - epoch * steps
+        # A resumed run restarts mid-epoch; anything else starts at step 0.
+        done = done if 0 <= done < steps else 0
+        run_loop = source.start_epoch(self, epoch, shuffle, done)
+        sums: dict[str, float] = {}
+        counted = 0
+        while done < steps:
+            count = min(self.steps_per_loop, steps - done)
+            results = {name: float(value) for name, value in run_loop(done, count).items()}
+            sums = {name: sums.get(name, 0.0) + value for name, value in results.items()}
+            done += count
+            counted += count
+            if progress is not None and done < steps:  # fit() shows the epoch's last values.
+                progress.update(done, [(name, value / counted) for name, value in sums.items()])
+            for callback in callbacks:
+                callback.on_loop_end(self, {name: value / count for name, value in results.items()})
+        return {name: value / max(counted, 1) for name, value in sums.items()}
+
+    def _progress(self, verbose: int, epoch: int, epochs: int, steps: int) -> keras.utils.Progbar | None:
+        if verbose == 0:
+            return None
+        if verbose == 1:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        names = (*self.objective.names, LAYER_LOSSES, TOTAL)
+        # The loop passes running means itself, so Progbar must not average them.
+        shown_as_is = ["samples_per_second", *names, *(f"val_{name}" for name in names)]
+        return keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=shown_as_is, unit_name="step")
+
+    def _training_source(self, data: Data, batch_size: int, steps_per_epoch: int | None) -> _TrainingSource:
+        if isinstance(data, tf.data.Dataset):
+            return _DatasetSource(self, data, steps_per_epoch)
+        arrays = _as_arrays(data, "data")
+        if len(arrays[INPUT]) < batch_size:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {len(arrays[INPUT])} training "
+                "examples; lower --batch-size."
+            )
+        if _is_distributed(self.strategy):
+            dataset = tf.data.Dataset.from_tensor_slices(arrays)
+            return _DatasetSource(self, dataset, None, batch_size=batch_size, seed=self.seed)
+        return _ResidentSource(arrays, batch_size, self.seed)
+
+    def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
+        """Returns every term's mean over ``data`` (all examples, none dropped)."""
+        _check_positive_int("batch_size", batch_size)
+        if isinstance(data, tf.data.Dataset) or _is_distributed(self.strategy):
+            dataset = (
+                data
+                if isinstance(data, tf.data.Dataset)
+                else (
+                    tf.data.Dataset.from_tensor_slices(_as_arrays(data, "validation_data")).batch(batch_size)
+                )
+            )
+            return self._evaluate_dataset(dataset)
+        arrays = _as_arrays(data, "validation_data")
+        count = len(arrays[INPUT])
+        batches = math.ceil(count / batch_size)
+        # Pad the index table to whole batches; padding has weight 0, so every
+        # batch has one static shape and no example is dropped.
+        padded = np.arange(batches * batch_size)
+        weights = (padded < count).astype(np.float32).reshape(batches, batch_size)
+        indices = np.where(padded < count, padded, 0).astype(np.int32).reshape(batches, batch_size)
+        loop = self._loop_function("eval_loop", self._eval_loop_resident)
+        sums = loop(_to_tensors(arrays), tf.constant(indices), tf.constant(weights))
+        return {name: float(value) * batch_size / count for name, value in sums.items()}
+
+    def _evaluate_dataset(self, dataset: tf.data.Dataset) -> dict[str, float]:
+        step = self._loop_function("eval_dataset_step", self._eval_step_iterator, xla_allowed=False)
+        sums: dict[str, float] = {}
+        batches = 0
+        for batch in self.strategy.experimental_distribute_dataset(dataset.map(_as_batch_dict)):
+            results = step(batch)
+            sums = {name: sums.get(name, 0.0) + float(value) for name, value in results.items()}
+            batches += 1
+        if not batches:
+            raise ValueError("The evaluation data is empty.")
+        # Each batch's terms are means over that batch; a short last batch is
+        # weighted like a full one (exact for arrays, which take the padded path).
+        return {name: value / batches for name, value in sums.items()}
+
+    def predict(self, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Returns the model's outputs for ``data``, computed in compiled batches."""
+        _check_positive_int("batch_size", batch_size)
+        inputs = _as_arrays(data, "data")[INPUT]
+        step = self._loop_function("predict_step", self._predict_step)
+        pieces: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start : start + batch_size]
+            size = len(batch)
+            if size < batch_size:  # Pad to keep one static shape, then trim.
+                batch = np.concatenate([batch, np.zeros((batch_size - size, *batch.shape[1:]), batch.dtype)])
+            for name, value in step(tf.constant(batch)).items():
+                pieces.setdefault(name, []).append(value.numpy()[:size])
+        return {name: np.concatenate(parts) for name, parts in pieces.items()}
+
+
+class _TrainingSource:
+    """Where an epoch's batches come from: resident arrays or a dataset."""
+
+    steps_per_epoch: int
+
+    def start_epoch(
+        self, trainer: Trainer, epoch: int, shuffle: bool, done: int
+    ) -> Callable[[int, int], dict]:
+        """Returns ``run(first_step, count)`` for ``epoch``, skipping ``done`` steps."""
+        raise NotImplementedError
+
+
+class _ResidentSource(_TrainingSource):
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int) -> None:
+        self.tensors = _to_tensors(arrays)
+        self.count = len(arrays[INPUT])
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps_per_epoch = self.count // batch_size
+
+    def start_epoch(
+        self, trainer: Trainer, epoch: int, shuffle: bool, done: int
+    ) -> Callable[[int, int], dict]:
+        order = (
+            np.random.default_rng([self.seed, epoch]).permutation(self.count)
+            if shuffle
+            else np.arange(self.count)
+        )
+        used = self.steps_per_epoch * self.batch_size
+        batch_indices = tf.constant(
+            order[:used].reshape(self.steps_per_epoch, self.batch_size).astype(np.int32)
+        )
+        loop = trainer._loop_function("train_loop", trainer._train_loop_resident)
+
+        def run(first: int, count: int) -> dict:
+            return loop(self.tensors, batch_indices, tf.constant(first), tf.constant(count))
+
+        return run
+
+
+class _DatasetSource(_TrainingSource):
+    def __init__(
+        self,
+        trainer: Trainer,
+        dataset: tf.data.Dataset,
+        steps_per_epoch: int | None,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.dataset = dataset.map(_as_batch_dict) if batch_size is None else dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        if steps_per_epoch is None:
+            if batch_size is not None:
+                steps_per_epoch = int(dataset.cardinality()) // batch_size
+            else:
+                steps_per_epoch = int(self.dataset.cardinality())
+        if steps_per_epoch <= 0:
+            raise ValueError(
+                "Cannot tell how many steps make an epoch of this dataset "
+                f"(cardinality {steps_per_epoch}); pass steps_per_epoch."
+            )
+        self.steps_per_epoch = steps_per_epoch
+
+    def start_epoch(
+        self, trainer: Trainer, epoch: int, shuffle: bool, done: int
+    ) -> Callable[[int, int], dict]:
+        dataset = self.dataset
+        if self.batch_size is not None:  # Unbatched arrays under a strategy.
+            if shuffle:
+                dataset = dataset.shuffle(dataset.cardinality(), seed=self.seed * 100003 + epoch)
+            dataset = dataset.batch(self.batch_size, drop_remainder=True)
+        else:
+            dataset = dataset.repeat()  # The outer loop counts the steps.
+        dataset = dataset.skip(done).prefetch(tf.data.AUTOTUNE)
+        iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+        loop = trainer._loop_function("train_dataset_loop", trainer._train_loop_iterator, xla_allowed=False)
+
+        def run(first: int, count: int) -> dict:
+            return loop(iterator, tf.constant(count))
+
+        return run
+
+
+def _add(left: dict[str, tf.Tensor], right: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    return {name: left[name] + right[name] for name in left}
+
+
+def _is_distributed(strategy: tf.distribute.Strategy) -> bool:
+    return strategy.num_replicas_in_sync > 1 or isinstance(
+        strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
+    )
+
+
+def _as_batch_dict(batch: Any) -> dict[str, tf.Tensor]:
+    return dict(batch) if isinstance(batch, Mapping) else {INPUT: batch}
+
+
+def _as_arrays(data: Any, name: str) -> dict[str, np.ndarray]:
+    arrays = dict(data) if isinstance(data, Mapping) else {INPUT: data}
+    if INPUT not in arrays:
+        raise ValueError(f"{name} is a dict without an {INPUT!r} entry; it has {sorted(arrays)}.")
+    arrays = {key: np.asarray(value) for key, value in arrays.items()}
+    count = len(arrays[INPUT])
+    if count == 0:
+        raise ValueError(f"{name} is empty.")
+    for key, value in arrays.items():
+        if len(value) != count:
+            raise ValueError(f"{name}[{key!r}] has {len(value)} examples but {name}['input'] has {count}.")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ValueError(f"{name}[{key!r}] contains NaN or Inf; clean the data before training.")
+    return arrays
+
+
+def _to_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, tf.Tensor]:
+    return {
+        name: tf.constant(value.astype(np.float32) if value.dtype == np.float64 else value)
+        for name, value in arrays.items()
+    }
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")

@@ -1,0 +1,166 @@
+"""Base classes: ``Encoder``, ``Decoder`` and the ``Autoencoder`` joining them.
+
+An ``Autoencoder`` returns a dict of named tensors, so that loss terms pick
+outputs by name: ``"code"`` from the encoder, ``"reconstruction"`` from the
+decoder (after its output activation), ``"logits"`` where that activation is
+a sigmoid, and any other activation a model exposes (``"hidden_1"``, one
+entry per head, ...). The encoder and decoder are models of their own:
+``encode`` never runs the decoder and ``decode`` takes any code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aeloops.objective import LossTerm, Objective
+
+__all__ = ["Autoencoder", "Decoder", "Encoder", "as_outputs"]
+
+CODE = "code"
+RECONSTRUCTION = "reconstruction"
+LOGITS = "logits"
+
+
+def as_outputs(value: tf.Tensor | Mapping[str, tf.Tensor], key: str) -> dict[str, tf.Tensor]:
+    """Returns ``value`` as a dict of outputs, a lone tensor filed under ``key``."""
+    if isinstance(value, Mapping):
+        if key not in value:
+            raise ValueError(f"A model returned outputs {sorted(value)} without {key!r}.")
+        return dict(value)
+    return {key: value}
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class Encoder(keras.Model):
+    """Maps inputs to a code; ``call`` returns the code or a dict with ``"code"``.
+
+    Subclasses implement ``call(inputs, training=None)``. A dict lets an
+    encoder expose hidden activations for regularization.
+    """
+
+    def encode(self, inputs: Any, training: bool = False) -> tf.Tensor:
+        """Returns the code of ``inputs``."""
+        return as_outputs(self(inputs, training=training), CODE)[CODE]
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class Decoder(keras.Model):
+    """Maps a code to a reconstruction; ``call`` returns it or a dict with it.
+
+    Subclasses implement ``call(code, training=None)``; a decoder with a
+    sigmoid output also returns the pre-activation ``"logits"`` so that the
+    cross-entropy is computed from logits, fused and stable.
+    """
+
+    def decode(self, code: Any, training: bool = False) -> tf.Tensor:
+        """Returns the reconstruction decoded from ``code``."""
+        return as_outputs(self(code, training=training), RECONSTRUCTION)[RECONSTRUCTION]
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class Autoencoder(keras.Model):
+    """An encoder and a decoder, called in turn, returning named outputs.
+
+    Args:
+      encoder: an ``Encoder``.
+      decoder: a ``Decoder`` that accepts the encoder's code.
+      input_shape: one example's shape, without the batch axis. When given,
+        the model is built at once, so its parameters exist and count.
+
+    >>> model = DenseAutoencoder(input_shape=(784,))   # doctest: +SKIP
+    >>> outputs = model(images)                         # doctest: +SKIP
+    >>> sorted(outputs)                                 # doctest: +SKIP
+    ['code', 'hidden_1', 'hidden_2', 'logits', 'reconstruction']
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        input_shape: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(encoder, Encoder):
+            raise TypeError(f"encoder must be an aeloops Encoder, got {type(encoder).__name__}.")
+        if not isinstance(decoder, Decoder):
+            raise TypeError(f"decoder must be an aeloops Decoder, got {type(decoder).__name__}.")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.example_shape = _validate_shape(input_shape) if input_shape is not None else None
+        if self.example_shape is not None:
+            self.build_for_shape(self.example_shape)
+
+    def build_for_shape(self, example_shape: Sequence[int]) -> None:
+        """Creates every variable by calling the model on one zero example."""
+        self(np.zeros((1, *example_shape), np.float32), training=False)
+
+    def call(self, inputs: Any, training: bool | None = None) -> dict[str, tf.Tensor]:
+        """Returns the encoder's and the decoder's outputs in one dict."""
+        encoded = as_outputs(self.encoder(inputs, training=training), CODE)
+        decoded = as_outputs(self.decoder(encoded[CODE], training=training), RECONSTRUCTION)
+        clashes = sorted(set(encoded) & set(decoded))
+        if clashes:
+            raise ValueError(f"Encoder and decoder both return outputs named {clashes}.")
+        return {**encoded, **decoded}
+
+    def encode(self, inputs: Any, training: bool = False) -> tf.Tensor:
+        """Returns the code of ``inputs`` without running the decoder."""
+        return self.encoder.encode(inputs, training=training)
+
+    def decode(self, code: Any, training: bool = False) -> tf.Tensor:
+        """Returns the reconstruction of any ``code``, from the encoder or not."""
+        return self.decoder.decode(code, training=training)
+
+    def reconstruct(self, inputs: Any, training: bool = False) -> tf.Tensor:
+        """Returns ``decode(encode(inputs))``."""
+        return self(inputs, training=training)[RECONSTRUCTION]
+
+    def default_objective(self) -> Objective:
+        """Returns the plain reconstruction objective for this model.
+
+        Binary cross-entropy from ``"logits"`` where the decoder has a sigmoid
+        output, mean squared error on ``"reconstruction"`` otherwise.
+        """
+        outputs = self.output_names()
+        if LOGITS in outputs:
+            return Objective([LossTerm("bce", output=LOGITS, loss="bce_logits")])
+        return Objective([LossTerm("mse", output=RECONSTRUCTION, loss="mse")])
+
+    def output_names(self) -> tuple[str, ...]:
+        """Returns the names of the outputs that ``call`` produces."""
+        if self.example_shape is None:
+            raise ValueError("Build the model (pass input_shape) before asking for its outputs.")
+        outputs = self(np.zeros((1, *self.example_shape), np.float32), training=False)
+        return tuple(sorted(outputs))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            encoder=keras.saving.serialize_keras_object(self.encoder),
+            decoder=keras.saving.serialize_keras_object(self.decoder),
+            input_shape=list(self.example_shape) if self.example_shape else None,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Autoencoder:
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return cls(**config)
+
+
+def _validate_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(dim) for dim in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_shape must be a sequence of positive ints, got {shape!r}.") from None
+    if not dims or any(dim <= 0 for dim in dims):
+        raise ValueError(f"input_shape must be a sequence of positive ints, got {shape!r}.")
+    return dims

@@ -1,0 +1,171 @@
+"""Convolutional autoencoders: the seed's (and Keras blog's) pooling/up-sampling model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from aeloops.models.base import CODE, Autoencoder, Decoder, Encoder
+from aeloops.models.dense import _output_dict, _validate_output_activation, _validate_units
+
+__all__ = ["ConvAutoencoder", "ConvDecoder", "ConvEncoder"]
+
+_PADDINGS = ("same", "valid")
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class ConvEncoder(Encoder):
+    """3x3 convolutions, each followed by 2x2 max-pooling ('same' padding).
+
+    >>> ConvEncoder(filters=(16, 8, 8)).encode(tf.zeros([1, 28, 28, 1])).shape
+    TensorShape([1, 4, 4, 8])
+    """
+
+    def __init__(self, filters: Sequence[int] = (16, 8, 8), activation: str = "relu", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.filters = _validate_units("filters", filters, allow_empty=False)
+        self.activation = activation
+        self.convolutions = [
+            keras.layers.Conv2D(count, 3, padding="same", activation=activation, name=f"conv_{i + 1}")
+            for i, count in enumerate(self.filters)
+        ]
+        self.poolings = [
+            keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i + 1}")
+            for i in range(len(self.filters))
+        ]
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
+        outputs = {}
+        hidden = inputs
+        for index, (convolution, pooling) in enumerate(zip(self.convolutions, self.poolings)):
+            hidden = pooling(convolution(hidden))
+            outputs[f"hidden_{index + 1}"] = hidden
+        outputs[CODE] = outputs.pop(f"hidden_{len(self.filters)}")
+        return outputs
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "filters": list(self.filters), "activation": self.activation}
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class ConvDecoder(Decoder):
+    """3x3 convolutions each followed by 2x2 up-sampling, then a 3x3 output conv.
+
+    ``paddings`` sets each hidden convolution's padding; the seed's decoder
+    uses ``"valid"`` on the last one so that 4 -> 8 -> 16 -> 14 -> 28 ends at
+    exactly 28x28.
+
+    >>> ConvDecoder().decode(tf.zeros([1, 4, 4, 8])).shape
+    TensorShape([1, 28, 28, 1])
+    """
+
+    def __init__(
+        self,
+        filters: Sequence[int] = (8, 8, 16),
+        paddings: Sequence[str] = ("same", "same", "valid"),
+        output_channels: int = 1,
+        activation: str = "relu",
+        output_activation: str = "sigmoid",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _validate_units("filters", filters, allow_empty=False)
+        self.paddings = tuple(paddings)
+        if len(self.paddings) != len(self.filters) or any(p not in _PADDINGS for p in self.paddings):
+            raise ValueError(
+                f"paddings must give one of {_PADDINGS} per filter count "
+                f"({len(self.filters)}), got {paddings!r}."
+            )
+        self.output_channels = _validate_units("output_channels", [output_channels], False)[0]
+        self.activation = activation
+        self.output_activation = _validate_output_activation(output_activation)
+        self.convolutions = [
+            keras.layers.Conv2D(count, 3, padding=padding, activation=activation, name=f"conv_{i + 1}")
+            for i, (count, padding) in enumerate(zip(self.filters, self.paddings))
+        ]
+        self.upsamplings = [
+            keras.layers.UpSampling2D(2, name=f"upsample_{i + 1}") for i in range(len(self.filters))
+        ]
+        self.output_layer = keras.layers.Conv2D(
+            self.output_channels, 3, padding="same", dtype="float32", name="output"
+        )
+
+    def call(self, code: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
+        hidden = code
+        for convolution, upsampling in zip(self.convolutions, self.upsamplings):
+            hidden = upsampling(convolution(hidden))
+        return _output_dict(self.output_layer(hidden), self.output_activation)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "filters": list(self.filters),
+            "paddings": list(self.paddings),
+            "output_channels": self.output_channels,
+            "activation": self.activation,
+            "output_activation": self.output_activation,
+        }
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class ConvAutoencoder(Autoencoder):
+    """A ``ConvEncoder`` and a ``ConvDecoder``; the output must match the input shape.
+
+    >>> model = ConvAutoencoder(input_shape=(28, 28, 1))
+    >>> model.count_params()
+    4385
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (28, 28, 1),
+        encoder_filters: Sequence[int] = (16, 8, 8),
+        decoder_filters: Sequence[int] = (8, 8, 16),
+        decoder_paddings: Sequence[str] = ("same", "same", "valid"),
+        activation: str = "relu",
+        output_activation: str = "sigmoid",
+        **kwargs: Any,
+    ):
+        input_shape = tuple(int(dim) for dim in input_shape)
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"ConvAutoencoder needs input_shape (height, width, channels), got {input_shape}."
+            )
+        super().__init__(
+            encoder=ConvEncoder(encoder_filters, activation, name="encoder"),
+            decoder=ConvDecoder(
+                decoder_filters,
+                decoder_paddings,
+                input_shape[-1],
+                activation,
+                output_activation,
+                name="decoder",
+            ),
+            input_shape=input_shape,
+            **kwargs,
+        )
+        output_shape = tuple(self.reconstruct(tf.zeros((1, *input_shape))).shape[1:])
+        if output_shape != input_shape:
+            raise ValueError(
+                f"The decoder produces {output_shape} from inputs of shape {input_shape}; "
+                "change decoder_filters or decoder_paddings so the shapes match."
+            )
+
+    def get_config(self) -> dict[str, Any]:
+        config = keras.Model.get_config(self)
+        config.update(
+            input_shape=list(self.example_shape),
+            encoder_filters=list(self.encoder.filters),
+            decoder_filters=list(self.decoder.filters),
+            decoder_paddings=list(self.decoder.paddings),
+            activation=self.encoder.activation,
+            output_activation=self.decoder.output_activation,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ConvAutoencoder:
+        return cls(**config)

@@ -1,0 +1,173 @@
+"""Fully connected autoencoders: the seed's dense, deep, sparse and row-wise models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from aeloops.models.base import CODE, LOGITS, RECONSTRUCTION, Autoencoder, Decoder, Encoder
+
+__all__ = ["DenseAutoencoder", "DenseDecoder", "DenseEncoder"]
+
+_OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
+
+
+def _validate_units(name: str, units: Sequence[int], allow_empty: bool) -> tuple[int, ...]:
+    try:
+        units = tuple(int(unit) for unit in units)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of positive ints, got {units!r}.") from None
+    if (not units and not allow_empty) or any(unit <= 0 for unit in units):
+        raise ValueError(f"{name} must be a sequence of positive ints, got {units!r}.")
+    return units
+
+
+def _validate_output_activation(activation: str) -> str:
+    if activation not in _OUTPUT_ACTIVATIONS:
+        raise ValueError(f"output_activation must be one of {_OUTPUT_ACTIVATIONS}, got {activation!r}.")
+    return activation
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class DenseEncoder(Encoder):
+    """A stack of Dense layers; the last one's activation is the code.
+
+    Dense layers act on the last axis, so a ``(28, 28)`` input is encoded
+    row by row. Outputs ``"hidden_1"``, ... for the layers before the code.
+
+    >>> encoder = DenseEncoder(units=(64, 32, 8))
+    >>> encoder(tf.zeros([2, 784]))["code"].shape
+    TensorShape([2, 8])
+    """
+
+    def __init__(self, units: Sequence[int] = (64, 32, 8), activation: str = "relu", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.units = _validate_units("units", units, allow_empty=False)
+        self.activation = activation
+        self.hidden_layers = [
+            keras.layers.Dense(unit, activation=activation, name=f"dense_{index + 1}")
+            for index, unit in enumerate(self.units)
+        ]
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
+        outputs = {}
+        hidden = inputs
+        for index, layer in enumerate(self.hidden_layers):
+            hidden = layer(hidden)
+            outputs[f"hidden_{index + 1}"] = hidden
+        outputs[CODE] = outputs.pop(f"hidden_{len(self.hidden_layers)}")
+        return outputs
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": list(self.units), "activation": self.activation}
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class DenseDecoder(Decoder):
+    """Dense hidden layers, then a Dense output layer and its activation.
+
+    The output layer runs in float32 even under mixed precision.
+
+    >>> decoder = DenseDecoder(units=(32, 64), output_units=784)
+    >>> decoder.decode(tf.zeros([2, 8])).shape
+    TensorShape([2, 784])
+    """
+
+    def __init__(
+        self,
+        units: Sequence[int] = (32, 64),
+        output_units: int = 784,
+        activation: str = "relu",
+        output_activation: str = "sigmoid",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.units = _validate_units("units", units, allow_empty=True)
+        self.output_units = _validate_units("output_units", [output_units], allow_empty=False)[0]
+        self.activation = activation
+        self.output_activation = _validate_output_activation(output_activation)
+        self.hidden_layers = [
+            keras.layers.Dense(unit, activation=activation, name=f"dense_{index + 1}")
+            for index, unit in enumerate(self.units)
+        ]
+        self.output_layer = keras.layers.Dense(self.output_units, dtype="float32", name="output")
+
+    def call(self, code: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
+        hidden = code
+        for layer in self.hidden_layers:
+            hidden = layer(hidden)
+        return _output_dict(self.output_layer(hidden), self.output_activation)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "units": list(self.units),
+            "output_units": self.output_units,
+            "activation": self.activation,
+            "output_activation": self.output_activation,
+        }
+
+
+def _output_dict(pre_activation: tf.Tensor, output_activation: str) -> dict[str, tf.Tensor]:
+    """Returns the decoder outputs for a pre-activation and its activation."""
+    if output_activation == "sigmoid":
+        return {LOGITS: pre_activation, RECONSTRUCTION: tf.sigmoid(pre_activation)}
+    return {RECONSTRUCTION: pre_activation}
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class DenseAutoencoder(Autoencoder):
+    """A ``DenseEncoder`` and a mirrored ``DenseDecoder``.
+
+    Args:
+      input_shape: one example's shape; Dense layers act on its last axis.
+      encoder_units: units of each encoder layer, the last being the code.
+      decoder_units: units of the decoder's hidden layers; the output layer
+        has ``input_shape[-1]`` units.
+      activation: the hidden layers' activation.
+      output_activation: ``"sigmoid"`` (outputs ``"logits"`` too) or ``"linear"``.
+
+    >>> model = DenseAutoencoder(input_shape=(784,), encoder_units=(64, 32, 8),
+    ...                          decoder_units=(32, 64))
+    >>> model.count_params()
+    105944
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (784,),
+        encoder_units: Sequence[int] = (64, 32, 8),
+        decoder_units: Sequence[int] = (32, 64),
+        activation: str = "relu",
+        output_activation: str = "sigmoid",
+        **kwargs: Any,
+    ):
+        input_shape = tuple(input_shape)
+        if not input_shape:
+            raise ValueError("input_shape must have at least one axis, got ().")
+        super().__init__(
+            encoder=DenseEncoder(encoder_units, activation, name="encoder"),
+            decoder=DenseDecoder(
+                decoder_units, input_shape[-1], activation, output_activation, name="decoder"
+            ),
+            input_shape=input_shape,
+            **kwargs,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = keras.Model.get_config(self)
+        config.update(
+            input_shape=list(self.example_shape),
+            encoder_units=list(self.encoder.units),
+            decoder_units=list(self.decoder.units),
+            activation=self.encoder.activation,
+            output_activation=self.decoder.output_activation,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DenseAutoencoder:
+        return cls(**config)

@@ -1,0 +1,122 @@
+"""The model registry: names the CLI accepts, each with a builder and an objective.
+
+>>> spec = get("sparse")
+>>> model = spec.build()
+>>> spec.objective(model).names
+('bce', 'sparsity')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from aeloops.models.base import LOGITS, Autoencoder
+from aeloops.models.conv import ConvAutoencoder
+from aeloops.models.dense import DenseAutoencoder
+from aeloops.models.multihead import MultiHeadAutoencoder
+from aeloops.objective import LossTerm, Objective
+
+__all__ = ["ModelSpec", "get", "names", "register", "squared_error"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: how to build it and the objective it trains with."""
+
+    name: str
+    description: str
+    build: Callable[[], Autoencoder]
+    objective: Callable[[Autoencoder], Objective]
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(
+    name: str,
+    description: str,
+    build: Callable[[], Autoencoder],
+    objective: Callable[[Autoencoder], Objective] | None = None,
+) -> ModelSpec:
+    """Registers a model under ``name``; the objective defaults to the model's own."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"A model name must be a non-empty string, got {name!r}.")
+    if name in _REGISTRY:
+        raise ValueError(f"A model named {name!r} is already registered.")
+    spec = ModelSpec(name, description, build, objective or Autoencoder.default_objective)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def get(name: str) -> ModelSpec:
+    """Returns the spec registered under ``name``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown model {name!r}; choose one of {names()}.")
+    return _REGISTRY[name]
+
+
+def names() -> list[str]:
+    """Returns the registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def squared_error(target: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
+    """The seed's user-written loss: ``(x - pred) ** 2``, element-wise."""
+    return (target - prediction) ** 2
+
+
+def _sparse_objective(model: Autoencoder) -> Objective:
+    return Objective(
+        [
+            LossTerm("bce", output=LOGITS, loss="bce_logits"),
+            LossTerm("sparsity", output="code", loss="l1", target=None, weight=1e-4),
+        ]
+    )
+
+
+def _two_head_objective(model: Autoencoder) -> Objective:
+    # The seed applies Keras's binary cross-entropy to a linear head; here the
+    # head is read as logits, which keeps the gradient alive outside [0, 1].
+    return Objective(
+        [
+            LossTerm("head_1_bce", output="head_1", loss="bce_logits"),
+            LossTerm("head_2_squared_error", output="head_2", loss=squared_error),
+        ]
+    )
+
+
+register(
+    "rowwise",
+    "Dense 64-32-8-32-64-28 on each row of a 28x28 image, linear output, MSE (seed model 1)",
+    lambda: DenseAutoencoder((28, 28), (64, 32, 8), (32, 64), output_activation="linear"),
+)
+register(
+    "dense",
+    "Dense 784-64-32-8-32-64-784, sigmoid output, binary cross-entropy (seed model 2)",
+    lambda: DenseAutoencoder((784,), (64, 32, 8), (32, 64)),
+)
+register(
+    "sparse",
+    "Dense 784-32-784 with an explicit L1 penalty (1e-4) on the code (Keras blog)",
+    lambda: DenseAutoencoder((784,), (32,), ()),
+    _sparse_objective,
+)
+register(
+    "deep",
+    "Dense 784-128-64-32-64-128-784, binary cross-entropy (Keras blog)",
+    lambda: DenseAutoencoder((784,), (128, 64, 32), (64, 128)),
+)
+register(
+    "conv",
+    "Conv2D 16-8-8 with max-pooling to a 4x4x8 code, mirrored with up-sampling (Keras blog)",
+    lambda: ConvAutoencoder((28, 28, 1)),
+)
+register(
+    "twohead",
+    "Two Dense(2)->Dense(28) branches on 28x28 input, BCE on one head, (x - pred)**2 on the other",
+    lambda: MultiHeadAutoencoder((28, 28), heads=2, code_units=2),
+    _two_head_objective,
+)

@@ -1,0 +1,1 @@
+"""The MNIST sample bundled with aeloops; see README.md beside this file."""

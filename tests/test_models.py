@@ -1,0 +1,123 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeloops.models import (
+    Autoencoder,
+    ConvAutoencoder,
+    Decoder,
+    DenseAutoencoder,
+    DenseDecoder,
+    DenseEncoder,
+    Encoder,
+    registry,
+)
+
+# (name, input shape, parameters, output names, code shape): the seed's table.
+SEED_MODELS = [
+    ("rowwise", (28, 28), 8420, {"code", "hidden_1", "hidden_2", "reconstruction"}, (28, 8)),
+    ("dense", (784,), 105944, {"code", "hidden_1", "hidden_2", "logits", "reconstruction"}, (8,)),
+    ("sparse", (784,), 50992, {"code", "logits", "reconstruction"}, (32,)),
+    ("deep", (784,), 222384, {"code", "hidden_1", "hidden_2", "logits", "reconstruction"}, (32,)),
+    ("conv", (28, 28, 1), 4385, {"code", "hidden_1", "hidden_2", "logits", "reconstruction"}, (4, 4, 8)),
+    ("twohead", (28, 28), 284, {"code", "code_1", "code_2", "head_1", "head_2", "reconstruction"}, (28, 4)),
+]
+IDS = [spec[0] for spec in SEED_MODELS]
+
+
+@pytest.mark.parametrize(("name", "shape", "parameters", "outputs", "code_shape"), SEED_MODELS, ids=IDS)
+def test_seed_model_architecture(name, shape, parameters, outputs, code_shape):
+    model = registry.get(name).build()
+    assert model.count_params() == parameters
+    images = np.random.default_rng(0).uniform(size=(3, *shape)).astype(np.float32)
+    result = model(images)
+    assert set(result) == outputs
+    assert result["reconstruction"].shape == (3, *shape)
+    assert result["code"].shape == (3, *code_shape)
+    np.testing.assert_allclose(model.reconstruct(images), result["reconstruction"], rtol=1e-6)
+    if "logits" in result:
+        np.testing.assert_allclose(result["reconstruction"], tf.sigmoid(result["logits"]), rtol=1e-6)
+        assert float(tf.reduce_min(result["reconstruction"])) >= 0.0
+        assert float(tf.reduce_max(result["reconstruction"])) <= 1.0
+
+
+@pytest.mark.parametrize(("name", "shape", "parameters", "outputs", "code_shape"), SEED_MODELS, ids=IDS)
+def test_encoder_and_decoder_work_alone(name, shape, parameters, outputs, code_shape):
+    model = registry.get(name).build()
+    images = np.random.default_rng(1).uniform(size=(2, *shape)).astype(np.float32)
+    code = model.encode(images)
+    assert code.shape == (2, *code_shape)
+    np.testing.assert_allclose(model.decode(code), model.reconstruct(images), rtol=1e-5, atol=1e-6)
+    # A code that never came from the encoder decodes too.
+    invented = np.random.default_rng(2).normal(size=(5, *code_shape)).astype(np.float32)
+    assert model.decoder.decode(invented).shape == (5, *shape)
+    assert model.encoder.encode(images).shape == code.shape
+
+
+@pytest.mark.parametrize(("name", "shape", "parameters", "outputs", "code_shape"), SEED_MODELS, ids=IDS)
+def test_save_and_load_round_trip(tmp_path, name, shape, parameters, outputs, code_shape):
+    model = registry.get(name).build()
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is type(model)
+    assert loaded.count_params() == parameters
+    images = np.random.default_rng(3).uniform(size=(4, *shape)).astype(np.float32)
+    expected, actual = model(images), loaded(images)
+    assert set(actual) == set(expected)
+    for key in expected:
+        np.testing.assert_array_equal(actual[key], expected[key])
+
+
+def test_registry_objectives_match_the_seed():
+    sparse = registry.get("sparse")
+    terms = {term.name: term for term in sparse.objective(sparse.build()).terms}
+    assert terms["sparsity"].weight == pytest.approx(1e-4) and terms["sparsity"].output == "code"
+    assert registry.get("rowwise").objective(registry.get("rowwise").build()).names == ("mse",)
+    two = registry.get("twohead")
+    assert two.objective(two.build()).names == ("head_1_bce", "head_2_squared_error")
+    with pytest.raises(ValueError, match="Unknown model 'nope'"):
+        registry.get("nope")
+
+
+@keras.saving.register_keras_serializable(package="aeloops_tests")
+class TinyEncoder(Encoder):
+    def __init__(self, units=3, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.layer = keras.layers.Dense(units, activation="tanh")
+
+    def call(self, inputs, training=None):
+        return self.layer(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_user_encoder_with_library_decoder_round_trips(tmp_path):
+    model = Autoencoder(TinyEncoder(3), DenseDecoder((5,), 6), input_shape=(6,))
+    assert model.count_params() == (6 * 3 + 3) + (3 * 5 + 5) + (5 * 6 + 6)
+    assert model.default_objective().names == ("bce",)
+    model.save(tmp_path / "custom.keras")
+    loaded = keras.saving.load_model(tmp_path / "custom.keras")
+    images = np.random.default_rng(4).uniform(size=(2, 6)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.reconstruct(images), model.reconstruct(images))
+
+
+def test_constructor_arguments_are_validated():
+    with pytest.raises(ValueError, match="units must be a sequence of positive ints"):
+        DenseEncoder(units=(64, 0))
+    with pytest.raises(ValueError, match="output_activation"):
+        DenseAutoencoder(output_activation="softmax")
+    with pytest.raises(ValueError, match="input_shape"):
+        DenseAutoencoder(input_shape=())
+    with pytest.raises(ValueError, match="does not reshape|produces"):
+        ConvAutoencoder(input_shape=(32, 32, 1))
+    with pytest.raises(ValueError, match="height, width, channels"):
+        ConvAutoencoder(input_shape=(784,))
+    with pytest.raises(TypeError, match="aeloops Encoder"):
+        Autoencoder(keras.layers.Dense(3), DenseDecoder())
+    with pytest.raises(TypeError, match="aeloops Decoder"):
+        Autoencoder(DenseEncoder(), keras.layers.Dense(3))
+    assert issubclass(DenseDecoder, Decoder)
