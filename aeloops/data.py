@@ -133,9 +133,7 @@ def _checked_splits(splits: Splits, source: object) -> Splits:
     return splits
 
 
-def load_mnist(
-    data_dir: str | os.PathLike | None = None, variant: str = "mnist", download: bool = True
-) -> Splits:
+def load_mnist(data_dir: str | os.PathLike | None = None, variant: str = "mnist", download: bool = True) -> Splits:
     """Loads MNIST or Fashion-MNIST as uint8 images and labels.
 
     Looks in ``data_dir`` (IDX files, gzipped or not, or ``mnist.npz``), else in
@@ -250,7 +248,5 @@ def to_model_inputs(images: np.ndarray, example_shape: Sequence[int], name: str 
         raise ValueError(f"{name} contain NaN or Inf values; clean the data before training.")
     low, high = float(images.min()), float(images.max())
     if low < 0.0 or high > 1.0:
-        raise ValueError(
-            f"{name} range over [{low:g}, {high:g}]; scale them to [0, 1] (divide uint8 pixels by 255)."
-        )
+        raise ValueError(f"{name} range over [{low:g}, {high:g}]; scale them to [0, 1] (divide uint8 pixels by 255).")
     return images

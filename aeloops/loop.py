@@ -121,6 +121,8 @@ class Trainer:
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
         self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
+        # Set (by a callback or a signal handler) to stop after the current compiled call.
+        self.stop_training = False
         self._functions: dict[str, Callable[..., Any]] = {}
 
     # ------------------------------------------------------------------
@@ -141,13 +143,9 @@ class Trainer:
 
     def _replica_eval_step(self, batch: Batch, weights: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         outputs = self.model(batch[INPUT], training=False)
-        return self.objective(
-            outputs, batch, self.step, sample_weight=weights, layer_losses=self.model.losses
-        )
+        return self.objective(outputs, batch, self.step, sample_weight=weights, layer_losses=self.model.losses)
 
-    def _distributed(
-        self, replica_fn: Callable[..., dict[str, tf.Tensor]], *args: Any
-    ) -> dict[str, tf.Tensor]:
+    def _distributed(self, replica_fn: Callable[..., dict[str, tf.Tensor]], *args: Any) -> dict[str, tf.Tensor]:
         """Runs ``replica_fn`` on every replica and sums the results.
 
         Term values are per-replica sums divided by the global batch size, so
@@ -188,9 +186,7 @@ class Trainer:
             sums = _add(sums, self._distributed(step, next(iterator)))
         return sums
 
-    def _eval_loop_resident(
-        self, data: Batch, batch_indices: tf.Tensor, weights: tf.Tensor
-    ) -> dict[str, tf.Tensor]:
+    def _eval_loop_resident(self, data: Batch, batch_indices: tf.Tensor, weights: tf.Tensor) -> dict[str, tf.Tensor]:
         self.trace_counts["eval"] += 1
 
         def step_at(position: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -226,9 +222,7 @@ class Trainer:
     def _whole_loop_is_compiled(self) -> bool:
         return self.mode == "xla" and not _is_distributed(self.strategy)
 
-    def _compiled(
-        self, name: str, function: Callable[..., Any], jit_compile: bool = False
-    ) -> Callable[..., Any]:
+    def _compiled(self, name: str, function: Callable[..., Any], jit_compile: bool = False) -> Callable[..., Any]:
         """Wraps ``function`` once per name and caches it, like Keras's trainer."""
         if self.mode == "eager":
             return function
@@ -236,9 +230,7 @@ class Trainer:
             self._functions[name] = tf.function(function, jit_compile=jit_compile, reduce_retracing=True)
         return self._functions[name]
 
-    def _loop_function(
-        self, name: str, function: Callable[..., Any], xla_allowed: bool = True
-    ) -> Callable[..., Any]:
+    def _loop_function(self, name: str, function: Callable[..., Any], xla_allowed: bool = True) -> Callable[..., Any]:
         return self._compiled(name, function, jit_compile=xla_allowed and self._whole_loop_is_compiled())
 
     # ------------------------------------------------------------------
@@ -284,14 +276,17 @@ class Trainer:
             raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], got {initial_epoch}.")
         source = self._training_source(data, batch_size, steps_per_epoch)
         history: dict[str, list[float]] = {}
+        self.stop_training = False
         for callback in callbacks:
             callback.on_train_begin(self)
         for epoch in range(initial_epoch, epochs):
             progress = self._progress(verbose, epoch, epochs, source.steps_per_epoch)
             start = time.perf_counter()
-            logs = self._run_epoch(source, epoch, shuffle, progress, callbacks)
+            logs, steps_run = self._run_epoch(source, epoch, shuffle, progress, callbacks)
+            if logs is None:  # Stopped mid-epoch: a partial epoch leaves no history row.
+                break
             logs["epoch_seconds"] = time.perf_counter() - start
-            logs["samples_per_second"] = source.steps_per_epoch * batch_size / logs["epoch_seconds"]
+            logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
             if validation_data is not None:
                 validation = self.evaluate(validation_data, batch_size=batch_size)
                 logs.update({f"val_{name}": value for name, value in validation.items()})
@@ -302,6 +297,8 @@ class Trainer:
                 progress.update(source.steps_per_epoch, shown)
             for callback in callbacks:
                 callback.on_epoch_end(self, epoch, logs)
+            if self.stop_training:
+                break
         for callback in callbacks:
             callback.on_train_end(self, history)
         return history
@@ -313,7 +310,8 @@ class Trainer:
         shuffle: bool,
         progress: keras.utils.Progbar | None,
         callbacks: Sequence[Callback],
-    ) -> dict[str, float]:
+    ) -> tuple[dict[str, float] | None, int]:
+        """Runs the rest of ``epoch``; returns its mean terms (None if stopped early) and steps run."""
         steps = source.steps_per_epoch
         done = int(self.step.numpy()) - epoch * steps
         # A resumed run restarts mid-epoch; anything else starts at step 0.
@@ -331,7 +329,9 @@ class Trainer:
                 progress.update(done, [(name, value / counted) for name, value in sums.items()])
             for callback in callbacks:
                 callback.on_loop_end(self, {name: value / count for name, value in results.items()})
-        return {name: value / max(counted, 1) for name, value in sums.items()}
+            if self.stop_training and done < steps:
+                return None, counted
+        return {name: value / max(counted, 1) for name, value in sums.items()}, counted
 
     def _progress(self, verbose: int, epoch: int, epochs: int, steps: int) -> keras.utils.Progbar | None:
         if verbose == 0:
@@ -364,9 +364,7 @@ class Trainer:
             dataset = (
                 data
                 if isinstance(data, tf.data.Dataset)
-                else (
-                    tf.data.Dataset.from_tensor_slices(_as_arrays(data, "validation_data")).batch(batch_size)
-                )
+                else (tf.data.Dataset.from_tensor_slices(_as_arrays(data, "validation_data")).batch(batch_size))
             )
             return self._evaluate_dataset(dataset)
         arrays = _as_arrays(data, "validation_data")
@@ -416,9 +414,7 @@ class _TrainingSource:
 
     steps_per_epoch: int
 
-    def start_epoch(
-        self, trainer: Trainer, epoch: int, shuffle: bool, done: int
-    ) -> Callable[[int, int], dict]:
+    def start_epoch(self, trainer: Trainer, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
         """Returns ``run(first_step, count)`` for ``epoch``, skipping ``done`` steps."""
         raise NotImplementedError
 
@@ -431,18 +427,10 @@ class _ResidentSource(_TrainingSource):
         self.seed = seed
         self.steps_per_epoch = self.count // batch_size
 
-    def start_epoch(
-        self, trainer: Trainer, epoch: int, shuffle: bool, done: int
-    ) -> Callable[[int, int], dict]:
-        order = (
-            np.random.default_rng([self.seed, epoch]).permutation(self.count)
-            if shuffle
-            else np.arange(self.count)
-        )
+    def start_epoch(self, trainer: Trainer, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.count) if shuffle else np.arange(self.count)
         used = self.steps_per_epoch * self.batch_size
-        batch_indices = tf.constant(
-            order[:used].reshape(self.steps_per_epoch, self.batch_size).astype(np.int32)
-        )
+        batch_indices = tf.constant(order[:used].reshape(self.steps_per_epoch, self.batch_size).astype(np.int32))
         loop = trainer._loop_function("train_loop", trainer._train_loop_resident)
 
         def run(first: int, count: int) -> dict:
@@ -475,9 +463,7 @@ class _DatasetSource(_TrainingSource):
             )
         self.steps_per_epoch = steps_per_epoch
 
-    def start_epoch(
-        self, trainer: Trainer, epoch: int, shuffle: bool, done: int
-    ) -> Callable[[int, int], dict]:
+    def start_epoch(self, trainer: Trainer, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
         dataset = self.dataset
         if self.batch_size is not None:  # Unbatched arrays under a strategy.
             if shuffle:

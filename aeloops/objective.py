@@ -63,8 +63,7 @@ class LossTerm:
             raise ValueError(f"LossTerm name must be a non-empty string, got {self.name!r}.")
         if self.name in (TOTAL, LAYER_LOSSES):
             raise ValueError(
-                f"LossTerm name {self.name!r} is reserved for the objective's own "
-                "entries; choose another name."
+                f"LossTerm name {self.name!r} is reserved for the objective's own entries; choose another name."
             )
         if not isinstance(self.output, str) or not self.output:
             raise ValueError(f"LossTerm {self.name!r}: output must name a model output, got {self.output!r}.")
@@ -84,13 +83,10 @@ class LossTerm:
         if not callable(self.weight):
             if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)):
                 raise TypeError(
-                    f"LossTerm {self.name!r}: weight must be a number or a function "
-                    f"of the step, got {self.weight!r}."
+                    f"LossTerm {self.name!r}: weight must be a number or a function of the step, got {self.weight!r}."
                 )
             if not math.isfinite(self.weight) or self.weight < 0:
-                raise ValueError(
-                    f"LossTerm {self.name!r}: weight must be finite and >= 0, got {self.weight}."
-                )
+                raise ValueError(f"LossTerm {self.name!r}: weight must be finite and >= 0, got {self.weight}.")
 
     @property
     def function(self) -> Callable[..., tf.Tensor]:

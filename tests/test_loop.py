@@ -109,9 +109,7 @@ def test_dataset_input_matches_resident_arrays(small_images):
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(128, drop_remainder=True)
     streamed, streamed_history = run_dense("graph", dataset, steps_per_loop=3)
     np.testing.assert_allclose(streamed_history["loss"], resident_history["loss"], rtol=1e-5)
-    np.testing.assert_allclose(
-        streamed.model.weights[0].numpy(), resident.model.weights[0].numpy(), atol=1e-6
-    )
+    np.testing.assert_allclose(streamed.model.weights[0].numpy(), resident.model.weights[0].numpy(), atol=1e-6)
 
 
 def test_evaluate_covers_every_example_and_matches_numpy(small_test_images):

@@ -24,9 +24,7 @@ def test_binary_crossentropy_matches_numpy_and_keras():
     expected = expected.reshape(4, -1).mean(axis=1)
     np.testing.assert_allclose(losses.binary_crossentropy(TARGET, PREDICTION), expected, rtol=1e-5)
     keras_value = tf.keras.losses.BinaryCrossentropy()(TARGET, PREDICTION)
-    np.testing.assert_allclose(
-        np.mean(losses.binary_crossentropy(TARGET, PREDICTION)), keras_value, rtol=1e-5
-    )
+    np.testing.assert_allclose(np.mean(losses.binary_crossentropy(TARGET, PREDICTION)), keras_value, rtol=1e-5)
 
 
 def test_crossentropy_from_logits_equals_crossentropy_of_sigmoid():

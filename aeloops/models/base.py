@@ -19,11 +19,13 @@ import tensorflow as tf
 
 from aeloops.objective import LossTerm, Objective
 
-__all__ = ["Autoencoder", "Decoder", "Encoder", "as_outputs"]
+__all__ = ["RECONSTRUCTION_LOSSES", "Autoencoder", "Decoder", "Encoder", "as_outputs", "reconstruction_term"]
 
 CODE = "code"
 RECONSTRUCTION = "reconstruction"
 LOGITS = "logits"
+# The choices for a model's reconstruction term (the CLI's --loss).
+RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
 
 
 def as_outputs(value: tf.Tensor | Mapping[str, tf.Tensor], key: str) -> dict[str, tf.Tensor]:
@@ -127,10 +129,7 @@ class Autoencoder(keras.Model):
         Binary cross-entropy from ``"logits"`` where the decoder has a sigmoid
         output, mean squared error on ``"reconstruction"`` otherwise.
         """
-        outputs = self.output_names()
-        if LOGITS in outputs:
-            return Objective([LossTerm("bce", output=LOGITS, loss="bce_logits")])
-        return Objective([LossTerm("mse", output=RECONSTRUCTION, loss="mse")])
+        return Objective([reconstruction_term(self)])
 
     def output_names(self) -> tuple[str, ...]:
         """Returns the names of the outputs that ``call`` produces."""
@@ -164,3 +163,24 @@ def _validate_shape(shape: Sequence[int]) -> tuple[int, ...]:
     if not dims or any(dim <= 0 for dim in dims):
         raise ValueError(f"input_shape must be a sequence of positive ints, got {shape!r}.")
     return dims
+
+
+def reconstruction_term(model: Autoencoder, loss: str | None = None) -> LossTerm:
+    """Returns the term comparing the model's reconstruction with its input.
+
+    ``"bce"`` (the default for a sigmoid output) reads ``"logits"``; ``"mse"``
+    (the default for a linear output) and ``"mae"`` read ``"reconstruction"``.
+    """
+    has_logits = LOGITS in model.output_names()
+    if loss is None:
+        loss = "bce" if has_logits else "mse"
+    if loss not in RECONSTRUCTION_LOSSES:
+        raise ValueError(f"Unknown loss {loss!r}; choose one of {', '.join(RECONSTRUCTION_LOSSES)}.")
+    if loss == "bce":
+        if not has_logits:
+            raise ValueError(
+                "Binary cross-entropy needs a sigmoid output, and this model's output is linear; "
+                "choose --loss mse or mae."
+            )
+        return LossTerm("bce", output=LOGITS, loss="bce_logits")
+    return LossTerm(loss, output=RECONSTRUCTION, loss=loss)

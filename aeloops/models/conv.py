@@ -33,8 +33,7 @@ class ConvEncoder(Encoder):
             for i, count in enumerate(self.filters)
         ]
         self.poolings = [
-            keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i + 1}")
-            for i in range(len(self.filters))
+            keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{i + 1}") for i in range(len(self.filters))
         ]
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
@@ -76,8 +75,7 @@ class ConvDecoder(Decoder):
         self.paddings = tuple(paddings)
         if len(self.paddings) != len(self.filters) or any(p not in _PADDINGS for p in self.paddings):
             raise ValueError(
-                f"paddings must give one of {_PADDINGS} per filter count "
-                f"({len(self.filters)}), got {paddings!r}."
+                f"paddings must give one of {_PADDINGS} per filter count ({len(self.filters)}), got {paddings!r}."
             )
         self.output_channels = _validate_units("output_channels", [output_channels], False)[0]
         self.activation = activation
@@ -86,12 +84,8 @@ class ConvDecoder(Decoder):
             keras.layers.Conv2D(count, 3, padding=padding, activation=activation, name=f"conv_{i + 1}")
             for i, (count, padding) in enumerate(zip(self.filters, self.paddings))
         ]
-        self.upsamplings = [
-            keras.layers.UpSampling2D(2, name=f"upsample_{i + 1}") for i in range(len(self.filters))
-        ]
-        self.output_layer = keras.layers.Conv2D(
-            self.output_channels, 3, padding="same", dtype="float32", name="output"
-        )
+        self.upsamplings = [keras.layers.UpSampling2D(2, name=f"upsample_{i + 1}") for i in range(len(self.filters))]
+        self.output_layer = keras.layers.Conv2D(self.output_channels, 3, padding="same", dtype="float32", name="output")
 
     def call(self, code: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         hidden = code
@@ -131,9 +125,7 @@ class ConvAutoencoder(Autoencoder):
     ):
         input_shape = tuple(int(dim) for dim in input_shape)
         if len(input_shape) != 3:
-            raise ValueError(
-                f"ConvAutoencoder needs input_shape (height, width, channels), got {input_shape}."
-            )
+            raise ValueError(f"ConvAutoencoder needs input_shape (height, width, channels), got {input_shape}.")
         super().__init__(
             encoder=ConvEncoder(encoder_filters, activation, name="encoder"),
             decoder=ConvDecoder(

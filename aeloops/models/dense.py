@@ -150,9 +150,7 @@ class DenseAutoencoder(Autoencoder):
             raise ValueError("input_shape must have at least one axis, got ().")
         super().__init__(
             encoder=DenseEncoder(encoder_units, activation, name="encoder"),
-            decoder=DenseDecoder(
-                decoder_units, input_shape[-1], activation, output_activation, name="decoder"
-            ),
+            decoder=DenseDecoder(decoder_units, input_shape[-1], activation, output_activation, name="decoder"),
             input_shape=input_shape,
             **kwargs,
         )

@@ -30,9 +30,7 @@ class MultiHeadEncoder(Encoder):
     def __init__(self, heads: int = 2, code_units: int = 2, **kwargs: Any):
         super().__init__(**kwargs)
         self.heads, self.code_units = _validate_units("heads and code_units", [heads, code_units], False)
-        self.branches = [
-            keras.layers.Dense(self.code_units, name=f"branch_{i + 1}") for i in range(self.heads)
-        ]
+        self.branches = [keras.layers.Dense(self.code_units, name=f"branch_{i + 1}") for i in range(self.heads)]
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         codes = {f"code_{i + 1}": branch(inputs) for i, branch in enumerate(self.branches)}
@@ -51,12 +49,9 @@ class MultiHeadDecoder(Decoder):
 
     def __init__(self, heads: int = 2, output_units: int = 28, **kwargs: Any):
         super().__init__(**kwargs)
-        self.heads, self.output_units = _validate_units(
-            "heads and output_units", [heads, output_units], False
-        )
+        self.heads, self.output_units = _validate_units("heads and output_units", [heads, output_units], False)
         self.head_layers = [
-            keras.layers.Dense(self.output_units, dtype="float32", name=f"head_{i + 1}")
-            for i in range(self.heads)
+            keras.layers.Dense(self.output_units, dtype="float32", name=f"head_{i + 1}") for i in range(self.heads)
         ]
 
     def call(self, code: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
@@ -77,9 +72,7 @@ class MultiHeadAutoencoder(Autoencoder):
     284
     """
 
-    def __init__(
-        self, input_shape: Sequence[int] = (28, 28), heads: int = 2, code_units: int = 2, **kwargs: Any
-    ):
+    def __init__(self, input_shape: Sequence[int] = (28, 28), heads: int = 2, code_units: int = 2, **kwargs: Any):
         input_shape = tuple(input_shape)
         if not input_shape:
             raise ValueError("input_shape must have at least one axis, got ().")

@@ -4,6 +4,8 @@
 >>> model = spec.build()
 >>> spec.objective(model).names
 ('bce', 'sparsity')
+>>> spec.objective(model, loss="mse").names
+('mse', 'sparsity')
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from aeloops.models.base import LOGITS, Autoencoder
+from aeloops.models.base import Autoencoder, reconstruction_term
 from aeloops.models.conv import ConvAutoencoder
 from aeloops.models.dense import DenseAutoencoder
 from aeloops.models.multihead import MultiHeadAutoencoder
 from aeloops.objective import LossTerm, Objective
 
 __all__ = ["ModelSpec", "get", "names", "register", "squared_error"]
+
+# An objective builder takes the model and the --loss choice (None: the default).
+ObjectiveBuilder = Callable[[Autoencoder, "str | None"], Objective]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +34,11 @@ class ModelSpec:
     name: str
     description: str
     build: Callable[[], Autoencoder]
-    objective: Callable[[Autoencoder], Objective]
+    objective: ObjectiveBuilder
+
+
+def _reconstruction_objective(model: Autoencoder, loss: str | None = None) -> Objective:
+    return Objective([reconstruction_term(model, loss)])
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -39,14 +48,14 @@ def register(
     name: str,
     description: str,
     build: Callable[[], Autoencoder],
-    objective: Callable[[Autoencoder], Objective] | None = None,
+    objective: ObjectiveBuilder | None = None,
 ) -> ModelSpec:
-    """Registers a model under ``name``; the objective defaults to the model's own."""
+    """Registers a model under ``name``; the objective defaults to its reconstruction term."""
     if not name or not isinstance(name, str):
         raise ValueError(f"A model name must be a non-empty string, got {name!r}.")
     if name in _REGISTRY:
         raise ValueError(f"A model named {name!r} is already registered.")
-    spec = ModelSpec(name, description, build, objective or Autoencoder.default_objective)
+    spec = ModelSpec(name, description, build, objective or _reconstruction_objective)
     _REGISTRY[name] = spec
     return spec
 
@@ -68,16 +77,18 @@ def squared_error(target: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
     return (target - prediction) ** 2
 
 
-def _sparse_objective(model: Autoencoder) -> Objective:
+def _sparse_objective(model: Autoencoder, loss: str | None = None) -> Objective:
     return Objective(
         [
-            LossTerm("bce", output=LOGITS, loss="bce_logits"),
+            reconstruction_term(model, loss),
             LossTerm("sparsity", output="code", loss="l1", target=None, weight=1e-4),
         ]
     )
 
 
-def _two_head_objective(model: Autoencoder) -> Objective:
+def _two_head_objective(model: Autoencoder, loss: str | None = None) -> Objective:
+    if loss is not None:
+        raise ValueError("Model twohead trains each head with its own fixed loss; drop --loss.")
     # The seed applies Keras's binary cross-entropy to a linear head; here the
     # head is read as logits, which keeps the gradient alive outside [0, 1].
     return Objective(

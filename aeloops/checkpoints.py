@@ -1,0 +1,86 @@
+"""Checkpoints: everything the next training step depends on, saved and restored.
+
+A checkpoint holds the model's variables, the optimizer's (slots included),
+the trainer's step and the state of every Keras ``SeedGenerator`` in the
+model (noise and dropout layers), which ``tf.train.Checkpoint(model=...)``
+alone would miss. The data order needs no saving: each epoch's shuffle is
+seeded by ``(seed, epoch)`` and the position inside it follows from the step.
+``tf.train.CheckpointManager`` writes atomically and prunes old checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+
+from aeloops.loop import Callback, Trainer
+
+__all__ = ["Checkpointer"]
+
+
+def _seed_generator_states(model: keras.Model) -> list[tf.Variable]:
+    return [variable for variable in model.variables if variable.name == "seed_generator_state"]
+
+
+class Checkpointer(Callback):
+    """Saves ``trainer`` every epoch (and on demand) and restores the latest save.
+
+    >>> checkpointer = Checkpointer(trainer, "runs/x/checkpoints")  # doctest: +SKIP
+    >>> checkpointer.restore()           # False when there is nothing yet  # doctest: +SKIP
+    >>> trainer.fit(images, callbacks=[checkpointer])                       # doctest: +SKIP
+    """
+
+    def __init__(self, trainer: Trainer, directory: str | os.PathLike, max_to_keep: int = 3) -> None:
+        if max_to_keep < 1:
+            raise ValueError(f"max_to_keep must be at least 1, got {max_to_keep}.")
+        self.trainer = trainer
+        self.directory = os.fspath(directory)
+        self.checkpoint = tf.train.Checkpoint(
+            model=trainer.model,
+            optimizer=trainer.optimizer,
+            step=trainer.step,
+            seed_generators=_seed_generator_states(trainer.model),
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self.directory, max_to_keep=max_to_keep, checkpoint_name="ckpt"
+        )
+
+    @property
+    def latest(self) -> str | None:
+        """The prefix of the newest complete checkpoint, or None."""
+        return self.manager.latest_checkpoint
+
+    def restore(self) -> bool:
+        """Restores the newest checkpoint; returns False when there is none.
+
+        Raises:
+          ValueError: when the checkpoint is unreadable or does not fit the model.
+        """
+        latest = self.latest
+        if latest is None:
+            return False
+        try:
+            status = self.checkpoint.restore(latest)
+            status.assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(
+                f"Cannot restore checkpoint {latest}: {first_line[:300]}. "
+                "It is corrupt or from a different model; remove it to fall back to an older one."
+            ) from None
+        return True
+
+    def save(self) -> str | None:
+        """Saves now, numbered by the step, unless this step is already saved."""
+        step = int(self.trainer.step.numpy())
+        if self.latest is not None and self.latest.endswith(f"ckpt-{step}"):
+            return None
+        return self.manager.save(checkpoint_number=step)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict) -> None:
+        self.save()
+
+    def on_train_end(self, trainer: Trainer, history: dict) -> None:
+        self.save()

@@ -1,0 +1,213 @@
+"""One training run from a ``TrainConfig``: the logic behind ``python -m aeloops.train``.
+
+>>> config = TrainConfig(model="dense", dataset="mnist-sample", epochs=1)  # doctest: +SKIP
+>>> history = run(config, RunDirectory("runs/demo"))                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aeloops import data as data_lib
+from aeloops.checkpoints import Checkpointer
+from aeloops.config import TrainConfig
+from aeloops.images import image_grid, write_png
+from aeloops.loop import Callback, Trainer
+from aeloops.models import registry
+from aeloops.models.base import Autoencoder
+from aeloops.objective import LossTerm, Objective
+from aeloops.rundir import RunDirectory, write_json
+from aeloops.summaries import SummaryWriter
+
+__all__ = ["Datasets", "RunResult", "build_objective", "load_datasets", "make_strategy", "run"]
+
+# How many test images reconstructions.png shows.
+GRID_EXAMPLES = 10
+
+
+class Datasets(NamedTuple):
+    """Training and (optional) validation images, float32 in [0, 1], shaped for the model."""
+
+    train: np.ndarray
+    validation: np.ndarray | None
+
+
+class RunResult(NamedTuple):
+    """What a run leaves: its history and whether a stop request cut it short."""
+
+    history: dict[str, list[float]]
+    stopped: bool
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """Returns the ``tf.distribute`` strategy called ``name``."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this task.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
+
+
+def build_objective(config: TrainConfig, model: Autoencoder) -> Objective:
+    """Returns the registered objective with ``--loss`` and ``objective.*`` settings applied."""
+    objective = registry.get(config.model).objective(model, config.loss)
+    unknown = sorted(set(config.objective) - set(objective.names))
+    if unknown:
+        raise ValueError(
+            f"Model {config.model} has no loss term {unknown[0]!r}; its terms are {', '.join(objective.names)}."
+        )
+    terms: list[LossTerm] = [
+        dataclasses.replace(term, **config.objective.get(term.name, {})) for term in objective.terms
+    ]
+    return Objective(terms)
+
+
+def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
+    """Loads ``config.dataset`` and shapes it for the model."""
+    if config.dataset.endswith((".npy", ".npz")):
+        train = data_lib.load_array_file(config.dataset)
+        validation = None
+        if config.dataset.endswith(".npz"):
+            with np.load(config.dataset) as archive:
+                validation = archive["x_test"] if "x_test" in archive.files else None
+        return Datasets(
+            data_lib.to_model_inputs(train, example_shape, name=config.dataset),
+            None if validation is None else data_lib.to_model_inputs(validation, example_shape, "x_test"),
+        )
+    if config.dataset == "mnist-sample":
+        splits = data_lib.load_sample()
+    else:
+        try:
+            splits = data_lib.load_mnist(config.data_dir, variant=config.dataset)
+        except data_lib.DatasetUnavailableError as error:
+            if config.dataset != "mnist" or config.data_dir is not None:
+                raise
+            log(f"MNIST is not available here ({error}); training on the bundled 5,000-image sample.")
+            splits = data_lib.load_sample()
+    return Datasets(
+        data_lib.to_model_inputs(splits.train_images, example_shape, "training images"),
+        data_lib.to_model_inputs(splits.test_images, example_shape, "test images") if config.validation else None,
+    )
+
+
+class _HistoryFile(Callback):
+    """Appends each finished epoch to history.json, so a kill loses at most one epoch."""
+
+    def __init__(self, run_dir: RunDirectory, history: dict[str, list[float]]) -> None:
+        self.run_dir = run_dir
+        self.history = history
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(value)
+        self.history.setdefault("epoch", []).append(epoch + 1)
+        write_json(self.run_dir.history, self.history)
+
+
+class _StopOnRequest(Callback):
+    """Stops training after the current compiled call once ``event`` is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def on_loop_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        if self.event.is_set():
+            trainer.stop_training = True
+
+
+def _reconstruction_rows(objective: Objective, outputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """One row per term that reconstructs the input, as images in [0, 1]."""
+    rows = []
+    for term in objective.terms:
+        if term.target == "input":
+            output = outputs[term.output]
+            # The sigmoid written with tanh does not overflow for large logits.
+            rows.append(0.5 * (1 + np.tanh(0.5 * output)) if term.loss == "bce_logits" else output)
+    return rows or [outputs["reconstruction"]]
+
+
+def run(
+    config: TrainConfig,
+    run_dir: RunDirectory,
+    *,
+    verbose: int = 2,
+    log: Callable[[str], None] = print,
+    stop_event: threading.Event | None = None,
+) -> RunResult:
+    """Trains as ``config`` says, writing everything into ``run_dir``.
+
+    With ``config.resume`` the newest checkpoint in ``run_dir`` is restored
+    and training continues at its step; ``history.json`` keeps growing.
+    """
+    keras.mixed_precision.set_global_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():
+        model = registry.get(config.model).build()
+    objective = build_objective(config, model)
+    datasets = load_datasets(config, model.example_shape, log)
+    if len(datasets.train) < config.batch_size:
+        raise ValueError(
+            f"--batch-size {config.batch_size} is larger than the {len(datasets.train)} training examples; lower it."
+        )
+    trainer = Trainer(
+        model,
+        objective,
+        config.optimizer,
+        learning_rate=config.learning_rate,
+        mode=config.mode,
+        steps_per_loop=config.steps_per_loop,
+        strategy=strategy,
+        seed=config.seed,
+    )
+    checkpointer = Checkpointer(trainer, run_dir.checkpoints, max_to_keep=config.keep_checkpoints)
+    history: dict[str, list[float]] = {}
+    if config.resume:
+        if not checkpointer.restore():
+            raise ValueError(f"Cannot resume {run_dir.path}: it has no checkpoint yet.")
+        history = run_dir.read_history()
+    steps_per_epoch = len(datasets.train) // config.batch_size
+    initial_epoch = min(int(trainer.step.numpy()) // steps_per_epoch, config.epochs)
+    if config.resume:
+        log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
+    callbacks: list[Callback] = [
+        checkpointer,
+        SummaryWriter(trainer, run_dir.tensorboard, config.summary_every, config.to_dict()),
+        _HistoryFile(run_dir, history),
+    ]
+    if stop_event is not None:
+        callbacks.append(_StopOnRequest(stop_event))
+    started = time.perf_counter()
+    trainer.fit(
+        datasets.train,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        validation_data=datasets.validation,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    if trainer.stop_training:
+        log(f"Stopped at step {int(trainer.step.numpy())}; checkpoint saved in {run_dir.checkpoints}.")
+        return RunResult(history, stopped=True)
+    shown = (datasets.validation if datasets.validation is not None else datasets.train)[:GRID_EXAMPLES]
+    outputs = trainer.predict(shown, batch_size=len(shown))
+    write_png(run_dir.reconstructions, image_grid([shown, *_reconstruction_rows(objective, outputs)]))
+    partial_model = run_dir.path / "model.partial.keras"
+    model.save(partial_model)
+    os.replace(partial_model, run_dir.model)
+    log(f"Finished in {time.perf_counter() - started:.1f} s; the run is in {run_dir.path}.")
+    return RunResult(history, stopped=False)

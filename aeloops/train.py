@@ -1,0 +1,196 @@
+"""The command-line trainer: ``python -m aeloops.train``.
+
+Settings come from the defaults, then a ``--config`` file (TOML or JSON),
+then flags, then ``--set key=value`` overrides. Errors a user can cause exit
+with status 2 and one line on stderr; SIGINT and SIGTERM save a checkpoint
+and exit 130 and 143; ``--resume`` continues a stopped run.
+
+TensorFlow is imported only once training starts, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from aeloops import config as config_lib
+from aeloops.rundir import RunDirectory, default_run_dir, write_json
+
+__all__ = ["build_parser", "main", "resolve_config"]
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the argument parser; every flag defaults to None (meaning: not given)."""
+    defaults = config_lib.TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m aeloops.train",
+        description="Train an aeloops autoencoder and write a self-describing run directory.",
+        epilog="Example: python -m aeloops.train --model conv --epochs 3 --mode graph --run-dir runs/conv",
+        argument_default=None,
+    )
+    parser.add_argument("--config", help="a .toml or .json file of settings (a run's config.json repeats it)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set objective.sparsity.weight=1e-5 (repeatable)",
+    )
+    parser.add_argument("--list-models", action="store_true", help="list the registered models and exit")
+    parser.add_argument("--model", help=f"registered model name (default {defaults.model}; see --list-models)")
+    parser.add_argument(
+        "--dataset",
+        help=f"{', '.join(config_lib.DATASETS)} or a .npy/.npz path (default {defaults.dataset})",
+    )
+    parser.add_argument("--data-dir", help="directory with the MNIST IDX files or mnist.npz")
+    parser.add_argument("--epochs", type=int, help=f"epochs to train in all (default {defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, help=f"global batch size (default {defaults.batch_size})")
+    parser.add_argument("--optimizer", help=f"adam, adadelta, sgd, ... (default {defaults.optimizer})")
+    parser.add_argument("--learning-rate", type=float, help="learning rate (default: the optimizer's)")
+    parser.add_argument("--loss", help="reconstruction loss where the model allows a choice: bce, mse, mae")
+    parser.add_argument("--mode", help=f"{', '.join(config_lib.MODES)} (default {defaults.mode})")
+    parser.add_argument(
+        "--steps-per-loop",
+        type=int,
+        help=f"training steps per compiled call (default {defaults.steps_per_loop})",
+    )
+    parser.add_argument("--seed", type=int, help=f"seed for weights and shuffling (default {defaults.seed})")
+    parser.add_argument("--run-dir", help="where the run writes (default runs/<model>-<timestamp>)")
+    parser.add_argument("--resume", action="store_true", default=None, help="continue the run in --run-dir")
+    parser.add_argument("--precision", help=f"{', '.join(config_lib.PRECISIONS)} (default {defaults.precision})")
+    parser.add_argument("--strategy", help=f"{', '.join(config_lib.STRATEGIES)} (default {defaults.strategy})")
+    parser.add_argument("--keep-checkpoints", type=int, help=f"checkpoints kept (default {defaults.keep_checkpoints})")
+    parser.add_argument(
+        "--summary-every",
+        type=int,
+        help=f"steps between TensorBoard scalars (default {defaults.summary_every})",
+    )
+    parser.add_argument(
+        "--no-validation",
+        dest="validation",
+        action="store_false",
+        default=None,
+        help="skip evaluating the test split after each epoch",
+    )
+    parser.add_argument("--quiet", action="store_true", default=None, help="one line per epoch, no progress bar")
+    return parser
+
+
+_NOT_SETTINGS = {"config", "set", "list_models"}
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, RunDirectory]:
+    """Returns the run's config and directory from parsed arguments (no files written)."""
+    given = {name: value for name, value in vars(args).items() if name not in _NOT_SETTINGS and value is not None}
+    layered = config_lib.TrainConfig()
+    if args.config:
+        layered = config_lib.merge(layered, config_lib.load_config_file(args.config), args.config)
+    layered = config_lib.merge(layered, given, "command line")
+    layered = config_lib.apply_overrides(layered, args.set)
+    if not layered.resume:
+        run_dir = layered.run_dir or default_run_dir(layered.model)
+        return dataclasses.replace(layered, run_dir=run_dir), RunDirectory(run_dir)
+    if not layered.run_dir:
+        raise ValueError("--resume needs --run-dir naming the run to continue.")
+    run_dir = RunDirectory(layered.run_dir)
+    run_dir.check_resumable()
+    saved = config_lib.merge(config_lib.TrainConfig(), config_lib.load_config_file(run_dir.config), str(run_dir.config))
+    # Settings given now override the saved ones only where a resume allows it.
+    requested = config_lib.merge(saved, {**given, **_set_values(args.set, saved)}, "command line")
+    changed = sorted(
+        field.name
+        for field in dataclasses.fields(saved)
+        if field.name not in config_lib.RESUMABLE_CHANGES | {"run_dir"}
+        and getattr(requested, field.name) != getattr(saved, field.name)
+    )
+    if changed:
+        raise ValueError(
+            f"--resume continues {run_dir.path} with its saved settings; {changed[0]} cannot change "
+            "(start a new run to change it)."
+        )
+    return dataclasses.replace(requested, run_dir=str(run_dir.path), resume=True), run_dir
+
+
+def _set_values(overrides: Sequence[str], base: config_lib.TrainConfig) -> dict[str, Any]:
+    applied = config_lib.apply_overrides(base, overrides)
+    return {
+        field.name: getattr(applied, field.name)
+        for field in dataclasses.fields(applied)
+        if getattr(applied, field.name) != getattr(base, field.name)
+    }
+
+
+def _list_models() -> None:
+    from aeloops.models import registry  # Deferred: imports TensorFlow.
+
+    for name in registry.names():
+        spec = registry.get(name)
+        print(f"{name:<10} {spec.build().count_params():>9,} params  {spec.description}")
+
+
+class _SignalCatcher:
+    """Turns the first SIGINT or SIGTERM into a stop request; a second one acts as usual."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_number: int | None = None
+
+    def install(self) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._handle)
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.event.is_set():
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+            return
+        self.signal_number = number
+        self.event.set()
+
+
+def _fail(message: str) -> int:
+    print(f"aeloops.train: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI and returns its exit status."""
+    args = build_parser().parse_args(argv)
+    catcher = _SignalCatcher()
+    catcher.install()
+    try:
+        if args.list_models:
+            _list_models()
+            return 0
+        config, run_dir = resolve_config(args)
+        if not config.resume:
+            run_dir.create()
+            # Saved without run_dir: `--config <run>/config.json` repeats the run elsewhere.
+            write_json(run_dir.config, dataclasses.replace(config, run_dir=None).to_dict())
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from aeloops import experiment  # Deferred: imports TensorFlow.
+
+        verbose = 2 if config.quiet or not sys.stdout.isatty() else 1
+        result = experiment.run(config, run_dir, verbose=verbose, stop_event=catcher.event)
+    except (ValueError, TypeError) as error:
+        return _fail(" ".join(str(error).split()))
+    except Exception:  # noqa: BLE001 - an internal failure: show everything, exit 1.
+        traceback.print_exc()
+        return EXIT_INTERNAL
+    if result.stopped and catcher.signal_number is not None:
+        return 128 + catcher.signal_number
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
