@@ -92,10 +92,13 @@ def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Call
     else:
         try:
             splits = data_lib.load_mnist(config.data_dir, variant=config.dataset)
-        except data_lib.DatasetUnavailableError as error:
+        except data_lib.DatasetUnavailableError:
             if config.dataset != "mnist" or config.data_dir is not None:
                 raise
-            log(f"MNIST is not available here ({error}); training on the bundled 5,000-image sample.")
+            log(
+                "MNIST is not on this machine and could not be downloaded; training on the bundled "
+                "5,000-image sample (pass --data-dir with the full set)."
+            )
             splits = data_lib.load_sample()
     return Datasets(
         data_lib.to_model_inputs(splits.train_images, example_shape, "training images"),
@@ -173,6 +176,9 @@ def run(
         strategy=strategy,
         seed=config.seed,
     )
+    if not config.resume:
+        # Saved without run_dir: `--config <run>/config.json` repeats the run elsewhere.
+        run_dir.create(dataclasses.replace(config, run_dir=None, resume=False).to_dict())
     checkpointer = Checkpointer(trainer, run_dir.checkpoints, max_to_keep=config.keep_checkpoints)
     history: dict[str, list[float]] = {}
     if config.resume:

@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 __all__ = ["RunDirectory", "default_run_dir", "write_json"]
@@ -49,16 +48,19 @@ class RunDirectory:
         self.reconstructions = self.path / "reconstructions.png"
         self.model = self.path / "model.keras"
 
-    def create(self) -> None:
-        """Creates a new run directory; refuses one that already holds files."""
+    def check_new(self) -> None:
+        """Refuses a directory that already holds files: nothing saved is overwritten."""
         if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             raise ValueError(
                 f"Run directory {self.path} already exists; pass --resume to continue it or choose another --run-dir."
             )
+
+    def create(self, config: dict[str, Any]) -> None:
+        """Creates a new run directory holding ``config.json``."""
+        self.check_new()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.path):
-                pass
+            write_json(self.config, config)
         except OSError as error:
             raise ValueError(f"Cannot write to run directory {self.path}: {error.strerror}.") from None
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aeloops import config as config_lib
-from aeloops.rundir import RunDirectory, default_run_dir, write_json
+from aeloops.rundir import RunDirectory, default_run_dir
 
 __all__ = ["build_parser", "main", "resolve_config"]
 
@@ -146,8 +146,11 @@ class _SignalCatcher:
         self.signal_number: int | None = None
 
     def install(self) -> None:
-        for number in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(number, self._handle)
+        self.previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def uninstall(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
     def _handle(self, number: int, frame: Any) -> None:
         if self.event.is_set():
@@ -169,14 +172,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     catcher = _SignalCatcher()
     catcher.install()
     try:
+        return _main(args, catcher)
+    finally:
+        catcher.uninstall()
+
+
+def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
+    try:
         if args.list_models:
             _list_models()
             return 0
         config, run_dir = resolve_config(args)
         if not config.resume:
-            run_dir.create()
-            # Saved without run_dir: `--config <run>/config.json` repeats the run elsewhere.
-            write_json(run_dir.config, dataclasses.replace(config, run_dir=None).to_dict())
+            run_dir.check_new()  # Fail before importing TensorFlow; created once all else checks out.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from aeloops import experiment  # Deferred: imports TensorFlow.
 

@@ -1,0 +1,224 @@
+"""End-to-end tests of ``python -m aeloops.train`` on real MNIST."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeloops import data, train
+from aeloops.models import registry
+from tests.conftest import REPO, SHARED_MNIST
+
+pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")
+
+
+def cli(*args, env=None, **kwargs):
+    """Starts the CLI in a subprocess with unbuffered output."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    command = [sys.executable, "-m", "aeloops.train", "--data-dir", str(SHARED_MNIST), *args]
+    return subprocess.Popen(command, cwd=REPO, env=environment, text=True, **kwargs)
+
+
+def run_cli(*args):
+    process = cli(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = process.communicate(timeout=600)
+    return process.returncode, stdout, stderr
+
+
+def test_help_does_not_import_tensorflow():
+    code = "import sys; from aeloops import train; train.build_parser(); print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "False"
+    help_text = subprocess.run(
+        [sys.executable, "-m", "aeloops.train", "--help"], capture_output=True, text=True, cwd=REPO, check=True
+    ).stdout
+    for flag in ("--model", "--resume", "--precision", "--strategy", "--steps-per-loop", "--set", "--list-models"):
+        assert flag in help_text
+
+
+def test_list_models_names_every_model_with_its_parameter_count(capsys):
+    assert train.main(["--list-models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(registry.names())
+    assert any(line.startswith("sparse") and "50,992 params" in line for line in lines)
+    assert any(line.startswith("conv") and "4,385 params" in line for line in lines)
+
+
+def check_run_directory(run_dir, model_name, epochs):
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == model_name and config["epochs"] == epochs and config["run_dir"] is None
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["epoch"] == list(range(1, epochs + 1))
+    assert all(np.isfinite(history["loss"])) and len(history["val_loss"]) == epochs
+    assert len(history["epoch_seconds"]) == epochs and min(history["samples_per_second"]) > 0
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")) is not None
+    for split in ("train", "validation"):
+        assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir / "tensorboard" / split))
+    image = tf.io.decode_png((run_dir / "reconstructions.png").read_bytes()).numpy()
+    rows = 1 + (2 if model_name == "twohead" else 1)
+    assert image.shape == (rows * 30 + 2, 10 * 30 + 2, 1)
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert model.count_params() == registry.get(model_name).build().count_params()
+    return history, model
+
+
+@pytest.mark.parametrize("model_name", registry.names())
+def test_each_model_trains_end_to_end(tmp_path, model_name):
+    run_dir = tmp_path / "run"
+    code, stdout, stderr = run_cli(
+        "--model", model_name, "--epochs", "1", "--mode", "graph", "--run-dir", str(run_dir), "--quiet"
+    )
+    assert code == 0, stderr
+    assert "val_loss" in stdout and "Finished" in stdout
+    check_run_directory(run_dir, model_name, 1)
+
+
+def test_config_json_repeats_a_run_exactly(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ("--model", "sparse", "--epochs", "2", "--batch-size", "512", "--set", "objective.sparsity.weight=1e-3")
+    assert run_cli(*args, "--run-dir", str(first))[0] == 0
+    code, _, stderr = run_cli("--config", str(first / "config.json"), "--run-dir", str(second))
+    assert code == 0, stderr
+    assert json.loads((first / "config.json").read_text()) == json.loads((second / "config.json").read_text())
+    history_first = json.loads((first / "history.json").read_text())
+    history_second = json.loads((second / "history.json").read_text())
+    assert history_first["loss"] == history_second["loss"]
+    assert history_first["sparsity"] == history_second["sparsity"]
+
+
+def wait_for_first_epoch(process):
+    """Reads the CLI's output until its first epoch line; no sleeping."""
+    for line in process.stdout:
+        if "val_loss" in line:
+            return
+    raise AssertionError(f"the run ended early: {process.stderr.read()}")
+
+
+@pytest.mark.parametrize(("signal_number", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_saves_and_resume_finishes_like_an_uninterrupted_run(tmp_path, signal_number, status):
+    # Batch 32 with one step per call: epochs long enough to be interrupted.
+    args = ("--epochs", "3", "--batch-size", "32", "--steps-per-loop", "1", "--mode", "graph", "--quiet")
+    stopped = tmp_path / "stopped"
+    process = cli(*args, "--run-dir", str(stopped), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_first_epoch(process)
+    process.send_signal(signal_number)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == status, stderr
+    assert "Stopped at step" in stdout
+    history = json.loads((stopped / "history.json").read_text())
+    assert history["epoch"] == [1]
+    saved_step = int(tf.train.latest_checkpoint(str(stopped / "checkpoints")).rsplit("-", 1)[1])
+    assert 1875 < saved_step < 3 * 1875
+    assert not (stopped / "model.keras").exists()
+
+    code, stdout, stderr = run_cli("--resume", "--run-dir", str(stopped), "--quiet")
+    assert code == 0, stderr
+    assert f"Resuming {stopped} at step {saved_step}" in stdout
+    resumed_history, resumed = check_run_directory(stopped, "dense", 3)
+
+    uninterrupted = tmp_path / "uninterrupted"
+    assert run_cli(*args, "--run-dir", str(uninterrupted))[0] == 0
+    _, reference = check_run_directory(uninterrupted, "dense", 3)
+    for ours, theirs in zip(resumed.weights, reference.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def write_npy(path, array):
+    np.save(path, array)
+    return str(path)
+
+
+def bad_inputs(tmp_path):
+    """(arguments, expected message) for every error a user can cause."""
+    truncated = tmp_path / "truncated.npy"
+    np.save(truncated, np.zeros((10, 784), np.float32))
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    (tmp_path / "unknown_key.toml").write_text('model = "dense"\ncolour = "red"\n')
+    (tmp_path / "wrong_type.toml").write_text('epochs = "ten"\n')
+    (tmp_path / "malformed.toml").write_text("epochs = \n")
+    (tmp_path / "a_file").write_text("not a directory")
+    (tmp_path / "no_checkpoint").mkdir()
+    (tmp_path / "no_checkpoint" / "config.json").write_text("{}")
+    return [
+        (["--model", "nope"], "Unknown model 'nope'"),
+        (["--dataset", "cifar"], "Unknown dataset 'cifar'"),
+        (["--optimizer", "lbfgs"], "Unknown optimizer 'lbfgs'"),
+        (["--loss", "huber"], "Unknown loss 'huber'"),
+        (["--model", "rowwise", "--loss", "bce"], "choose --loss mse or mae"),
+        (["--model", "twohead", "--loss", "mse"], "drop --loss"),
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--batch-size", "-3"], "batch_size must be a positive integer"),
+        (["--batch-size", "70000"], "larger than the 60000 training examples"),
+        (["--dataset", str(tmp_path / "missing.npy")], "does not exist"),
+        (["--dataset", str(truncated)], "truncated"),
+        (["--dataset", write_npy(tmp_path / "shape.npy", np.zeros((10, 30), np.float32))], "does not reshape"),
+        (["--dataset", write_npy(tmp_path / "text.npy", np.array([["a"] * 784]))], "dtype"),
+        (["--dataset", write_npy(tmp_path / "range.npy", np.full((300, 784), 255.0, np.float32))], "range over"),
+        (["--dataset", write_npy(tmp_path / "nan.npy", np.full((300, 784), np.nan, np.float32))], "NaN or Inf"),
+        (["--config", str(tmp_path / "unknown_key.toml")], "unknown setting 'colour'"),
+        (["--config", str(tmp_path / "wrong_type.toml")], "epochs must be a positive integer"),
+        (["--config", str(tmp_path / "malformed.toml")], "malformed"),
+        (["--set", "epochs"], "key=value"),
+        (["--set", "objective.nope.weight=1"], "has no loss term 'nope'"),
+        (["--run-dir", str(tmp_path / "a_file" / "run")], "Cannot write to run directory"),
+        (["--resume"], "--resume needs --run-dir"),
+        (["--resume", "--run-dir", str(tmp_path / "missing_run")], "holds no config.json"),
+        (["--resume", "--run-dir", str(tmp_path / "no_checkpoint")], "no checkpoint"),
+        (["--strategy", "multiworker"], "needs TF_CONFIG"),
+    ]
+
+
+def test_every_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("keep me")
+    cases = bad_inputs(tmp_path) + [(["--run-dir", str(existing)], "already exists; pass --resume")]
+    before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
+    for arguments, message in cases:
+        run_dir = [] if any(a in arguments for a in ("--run-dir", "--resume")) else ["--run-dir", str(tmp_path / "r")]
+        code = train.main(["--data-dir", str(SHARED_MNIST), "--epochs", "1", *run_dir, *arguments])
+        captured = capsys.readouterr()
+        assert code == 2, (arguments, captured.err)
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("aeloops.train: error: "), (arguments, captured.err)
+        assert message in lines[0], (arguments, lines[0])
+        assert not (tmp_path / "r").exists(), arguments
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")} == before
+    assert (existing / "notes.txt").read_text() == "keep me"
+
+
+def test_resume_refuses_to_change_what_the_run_computes(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["--data-dir", str(SHARED_MNIST), "--dataset", "mnist-sample", "--epochs", "1", "--quiet"]
+    assert train.main([*args, "--run-dir", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", "--run-dir", str(run_dir), "--model", "deep"]) == 2
+    assert "model cannot change" in capsys.readouterr().err
+    # More epochs is a change a resume allows.
+    assert train.main(["--resume", "--run-dir", str(run_dir), "--epochs", "2", "--quiet"]) == 0
+    assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2]
+
+
+def test_network_free_default_falls_back_to_the_sample(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("AELOOPS_DATA_DIR", raising=False)
+
+    def offline(variant):
+        raise data.DatasetUnavailableError(f"{variant} could not be downloaded")
+
+    monkeypatch.setattr(data, "_download", offline)
+    code = train.main(["--epochs", "1", "--run-dir", str(tmp_path / "run"), "--quiet"])
+    output = capsys.readouterr().out
+    assert code == 0
+    assert output.count("bundled 5,000-image sample") == 1
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    # 5,000 sample images at the default batch of 256: 19 steps, then a checkpoint.
+    assert history["epoch"] == [1]
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-19")
