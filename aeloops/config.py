@@ -31,7 +31,7 @@ __all__ = [
     "merge",
 ]
 
-MODES = ("xla", "graph", "eager")
+MODES = ("auto", "xla", "graph", "eager")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
@@ -50,7 +50,7 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float | None = None
     loss: str | None = None
-    mode: str = "xla"
+    mode: str = "auto"
     steps_per_loop: int = 50
     seed: int = 0
     run_dir: str | None = None

@@ -38,7 +38,7 @@ def test_overrides_parse_values_and_nest_objective_terms():
         ({"batch_size": -3}, ValueError, "batch_size must be a positive integer"),
         ({"epochs": "ten"}, TypeError, "epochs must be a positive integer"),
         ({"epochs": True}, TypeError, "epochs must be a positive integer"),
-        ({"mode": "jit"}, ValueError, "mode must be one of xla, graph, eager"),
+        ({"mode": "jit"}, ValueError, "mode must be one of auto, xla, graph, eager"),
         ({"precision": "float8"}, ValueError, "precision must be one of"),
         ({"dataset": "cifar"}, ValueError, "Unknown dataset 'cifar'"),
         ({"learning_rate": -1.0}, ValueError, "learning_rate must be a positive number"),

@@ -192,3 +192,11 @@ def test_bad_fit_arguments(small_images):
         trainer.fit(np.full((64, 784), np.nan, np.float32), batch_size=32, verbose=0)
     with pytest.raises(ValueError, match="without an 'input' entry"):
         trainer.fit({"clean": images}, batch_size=32, verbose=0)
+
+
+def test_auto_mode_avoids_xla_for_convolutions_on_cpu():
+    conv, _ = build("conv")
+    dense, _ = build("dense")
+    assert Trainer(conv, mode="auto").mode == "graph"
+    assert Trainer(dense, mode="auto").mode == "xla"
+    assert Trainer(conv, mode="xla").mode == "xla"

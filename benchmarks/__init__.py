@@ -1,0 +1,1 @@
+"""Benchmarks and reproducible result tables for aeloops (not part of the test suite)."""
