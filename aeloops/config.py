@@ -60,12 +60,21 @@ class TrainConfig:
     validation: bool = True
     keep_checkpoints: int = 3
     summary_every: int = 100
+    # "first:last" steps to profile for TensorBoard's profile plugin.
+    profile_steps: str | None = None
     quiet: bool = False
     # Per-term settings of the objective, e.g. {"sparsity": {"weight": 1e-5}}.
     objective: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    def profile_window(self) -> tuple[int, int] | None:
+        """Returns ``profile_steps`` as ``(first, last)``, or None."""
+        if self.profile_steps is None:
+            return None
+        first, _, last = self.profile_steps.partition(":")
+        return int(first), int(last)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as plain JSON-ready values."""
@@ -75,7 +84,7 @@ class TrainConfig:
 _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 # Settings that describe how a run is watched, not what it computes: a
 # resumed run may change them.
-RESUMABLE_CHANGES = frozenset({"epochs", "quiet", "resume", "summary_every", "keep_checkpoints"})
+RESUMABLE_CHANGES = frozenset({"epochs", "quiet", "resume", "summary_every", "keep_checkpoints", "profile_steps"})
 
 
 def _expect(name: str, value: Any, kinds: tuple[type, ...], description: str) -> None:
@@ -96,7 +105,7 @@ def _validate(config: TrainConfig) -> None:
         _expect(name, getattr(config, name), (str,), "a string")
         if not getattr(config, name):
             raise ValueError(f"{name} must not be empty.")
-    for name in ("data_dir", "loss", "run_dir"):
+    for name in ("data_dir", "loss", "run_dir", "profile_steps"):
         if getattr(config, name) is not None:
             _expect(name, getattr(config, name), (str,), "a string")
     for name in ("resume", "validation", "quiet"):
@@ -112,6 +121,10 @@ def _validate(config: TrainConfig) -> None:
         raise ValueError(
             f"Unknown dataset {config.dataset!r}; choose one of {', '.join(DATASETS)} or a .npy/.npz path."
         )
+    if config.profile_steps is not None:
+        first, separator, last = config.profile_steps.partition(":")
+        if not (separator and first.isdigit() and last.isdigit() and int(first) < int(last)):
+            raise ValueError(f"profile_steps must look like 10:20 (first < last), got {config.profile_steps!r}.")
     _expect("objective", config.objective, (dict,), "a table of term settings")
     for term, settings in config.objective.items():
         _expect(f"objective.{term}", settings, (dict,), "a table such as {weight = 0.1}")

@@ -26,11 +26,11 @@ from aeloops.models import registry
 from aeloops.models.base import Autoencoder
 from aeloops.objective import LossTerm, Objective
 from aeloops.rundir import RunDirectory, write_json
-from aeloops.summaries import SummaryWriter
+from aeloops.summaries import SummaryWriter, reconstruction_rows
 
 __all__ = ["Datasets", "RunResult", "build_objective", "load_datasets", "make_strategy", "run"]
 
-# How many test images reconstructions.png shows.
+# How many test images reconstructions.png and TensorBoard show.
 GRID_EXAMPLES = 10
 
 
@@ -131,15 +131,20 @@ class _StopOnRequest(Callback):
             trainer.stop_training = True
 
 
-def _reconstruction_rows(objective: Objective, outputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """One row per term that reconstructs the input, as images in [0, 1]."""
-    rows = []
+def hyperparameters(config: TrainConfig, objective: Objective) -> dict[str, float | str]:
+    """Returns the run's hyperparameters for TensorBoard's HParams dashboard."""
+    values: dict[str, float | str] = {
+        "model": config.model,
+        "optimizer": config.optimizer,
+        "learning_rate": config.learning_rate if config.learning_rate is not None else "default",
+        "batch_size": config.batch_size,
+        "mode": config.mode,
+        "precision": config.precision,
+        "seed": config.seed,
+    }
     for term in objective.terms:
-        if term.target == "input":
-            output = outputs[term.output]
-            # The sigmoid written with tanh does not overflow for large logits.
-            rows.append(0.5 * (1 + np.tanh(0.5 * output)) if term.loss == "bce_logits" else output)
-    return rows or [outputs["reconstruction"]]
+        values[f"weight/{term.name}"] = "scheduled" if callable(term.weight) else float(term.weight)
+    return values
 
 
 def run(
@@ -189,11 +194,17 @@ def run(
     initial_epoch = min(int(trainer.step.numpy()) // steps_per_epoch, config.epochs)
     if config.resume:
         log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
-    callbacks: list[Callback] = [
-        checkpointer,
-        SummaryWriter(trainer, run_dir.tensorboard, config.summary_every, config.to_dict()),
-        _HistoryFile(run_dir, history),
-    ]
+    shown = (datasets.validation if datasets.validation is not None else datasets.train)[:GRID_EXAMPLES]
+    summaries = SummaryWriter(
+        trainer,
+        run_dir.tensorboard,
+        config.summary_every,
+        examples=shown,
+        config=config.to_dict(),
+        hparams=hyperparameters(config, objective),
+        profile_steps=config.profile_window(),
+    )
+    callbacks: list[Callback] = [checkpointer, summaries, _HistoryFile(run_dir, history)]
     if stop_event is not None:
         callbacks.append(_StopOnRequest(stop_event))
     started = time.perf_counter()
@@ -209,9 +220,8 @@ def run(
     if trainer.stop_training:
         log(f"Stopped at step {int(trainer.step.numpy())}; checkpoint saved in {run_dir.checkpoints}.")
         return RunResult(history, stopped=True)
-    shown = (datasets.validation if datasets.validation is not None else datasets.train)[:GRID_EXAMPLES]
     outputs = trainer.predict(shown, batch_size=len(shown))
-    write_png(run_dir.reconstructions, image_grid([shown, *_reconstruction_rows(objective, outputs)]))
+    write_png(run_dir.reconstructions, image_grid([shown, *reconstruction_rows(objective, outputs)]))
     partial_model = run_dir.path / "model.partial.keras"
     model.save(partial_model)
     os.replace(partial_model, run_dir.model)

@@ -30,10 +30,13 @@ from aeloops.models.base import Autoencoder
 from aeloops.objective import LAYER_LOSSES, TOTAL, Objective
 from aeloops.optimizers import make_optimizer
 
-__all__ = ["MODES", "Callback", "Trainer", "resolve_mode"]
+__all__ = ["GRADIENT_NORM", "MODES", "Callback", "Trainer", "resolve_mode"]
 
 MODES = ("auto", "xla", "graph", "eager")
 INPUT = "input"
+GRADIENT_NORM = "gradient_norm"
+# How many fixed examples fit(logdir=...) shows in TensorBoard.
+SUMMARY_EXAMPLES = 8
 
 Batch = Mapping[str, tf.Tensor]
 Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
@@ -156,7 +159,12 @@ class Trainer:
         gradients = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.step.assign_add(1)
-        return terms
+        # Replicas' values are summed, so each contributes its share of the
+        # mean; with one replica this is exactly the step's gradient norm.
+        norm = tf.linalg.global_norm(gradients) / self.strategy.num_replicas_in_sync
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            norm = norm / tf.cast(self.optimizer.dynamic_scale, norm.dtype)
+        return {**terms, GRADIENT_NORM: norm}
 
     def _replica_eval_step(self, batch: Batch, weights: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         outputs = self.model(batch[INPUT], training=False)
@@ -220,6 +228,33 @@ class Trainer:
         self.trace_counts["eval"] += 1
         return self._distributed(self._step_function("eval_step"), batch)
 
+    def _term_gradient_norms(self, batch: Batch) -> dict[str, tf.Tensor]:
+        weighted_terms = {}
+        with tf.GradientTape(persistent=True) as tape:
+            outputs = self.model(batch[INPUT], training=True)
+            terms = self.objective(outputs, batch, self.step, layer_losses=self.model.losses)
+            for term in self.objective.terms:
+                weighted_terms[term.name] = term.weight_at(self.step) * terms[term.name]
+            if LAYER_LOSSES in terms:
+                weighted_terms[LAYER_LOSSES] = terms[LAYER_LOSSES]
+        variables = self.model.trainable_variables
+        norms = {}
+        for name, weighted in weighted_terms.items():
+            # global_norm skips the None gradients of variables a term does not reach.
+            norms[name] = tf.linalg.global_norm(tape.gradient(weighted, variables))
+        del tape
+        return norms
+
+    def term_gradient_norms(self, batch: Data) -> dict[str, float]:
+        """Returns the norm of each weighted term's gradient on ``batch``, without training.
+
+        Shows which term drives the update: TensorBoard plots these beside
+        the terms. Weights are taken at the current step.
+        """
+        arrays = _as_arrays(batch, "batch")
+        function = self._loop_function("term_gradient_norms", self._term_gradient_norms, xla_allowed=False)
+        return {name: float(value) for name, value in function(_to_tensors(arrays)).items()}
+
     def _predict_step(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         self.trace_counts["predict"] += 1
         return self.model(inputs, training=False)
@@ -265,6 +300,8 @@ class Trainer:
         steps_per_epoch: int | None = None,
         callbacks: Sequence[Callback] = (),
         verbose: int = 1,
+        logdir: str | None = None,
+        summary_every: int = 100,
     ) -> dict[str, list[float]]:
         """Trains for ``epochs`` epochs and returns a Keras-shaped history.
 
@@ -282,6 +319,10 @@ class Trainer:
           steps_per_epoch: for a ``Dataset``; by default one pass of it.
           callbacks: ``Callback`` objects for checkpoints, summaries, ...
           verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+          logdir: write TensorBoard summaries here (``aeloops.summaries``),
+            with reconstructions of the first validation (else training)
+            examples.
+          summary_every: steps between scalar summaries when ``logdir`` is set.
 
         Returns:
           ``{"loss": [...], "<term>": [...], "val_loss": [...], ...}``, one
@@ -292,6 +333,12 @@ class Trainer:
         if not 0 <= initial_epoch <= epochs:
             raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], got {initial_epoch}.")
         source = self._training_source(data, batch_size, steps_per_epoch)
+        if logdir is not None:
+            from aeloops.summaries import SummaryWriter  # Deferred: summaries imports this module.
+
+            shown = next((d for d in (validation_data, data) if not isinstance(d, tf.data.Dataset)), None)
+            examples = None if shown is None else _as_arrays(shown, "data")[INPUT][:SUMMARY_EXAMPLES]
+            callbacks = [*callbacks, SummaryWriter(self, logdir, summary_every, examples=examples)]
         history: dict[str, list[float]] = {}
         self.stop_training = False
         for callback in callbacks:
@@ -357,7 +404,7 @@ class Trainer:
             print(f"Epoch {epoch + 1}/{epochs}")
         names = (*self.objective.names, LAYER_LOSSES, TOTAL)
         # The loop passes running means itself, so Progbar must not average them.
-        shown_as_is = ["samples_per_second", *names, *(f"val_{name}" for name in names)]
+        shown_as_is = ["samples_per_second", GRADIENT_NORM, *names, *(f"val_{name}" for name in names)]
         return keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=shown_as_is, unit_name="step")
 
     def _training_source(self, data: Data, batch_size: int, steps_per_epoch: int | None) -> _TrainingSource:

@@ -1,12 +1,24 @@
-"""TensorBoard summaries, written outside the compiled step.
+"""TensorBoard summaries, written by the outer loop, never inside the compiled step.
 
-``train/`` gets every objective term (unweighted) and the weighted total every
-``every_steps`` steps, plus epoch means as ``epoch_<term>`` by epoch, the
-learning rate and samples/s; ``validation/`` gets the same ``epoch_<term>``
-tags, so TensorBoard draws training and validation on one chart.
+A run's log directory gets:
 
->>> writer = SummaryWriter(trainer, "runs/x/tensorboard", every_steps=100)  # doctest: +SKIP
->>> trainer.fit(images, callbacks=[writer])                                 # doctest: +SKIP
+- ``train/``: every objective term (unweighted), the weighted ``loss``, the
+  step's ``gradient_norm``, ``gradient_norm/<term>`` (the norm of each weighted
+  term's own gradient, on a fixed batch), ``weight/<term>`` for scheduled
+  terms and ``learning_rate``, every ``every_steps`` steps; ``epoch_<term>``,
+  ``epoch_seconds`` and ``samples_per_second`` by epoch; histograms of each
+  layer's weights, by epoch; the training loop's graph, once; the run's
+  config as text, once.
+- ``validation/``: the same ``epoch_<term>`` tags (TensorBoard overlays the
+  two runs), an image of fixed examples above their reconstructions (one row
+  per reconstructing term) and a histogram of their code, by epoch.
+- the directory itself: the run's hyperparameters for the HParams dashboard,
+  with the final validation loss as its metric.
+- ``plugins/profile/``: a profile of the steps in ``profile_steps``, if asked.
+
+>>> writer = SummaryWriter(trainer, "runs/x/tensorboard", every_steps=100,
+...                        examples=x_test[:8])                  # doctest: +SKIP
+>>> trainer.fit(x_train, callbacks=[writer])                     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -14,46 +26,100 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
 
+import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
 
+from aeloops.images import image_grid
 from aeloops.loop import Callback, Trainer
+from aeloops.objective import Objective
 
-__all__ = ["SummaryWriter"]
+__all__ = ["SummaryWriter", "reconstruction_rows"]
 
+# Scalars written by epoch under their own names rather than as epoch_<name>.
 _TIMING = ("epoch_seconds", "samples_per_second")
+HPARAMS_METRIC = "epoch_loss"
+
+
+def reconstruction_rows(objective: Objective, outputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Returns one image row per term that reconstructs the input, in [0, 1]."""
+    rows = []
+    for term in objective.terms:
+        if term.target == "input":
+            output = np.asarray(outputs[term.output], np.float32)
+            # A sigmoid written with tanh does not overflow for large logits.
+            rows.append(0.5 * (1 + np.tanh(0.5 * output)) if term.loss == "bce_logits" else output)
+    return rows or [np.asarray(outputs["reconstruction"])]
 
 
 class SummaryWriter(Callback):
-    """Writes a run's scalars (and its config, once) for TensorBoard."""
+    """Writes a run's TensorBoard summaries; see the module docstring for what and where.
+
+    Args:
+      trainer: the trainer whose run this records.
+      logdir: the run's TensorBoard directory.
+      every_steps: the cadence of step scalars.
+      examples: a few fixed inputs (validation images, say) whose
+        reconstructions, codes and per-term gradient norms are summarized.
+      config: the run's settings, written as text once.
+      hparams: hyperparameters for the HParams dashboard (flat, scalar values).
+      profile_steps: ``(first, last)`` steps to profile, or None.
+    """
 
     def __init__(
         self,
         trainer: Trainer,
         logdir: str | os.PathLike,
         every_steps: int = 100,
-        config: Mapping[str, Any] | None = None,
+        *,
+        examples: np.ndarray | None = None,
+        config: Mapping[str, object] | None = None,
+        hparams: Mapping[str, object] | None = None,
+        profile_steps: tuple[int, int] | None = None,
     ) -> None:
         if every_steps < 1:
             raise ValueError(f"every_steps must be at least 1, got {every_steps}.")
+        if profile_steps is not None and not 0 <= profile_steps[0] < profile_steps[1]:
+            raise ValueError(f"profile_steps must be (first, last) with 0 <= first < last, got {profile_steps}.")
         self.trainer = trainer
         self.logdir = os.fspath(logdir)
         self.every_steps = every_steps
+        self.examples = None if examples is None else np.asarray(examples)
         self.config = dict(config) if config is not None else None
+        self.hparams = dict(hparams) if hparams is not None else None
+        self.profile_steps = profile_steps
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
         self.validation_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "validation"))
         self._last_written_step = -1
+        self._tracing_graph = False
+        self._profiling = False
 
     def on_train_begin(self, trainer: Trainer) -> None:
-        if self.config is not None:
-            with self.train_writer.as_default(step=int(trainer.step.numpy())):
+        step = int(trainer.step.numpy())
+        self._last_written_step = step
+        if self.hparams is not None:
+            with tf.summary.create_file_writer(self.logdir).as_default():
+                hparams_api.hparams_config(
+                    hparams=[hparams_api.HParam(name) for name in self.hparams],
+                    metrics=[hparams_api.Metric(HPARAMS_METRIC, group="validation", display_name="validation loss")],
+                )
+                hparams_api.hparams(self.hparams)
+        with self.train_writer.as_default(step=step):
+            if self.config is not None:
                 text = json.dumps(self.config, indent=2, sort_keys=True)
                 tf.summary.text("config", f"```\n{text}\n```")
-            self.train_writer.flush()
+        # The first compiled call traces the training loop; record its graph.
+        tf.summary.trace_on(graph=True, profiler=False)
+        self._tracing_graph = True
 
     def on_loop_end(self, trainer: Trainer, logs: Mapping[str, float]) -> None:
         step = int(trainer.step.numpy())
+        if self._tracing_graph:
+            with self.train_writer.as_default(step=step):
+                tf.summary.trace_export("train_loop", step=step)
+            self._tracing_graph = False
+        self._profile(step)
         # A compiled call runs several steps; write once per crossed multiple.
         if step // self.every_steps == self._last_written_step // self.every_steps:
             return
@@ -62,19 +128,50 @@ class SummaryWriter(Callback):
             for name, value in logs.items():
                 tf.summary.scalar(name, value)
             tf.summary.scalar("learning_rate", float(trainer.optimizer.learning_rate))
+            for term in trainer.objective.terms:
+                if callable(term.weight):
+                    tf.summary.scalar(f"weight/{term.name}", float(term.weight_at(step)))
+            if self.examples is not None:
+                for name, norm in trainer.term_gradient_norms(self.examples).items():
+                    tf.summary.scalar(f"gradient_norm/{name}", norm)
+
+    def _profile(self, step: int) -> None:
+        if self.profile_steps is None:
+            return
+        first, last = self.profile_steps
+        if not self._profiling and first <= step < last:
+            tf.profiler.experimental.start(self.logdir)
+            self._profiling = True
+        elif self._profiling and step >= last:
+            tf.profiler.experimental.stop()
+            self._profiling = False
+            self.profile_steps = None
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Mapping[str, float]) -> None:
         with self.train_writer.as_default(step=epoch):
             for name, value in logs.items():
                 if not name.startswith("val_"):
                     tf.summary.scalar(name if name in _TIMING else f"epoch_{name}", value)
+            for variable in trainer.model.trainable_variables:
+                tf.summary.histogram(variable.path, variable)
         with self.validation_writer.as_default(step=epoch):
             for name, value in logs.items():
                 if name.startswith("val_"):
                     tf.summary.scalar(f"epoch_{name[len('val_') :]}", value)
+            if self.examples is not None:
+                outputs = trainer.predict(self.examples, batch_size=len(self.examples))
+                rows = reconstruction_rows(trainer.objective, outputs)
+                tf.summary.image("reconstructions", image_grid([self.examples, *rows])[None])
+                tf.summary.histogram("code", outputs["code"])
         self.train_writer.flush()
         self.validation_writer.flush()
 
     def on_train_end(self, trainer: Trainer, history: Mapping[str, list[float]]) -> None:
+        if self._tracing_graph:
+            tf.summary.trace_off()
+            self._tracing_graph = False
+        if self._profiling:
+            tf.profiler.experimental.stop()
+            self._profiling = False
         self.train_writer.flush()
         self.validation_writer.flush()

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help=f"steps between TensorBoard scalars (default {defaults.summary_every})",
     )
+    parser.add_argument("--profile-steps", metavar="FIRST:LAST", help="profile these steps for TensorBoard, e.g. 10:20")
     parser.add_argument(
         "--no-validation",
         dest="validation",

@@ -1,0 +1,148 @@
+"""TensorBoard summaries: event files read back, and a real TensorBoard server."""
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from aeloops.data import to_model_inputs
+from aeloops.loop import Trainer
+from aeloops.models import registry
+from aeloops.objective import LossTerm, Objective
+from aeloops.summaries import SummaryWriter
+
+# 512 images at batch 64, 3 steps per call: 8 steps an epoch, calls end at
+# steps 3, 6, 8, 11, 14, 16; with summaries every 4 steps, writes at 6, 8, 14, 16.
+EPOCHS, STEP_WRITES = 2, 4
+
+
+def tensors(logdir):
+    """Returns {tag: [(step, value), ...]} of one run's TF2 summaries (stored as tensors)."""
+    accumulator = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return {
+        tag: [(event.step, tf.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)]
+        for tag in accumulator.Tags()["tensors"]
+    }
+
+
+def train_with_summaries(name, images, logdir, objective=None):
+    keras.utils.set_random_seed(0)
+    spec = registry.get(name)
+    model = spec.build()
+    objective = objective or spec.objective(model)
+    inputs = to_model_inputs(images, model.example_shape)
+    trainer = Trainer(model, objective, mode="graph", steps_per_loop=3)
+    writer = SummaryWriter(
+        trainer, logdir, every_steps=4, examples=inputs[:6], config={"model": name}, hparams={"model": name}
+    )
+    history = trainer.fit(
+        inputs[:512], epochs=EPOCHS, batch_size=64, validation_data=inputs[512:700], callbacks=[writer], verbose=0
+    )
+    return trainer, history
+
+
+@pytest.mark.parametrize("name", ["dense", "conv", "twohead"])
+def test_event_files_hold_every_term(tmp_path, small_images, name):
+    trainer, history = train_with_summaries(name, small_images, tmp_path)
+    train, validation = tensors(tmp_path / "train"), tensors(tmp_path / "validation")
+    terms = [*trainer.objective.names, "loss"]
+    for term in trainer.objective.names:
+        assert [step for step, _ in train[f"gradient_norm/{term}"]] == [6, 8, 14, 16]
+    for term in terms:
+        assert [step for step, _ in train[term]] == [6, 8, 14, 16]
+        assert [step for step, _ in train[f"epoch_{term}"]] == [0, 1]
+        assert [step for step, _ in validation[f"epoch_{term}"]] == [0, 1]
+        np.testing.assert_allclose([value for _, value in validation[f"epoch_{term}"]], history[f"val_{term}"])
+        np.testing.assert_allclose([value for _, value in train[f"epoch_{term}"]], history[term], rtol=1e-6)
+    for tag in ("gradient_norm", "learning_rate", "epoch_seconds", "samples_per_second"):
+        assert len(train[tag]) in (STEP_WRITES, EPOCHS) and all(np.isfinite(v) for _, v in train[tag])
+    for variable in trainer.model.trainable_variables:
+        assert len(train[variable.path]) == EPOCHS
+    assert "train_loop" in train and "config" in train
+    images = validation["reconstructions"]
+    assert len(images) == EPOCHS
+    rows = 1 + (2 if name == "twohead" else 1)
+    # An image summary holds width, height and the PNG bytes.
+    assert (int(images[0][1][0]), int(images[0][1][1])) == (6 * 30 + 2, rows * 30 + 2)
+    assert len(validation["code"]) == EPOCHS
+
+
+def test_scheduled_weights_and_layer_losses_are_logged(tmp_path, small_images):
+    objective = Objective(
+        [
+            LossTerm("bce", "logits", "bce_logits"),
+            LossTerm("sparsity", "code", "l1", target=None, weight=lambda step: tf.cast(step, tf.float32) * 1e-5),
+        ]
+    )
+    trainer, _ = train_with_summaries("sparse", small_images, tmp_path, objective)
+    train = tensors(tmp_path / "train")
+    np.testing.assert_allclose([value for _, value in train["weight/sparsity"]], [6e-5, 8e-5, 14e-5, 16e-5])
+    assert "weight/bce" not in train
+
+
+def test_gradient_norms_per_term_add_up_for_a_single_term(small_images):
+    keras.utils.set_random_seed(0)
+    model = registry.get("dense").build()
+    images = to_model_inputs(small_images[:64], (784,))
+    trainer = Trainer(model, mode="graph")
+    norms = trainer.term_gradient_norms(images)
+    with tf.GradientTape() as tape:
+        loss = trainer.objective(model(images, training=True), {"input": images})["loss"]
+    expected = tf.linalg.global_norm(tape.gradient(loss, model.trainable_variables))
+    assert set(norms) == {"bce"}
+    assert norms["bce"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_profile_window_is_written(tmp_path, small_images):
+    keras.utils.set_random_seed(0)
+    model = registry.get("dense").build()
+    trainer = Trainer(model, mode="graph", steps_per_loop=2)
+    writer = SummaryWriter(trainer, tmp_path, every_steps=100, profile_steps=(2, 6))
+    trainer.fit(to_model_inputs(small_images[:512], (784,)), batch_size=64, callbacks=[writer], verbose=0)
+    assert list((tmp_path / "plugins" / "profile").rglob("*.xplane.pb"))
+
+
+def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
+    train_with_summaries("twohead", small_images, tmp_path / "run")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(tmp_path), "--port", "0", "--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in server.stderr:  # TensorBoard announces its address once it serves.
+            if "http://" in line:
+                address = line.split("http://", 1)[1].split()[0].rstrip("/")
+                break
+        else:
+            raise AssertionError("TensorBoard exited without serving")
+
+        def get(path, body=None):
+            request = urllib.request.Request(f"http://{address}{path}", data=body)
+            if body is not None:
+                request.add_header("Content-Type", "application/json")
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read())
+
+        runs = get("/data/runs")
+        assert {"run/train", "run/validation"} <= set(runs)
+        scalar_tags = get("/data/plugin/scalars/tags")
+        assert {"head_1_bce", "head_2_squared_error", "loss", "gradient_norm"} <= set(scalar_tags["run/train"])
+        assert {"epoch_loss", "epoch_head_1_bce"} <= set(scalar_tags["run/validation"])
+        assert "reconstructions" in get("/data/plugin/images/tags")["run/validation"]
+        assert "code" in get("/data/plugin/histograms/tags")["run/validation"]
+        experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
+        assert [info["name"] for info in experiment["hparamInfos"]] == ["model"]
+        assert experiment["metricInfos"][0]["name"] == {"tag": "epoch_loss", "group": "validation"}
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert server.returncode is not None
