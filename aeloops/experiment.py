@@ -160,7 +160,21 @@ def run(
     With ``config.resume`` the newest checkpoint in ``run_dir`` is restored
     and training continues at its step; ``history.json`` keeps growing.
     """
+    previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        return _run(config, run_dir, verbose, log, stop_event)
+    finally:  # The policy is process-wide; leave it as it was found.
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _run(
+    config: TrainConfig,
+    run_dir: RunDirectory,
+    verbose: int,
+    log: Callable[[str], None],
+    stop_event: threading.Event | None,
+) -> RunResult:
     keras.utils.set_random_seed(config.seed)
     strategy = make_strategy(config.strategy)
     with strategy.scope():

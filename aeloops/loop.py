@@ -346,7 +346,7 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             progress = self._progress(verbose, epoch, epochs, source.steps_per_epoch)
             start = time.perf_counter()
-            logs, steps_run = self._run_epoch(source, epoch, shuffle, progress, callbacks)
+            logs, steps_run = self._run_epoch(source, epoch, shuffle, batch_size, progress, callbacks)
             if logs is None:  # Stopped mid-epoch: a partial epoch leaves no history row.
                 break
             logs["epoch_seconds"] = time.perf_counter() - start
@@ -372,6 +372,7 @@ class Trainer:
         source: _TrainingSource,
         epoch: int,
         shuffle: bool,
+        batch_size: int,
         progress: keras.utils.Progbar | None,
         callbacks: Sequence[Callback],
     ) -> tuple[dict[str, float] | None, int]:
@@ -383,6 +384,7 @@ class Trainer:
         run_loop = source.start_epoch(self, epoch, shuffle, done)
         sums: dict[str, float] = {}
         counted = 0
+        started = time.perf_counter()
         while done < steps:
             count = min(self.steps_per_loop, steps - done)
             results = {name: float(value) for name, value in run_loop(done, count).items()}
@@ -390,7 +392,9 @@ class Trainer:
             done += count
             counted += count
             if progress is not None and done < steps:  # fit() shows the epoch's last values.
-                progress.update(done, [(name, value / counted) for name, value in sums.items()])
+                throughput = counted * batch_size / (time.perf_counter() - started)
+                means = [(name, value / counted) for name, value in sums.items()]
+                progress.update(done, [*means, ("samples_per_second", throughput)])
             for callback in callbacks:
                 callback.on_loop_end(self, {name: value / count for name, value in results.items()})
             if self.stop_training and done < steps:

@@ -222,3 +222,19 @@ def test_network_free_default_falls_back_to_the_sample(tmp_path, monkeypatch, ca
     # 5,000 sample images at the default batch of 256: 19 steps, then a checkpoint.
     assert history["epoch"] == [1]
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-19")
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--precision", "mixed_float16"], ["--precision", "mixed_bfloat16"], ["--strategy", "mirrored"]],
+    ids=["mixed_float16", "mixed_bfloat16", "mirrored"],
+)
+def test_precisions_and_strategies_train(tmp_path, capsys, arguments):
+    run_dir = tmp_path / "run"
+    code = train.main(["--dataset", "mnist-sample", "--epochs", "2", "--run-dir", str(run_dir), "--quiet", *arguments])
+    assert code == 0, capsys.readouterr().err
+    history, model = check_run_directory(run_dir, "dense", 2)
+    assert history["loss"][1] < history["loss"][0] < 0.7
+    assert keras.mixed_precision.global_policy().name == "float32"  # Restored after the run.
+    if "--precision" in arguments:
+        assert model.dtype_policy.name == arguments[1]
