@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Autoencoder": "aeloops.models",
-    "Callback": "aeloops.loop",
+    "Callback": "aeloops.callbacks",
     "ConvAutoencoder": "aeloops.models",
     "Decoder": "aeloops.models",
     "DenseAutoencoder": "aeloops.models",

@@ -15,7 +15,8 @@ import os
 import keras
 import tensorflow as tf
 
-from aeloops.loop import Callback, Trainer
+from aeloops.callbacks import Callback
+from aeloops.loop import Trainer
 
 __all__ = ["Checkpointer"]
 

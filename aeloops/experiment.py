@@ -18,10 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops import data as data_lib
+from aeloops.callbacks import Callback
 from aeloops.checkpoints import Checkpointer
 from aeloops.config import TrainConfig
 from aeloops.images import image_grid, write_png
-from aeloops.loop import Callback, Trainer
+from aeloops.loop import Trainer
 from aeloops.models import registry
 from aeloops.models.base import Autoencoder
 from aeloops.objective import LossTerm, Objective

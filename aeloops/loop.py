@@ -26,18 +26,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from aeloops.callbacks import Callback
 from aeloops.models.base import Autoencoder
 from aeloops.objective import LAYER_LOSSES, TOTAL, Objective
 from aeloops.optimizers import make_optimizer
+from aeloops.sources import INPUT, DatasetSource, ResidentSource, as_arrays, as_batch_dict, to_tensors
 
 __all__ = ["GRADIENT_NORM", "MODES", "Callback", "Trainer", "resolve_mode"]
 
 MODES = ("auto", "xla", "graph", "eager")
-INPUT = "input"
 GRADIENT_NORM = "gradient_norm"
 # How many fixed examples fit(logdir=...) shows in TensorBoard.
 SUMMARY_EXAMPLES = 8
 
+Source = ResidentSource | DatasetSource
 Batch = Mapping[str, tf.Tensor]
 Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
 
@@ -58,25 +60,6 @@ def resolve_mode(mode: str, model: keras.Model) -> str:
     if has_convolutions and not tf.config.list_logical_devices("GPU"):
         return "graph"
     return "xla"
-
-
-class Callback:
-    """Hooks the outer loop calls; subclass and override what you need.
-
-    ``logs`` hold Python floats: the running means of every term.
-    """
-
-    def on_train_begin(self, trainer: Trainer) -> None:
-        """Called once before the first step."""
-
-    def on_loop_end(self, trainer: Trainer, logs: Mapping[str, float]) -> None:
-        """Called after each compiled call of ``steps_per_loop`` steps."""
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Mapping[str, float]) -> None:
-        """Called after each epoch (and its validation), ``epoch`` counting from 0."""
-
-    def on_train_end(self, trainer: Trainer, history: Mapping[str, list[float]]) -> None:
-        """Called once after the last epoch."""
 
 
 class Trainer:
@@ -251,9 +234,9 @@ class Trainer:
         Shows which term drives the update: TensorBoard plots these beside
         the terms. Weights are taken at the current step.
         """
-        arrays = _as_arrays(batch, "batch")
+        arrays = as_arrays(batch, "batch")
         function = self._loop_function("term_gradient_norms", self._term_gradient_norms, xla_allowed=False)
-        return {name: float(value) for name, value in function(_to_tensors(arrays)).items()}
+        return {name: float(value) for name, value in function(to_tensors(arrays)).items()}
 
     def _predict_step(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         self.trace_counts["predict"] += 1
@@ -337,7 +320,7 @@ class Trainer:
             from aeloops.summaries import SummaryWriter  # Deferred: summaries imports this module.
 
             shown = next((d for d in (validation_data, data) if not isinstance(d, tf.data.Dataset)), None)
-            examples = None if shown is None else _as_arrays(shown, "data")[INPUT][:SUMMARY_EXAMPLES]
+            examples = None if shown is None else as_arrays(shown, "data")[INPUT][:SUMMARY_EXAMPLES]
             callbacks = [*callbacks, SummaryWriter(self, logdir, summary_every, examples=examples)]
         history: dict[str, list[float]] = {}
         self.stop_training = False
@@ -369,7 +352,7 @@ class Trainer:
 
     def _run_epoch(
         self,
-        source: _TrainingSource,
+        source: Source,
         epoch: int,
         shuffle: bool,
         batch_size: int,
@@ -381,7 +364,7 @@ class Trainer:
         done = int(self.step.numpy()) - epoch * steps
         # A resumed run restarts mid-epoch; anything else starts at step 0.
         done = done if 0 <= done < steps else 0
-        run_loop = source.start_epoch(self, epoch, shuffle, done)
+        run_loop = self._epoch_runner(source, epoch, shuffle, done)
         sums: dict[str, float] = {}
         counted = 0
         started = time.perf_counter()
@@ -411,10 +394,10 @@ class Trainer:
         shown_as_is = ["samples_per_second", GRADIENT_NORM, *names, *(f"val_{name}" for name in names)]
         return keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=shown_as_is, unit_name="step")
 
-    def _training_source(self, data: Data, batch_size: int, steps_per_epoch: int | None) -> _TrainingSource:
+    def _training_source(self, data: Data, batch_size: int, steps_per_epoch: int | None) -> Source:
         if isinstance(data, tf.data.Dataset):
-            return _DatasetSource(self, data, steps_per_epoch)
-        arrays = _as_arrays(data, "data")
+            return DatasetSource(data, steps_per_epoch)
+        arrays = as_arrays(data, "data")
         if len(arrays[INPUT]) < batch_size:
             raise ValueError(
                 f"batch_size {batch_size} is larger than the {len(arrays[INPUT])} training "
@@ -422,8 +405,19 @@ class Trainer:
             )
         if _is_distributed(self.strategy):
             dataset = tf.data.Dataset.from_tensor_slices(arrays)
-            return _DatasetSource(self, dataset, None, batch_size=batch_size, seed=self.seed)
-        return _ResidentSource(arrays, batch_size, self.seed)
+            return DatasetSource(dataset, None, batch_size=batch_size, seed=self.seed)
+        return ResidentSource(arrays, batch_size, self.seed)
+
+    def _epoch_runner(self, source: Source, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
+        """Returns ``run(first_step, count)``, which trains ``count`` steps of ``epoch``."""
+        if isinstance(source, ResidentSource):
+            batch_indices = source.batch_indices(epoch, shuffle)
+            loop = self._loop_function("train_loop", self._train_loop_resident)
+            return lambda first, count: loop(source.tensors, batch_indices, tf.constant(first), tf.constant(count))
+        dataset = source.epoch_dataset(epoch, shuffle, done)
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        loop = self._loop_function("train_dataset_loop", self._train_loop_iterator, xla_allowed=False)
+        return lambda first, count: loop(iterator, tf.constant(count))
 
     def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
         """Returns every term's mean over ``data`` (all examples, none dropped)."""
@@ -432,10 +426,10 @@ class Trainer:
             dataset = (
                 data
                 if isinstance(data, tf.data.Dataset)
-                else (tf.data.Dataset.from_tensor_slices(_as_arrays(data, "validation_data")).batch(batch_size))
+                else (tf.data.Dataset.from_tensor_slices(as_arrays(data, "validation_data")).batch(batch_size))
             )
             return self._evaluate_dataset(dataset)
-        arrays = _as_arrays(data, "validation_data")
+        arrays = as_arrays(data, "validation_data")
         count = len(arrays[INPUT])
         batches = math.ceil(count / batch_size)
         # Pad the index table to whole batches; padding has weight 0, so every
@@ -444,14 +438,14 @@ class Trainer:
         weights = (padded < count).astype(np.float32).reshape(batches, batch_size)
         indices = np.where(padded < count, padded, 0).astype(np.int32).reshape(batches, batch_size)
         loop = self._loop_function("eval_loop", self._eval_loop_resident)
-        sums = loop(_to_tensors(arrays), tf.constant(indices), tf.constant(weights))
+        sums = loop(to_tensors(arrays), tf.constant(indices), tf.constant(weights))
         return {name: float(value) * batch_size / count for name, value in sums.items()}
 
     def _evaluate_dataset(self, dataset: tf.data.Dataset) -> dict[str, float]:
         step = self._loop_function("eval_dataset_step", self._eval_step_iterator, xla_allowed=False)
         sums: dict[str, float] = {}
         batches = 0
-        for batch in self.strategy.experimental_distribute_dataset(dataset.map(_as_batch_dict)):
+        for batch in self.strategy.experimental_distribute_dataset(dataset.map(as_batch_dict)):
             results = step(batch)
             sums = {name: sums.get(name, 0.0) + float(value) for name, value in results.items()}
             batches += 1
@@ -464,7 +458,7 @@ class Trainer:
     def predict(self, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
         """Returns the model's outputs for ``data``, computed in compiled batches."""
         _check_positive_int("batch_size", batch_size)
-        inputs = _as_arrays(data, "data")[INPUT]
+        inputs = as_arrays(data, "data")[INPUT]
         step = self._loop_function("predict_step", self._predict_step)
         pieces: dict[str, list[np.ndarray]] = {}
         for start in range(0, len(inputs), batch_size):
@@ -477,78 +471,6 @@ class Trainer:
         return {name: np.concatenate(parts) for name, parts in pieces.items()}
 
 
-class _TrainingSource:
-    """Where an epoch's batches come from: resident arrays or a dataset."""
-
-    steps_per_epoch: int
-
-    def start_epoch(self, trainer: Trainer, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
-        """Returns ``run(first_step, count)`` for ``epoch``, skipping ``done`` steps."""
-        raise NotImplementedError
-
-
-class _ResidentSource(_TrainingSource):
-    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int) -> None:
-        self.tensors = _to_tensors(arrays)
-        self.count = len(arrays[INPUT])
-        self.batch_size = batch_size
-        self.seed = seed
-        self.steps_per_epoch = self.count // batch_size
-
-    def start_epoch(self, trainer: Trainer, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.count) if shuffle else np.arange(self.count)
-        used = self.steps_per_epoch * self.batch_size
-        batch_indices = tf.constant(order[:used].reshape(self.steps_per_epoch, self.batch_size).astype(np.int32))
-        loop = trainer._loop_function("train_loop", trainer._train_loop_resident)
-
-        def run(first: int, count: int) -> dict:
-            return loop(self.tensors, batch_indices, tf.constant(first), tf.constant(count))
-
-        return run
-
-
-class _DatasetSource(_TrainingSource):
-    def __init__(
-        self,
-        trainer: Trainer,
-        dataset: tf.data.Dataset,
-        steps_per_epoch: int | None,
-        batch_size: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.dataset = dataset.map(_as_batch_dict) if batch_size is None else dataset
-        self.batch_size = batch_size
-        self.seed = seed
-        if steps_per_epoch is None:
-            if batch_size is not None:
-                steps_per_epoch = int(dataset.cardinality()) // batch_size
-            else:
-                steps_per_epoch = int(self.dataset.cardinality())
-        if steps_per_epoch <= 0:
-            raise ValueError(
-                "Cannot tell how many steps make an epoch of this dataset "
-                f"(cardinality {steps_per_epoch}); pass steps_per_epoch."
-            )
-        self.steps_per_epoch = steps_per_epoch
-
-    def start_epoch(self, trainer: Trainer, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
-        dataset = self.dataset
-        if self.batch_size is not None:  # Unbatched arrays under a strategy.
-            if shuffle:
-                dataset = dataset.shuffle(dataset.cardinality(), seed=self.seed * 100003 + epoch)
-            dataset = dataset.batch(self.batch_size, drop_remainder=True)
-        else:
-            dataset = dataset.repeat()  # The outer loop counts the steps.
-        dataset = dataset.skip(done).prefetch(tf.data.AUTOTUNE)
-        iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
-        loop = trainer._loop_function("train_dataset_loop", trainer._train_loop_iterator, xla_allowed=False)
-
-        def run(first: int, count: int) -> dict:
-            return loop(iterator, tf.constant(count))
-
-        return run
-
-
 def _add(left: dict[str, tf.Tensor], right: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return {name: left[name] + right[name] for name in left}
 
@@ -557,33 +479,6 @@ def _is_distributed(strategy: tf.distribute.Strategy) -> bool:
     return strategy.num_replicas_in_sync > 1 or isinstance(
         strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
     )
-
-
-def _as_batch_dict(batch: Any) -> dict[str, tf.Tensor]:
-    return dict(batch) if isinstance(batch, Mapping) else {INPUT: batch}
-
-
-def _as_arrays(data: Any, name: str) -> dict[str, np.ndarray]:
-    arrays = dict(data) if isinstance(data, Mapping) else {INPUT: data}
-    if INPUT not in arrays:
-        raise ValueError(f"{name} is a dict without an {INPUT!r} entry; it has {sorted(arrays)}.")
-    arrays = {key: np.asarray(value) for key, value in arrays.items()}
-    count = len(arrays[INPUT])
-    if count == 0:
-        raise ValueError(f"{name} is empty.")
-    for key, value in arrays.items():
-        if len(value) != count:
-            raise ValueError(f"{name}[{key!r}] has {len(value)} examples but {name}['input'] has {count}.")
-        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
-            raise ValueError(f"{name}[{key!r}] contains NaN or Inf; clean the data before training.")
-    return arrays
-
-
-def _to_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, tf.Tensor]:
-    return {
-        name: tf.constant(value.astype(np.float32) if value.dtype == np.float64 else value)
-        for name, value in arrays.items()
-    }
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -31,8 +31,9 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from aeloops.callbacks import Callback
 from aeloops.images import image_grid
-from aeloops.loop import Callback, Trainer
+from aeloops.loop import Trainer
 from aeloops.objective import Objective
 
 __all__ = ["SummaryWriter", "reconstruction_rows"]

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from aeloops.callbacks import Callback
 from aeloops.data import to_model_inputs
-from aeloops.loop import Callback, Trainer
+from aeloops.loop import Trainer
 from aeloops.models import DenseAutoencoder, registry
 from aeloops.objective import LossTerm, Objective
 

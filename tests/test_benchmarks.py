@@ -1,0 +1,28 @@
+"""The benchmark suite runs on a tiny setting (benchmarks are not tests: no timing is asserted)."""
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from benchmarks import run
+
+
+def test_tiny_benchmark_runs_and_reports_every_configuration(tmp_path):
+    assert run.main(["--tiny", "--models", "dense", "--output", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    configs = [row["config"] for row in results["rows"]]
+    assert configs[:2] == ["keras fit (defaults)", "hand-written tf.function loop"]
+    assert {"aeloops eager, 1 step/call", "aeloops graph, 50 steps/call", "aeloops xla, 50 steps/call"} <= set(configs)
+    for row in results["rows"]:
+        assert row["epoch"] > 0 and row["samples_per_second"] > 0
+        assert 0.0 < row["final_loss"] < 0.7  # Every configuration learns, none diverges.
+        assert row["retraces"] in (0, None)  # Nothing retraces after the warm-up epoch.
+    assert "| aeloops xla, 50 steps/call |" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="a GPU is present")
+def test_gpu_rows_say_no_gpu_on_a_cpu_machine(tmp_path, capsys):
+    assert run.main(["--device", "gpu", "--output", str(tmp_path)]) == 0
+    assert "no GPU" in capsys.readouterr().out
+    assert not (tmp_path / "results.json").exists()
