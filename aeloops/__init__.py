@@ -27,6 +27,7 @@ _EXPORTS = {
     "Objective": "aeloops.objective",
     "Trainer": "aeloops.loop",
     "load_mnist": "aeloops.data",
+    "load_model": "aeloops.models",
     "load_sample": "aeloops.data",
     "registry": "aeloops.models",
     "to_model_inputs": "aeloops.data",

@@ -50,8 +50,15 @@ class Checkpointer(Callback):
 
     @property
     def latest(self) -> str | None:
-        """The prefix of the newest complete checkpoint, or None."""
-        return self.manager.latest_checkpoint
+        """The prefix of the newest checkpoint whose files exist, or None.
+
+        A checkpoint whose files were removed (say, because they were
+        corrupt) is passed over for the one before it.
+        """
+        for prefix in reversed(self.manager.checkpoints):
+            if tf.io.gfile.exists(f"{prefix}.index"):
+                return prefix
+        return None
 
     def restore(self) -> bool:
         """Restores the newest checkpoint; returns False when there is none.
@@ -65,11 +72,12 @@ class Checkpointer(Callback):
         try:
             status = self.checkpoint.restore(latest)
             status.assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as error:
+        except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, OSError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(
                 f"Cannot restore checkpoint {latest}: {first_line[:300]}. "
-                "It is corrupt or from a different model; remove it to fall back to an older one."
+                f"It is corrupt or from a different model; delete {os.path.basename(latest)}.* to resume "
+                "from the checkpoint before it."
             ) from None
         return True
 
@@ -79,6 +87,11 @@ class Checkpointer(Callback):
         if self.latest is not None and self.latest.endswith(f"ckpt-{step}"):
             return None
         return self.manager.save(checkpoint_number=step)
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        # A save before the first step makes a run resumable from its very start.
+        if self.latest is None:
+            self.save()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict) -> None:
         self.save()

@@ -35,6 +35,7 @@ MODES = ("auto", "xla", "graph", "eager")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
+NONFINITE_POLICIES = ("stop", "skip")
 TERM_SETTINGS = ("weight",)
 
 
@@ -60,6 +61,8 @@ class TrainConfig:
     validation: bool = True
     keep_checkpoints: int = 3
     summary_every: int = 100
+    on_nonfinite: str = "stop"
+    deterministic: bool = False
     # "first:last" steps to profile for TensorBoard's profile plugin.
     profile_steps: str | None = None
     quiet: bool = False
@@ -108,13 +111,18 @@ def _validate(config: TrainConfig) -> None:
     for name in ("data_dir", "loss", "run_dir", "profile_steps"):
         if getattr(config, name) is not None:
             _expect(name, getattr(config, name), (str,), "a string")
-    for name in ("resume", "validation", "quiet"):
+    for name in ("resume", "validation", "quiet", "deterministic"):
         _expect(name, getattr(config, name), (bool,), "true or false")
     if config.learning_rate is not None:
         _expect("learning_rate", config.learning_rate, (int, float), "a positive number")
         if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {config.learning_rate}.")
-    for name, choices in (("mode", MODES), ("precision", PRECISIONS), ("strategy", STRATEGIES)):
+    for name, choices in (
+        ("mode", MODES),
+        ("precision", PRECISIONS),
+        ("strategy", STRATEGIES),
+        ("on_nonfinite", NONFINITE_POLICIES),
+    ):
         if getattr(config, name) not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(config, name)!r}.")
     if config.dataset not in DATASETS and not config.dataset.endswith((".npy", ".npz")):

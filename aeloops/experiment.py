@@ -177,6 +177,8 @@ def _run(
     stop_event: threading.Event | None,
 ) -> RunResult:
     keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config.strategy)
     with strategy.scope():
         model = registry.get(config.model).build()
@@ -195,6 +197,7 @@ def _run(
         steps_per_loop=config.steps_per_loop,
         strategy=strategy,
         seed=config.seed,
+        on_nonfinite=config.on_nonfinite,
     )
     if not config.resume:
         # Saved without run_dir: `--config <run>/config.json` repeats the run elsewhere.
@@ -207,6 +210,10 @@ def _run(
         history = run_dir.read_history()
     steps_per_epoch = len(datasets.train) // config.batch_size
     initial_epoch = min(int(trainer.step.numpy()) // steps_per_epoch, config.epochs)
+    # A kill between writing history.json and the checkpoint leaves rows the
+    # checkpoint does not cover; those epochs run again.
+    kept = sum(1 for epoch in history.get("epoch", []) if epoch <= initial_epoch)
+    history = {name: values[:kept] for name, values in history.items()}
     if config.resume:
         log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
     shown = (datasets.validation if datasets.validation is not None else datasets.train)[:GRID_EXAMPLES]
@@ -219,7 +226,8 @@ def _run(
         hparams=hyperparameters(config, objective),
         profile_steps=config.profile_window(),
     )
-    callbacks: list[Callback] = [checkpointer, summaries, _HistoryFile(run_dir, history)]
+    # history.json is written before the checkpoint (see above for why).
+    callbacks: list[Callback] = [_HistoryFile(run_dir, history), checkpointer, summaries]
     if stop_event is not None:
         callbacks.append(_StopOnRequest(stop_event))
     started = time.perf_counter()

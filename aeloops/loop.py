@@ -32,10 +32,18 @@ from aeloops.objective import LAYER_LOSSES, TOTAL, Objective
 from aeloops.optimizers import make_optimizer
 from aeloops.sources import INPUT, DatasetSource, ResidentSource, as_arrays, as_batch_dict, to_tensors
 
-__all__ = ["GRADIENT_NORM", "MODES", "Callback", "Trainer", "resolve_mode"]
+__all__ = ["GRADIENT_NORM", "MODES", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer", "resolve_mode"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a loss term turns NaN or Inf and the trainer is set to stop."""
+
 
 MODES = ("auto", "xla", "graph", "eager")
 GRADIENT_NORM = "gradient_norm"
+# Steps whose loss terms were NaN or Inf: counted per epoch, not averaged.
+NONFINITE_STEPS = "skipped_steps"
+NONFINITE_POLICIES = ("stop", "skip")
 # How many fixed examples fit(logdir=...) shows in TensorBoard.
 SUMMARY_EXAMPLES = 8
 
@@ -95,6 +103,7 @@ class Trainer:
         steps_per_loop: int = 1,
         strategy: tf.distribute.Strategy | None = None,
         seed: int = 0,
+        on_nonfinite: str = "stop",
     ) -> None:
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
@@ -111,6 +120,11 @@ class Trainer:
         self.steps_per_loop = steps_per_loop
         self.seed = int(seed)
         self.strategy = strategy or tf.distribute.get_strategy()
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
+        if on_nonfinite == "skip" and _is_distributed(self.strategy):
+            raise ValueError("on_nonfinite='skip' is not supported under a distribution strategy; use 'stop'.")
+        self.on_nonfinite = on_nonfinite
         with self.strategy.scope():
             self.optimizer = make_optimizer(optimizer, learning_rate)
             self.optimizer.build(model.trainable_variables)
@@ -121,6 +135,14 @@ class Trainer:
                 dtype=tf.int64,
                 trainable=False,
                 name="step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+            # The first step whose loss terms were not finite (-1: none yet).
+            self.first_nonfinite_step = tf.Variable(
+                -1,
+                dtype=tf.int64,
+                trainable=False,
+                name="first_nonfinite_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
         self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
@@ -140,14 +162,36 @@ class Trainer:
                 loss = self.optimizer.scale_loss(loss)
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        norm = tf.linalg.global_norm(gradients)
+        finite = tf.reduce_all(tf.stack([tf.math.is_finite(value) for value in terms.values()]))
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Overflowing scaled gradients are the loss scaler's business: it
+            # skips those steps itself and lowers the scale.
+            norm = norm / tf.cast(self.optimizer.dynamic_scale, norm.dtype)
+        else:
+            finite = tf.logical_and(finite, tf.math.is_finite(norm))
+        if self.on_nonfinite == "skip":
+            tf.cond(finite, lambda: self._apply(gradients, variables), tf.no_op)
+            terms = {name: tf.where(finite, value, 0.0) for name, value in terms.items()}
+            norm = tf.where(finite, norm, 0.0)
+        else:
+            self._apply(gradients, variables)
+        self.first_nonfinite_step.assign(
+            tf.where(tf.logical_or(finite, self.first_nonfinite_step >= 0), self.first_nonfinite_step, self.step)
+        )
         self.step.assign_add(1)
+        replicas = self.strategy.num_replicas_in_sync
         # Replicas' values are summed, so each contributes its share of the
         # mean; with one replica this is exactly the step's gradient norm.
-        norm = tf.linalg.global_norm(gradients) / self.strategy.num_replicas_in_sync
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            norm = norm / tf.cast(self.optimizer.dynamic_scale, norm.dtype)
-        return {**terms, GRADIENT_NORM: norm}
+        return {
+            **terms,
+            GRADIENT_NORM: norm / replicas,
+            NONFINITE_STEPS: tf.cast(tf.logical_not(finite), tf.float32) / replicas,
+        }
+
+    def _apply(self, gradients: list[tf.Tensor], variables: list[tf.Variable]) -> tf.Operation:
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return tf.no_op()
 
     def _replica_eval_step(self, batch: Batch, weights: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         outputs = self.model(batch[INPUT], training=False)
@@ -371,18 +415,41 @@ class Trainer:
         while done < steps:
             count = min(self.steps_per_loop, steps - done)
             results = {name: float(value) for name, value in run_loop(done, count).items()}
+            if self.on_nonfinite == "stop" and results[NONFINITE_STEPS] > 0:
+                self._raise_nonfinite(results)
             sums = {name: sums.get(name, 0.0) + value for name, value in results.items()}
             done += count
             counted += count
             if progress is not None and done < steps:  # fit() shows the epoch's last values.
                 throughput = counted * batch_size / (time.perf_counter() - started)
-                means = [(name, value / counted) for name, value in sums.items()]
+                means = list(self._means(sums, counted).items())
                 progress.update(done, [*means, ("samples_per_second", throughput)])
             for callback in callbacks:
-                callback.on_loop_end(self, {name: value / count for name, value in results.items()})
+                callback.on_loop_end(self, self._means(results, count))
             if self.stop_training and done < steps:
                 return None, counted
-        return {name: value / max(counted, 1) for name, value in sums.items()}, counted
+        return self._means(sums, counted), counted
+
+    def _means(self, sums: Mapping[str, float], steps: int) -> dict[str, float]:
+        """Returns mean terms over the steps that were not skipped, and the skip count in skip mode."""
+        skipped = sums.get(NONFINITE_STEPS, 0.0)
+        means = {name: value / max(steps - skipped, 1) for name, value in sums.items() if name != NONFINITE_STEPS}
+        if self.on_nonfinite == "skip":
+            means[NONFINITE_STEPS] = float(round(skipped))
+        return means
+
+    def _raise_nonfinite(self, results: Mapping[str, float]) -> None:
+        names = [
+            name
+            for name, value in results.items()
+            if not math.isfinite(value) and name not in (TOTAL, GRADIENT_NORM, NONFINITE_STEPS)
+        ]
+        what = f"loss term {', '.join(map(repr, names))}" if names else "the gradient"
+        raise NonFiniteLossError(
+            f"The {what} became NaN or Inf at step {int(self.first_nonfinite_step.numpy())}; training stopped "
+            "before saving it. Lower the learning rate or check the data, or skip such steps "
+            "(on_nonfinite='skip', --on-nonfinite skip)."
+        )
 
     def _progress(self, verbose: int, epoch: int, epochs: int, steps: int) -> keras.utils.Progbar | None:
         if verbose == 0:

@@ -115,6 +115,12 @@ class LossTerm:
                 )
             target = tf.cast(batch[self.target], tf.float32)
             values = self.function(target, prediction)
+        values = tf.convert_to_tensor(values)
+        if values.shape.rank == 0:
+            raise ValueError(
+                f"LossTerm {self.name!r}: its loss returned a scalar; it must return one value per "
+                "example (shape (batch, ...)), leaving the batch average to the objective."
+            )
         return losses_lib.mean_per_example(tf.cast(values, tf.float32))
 
     def weight_at(self, step: tf.Tensor | int) -> tf.Tensor:

@@ -69,7 +69,10 @@ class RunDirectory:
         if not self.config.is_file():
             raise ValueError(f"Cannot resume {self.path}: it holds no config.json; give --run-dir of an earlier run.")
         if not (self.checkpoints / "checkpoint").is_file():
-            raise ValueError(f"Cannot resume {self.path}: it has no checkpoint yet; start a new run instead.")
+            raise ValueError(
+                f"Cannot resume {self.path}: it stopped before training began and has no checkpoint; "
+                "remove it or choose another --run-dir to start again."
+            )
         if not os.access(self.path, os.W_OK):
             raise ValueError(f"Cannot resume {self.path}: the directory is not writable.")
 

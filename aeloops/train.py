@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"steps between TensorBoard scalars (default {defaults.summary_every})",
     )
     parser.add_argument("--profile-steps", metavar="FIRST:LAST", help="profile these steps for TensorBoard, e.g. 10:20")
+    parser.add_argument("--on-nonfinite", help="stop (default) or skip the update when a loss term is NaN or Inf")
+    parser.add_argument(
+        "--deterministic", action="store_true", default=None, help="deterministic ops: a resumed run repeats exactly"
+    )
     parser.add_argument(
         "--no-validation",
         dest="validation",
@@ -193,6 +197,9 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
         result = experiment.run(config, run_dir, verbose=verbose, stop_event=catcher.event)
     except (ValueError, TypeError) as error:
         return _fail(" ".join(str(error).split()))
+    except FloatingPointError as error:  # A loss turned NaN or Inf: the run failed, not the user.
+        print(f"aeloops.train: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_INTERNAL
     except Exception:  # noqa: BLE001 - an internal failure: show everything, exit 1.
         traceback.print_exc()
         return EXIT_INTERNAL

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from aeloops.callbacks import Callback
 from aeloops.data import to_model_inputs
-from aeloops.loop import Trainer
+from aeloops.loop import NonFiniteLossError, Trainer
 from aeloops.models import DenseAutoencoder, registry
 from aeloops.objective import LossTerm, Objective
 
@@ -201,3 +201,36 @@ def test_auto_mode_avoids_xla_for_convolutions_on_cpu():
     assert Trainer(conv, mode="auto").mode == "graph"
     assert Trainer(dense, mode="auto").mode == "xla"
     assert Trainer(conv, mode="xla").mode == "xla"
+
+
+def exploding(target, prediction):
+    """Inf for examples brighter than 0.15 on average, 0 otherwise: a term that blows up on some batches."""
+    return tf.where(tf.reduce_mean(target, axis=1) > 0.15, np.inf, 0.0) + 0.0 * tf.reduce_mean(prediction, axis=1)
+
+
+def nonfinite_setup(small_images, policy, mode):
+    images = to_model_inputs(small_images[:256], (784,))
+    keras.utils.set_random_seed(0)
+    model = registry.get("dense").build()
+    objective = Objective([LossTerm("bce", "logits", "bce_logits"), LossTerm("boom", "reconstruction", exploding)])
+    trainer = Trainer(model, objective, mode=mode, steps_per_loop=3, on_nonfinite=policy)
+    bad_batches = [index for index in range(32) if (images[index * 8 : index * 8 + 8].mean(axis=1) > 0.15).any()]
+    return trainer, images, bad_batches
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_nonfinite_steps_are_skipped_and_counted(small_images, mode):
+    trainer, images, bad_batches = nonfinite_setup(small_images, "skip", mode)
+    assert 0 < len(bad_batches) < 32
+    history = trainer.fit(images, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert history["skipped_steps"] == [len(bad_batches)] * 2
+    assert all(np.isfinite(history["loss"])) and history["boom"] == [0.0, 0.0]
+    assert all(np.isfinite(variable.numpy()).all() for variable in trainer.model.weights)
+    assert int(trainer.optimizer.iterations.numpy()) == 2 * (32 - len(bad_batches))
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_nonfinite_loss_stops_training_naming_term_and_step(small_images, mode):
+    trainer, images, bad_batches = nonfinite_setup(small_images, "stop", mode)
+    with pytest.raises(NonFiniteLossError, match=rf"loss term 'boom' became NaN or Inf at step {bad_batches[0]};"):
+        trainer.fit(images, epochs=2, batch_size=8, shuffle=False, verbose=0)

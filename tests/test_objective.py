@@ -102,3 +102,9 @@ def test_objective_validation_and_clear_errors_at_call():
         Objective([LossTerm("a", "head_3", "mse")])(OUTPUTS, BATCH)
     with pytest.raises(ValueError, match="batch entry 'clean'"):
         Objective([LossTerm("a", "logits", "mse", target="clean")])(OUTPUTS, BATCH)
+
+
+def test_a_loss_that_averages_the_batch_itself_is_refused():
+    objective = Objective([LossTerm("scalar", "logits", lambda target, prediction: tf.reduce_mean(prediction))])
+    with pytest.raises(ValueError, match="returned a scalar; it must return one value per example"):
+        objective(OUTPUTS, BATCH)

@@ -1,5 +1,9 @@
 """Autoencoder models: base classes, the seed's families and the registry."""
 
+import os
+
+import keras
+
 from aeloops.models import registry
 from aeloops.models.base import Autoencoder, Decoder, Encoder
 from aeloops.models.conv import ConvAutoencoder, ConvDecoder, ConvEncoder
@@ -19,5 +23,11 @@ __all__ = [
     "MultiHeadAutoencoder",
     "MultiHeadDecoder",
     "MultiHeadEncoder",
+    "load_model",
     "registry",
 ]
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Loads a ``.keras`` file saved by aeloops (importing this module registers its classes)."""
+    return keras.saving.load_model(path)

@@ -1,0 +1,70 @@
+"""Runs ``python -m aeloops.train`` and kills itself with SIGKILL at a chosen point.
+
+Usage: ``python -m tests.kill_helper POINT STEP -- <train arguments>`` where
+POINT is one of ``step`` (after the compiled call that reaches STEP),
+``validation`` (inside the first evaluation at or after STEP), ``save`` (once
+the checkpoint of STEP is fully written) or ``mid_save`` (while writing the
+checkpoint of STEP: part of its files exist, the state file is not updated).
+A test stand-in for a crash, a preemption or an OOM kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from aeloops import checkpoints, loop, summaries, train
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install(point: str, at_step: int) -> None:
+    """Patches the library so that the process dies at ``point``."""
+    if point == "step":
+        original_loop_end = summaries.SummaryWriter.on_loop_end
+
+        def on_loop_end(self, trainer, logs):
+            original_loop_end(self, trainer, logs)
+            if int(trainer.step.numpy()) >= at_step:
+                _die()
+
+        summaries.SummaryWriter.on_loop_end = on_loop_end
+    elif point == "validation":
+        original_evaluate = loop.Trainer.evaluate
+
+        def evaluate(self, data, batch_size=256):
+            if int(self.step.numpy()) >= at_step:
+                _die()
+            return original_evaluate(self, data, batch_size)
+
+        loop.Trainer.evaluate = evaluate
+    elif point in ("save", "mid_save"):
+        original_save = checkpoints.Checkpointer.save
+
+        def save(self):
+            step = int(self.trainer.step.numpy())
+            if step >= at_step and point == "mid_save":
+                # The data file of a checkpoint being written, cut short.
+                partial = os.path.join(self.directory, f"ckpt-{step}_temp", "part-00000-of-00001.data-00000-of-00001")
+                os.makedirs(os.path.dirname(partial), exist_ok=True)
+                with open(partial, "wb") as stream:
+                    stream.write(b"\0" * 1000)
+                _die()
+            result = original_save(self)
+            if step >= at_step:
+                _die()
+            return result
+
+        checkpoints.Checkpointer.save = save
+    else:
+        raise SystemExit(f"unknown kill point {point!r}")
+
+
+if __name__ == "__main__":
+    point, step, separator, *arguments = sys.argv[1:]
+    assert separator == "--", "usage: POINT STEP -- <train arguments>"
+    install(point, int(step))
+    sys.exit(train.main(arguments))

@@ -1,0 +1,145 @@
+"""Killed, corrupted and diverging runs: nothing saved is lost, and a resumed run repeats exactly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeloops.models import load_model
+from tests.conftest import REPO, SHARED_MNIST
+
+pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")
+
+# 8,192 images (a .npy of real MNIST) at batch 256: 32 steps an epoch, 3 epochs,
+# 5 steps per compiled call; deterministic ops so a resumed run can be compared bit for bit.
+STEPS_PER_EPOCH, EPOCHS = 32, 3
+ENVIRONMENT = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.fixture(scope="module")
+def images_file(tmp_path_factory, mnist):
+    path = tmp_path_factory.mktemp("data") / "images.npz"
+    np.savez(path, x_train=mnist.train_images[:8192], x_test=mnist.test_images[:512])
+    return path
+
+
+def arguments(images_file, run_dir, mode):
+    return [
+        "--dataset", str(images_file), "--epochs", str(EPOCHS), "--batch-size", "256", "--steps-per-loop", "5",
+        "--mode", mode, "--deterministic", "--summary-every", "5", "--run-dir", str(run_dir), "--quiet",
+    ]  # fmt: skip
+
+
+def run(command):
+    result = subprocess.run(command, cwd=REPO, env=ENVIRONMENT, capture_output=True, text=True, timeout=600)
+    return result.returncode, result.stdout, result.stderr
+
+
+def train(*args):
+    return run([sys.executable, "-m", "aeloops.train", *args])
+
+
+def final_weights(run_dir):
+    return [variable.numpy() for variable in load_model(run_dir / "model.keras").weights]
+
+
+@pytest.fixture(scope="module")
+def reference(images_file, tmp_path_factory):
+    """Final weights of uninterrupted runs, per mode."""
+    weights = {}
+    for mode in ("graph", "xla"):
+        run_dir = tmp_path_factory.mktemp("reference") / mode
+        code, _, stderr = train(*arguments(images_file, run_dir, mode))
+        assert code == 0, stderr
+        weights[mode] = final_weights(run_dir)
+    return weights
+
+
+KILL_POINTS = [
+    ("step", 2, "graph"),  # Before the first epoch's checkpoint (only the step-0 save exists).
+    ("step", 45, "graph"),  # Mid-epoch.
+    ("validation", 40, "graph"),  # During the second epoch's validation.
+    ("save", 64, "graph"),  # Right after a save.
+    ("mid_save", 64, "graph"),  # While a checkpoint is being written.
+    ("step", 45, "xla"),
+    ("mid_save", 32, "xla"),
+]
+
+
+@pytest.mark.parametrize(("point", "step", "mode"), KILL_POINTS, ids=[f"{p}-{s}-{m}" for p, s, m in KILL_POINTS])
+def test_sigkill_then_resume_ends_bit_identical(images_file, reference, tmp_path, point, step, mode):
+    run_dir = tmp_path / "run"
+    helper = [sys.executable, "-m", "tests.kill_helper", point, str(step), "--"]
+    code, _, stderr = run([*helper, *arguments(images_file, run_dir, mode)])
+    assert code == -signal.SIGKILL, stderr
+    assert not (run_dir / "model.keras").exists()
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    assert latest is not None  # A killed run is always resumable, even from step 0.
+    code, stdout, stderr = train("--resume", "--run-dir", str(run_dir), "--quiet")
+    assert code == 0, stderr
+    assert f"at step {latest.rsplit('-', 1)[1]}" in stdout
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["epoch"] == list(range(1, EPOCHS + 1))
+    for ours, theirs in zip(final_weights(run_dir), reference[mode]):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_corrupt_checkpoint_exits_2_and_changes_nothing(images_file, tmp_path):
+    run_dir = tmp_path / "run"
+    code, _, stderr = train(*arguments(images_file, run_dir, "graph"))
+    assert code == 0, stderr
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    data_file = f"{latest}.data-00000-of-00001"
+    with open(data_file, "r+b") as stream:
+        stream.truncate(os.path.getsize(data_file) // 2)
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    code, _, stderr = train("--resume", "--run-dir", str(run_dir), "--epochs", "4", "--quiet")
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("aeloops.train: error: Cannot restore checkpoint") and latest in lines[-1]
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+    # As the message says: without the corrupt files, the run resumes from the checkpoint before.
+    previous_step = (EPOCHS - 1) * STEPS_PER_EPOCH
+    for path in run_dir.glob(f"checkpoints/{os.path.basename(latest)}.*"):
+        path.unlink()
+    code, stdout, stderr = train("--resume", "--run-dir", str(run_dir), "--epochs", "4", "--quiet")
+    assert code == 0, stderr
+    assert f"Resuming {run_dir} at step {previous_step} (epoch {EPOCHS})" in stdout
+    assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2, 3, 4]
+
+
+def test_corrupt_data_files_exit_2(tmp_path):
+    data_dir = tmp_path / "mnist"
+    data_dir.mkdir()
+    for name in os.listdir(SHARED_MNIST):
+        content = (SHARED_MNIST / name).read_bytes()
+        # The training images are cut off: a truncated download.
+        (data_dir / name).write_bytes(content[: len(content) // 3] if name.startswith("train-images") else content)
+    code, _, stderr = train("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run"))
+    assert code == 2
+    assert "train-images-idx3-ubyte.gz" in stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated zip")
+    code, _, stderr = train("--dataset", str(tmp_path / "broken.npz"), "--run-dir", str(tmp_path / "run"))
+    assert code == 2 and "broken.npz" in stderr.strip().splitlines()[-1]
+
+
+def test_diverging_run_stops_with_exit_1_or_skips(images_file, tmp_path):
+    diverging = ["--model", "rowwise", "--optimizer", "sgd", "--learning-rate", "1e9", "--epochs", "2"]
+    common = ["--dataset", str(images_file), "--batch-size", "256", "--steps-per-loop", "1", "--quiet"]
+    code, _, stderr = train(*diverging, *common, "--run-dir", str(tmp_path / "stop"))
+    assert code == 1
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("aeloops.train: The loss term 'mse' became NaN or Inf at step ")
+    assert "Traceback" not in stderr
+    # The step-0 checkpoint stays the latest good one.
+    assert tf.train.latest_checkpoint(str(tmp_path / "stop" / "checkpoints")).endswith("ckpt-0")
+    code, _, stderr = train(*diverging, *common, "--on-nonfinite", "skip", "--run-dir", str(tmp_path / "skip"))
+    assert code == 0, stderr
+    history = json.loads((tmp_path / "skip" / "history.json").read_text())
+    assert len(history["skipped_steps"]) == 2 and history["skipped_steps"][1] > 0
