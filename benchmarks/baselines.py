@@ -1,0 +1,114 @@
+"""What aeloops is timed against: Keras ``Model.fit`` and a plain hand-written loop.
+
+Both train a plain Keras model with exactly the seed model's architecture
+(same layers, same parameter count) on the same images and batch size.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["HandWrittenLoop", "KerasFit", "keras_reference"]
+
+
+def keras_reference(name: str) -> keras.Model:
+    """Returns a plain Keras model with the architecture of seed model ``name``."""
+    dense = keras.layers.Dense
+    if name == "dense":
+        layers = [dense(64, "relu"), dense(32, "relu"), dense(8, "relu"), dense(32, "relu"), dense(64, "relu")]
+        return keras.Sequential([keras.Input((784,)), *layers, dense(784, "sigmoid")])
+    if name == "deep":
+        layers = [dense(128, "relu"), dense(64, "relu"), dense(32, "relu"), dense(64, "relu"), dense(128, "relu")]
+        return keras.Sequential([keras.Input((784,)), *layers, dense(784, "sigmoid")])
+    if name == "sparse":
+        return keras.Sequential([keras.Input((784,)), dense(32, "relu"), dense(784, "sigmoid")])
+    if name == "conv":
+        conv = keras.layers.Conv2D
+        return keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                conv(16, 3, activation="relu", padding="same"),
+                keras.layers.MaxPooling2D(2, padding="same"),
+                conv(8, 3, activation="relu", padding="same"),
+                keras.layers.MaxPooling2D(2, padding="same"),
+                conv(8, 3, activation="relu", padding="same"),
+                keras.layers.MaxPooling2D(2, padding="same"),
+                conv(8, 3, activation="relu", padding="same"),
+                keras.layers.UpSampling2D(2),
+                conv(8, 3, activation="relu", padding="same"),
+                keras.layers.UpSampling2D(2),
+                conv(16, 3, activation="relu", padding="valid"),
+                keras.layers.UpSampling2D(2),
+                conv(1, 3, activation="sigmoid", padding="same"),
+            ]
+        )
+    raise ValueError(f"No Keras reference for model {name!r}; choose dense, deep, sparse or conv.")
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds = time.perf_counter() - self.started
+
+
+class KerasFit:
+    """Keras ``compile`` + ``fit`` with its defaults (Adam, binary cross-entropy)."""
+
+    name = "keras fit (defaults)"
+
+    def __init__(self, model_name: str, images: np.ndarray, batch_size: int) -> None:
+        self.model = keras_reference(model_name)
+        self.model.compile(optimizer="adam", loss="binary_crossentropy")
+        self.images = images
+        self.batch_size = batch_size
+        self.traces = None  # Keras's own functions; not counted here.
+
+    def run_epoch(self) -> tuple[float, float]:
+        """Trains one epoch; returns its mean loss and its seconds from epoch begin to end."""
+        timer = _EpochTimer()
+        history = self.model.fit(
+            self.images, self.images, batch_size=self.batch_size, epochs=1, verbose=0, callbacks=[timer]
+        )
+        return float(history.history["loss"][-1]), timer.seconds
+
+
+class HandWrittenLoop:
+    """The loop a user writes first: ``tf.data`` batches into a ``tf.function`` step."""
+
+    name = "hand-written tf.function loop"
+
+    def __init__(self, model_name: str, images: np.ndarray, batch_size: int) -> None:
+        self.model = keras_reference(model_name)
+        self.optimizer = keras.optimizers.Adam()
+        self.loss = keras.losses.BinaryCrossentropy()
+        self.dataset = (
+            tf.data.Dataset.from_tensor_slices(images)
+            .shuffle(len(images), seed=0)
+            .batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        self.traces = 0
+        self.step = tf.function(self._step)
+
+    def _step(self, batch: tf.Tensor) -> tf.Tensor:
+        self.traces += 1
+        with tf.GradientTape() as tape:
+            loss = self.loss(batch, self.model(batch, training=True))
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        return loss
+
+    def run_epoch(self) -> tuple[float, float]:
+        """Trains one epoch; returns its mean loss and its seconds."""
+        started = time.perf_counter()
+        total, steps = 0.0, 0
+        for batch in self.dataset:
+            total += float(self.step(batch))
+            steps += 1
+        return total / steps, time.perf_counter() - started
