@@ -44,6 +44,8 @@ GRADIENT_NORM = "gradient_norm"
 # Steps whose loss terms were NaN or Inf: counted per epoch, not averaged.
 NONFINITE_STEPS = "skipped_steps"
 NONFINITE_POLICIES = ("stop", "skip")
+# The batch entry that carries padding weights through a distributed evaluation.
+_WEIGHT = "_sample_weight"
 # How many fixed examples fit(logdir=...) shows in TensorBoard.
 SUMMARY_EXAMPLES = 8
 
@@ -52,20 +54,33 @@ Batch = Mapping[str, tf.Tensor]
 Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
 
 
-def resolve_mode(mode: str, model: keras.Model) -> str:
-    """Returns the concrete mode for ``mode``; ``"auto"`` picks XLA unless it is known to be slower.
+def resolve_mode(mode: str, model: keras.Model, strategy: tf.distribute.Strategy | None = None) -> str:
+    """Returns the concrete mode for ``mode``; ``"auto"`` picks XLA unless it is known to be slower or unsupported.
 
     On a CPU, XLA compiles convolutions to much slower code than TensorFlow's
     oneDNN kernels (about 10x for the seed's conv model), so ``"auto"`` means
     ``"graph"`` for a model with convolution kernels (weights of rank 3 or
-    more) when no GPU is visible, and ``"xla"`` otherwise.
+    more) when no GPU is visible, and under a distribution strategy (as in
+    Keras's ``fit``); ``"xla"`` otherwise.
+
+    Raises:
+      ValueError: for ``"xla"`` under a multi-device strategy on CPUs, which
+        TensorFlow cannot compile (each replica's variables live on its own
+        CPU device, and XLA may not reach across them).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    distributed = strategy is not None and _is_distributed(strategy)
+    on_gpus = bool(tf.config.list_logical_devices("GPU"))
+    if mode == "xla" and distributed and strategy.num_replicas_in_sync > 1 and not on_gpus:
+        raise ValueError(
+            "mode='xla' under a distribution strategy over several CPU devices is not supported by "
+            "TensorFlow (XLA cannot reach variables on other devices); use mode='graph'."
+        )
     if mode != "auto":
         return mode
     has_convolutions = any(len(variable.shape) >= 3 for variable in model.trainable_variables)
-    if has_convolutions and not tf.config.list_logical_devices("GPU"):
+    if distributed or (has_convolutions and not on_gpus):
         return "graph"
     return "xla"
 
@@ -107,7 +122,6 @@ class Trainer:
     ) -> None:
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
-        mode = resolve_mode(mode, model)
         if isinstance(steps_per_loop, bool) or not isinstance(steps_per_loop, int) or steps_per_loop < 1:
             raise ValueError(f"steps_per_loop must be a positive int, got {steps_per_loop!r}.")
         if objective is None:
@@ -116,10 +130,11 @@ class Trainer:
             raise TypeError(f"objective must be an aeloops Objective, got {type(objective).__name__}.")
         self.model = model
         self.objective = objective
-        self.mode = mode
         self.steps_per_loop = steps_per_loop
         self.seed = int(seed)
         self.strategy = strategy or tf.distribute.get_strategy()
+        mode = resolve_mode(mode, model, self.strategy)
+        self.mode = mode
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
         if on_nonfinite == "skip" and _is_distributed(self.strategy):
@@ -162,7 +177,7 @@ class Trainer:
                 loss = self.optimizer.scale_loss(loss)
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
-        norm = tf.linalg.global_norm(gradients)
+        norm = self._global_gradient_norm(gradients)
         finite = tf.reduce_all(tf.stack([tf.math.is_finite(value) for value in terms.values()]))
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             # Overflowing scaled gradients are the loss scaler's business: it
@@ -181,13 +196,23 @@ class Trainer:
         )
         self.step.assign_add(1)
         replicas = self.strategy.num_replicas_in_sync
-        # Replicas' values are summed, so each contributes its share of the
-        # mean; with one replica this is exactly the step's gradient norm.
+        # Replicas' values are summed by _distributed, so each reports its share.
         return {
             **terms,
             GRADIENT_NORM: norm / replicas,
             NONFINITE_STEPS: tf.cast(tf.logical_not(finite), tf.float32) / replicas,
         }
+
+    def _global_gradient_norm(self, gradients: list[tf.Tensor]) -> tf.Tensor:
+        """Returns the norm of the step's whole gradient, summed over replicas.
+
+        Each replica holds only its share of the gradient; under a
+        multi-replica strategy this costs one extra all-reduce per step.
+        """
+        if self.strategy.num_replicas_in_sync > 1:
+            context = tf.distribute.get_replica_context()
+            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        return tf.linalg.global_norm(gradients)
 
     def _apply(self, gradients: list[tf.Tensor], variables: list[tf.Variable]) -> tf.Operation:
         self.optimizer.apply_gradients(zip(gradients, variables))
@@ -253,7 +278,9 @@ class Trainer:
 
     def _eval_step_iterator(self, batch: Batch) -> dict[str, tf.Tensor]:
         self.trace_counts["eval"] += 1
-        return self._distributed(self._step_function("eval_step"), batch)
+        batch = dict(batch)
+        weights = batch.pop(_WEIGHT, None)
+        return self._distributed(self._step_function("eval_step"), batch, weights)
 
     def _term_gradient_norms(self, batch: Batch) -> dict[str, tf.Tensor]:
         weighted_terms = {}
@@ -487,40 +514,44 @@ class Trainer:
         return lambda first, count: loop(iterator, tf.constant(count))
 
     def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
-        """Returns every term's mean over ``data`` (all examples, none dropped)."""
+        """Returns every term's mean over ``data``.
+
+        Arrays are evaluated exactly, every example counted once: the last
+        batch is padded to full size and the padding has weight 0, so every
+        batch has one static shape. A ``Dataset``'s batches are averaged
+        alike, a short last batch weighing as much as a full one.
+        """
         _check_positive_int("batch_size", batch_size)
-        if isinstance(data, tf.data.Dataset) or _is_distributed(self.strategy):
-            dataset = (
-                data
-                if isinstance(data, tf.data.Dataset)
-                else (tf.data.Dataset.from_tensor_slices(as_arrays(data, "validation_data")).batch(batch_size))
-            )
-            return self._evaluate_dataset(dataset)
+        if isinstance(data, tf.data.Dataset):
+            sums, batches = self._evaluate_dataset(data.map(as_batch_dict))
+            return {name: value / batches for name, value in sums.items()}
         arrays = as_arrays(data, "validation_data")
         count = len(arrays[INPUT])
         batches = math.ceil(count / batch_size)
-        # Pad the index table to whole batches; padding has weight 0, so every
-        # batch has one static shape and no example is dropped.
         padded = np.arange(batches * batch_size)
         weights = (padded < count).astype(np.float32).reshape(batches, batch_size)
         indices = np.where(padded < count, padded, 0).astype(np.int32).reshape(batches, batch_size)
-        loop = self._loop_function("eval_loop", self._eval_loop_resident)
-        sums = loop(to_tensors(arrays), tf.constant(indices), tf.constant(weights))
+        if _is_distributed(self.strategy):
+            table = {name: value[indices.reshape(-1)] for name, value in arrays.items()}
+            table[_WEIGHT] = weights.reshape(-1)
+            sums, _ = self._evaluate_dataset(tf.data.Dataset.from_tensor_slices(table).batch(batch_size))
+        else:
+            loop = self._loop_function("eval_loop", self._eval_loop_resident)
+            sums = loop(to_tensors(arrays), tf.constant(indices), tf.constant(weights))
         return {name: float(value) * batch_size / count for name, value in sums.items()}
 
-    def _evaluate_dataset(self, dataset: tf.data.Dataset) -> dict[str, float]:
+    def _evaluate_dataset(self, dataset: tf.data.Dataset) -> tuple[dict[str, float], int]:
+        """Returns the sums of each term's per-batch values over ``dataset``, and the batch count."""
         step = self._loop_function("eval_dataset_step", self._eval_step_iterator, xla_allowed=False)
         sums: dict[str, float] = {}
         batches = 0
-        for batch in self.strategy.experimental_distribute_dataset(dataset.map(as_batch_dict)):
+        for batch in self.strategy.experimental_distribute_dataset(dataset):
             results = step(batch)
             sums = {name: sums.get(name, 0.0) + float(value) for name, value in results.items()}
             batches += 1
         if not batches:
             raise ValueError("The evaluation data is empty.")
-        # Each batch's terms are means over that batch; a short last batch is
-        # weighted like a full one (exact for arrays, which take the padded path).
-        return {name: value / batches for name, value in sums.items()}
+        return sums, batches
 
     def predict(self, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
         """Returns the model's outputs for ``data``, computed in compiled batches."""

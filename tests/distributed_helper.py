@@ -1,0 +1,68 @@
+"""Trains the same models on one device and under MirroredStrategy over two logical CPUs.
+
+Run as ``python -m tests.distributed_helper OUTPUT.json``: logical devices must
+be configured before TensorFlow initializes, so this runs in a fresh process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from aeloops.data import load_sample, to_model_inputs  # noqa: E402
+from aeloops.loop import Trainer  # noqa: E402
+from aeloops.models import registry  # noqa: E402
+
+
+def train(name: str, mode: str, strategy: tf.distribute.Strategy | None, images: np.ndarray) -> dict:
+    keras.utils.set_random_seed(0)
+    spec = registry.get(name)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = spec.build()
+        if name == "dense":  # A Keras activity regularizer too: a layer_losses term.
+            model.encoder.hidden_layers[1].activity_regularizer = keras.regularizers.l1(1e-3)
+    trainer = Trainer(model, spec.objective(model), mode=mode, steps_per_loop=4, strategy=strategy)
+    inputs = to_model_inputs(images, model.example_shape)
+    history = trainer.fit(inputs, epochs=2, batch_size=64, shuffle=False, validation_data=inputs[:200], verbose=0)
+    return {
+        "history": {key: value for key, value in history.items() if key not in ("epoch_seconds", "samples_per_second")},
+        "weights": [variable.numpy().tolist() for variable in model.weights],
+        "replicas": trainer.strategy.num_replicas_in_sync,
+        "step": int(trainer.step.numpy()),
+    }
+
+
+def main(output: str) -> None:
+    images = load_sample().train_images[:1024]
+    results = {}
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for name, mode in (("sparse", "graph"), ("dense", "auto"), ("conv", "graph")):
+        results[f"{name}-{mode}"] = {
+            "single": train(name, mode, None, images),
+            "mirrored": train(name, mode, mirrored, images),
+        }
+    try:
+        keras.utils.set_random_seed(0)
+        with mirrored.scope():
+            model = registry.get("dense").build()
+        Trainer(model, mode="xla", strategy=mirrored)
+        results["xla_error"] = None
+    except ValueError as error:
+        results["xla_error"] = str(error)
+    results["auto_mode"] = Trainer(model, mode="auto", strategy=mirrored).mode
+    with open(output, "w") as stream:
+        json.dump(results, stream)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
