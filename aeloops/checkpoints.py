@@ -33,11 +33,24 @@ class Checkpointer(Callback):
     >>> trainer.fit(images, callbacks=[checkpointer])                       # doctest: +SKIP
     """
 
-    def __init__(self, trainer: Trainer, directory: str | os.PathLike, max_to_keep: int = 3) -> None:
+    def __init__(
+        self,
+        trainer: Trainer,
+        directory: str | os.PathLike,
+        max_to_keep: int = 3,
+        write_directory: str | os.PathLike | None = None,
+    ) -> None:
+        """Reads checkpoints from ``directory``; writes them there too unless ``write_directory`` is given.
+
+        Under ``MultiWorkerMirroredStrategy`` every worker must take part in
+        a save; a non-chief worker passes a scratch ``write_directory`` so
+        that only the chief writes the run's own checkpoints.
+        """
         if max_to_keep < 1:
             raise ValueError(f"max_to_keep must be at least 1, got {max_to_keep}.")
         self.trainer = trainer
-        self.directory = os.fspath(directory)
+        self.read_directory = os.fspath(directory)
+        self.directory = os.fspath(write_directory if write_directory is not None else directory)
         self.checkpoint = tf.train.Checkpoint(
             model=trainer.model,
             optimizer=trainer.optimizer,
@@ -47,6 +60,13 @@ class Checkpointer(Callback):
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.directory, max_to_keep=max_to_keep, checkpoint_name="ckpt"
         )
+
+    @property
+    def latest_to_restore(self) -> str | None:
+        """The newest checkpoint of the directory checkpoints are read from."""
+        if self.read_directory == self.directory:
+            return self.latest
+        return tf.train.latest_checkpoint(self.read_directory)
 
     @property
     def latest(self) -> str | None:
@@ -66,7 +86,7 @@ class Checkpointer(Callback):
         Raises:
           ValueError: when the checkpoint is unreadable or does not fit the model.
         """
-        latest = self.latest
+        latest = self.latest_to_restore
         if latest is None:
             return False
         try:

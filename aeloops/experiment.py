@@ -26,7 +26,7 @@ from aeloops.loop import Trainer
 from aeloops.models import registry
 from aeloops.models.base import Autoencoder
 from aeloops.objective import LossTerm, Objective
-from aeloops.rundir import RunDirectory, write_json
+from aeloops.rundir import RunDirectory, is_chief_task, worker_scratch_dir, write_json
 from aeloops.summaries import SummaryWriter, reconstruction_rows
 
 __all__ = ["Datasets", "RunResult", "build_objective", "load_datasets", "make_strategy", "run"]
@@ -121,14 +121,52 @@ class _HistoryFile(Callback):
         write_json(self.run_dir.history, self.history)
 
 
-class _StopOnRequest(Callback):
-    """Stops training after the current compiled call once ``event`` is set."""
+class _PreemptionHandling(Callback):
+    """TensorFlow's preemption handling for ``MultiWorkerMirroredStrategy``.
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    ``tf.distribute.experimental.PreemptionCheckpointHandler`` watches every
+    worker for SIGTERM; after each compiled call all workers ask it whether
+    one was signalled, and if so they save a checkpoint together and stop.
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy, checkpointer: Checkpointer) -> None:
+        self.preempted = False
+        config = tf.distribute.experimental.TerminationConfig(exit_fn=self._on_preemption)
+        self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+            strategy.cluster_resolver, checkpointer.manager, termination_config=config
+        )
+
+    def _on_preemption(self) -> None:
+        self.preempted = True  # Stop as a signalled run does, instead of exiting at once.
 
     def on_loop_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
-        if self.event.is_set():
+        self.handler.save_checkpoint_if_preempted()
+        if self.preempted:
+            trainer.stop_training = True
+
+
+class _StopOnRequest(Callback):
+    """Stops training after the current compiled call once ``event`` is set.
+
+    With a multi-worker ``strategy`` the workers agree first (a SUM all-reduce
+    of their flags after every compiled call), so a signal to one worker
+    stops all of them at the same step and they save together.
+    """
+
+    def __init__(self, event: threading.Event, strategy: tf.distribute.Strategy | None = None) -> None:
+        self.event = event
+        self.strategy = strategy
+        self._agree = None if strategy is None else tf.function(self._requests_across_workers)
+
+    def _requests_across_workers(self, requested: tf.Tensor) -> tf.Tensor:
+        flags = self.strategy.run(lambda: tf.identity(requested))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None)
+
+    def on_loop_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        requested = self.event.is_set()
+        if self._agree is not None:
+            requested = float(self._agree(tf.constant(float(requested)))) > 0
+        if requested:
             trainer.stop_training = True
 
 
@@ -199,10 +237,14 @@ def _run(
         seed=config.seed,
         on_nonfinite=config.on_nonfinite,
     )
-    if not config.resume:
+    # Under MultiWorkerMirroredStrategy only the chief writes the run directory;
+    # the other workers take part in every save, into scratch directories.
+    chief = config.strategy != "multiworker" or is_chief_task()
+    if chief and not config.resume:
         # Saved without run_dir: `--config <run>/config.json` repeats the run elsewhere.
         run_dir.create(dataclasses.replace(config, run_dir=None, resume=False).to_dict())
-    checkpointer = Checkpointer(trainer, run_dir.checkpoints, max_to_keep=config.keep_checkpoints)
+    scratch = None if chief else worker_scratch_dir(run_dir.path) / "checkpoints"
+    checkpointer = Checkpointer(trainer, run_dir.checkpoints, config.keep_checkpoints, write_directory=scratch)
     history: dict[str, list[float]] = {}
     if config.resume:
         if not checkpointer.restore():
@@ -227,9 +269,11 @@ def _run(
         profile_steps=config.profile_window(),
     )
     # history.json is written before the checkpoint (see above for why).
-    callbacks: list[Callback] = [_HistoryFile(run_dir, history), checkpointer, summaries]
+    callbacks: list[Callback] = [_HistoryFile(run_dir, history), checkpointer, summaries] if chief else [checkpointer]
+    if config.strategy == "multiworker":
+        callbacks.append(_PreemptionHandling(strategy, checkpointer))
     if stop_event is not None:
-        callbacks.append(_StopOnRequest(stop_event))
+        callbacks.append(_StopOnRequest(stop_event, strategy if config.strategy == "multiworker" else None))
     started = time.perf_counter()
     trainer.fit(
         datasets.train,
@@ -243,6 +287,9 @@ def _run(
     if trainer.stop_training:
         log(f"Stopped at step {int(trainer.step.numpy())}; checkpoint saved in {run_dir.checkpoints}.")
         return RunResult(history, stopped=True)
+    if not chief:
+        log(f"Finished as a worker in {time.perf_counter() - started:.1f} s; the chief wrote {run_dir.path}.")
+        return RunResult(history, stopped=False)
     outputs = trainer.predict(shown, batch_size=len(shown))
     write_png(run_dir.reconstructions, image_grid([shown, *reconstruction_rows(objective, outputs)]))
     partial_model = run_dir.path / "model.partial.keras"

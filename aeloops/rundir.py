@@ -20,7 +20,33 @@ import os
 import pathlib
 from typing import Any
 
-__all__ = ["RunDirectory", "default_run_dir", "write_json"]
+__all__ = ["RunDirectory", "default_run_dir", "is_chief_task", "write_json"]
+
+
+def is_chief_task() -> bool:
+    """Returns whether this process writes the run directory under ``TF_CONFIG``.
+
+    The chief does; so does worker 0 of a cluster without a chief (as
+    ``MultiWorkerMirroredStrategy`` decides). Without ``TF_CONFIG``, this
+    process is the only one.
+    """
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError:
+        raise ValueError("TF_CONFIG is not valid JSON; see the README's 'Scaling out' section.") from None
+    task = tf_config.get("task") or {}
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    has_chief = bool((tf_config.get("cluster") or {}).get("chief"))
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and not has_chief
+
+
+def worker_scratch_dir(run_dir: pathlib.Path) -> pathlib.Path:
+    """Returns where a non-chief worker writes its own checkpoints: beside the run, not in it."""
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    return run_dir.with_name(f"{run_dir.name}.{task.get('type', 'worker')}-{task.get('index', 0)}")
 
 
 def default_run_dir(model: str, now: datetime.datetime | None = None) -> str:

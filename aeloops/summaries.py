@@ -128,7 +128,7 @@ class SummaryWriter(Callback):
         with self.train_writer.as_default(step=step):
             for name, value in logs.items():
                 tf.summary.scalar(name, value)
-            tf.summary.scalar("learning_rate", float(trainer.optimizer.learning_rate))
+            tf.summary.scalar("learning_rate", float(tf.convert_to_tensor(trainer.optimizer.learning_rate)))
             for term in trainer.objective.terms:
                 if callable(term.weight):
                     tf.summary.scalar(f"weight/{term.name}", float(term.weight_at(step)))

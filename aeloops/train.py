@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aeloops import config as config_lib
-from aeloops.rundir import RunDirectory, default_run_dir
+from aeloops.rundir import RunDirectory, default_run_dir, is_chief_task
 
 __all__ = ["build_parser", "main", "resolve_config"]
 
@@ -188,7 +188,7 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
             _list_models()
             return 0
         config, run_dir = resolve_config(args)
-        if not config.resume:
+        if not config.resume and (config.strategy != "multiworker" or is_chief_task()):
             run_dir.check_new()  # Fail before importing TensorFlow; created once all else checks out.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from aeloops import experiment  # Deferred: imports TensorFlow.
@@ -203,8 +203,9 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
     except Exception:  # noqa: BLE001 - an internal failure: show everything, exit 1.
         traceback.print_exc()
         return EXIT_INTERNAL
-    if result.stopped and catcher.signal_number is not None:
-        return 128 + catcher.signal_number
+    if result.stopped:
+        # A worker stopped because another worker was signalled exits as if preempted.
+        return 128 + (catcher.signal_number or signal.SIGTERM)
     return 0
 
 

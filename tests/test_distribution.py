@@ -2,12 +2,16 @@
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from aeloops.models import load_model
 from tests.conftest import REPO
 
 
@@ -47,3 +51,108 @@ def test_regularizers_are_scaled_once(results):
     np.testing.assert_allclose(np.array(history["bce"]) + np.array(history["layer_losses"]), history["loss"], rtol=1e-5)
     sparse = results["sparse-graph"]["mirrored"]["history"]
     np.testing.assert_allclose(np.array(sparse["bce"]) + 1e-4 * np.array(sparse["sparsity"]), sparse["loss"], rtol=1e-5)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def cli(arguments, tf_config=None):
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+    environment.pop("TF_CONFIG", None)
+    if tf_config is not None:
+        environment["TF_CONFIG"] = json.dumps(tf_config)
+    return subprocess.Popen(
+        [sys.executable, "-m", "aeloops.train", *arguments],
+        cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def checkpoint_values(directory):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(directory)))
+    # The preemption handler adds its own run counter to multi-worker checkpoints.
+    skipped = (
+        "_CHECKPOINTABLE_OBJECT_GRAPH",
+        "save_counter/.ATTRIBUTES/VARIABLE_VALUE",
+        "checkpointed_runs/.ATTRIBUTES/VARIABLE_VALUE",
+    )
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if name not in skipped}
+
+
+def test_two_workers_agree_and_match_one_process(tmp_path, mnist):
+    images = tmp_path / "images.npz"
+    np.savez(images, x_train=mnist.train_images[:1024], x_test=mnist.test_images[:256])
+    common = ["--dataset", str(images), "--model", "sparse", "--epochs", "2", "--batch-size", "64",
+              "--steps-per-loop", "4", "--quiet"]  # fmt: skip
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    run_dir = tmp_path / "run"
+    workers = [
+        cli(
+            [*common, "--strategy", "multiworker", "--run-dir", str(run_dir)],
+            {"cluster": cluster, "task": {"type": "worker", "index": index}},
+        )  # fmt: skip
+        for index in (0, 1)
+    ]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    reference = cli([*common, "--strategy", "mirrored", "--run-dir", str(tmp_path / "reference")])
+    _, stderr = reference.communicate(timeout=600)
+    assert reference.returncode == 0, stderr[-3000:]
+
+    # Only the chief wrote the run; the other worker saved into its scratch directory.
+    assert (run_dir / "model.keras").exists() and (run_dir / "history.json").exists()
+    scratch = tmp_path / "run.worker-1"
+    assert not (scratch / "history.json").exists() and not (scratch / "tensorboard").exists()
+    chief, other = checkpoint_values(run_dir / "checkpoints"), checkpoint_values(scratch / "checkpoints")
+    assert chief and chief.keys() == other.keys()
+    for name in chief:
+        np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+    single = checkpoint_values(tmp_path / "reference" / "checkpoints")
+    for name in chief:
+        np.testing.assert_allclose(chief[name], single[name], rtol=1e-3, atol=2e-5, err_msg=name)
+    history = json.loads((run_dir / "history.json").read_text())
+    reference_history = json.loads((tmp_path / "reference" / "history.json").read_text())
+    np.testing.assert_allclose(history["loss"], reference_history["loss"], rtol=2e-4)
+
+
+def test_sigterm_to_one_worker_stops_both_and_they_resume_consistently(tmp_path, mnist):
+    images = tmp_path / "images.npz"
+    np.savez(images, x_train=mnist.train_images[:4096], x_test=mnist.test_images[:256])
+    common = ["--dataset", str(images), "--epochs", "4", "--batch-size", "64", "--steps-per-loop", "1",
+              "--quiet", "--strategy", "multiworker", "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+
+    def start_workers(arguments):
+        return [cli(arguments, {"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in (0, 1)]
+
+    chief, other = start_workers(common)
+    for line in chief.stdout:  # The chief's first epoch line: training is under way.
+        if "val_loss" in line:
+            break
+    other.send_signal(signal.SIGTERM)
+    outputs = [worker.communicate(timeout=600) for worker in (chief, other)]
+    assert [chief.returncode, other.returncode] == [143, 143], (outputs[0][0][-1000:], outputs[1][0][-1000:])
+    chief_step = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    other_step = tf.train.latest_checkpoint(str(tmp_path / "run.worker-1" / "checkpoints"))
+    assert chief_step.rsplit("-", 1)[1] == other_step.rsplit("-", 1)[1]  # Both stopped at one step.
+    assert 64 < int(chief_step.rsplit("-", 1)[1]) < 4 * 64
+
+    resumed = start_workers(["--resume", *common])
+    for worker in resumed:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-2000:]
+    reference = cli([*common[:-4], "--strategy", "mirrored", "--run-dir", str(tmp_path / "reference")])
+    _, stderr = reference.communicate(timeout=600)
+    assert reference.returncode == 0, stderr[-2000:]
+    # 256 steps of two-worker all-reduces drift from one process by float rounding only.
+    ours = load_model(tmp_path / "run" / "model.keras").weights
+    theirs = load_model(tmp_path / "reference" / "model.keras").weights
+    for left, right in zip(ours, theirs):
+        np.testing.assert_allclose(left.numpy(), right.numpy(), rtol=1e-2, atol=1e-3, err_msg=left.path)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    reference_history = json.loads((tmp_path / "reference" / "history.json").read_text())
+    assert history["epoch"] == [1, 2, 3, 4]
+    np.testing.assert_allclose(history["val_loss"], reference_history["val_loss"], rtol=1e-3)
