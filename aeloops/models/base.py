@@ -139,19 +139,22 @@ class Autoencoder(keras.Model):
         return tuple(sorted(outputs))
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            encoder=keras.saving.serialize_keras_object(self.encoder),
-            decoder=keras.saving.serialize_keras_object(self.decoder),
-            input_shape=list(self.example_shape) if self.example_shape else None,
-        )
-        return config
+        return {**super().get_config(), **self.constructor_arguments()}
+
+    def constructor_arguments(self) -> dict[str, Any]:
+        """Returns the arguments that rebuild this model; subclasses return their own."""
+        return {
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "input_shape": list(self.example_shape) if self.example_shape else None,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Autoencoder:
         config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        for part in ("encoder", "decoder"):
+            if isinstance(config.get(part), dict):
+                config[part] = keras.saving.deserialize_keras_object(config[part])
         return cls(**config)
 
 

@@ -146,18 +146,12 @@ class ConvAutoencoder(Autoencoder):
                 "change decoder_filters or decoder_paddings so the shapes match."
             )
 
-    def get_config(self) -> dict[str, Any]:
-        config = keras.Model.get_config(self)
-        config.update(
-            input_shape=list(self.example_shape),
-            encoder_filters=list(self.encoder.filters),
-            decoder_filters=list(self.decoder.filters),
-            decoder_paddings=list(self.decoder.paddings),
-            activation=self.encoder.activation,
-            output_activation=self.decoder.output_activation,
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ConvAutoencoder:
-        return cls(**config)
+    def constructor_arguments(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.example_shape),
+            "encoder_filters": list(self.encoder.filters),
+            "decoder_filters": list(self.decoder.filters),
+            "decoder_paddings": list(self.decoder.paddings),
+            "activation": self.encoder.activation,
+            "output_activation": self.decoder.output_activation,
+        }

@@ -155,17 +155,11 @@ class DenseAutoencoder(Autoencoder):
             **kwargs,
         )
 
-    def get_config(self) -> dict[str, Any]:
-        config = keras.Model.get_config(self)
-        config.update(
-            input_shape=list(self.example_shape),
-            encoder_units=list(self.encoder.units),
-            decoder_units=list(self.decoder.units),
-            activation=self.encoder.activation,
-            output_activation=self.decoder.output_activation,
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> DenseAutoencoder:
-        return cls(**config)
+    def constructor_arguments(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.example_shape),
+            "encoder_units": list(self.encoder.units),
+            "decoder_units": list(self.decoder.units),
+            "activation": self.encoder.activation,
+            "output_activation": self.decoder.output_activation,
+        }

@@ -83,15 +83,9 @@ class MultiHeadAutoencoder(Autoencoder):
             **kwargs,
         )
 
-    def get_config(self) -> dict[str, Any]:
-        config = keras.Model.get_config(self)
-        config.update(
-            input_shape=list(self.example_shape),
-            heads=self.encoder.heads,
-            code_units=self.encoder.code_units,
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> MultiHeadAutoencoder:
-        return cls(**config)
+    def constructor_arguments(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.example_shape),
+            "heads": self.encoder.heads,
+            "code_units": self.encoder.code_units,
+        }
