@@ -28,7 +28,7 @@ LAYER_LOSSES = "layer_losses"
 # A weight is a constant or a function of the training step (an int64 tensor).
 Weight = Union[float, Callable[[tf.Tensor], tf.Tensor]]
 
-_REGULARIZERS = {"l1": regularizers.l1_activity, "l2": regularizers.l2_activity}
+_REGULARIZERS = {"l1": regularizers.l1_activity, "l2": regularizers.l2_activity, "sum": regularizers.sum_activity}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ class LossTerm:
       loss: a per-example function, or its name. With a ``target`` it is
         called as ``loss(target, prediction)`` (names from
         ``aeloops.losses.get``); without one as ``loss(activation)`` (names
-        ``"l1"``, ``"l2"``). Any extra axes of its result are averaged.
+        ``"l1"``, ``"l2"``, ``"sum"``). Any extra axes of its result are averaged.
       target: the batch entry to compare with (``"input"`` for plain
         reconstruction, ``"clean"`` for denoising), or ``None`` for a
         regularizer that reads the output alone.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["l1_activity", "l2_activity"]
+__all__ = ["l1_activity", "l2_activity", "sum_activity"]
 
 
 def _sum_per_example(values: tf.Tensor) -> tf.Tensor:
@@ -26,3 +26,8 @@ def l1_activity(activation: tf.Tensor) -> tf.Tensor:
 def l2_activity(activation: tf.Tensor) -> tf.Tensor:
     """Per-example squared L2 norm of ``activation``: ``sum(a ** 2)``."""
     return _sum_per_example(tf.square(activation))
+
+
+def sum_activity(activation: tf.Tensor) -> tf.Tensor:
+    """Per-example sum of ``activation`` over its units (e.g. a VAE's per-dimension KL)."""
+    return _sum_per_example(activation)

@@ -68,15 +68,24 @@ def check_run_directory(run_dir, model_name, epochs):
     return history, model
 
 
+@pytest.fixture(scope="module")
+def mnist_subset(tmp_path_factory, mnist):
+    """8,192 real MNIST training images and 1,000 test images, as a user's .npz file."""
+    path = tmp_path_factory.mktemp("data") / "mnist_subset.npz"
+    np.savez(path, x_train=mnist.train_images[:8192], x_test=mnist.test_images[:1000])
+    return path
+
+
 @pytest.mark.parametrize("model_name", registry.names())
-def test_each_model_trains_end_to_end(tmp_path, model_name):
+def test_each_model_trains_end_to_end(tmp_path, mnist_subset, model_name):
     run_dir = tmp_path / "run"
     code, stdout, stderr = run_cli(
-        "--model", model_name, "--epochs", "1", "--mode", "graph", "--run-dir", str(run_dir), "--quiet"
+        "--model", model_name, "--dataset", str(mnist_subset), "--epochs", "2", "--run-dir", str(run_dir), "--quiet"
     )
     assert code == 0, stderr
     assert "val_loss" in stdout and "Finished" in stdout
-    check_run_directory(run_dir, model_name, 1)
+    history, _ = check_run_directory(run_dir, model_name, 2)
+    assert history["loss"][1] < history["loss"][0]
 
 
 def test_config_json_repeats_a_run_exactly(tmp_path):

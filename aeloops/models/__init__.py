@@ -9,6 +9,10 @@ from aeloops.models.base import Autoencoder, Decoder, Encoder
 from aeloops.models.conv import ConvAutoencoder, ConvDecoder, ConvEncoder
 from aeloops.models.dense import DenseAutoencoder, DenseDecoder, DenseEncoder
 from aeloops.models.multihead import MultiHeadAutoencoder, MultiHeadDecoder, MultiHeadEncoder
+from aeloops.models.noise import GaussianCorruption
+from aeloops.models.sequence import SequenceAutoencoder, SequenceDecoder, SequenceEncoder
+from aeloops.models.transposed import StridedConvEncoder, TransposedConvAutoencoder, TransposedConvDecoder
+from aeloops.models.variational import VariationalAutoencoder, VariationalEncoder
 
 __all__ = [
     "Autoencoder",
@@ -20,9 +24,18 @@ __all__ = [
     "DenseDecoder",
     "DenseEncoder",
     "Encoder",
+    "GaussianCorruption",
     "MultiHeadAutoencoder",
     "MultiHeadDecoder",
     "MultiHeadEncoder",
+    "SequenceAutoencoder",
+    "SequenceDecoder",
+    "SequenceEncoder",
+    "StridedConvEncoder",
+    "TransposedConvAutoencoder",
+    "TransposedConvDecoder",
+    "VariationalAutoencoder",
+    "VariationalEncoder",
     "load_model",
     "registry",
 ]

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from aeloops.models.base import CODE, Autoencoder, Decoder, Encoder
 from aeloops.models.dense import _output_dict, _validate_output_activation, _validate_units
+from aeloops.models.noise import GaussianCorruption
 
 __all__ = ["ConvAutoencoder", "ConvDecoder", "ConvEncoder"]
 
@@ -24,10 +25,14 @@ class ConvEncoder(Encoder):
     TensorShape([1, 4, 4, 8])
     """
 
-    def __init__(self, filters: Sequence[int] = (16, 8, 8), activation: str = "relu", **kwargs: Any):
+    def __init__(
+        self, filters: Sequence[int] = (16, 8, 8), activation: str = "relu", input_noise: float = 0.0, **kwargs: Any
+    ):
         super().__init__(**kwargs)
         self.filters = _validate_units("filters", filters, allow_empty=False)
         self.activation = activation
+        # A denoising encoder corrupts its input itself, in training only.
+        self.corruption = GaussianCorruption(input_noise, name="corruption")
         self.convolutions = [
             keras.layers.Conv2D(count, 3, padding="same", activation=activation, name=f"conv_{i + 1}")
             for i, count in enumerate(self.filters)
@@ -38,7 +43,7 @@ class ConvEncoder(Encoder):
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         outputs = {}
-        hidden = inputs
+        hidden = self.corruption(inputs, training=training)
         for index, (convolution, pooling) in enumerate(zip(self.convolutions, self.poolings)):
             hidden = pooling(convolution(hidden))
             outputs[f"hidden_{index + 1}"] = hidden
@@ -46,7 +51,12 @@ class ConvEncoder(Encoder):
         return outputs
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "filters": list(self.filters), "activation": self.activation}
+        return {
+            **super().get_config(),
+            "filters": list(self.filters),
+            "activation": self.activation,
+            "input_noise": self.corruption.stddev,
+        }
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
@@ -108,6 +118,10 @@ class ConvDecoder(Decoder):
 class ConvAutoencoder(Autoencoder):
     """A ``ConvEncoder`` and a ``ConvDecoder``; the output must match the input shape.
 
+    ``input_noise`` > 0 makes it a denoising autoencoder: the encoder
+    corrupts its input in training and the objective compares with the
+    clean ``"input"``.
+
     >>> model = ConvAutoencoder(input_shape=(28, 28, 1))
     >>> model.count_params()
     4385
@@ -121,13 +135,14 @@ class ConvAutoencoder(Autoencoder):
         decoder_paddings: Sequence[str] = ("same", "same", "valid"),
         activation: str = "relu",
         output_activation: str = "sigmoid",
+        input_noise: float = 0.0,
         **kwargs: Any,
     ):
         input_shape = tuple(int(dim) for dim in input_shape)
         if len(input_shape) != 3:
             raise ValueError(f"ConvAutoencoder needs input_shape (height, width, channels), got {input_shape}.")
         super().__init__(
-            encoder=ConvEncoder(encoder_filters, activation, name="encoder"),
+            encoder=ConvEncoder(encoder_filters, activation, input_noise, name="encoder"),
             decoder=ConvDecoder(
                 decoder_filters,
                 decoder_paddings,
@@ -154,4 +169,5 @@ class ConvAutoencoder(Autoencoder):
             "decoder_paddings": list(self.decoder.paddings),
             "activation": self.encoder.activation,
             "output_activation": self.decoder.output_activation,
+            "input_noise": self.encoder.corruption.stddev,
         }

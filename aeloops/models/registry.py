@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -19,6 +20,9 @@ from aeloops.models.base import Autoencoder, reconstruction_term
 from aeloops.models.conv import ConvAutoencoder
 from aeloops.models.dense import DenseAutoencoder
 from aeloops.models.multihead import MultiHeadAutoencoder
+from aeloops.models.sequence import SequenceAutoencoder
+from aeloops.models.transposed import TransposedConvAutoencoder
+from aeloops.models.variational import VariationalAutoencoder
 from aeloops.objective import LossTerm, Objective
 
 __all__ = ["ModelSpec", "get", "names", "register", "squared_error"]
@@ -61,10 +65,40 @@ def register(
 
 
 def get(name: str) -> ModelSpec:
-    """Returns the spec registered under ``name``."""
+    """Returns the spec registered under ``name``, or the user's model named ``"module:attribute"``.
+
+    The attribute may be a ``ModelSpec``, an ``Autoencoder`` subclass (built
+    with its defaults) or a function returning an ``Autoencoder``; importing
+    the module may also ``register`` models, which are then found by name.
+    """
+    if ":" in name:
+        return _load_user_model(name)
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown model {name!r}; choose one of {names()}.")
+        raise ValueError(f"Unknown model {name!r}; choose one of {names()} or give module:attribute.")
     return _REGISTRY[name]
+
+
+def _load_user_model(name: str) -> ModelSpec:
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"Cannot import module {module_name!r} for --model {name}: {error}.") from None
+    if not hasattr(module, attribute):
+        raise ValueError(f"Module {module_name!r} has no attribute {attribute!r} (from --model {name}).")
+    value = getattr(module, attribute)
+    if isinstance(value, ModelSpec):
+        return value
+    if not callable(value):
+        raise ValueError(f"--model {name} must name an Autoencoder subclass, a builder function or a ModelSpec.")
+
+    def build() -> Autoencoder:
+        model = value()
+        if not isinstance(model, Autoencoder):
+            raise ValueError(f"--model {name} built a {type(model).__name__}, not an aeloops Autoencoder.")
+        return model
+
+    return ModelSpec(name, f"{attribute} from {module_name}", build, _reconstruction_objective)
 
 
 def names() -> list[str]:
@@ -95,6 +129,19 @@ def _two_head_objective(model: Autoencoder, loss: str | None = None) -> Objectiv
         [
             LossTerm("head_1_bce", output="head_1", loss="bce_logits"),
             LossTerm("head_2_squared_error", output="head_2", loss=squared_error),
+        ]
+    )
+
+
+def _variational_objective(model: Autoencoder, loss: str | None = None) -> Objective:
+    reconstruction = reconstruction_term(model, loss)
+    # The blog sums the cross-entropy over the 784 pixels; a term is a
+    # per-pixel mean, so its weight restores the sum. beta-VAE: weight the KL.
+    pixels = float(model.example_shape[-1])
+    return Objective(
+        [
+            dataclasses.replace(reconstruction, weight=pixels),
+            LossTerm("kl", output="kl", loss="sum", target=None, weight=1.0),
         ]
     )
 
@@ -130,4 +177,25 @@ register(
     "Two Dense(2)->Dense(28) branches on 28x28 input, BCE on one head, (x - pred)**2 on the other",
     lambda: MultiHeadAutoencoder((28, 28), heads=2, code_units=2),
     _two_head_objective,
+)
+register(
+    "denoising",
+    "Keras blog denoiser: Conv 32-32 with pooling / up-sampling; inputs corrupted by 0.5 x N(0, 1) in training",
+    lambda: ConvAutoencoder((28, 28, 1), (32, 32), (32, 32), ("same", "same"), input_noise=0.5),
+)
+register(
+    "vae",
+    "Keras blog VAE: Dense 784-256 to a 2-D Gaussian code, 2-256-784; summed BCE + KL as two terms",
+    lambda: VariationalAutoencoder((784,), (256,), latent_dim=2),
+    _variational_objective,
+)
+register(
+    "seq2seq",
+    "Keras blog LSTM sequence autoencoder: rows of a 28x28 image as a sequence, 64-unit code",
+    lambda: SequenceAutoencoder((28, 28), units=64),
+)
+register(
+    "convtranspose",
+    "TensorFlow tutorial autoencoder: strided Conv 16-8 down, transposed Conv 8-16 up",
+    lambda: TransposedConvAutoencoder((28, 28, 1)),
 )

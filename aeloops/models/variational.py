@@ -1,0 +1,122 @@
+"""Variational autoencoders: an encoder of a Gaussian posterior, sampled with the reparameterisation trick.
+
+The model returns the posterior's ``"mean"`` and ``"log_variance"``, the
+sampled ``"code"`` and ``"kl"``, the KL divergence from the unit Gaussian
+prior per latent dimension, so the objective states the KL as a term of its
+own: ``LossTerm("kl", output="kl", loss="sum", target=None, weight=beta)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aeloops.models.base import CODE, Autoencoder, Encoder
+from aeloops.models.dense import DenseDecoder, _validate_units
+
+__all__ = ["VariationalAutoencoder", "VariationalEncoder"]
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class VariationalEncoder(Encoder):
+    """Dense layers to a Gaussian posterior; samples ``"code"`` in training, its mean otherwise.
+
+    >>> encoder = VariationalEncoder(hidden_units=(256,), latent_dim=2)
+    >>> sorted(encoder(tf.zeros([3, 784]), training=True))
+    ['code', 'hidden_1', 'kl', 'log_variance', 'mean']
+    """
+
+    def __init__(
+        self,
+        hidden_units: Sequence[int] = (256,),
+        latent_dim: int = 2,
+        activation: str = "relu",
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_units = _validate_units("hidden_units", hidden_units, allow_empty=True)
+        self.latent_dim = _validate_units("latent_dim", [latent_dim], allow_empty=False)[0]
+        self.activation = activation
+        self.seed = seed
+        self.hidden_layers = [
+            keras.layers.Dense(units, activation=activation, name=f"dense_{index + 1}")
+            for index, units in enumerate(self.hidden_units)
+        ]
+        self.mean_layer = keras.layers.Dense(self.latent_dim, dtype="float32", name="mean")
+        self.log_variance_layer = keras.layers.Dense(self.latent_dim, dtype="float32", name="log_variance")
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
+        outputs = {}
+        hidden = inputs
+        for index, layer in enumerate(self.hidden_layers):
+            hidden = layer(hidden)
+            outputs[f"hidden_{index + 1}"] = hidden
+        mean = self.mean_layer(hidden)
+        log_variance = self.log_variance_layer(hidden)
+        if training:
+            noise = keras.random.normal(tf.shape(mean), seed=self.seed_generator)
+            code = mean + tf.exp(0.5 * log_variance) * noise
+        else:
+            code = mean
+        kl = 0.5 * (tf.exp(log_variance) + tf.square(mean) - 1.0 - log_variance)
+        return {**outputs, "mean": mean, "log_variance": log_variance, CODE: code, "kl": kl}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "hidden_units": list(self.hidden_units),
+            "latent_dim": self.latent_dim,
+            "activation": self.activation,
+            "seed": self.seed,
+        }
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class VariationalAutoencoder(Autoencoder):
+    """The Keras blog's VAE: 784-256-(2 + 2) / 2-256-784 with a sigmoid output.
+
+    >>> model = VariationalAutoencoder()
+    >>> model.count_params()
+    404244
+    >>> model.sample(5).shape   # decoded draws from the prior
+    (5, 784)
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (784,),
+        hidden_units: Sequence[int] = (256,),
+        latent_dim: int = 2,
+        activation: str = "relu",
+        seed: int | None = None,
+        **kwargs: Any,
+    ):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 1:
+            raise ValueError(f"VariationalAutoencoder takes flat inputs, input_shape (features,); got {input_shape}.")
+        super().__init__(
+            encoder=VariationalEncoder(hidden_units, latent_dim, activation, seed, name="encoder"),
+            decoder=DenseDecoder(tuple(reversed(tuple(hidden_units))), input_shape[-1], activation, name="decoder"),
+            input_shape=input_shape,
+            **kwargs,
+        )
+
+    def sample(self, count: int, seed: int | None = None) -> np.ndarray:
+        """Returns ``count`` reconstructions decoded from codes drawn from the N(0, I) prior."""
+        codes = np.random.default_rng(seed).standard_normal((count, self.encoder.latent_dim)).astype(np.float32)
+        return np.asarray(self.decode(codes))
+
+    def constructor_arguments(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.example_shape),
+            "hidden_units": list(self.encoder.hidden_units),
+            "latent_dim": self.encoder.latent_dim,
+            "activation": self.encoder.activation,
+            "seed": self.encoder.seed,
+        }
