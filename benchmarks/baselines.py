@@ -63,6 +63,7 @@ class KerasFit:
     name = "keras fit (defaults)"
 
     def __init__(self, model_name: str, images: np.ndarray, batch_size: int) -> None:
+        keras.utils.set_random_seed(0)
         self.model = keras_reference(model_name)
         self.model.compile(optimizer="adam", loss="binary_crossentropy")
         self.images = images
@@ -84,6 +85,7 @@ class HandWrittenLoop:
     name = "hand-written tf.function loop"
 
     def __init__(self, model_name: str, images: np.ndarray, batch_size: int) -> None:
+        keras.utils.set_random_seed(0)
         self.model = keras_reference(model_name)
         self.optimizer = keras.optimizers.Adam()
         self.loss = keras.losses.BinaryCrossentropy()

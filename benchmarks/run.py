@@ -53,6 +53,7 @@ class AeloopsRun:
         )
         previous = keras.mixed_precision.global_policy()
         keras.mixed_precision.set_global_policy(precision)
+        keras.utils.set_random_seed(0)  # Every configuration starts from the same weights.
         try:
             model = registry.get(model_name).build()
             self.trainer = Trainer(model, registry.get(model_name).objective(model), mode=mode, steps_per_loop=steps)

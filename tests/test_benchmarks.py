@@ -5,7 +5,8 @@ import json
 import pytest
 import tensorflow as tf
 
-from benchmarks import run
+from benchmarks import blog_table, run
+from tests.conftest import SHARED_MNIST
 
 
 def test_tiny_benchmark_runs_and_reports_every_configuration(tmp_path):
@@ -26,3 +27,11 @@ def test_gpu_rows_say_no_gpu_on_a_cpu_machine(tmp_path, capsys):
     assert run.main(["--device", "gpu", "--output", str(tmp_path)]) == 0
     assert "no GPU" in capsys.readouterr().out
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")
+def test_blog_table_runs_one_epoch_of_each_model(capsys):
+    assert blog_table.main(["--data-dir", str(SHARED_MNIST), "--epochs", "1"]) == 0
+    table = capsys.readouterr().out
+    for blog_run in blog_table.RUNS:
+        assert f"| {blog_run.name} | 1 | {blog_run.batch_size} |" in table
