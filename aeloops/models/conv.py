@@ -31,8 +31,10 @@ class ConvEncoder(Encoder):
         super().__init__(**kwargs)
         self.filters = _validate_units("filters", filters, allow_empty=False)
         self.activation = activation
-        # A denoising encoder corrupts its input itself, in training only.
-        self.corruption = GaussianCorruption(input_noise, name="corruption")
+        self.input_noise = float(input_noise)
+        # A denoising encoder corrupts its input itself, in training only. No
+        # layer otherwise: its seed generator would shift weight initialization.
+        self.corruption = GaussianCorruption(input_noise, name="corruption") if input_noise else None
         self.convolutions = [
             keras.layers.Conv2D(count, 3, padding="same", activation=activation, name=f"conv_{i + 1}")
             for i, count in enumerate(self.filters)
@@ -43,7 +45,7 @@ class ConvEncoder(Encoder):
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         outputs = {}
-        hidden = self.corruption(inputs, training=training)
+        hidden = inputs if self.corruption is None else self.corruption(inputs, training=training)
         for index, (convolution, pooling) in enumerate(zip(self.convolutions, self.poolings)):
             hidden = pooling(convolution(hidden))
             outputs[f"hidden_{index + 1}"] = hidden
@@ -55,7 +57,7 @@ class ConvEncoder(Encoder):
             **super().get_config(),
             "filters": list(self.filters),
             "activation": self.activation,
-            "input_noise": self.corruption.stddev,
+            "input_noise": self.input_noise,
         }
 
 
@@ -169,5 +171,5 @@ class ConvAutoencoder(Autoencoder):
             "decoder_paddings": list(self.decoder.paddings),
             "activation": self.encoder.activation,
             "output_activation": self.decoder.output_activation,
-            "input_noise": self.encoder.corruption.stddev,
+            "input_noise": self.encoder.input_noise,
         }
