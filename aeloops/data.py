@@ -240,7 +240,7 @@ def to_model_inputs(images: np.ndarray, example_shape: Sequence[int], name: str 
             f"model's input shape {example_shape}."
         )
     if images.dtype == np.uint8:
-        return (images.reshape((len(images), *example_shape)) / np.float32(255.0)).astype(np.float32)
+        return (images.reshape((len(images), *example_shape)) / np.float32(255.0)).astype(np.float32, copy=False)
     if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
         raise ValueError(f"{name} have dtype {images.dtype}; expected uint8 or a float type.")
     images = images.astype(np.float32).reshape((len(images), *example_shape))
