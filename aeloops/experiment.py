@@ -25,6 +25,7 @@ from aeloops.images import image_grid, write_png
 from aeloops.loop import Trainer
 from aeloops.models import registry
 from aeloops.models.base import Autoencoder
+from aeloops.models.variational import VariationalAutoencoder
 from aeloops.objective import LossTerm, Objective
 from aeloops.rundir import RunDirectory, is_chief_task, worker_scratch_dir, write_json
 from aeloops.summaries import SummaryWriter, reconstruction_rows
@@ -170,6 +171,19 @@ class _StopOnRequest(Callback):
             trainer.stop_training = True
 
 
+def write_generated_images(model: VariationalAutoencoder, run_dir: RunDirectory, side: int = 15) -> None:
+    """Writes ``samples.png`` (decoded draws from the prior) and, for a 2-D code, ``latent_map.png``.
+
+    The map decodes a ``side`` x ``side`` grid of codes spanning [-2, 2] on
+    each axis: the Keras blog's "2-D manifold of digits".
+    """
+    write_png(run_dir.path / "samples.png", image_grid(np.split(model.sample(40, seed=0), 4)))
+    if model.encoder.latent_dim == 2:
+        axis = np.linspace(-2.0, 2.0, side, dtype=np.float32)
+        rows = [np.asarray(model.decode(np.stack([np.full(side, y), axis], axis=1))) for y in axis[::-1]]
+        write_png(run_dir.path / "latent_map.png", image_grid(rows))
+
+
 def hyperparameters(config: TrainConfig, objective: Objective) -> dict[str, float | str]:
     """Returns the run's hyperparameters for TensorBoard's HParams dashboard."""
     values: dict[str, float | str] = {
@@ -292,6 +306,8 @@ def _run(
         return RunResult(history, stopped=False)
     outputs = trainer.predict(shown, batch_size=len(shown))
     write_png(run_dir.reconstructions, image_grid([shown, *reconstruction_rows(objective, outputs)]))
+    if isinstance(model, VariationalAutoencoder):
+        write_generated_images(model, run_dir)
     partial_model = run_dir.path / "model.partial.keras"
     model.save(partial_model)
     os.replace(partial_model, run_dir.model)

@@ -44,6 +44,8 @@ GRADIENT_NORM = "gradient_norm"
 # Steps whose loss terms were NaN or Inf: counted per epoch, not averaged.
 NONFINITE_STEPS = "skipped_steps"
 NONFINITE_POLICIES = ("stop", "skip")
+# Steps a mixed_float16 loss scaler skipped in an epoch.
+LOSS_SCALE_SKIPPED = "loss_scale_skipped_steps"
 # The batch entry that carries padding weights through a distributed evaluation.
 _WEIGHT = "_sample_weight"
 # How many fixed examples fit(logdir=...) shows in TensorBoard.
@@ -400,10 +402,15 @@ class Trainer:
         for epoch in range(initial_epoch, epochs):
             progress = self._progress(verbose, epoch, epochs, source.steps_per_epoch)
             start = time.perf_counter()
+            applied_before = int(self.optimizer.iterations.numpy())
             logs, steps_run = self._run_epoch(source, epoch, shuffle, batch_size, progress, callbacks)
             if logs is None:  # Stopped mid-epoch: a partial epoch leaves no history row.
                 break
             logs["epoch_seconds"] = time.perf_counter() - start
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                # Keras's loss scaling skips overflowing steps without counting them as iterations.
+                applied = int(self.optimizer.iterations.numpy()) - applied_before
+                logs[LOSS_SCALE_SKIPPED] = float(steps_run - applied)
             logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
             if validation_data is not None:
                 validation = self.evaluate(validation_data, batch_size=batch_size)

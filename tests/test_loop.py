@@ -234,3 +234,20 @@ def test_nonfinite_loss_stops_training_naming_term_and_step(small_images, mode):
     trainer, images, bad_batches = nonfinite_setup(small_images, "stop", mode)
     with pytest.raises(NonFiniteLossError, match=rf"loss term 'boom' became NaN or Inf at step {bad_batches[0]};"):
         trainer.fit(images, epochs=2, batch_size=8, shuffle=False, verbose=0)
+
+
+def test_loss_scale_skips_are_counted_under_mixed_float16(small_images):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, objective = build("dense")
+        trainer = Trainer(model, objective, mode="graph", steps_per_loop=4)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    history = trainer.fit(to_model_inputs(small_images, (784,)), epochs=2, batch_size=64, verbose=0)
+    skipped = history["loss_scale_skipped_steps"]
+    assert len(skipped) == 2 and all(count >= 0 for count in skipped)
+    # Every step either updated the weights or was skipped by the loss scaler.
+    assert int(trainer.optimizer.iterations.numpy()) + sum(skipped) == int(trainer.step.numpy()) == 64
+    assert history["loss"][1] < history["loss"][0]

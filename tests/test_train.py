@@ -86,6 +86,11 @@ def test_each_model_trains_end_to_end(tmp_path, mnist_subset, model_name):
     assert "val_loss" in stdout and "Finished" in stdout
     history, _ = check_run_directory(run_dir, model_name, 2)
     assert history["loss"][1] < history["loss"][0]
+    if model_name == "vae":  # Digits generated from the prior, and the 2-D latent space's map.
+        samples = tf.io.decode_png((run_dir / "samples.png").read_bytes()).numpy()
+        latent_map = tf.io.decode_png((run_dir / "latent_map.png").read_bytes()).numpy()
+        assert samples.shape == (4 * 30 + 2, 10 * 30 + 2, 1) and latent_map.shape == (15 * 30 + 2, 15 * 30 + 2, 1)
+        assert latent_map.std() > 20  # Decoded digits, not a blank page.
 
 
 def test_config_json_repeats_a_run_exactly(tmp_path):
