@@ -102,6 +102,12 @@ class Autoencoder(keras.Model):
         """Creates every variable by calling the model on one zero example."""
         self(np.zeros((1, *example_shape), np.float32), training=False)
 
+    def check_reconstruction_shape(self, fix: str) -> None:
+        """Raises a ValueError, ending with ``fix``, unless reconstructions have the input's shape."""
+        output_shape = tuple(self.reconstruct(np.zeros((1, *self.example_shape), np.float32)).shape[1:])
+        if output_shape != self.example_shape:
+            raise ValueError(f"The decoder produces {output_shape} from inputs of shape {self.example_shape}; {fix}.")
+
     def call(self, inputs: Any, training: bool | None = None) -> dict[str, tf.Tensor]:
         """Returns the encoder's and the decoder's outputs in one dict."""
         encoded = as_outputs(self.encoder(inputs, training=training), CODE)

@@ -156,12 +156,7 @@ class ConvAutoencoder(Autoencoder):
             input_shape=input_shape,
             **kwargs,
         )
-        output_shape = tuple(self.reconstruct(tf.zeros((1, *input_shape))).shape[1:])
-        if output_shape != input_shape:
-            raise ValueError(
-                f"The decoder produces {output_shape} from inputs of shape {input_shape}; "
-                "change decoder_filters or decoder_paddings so the shapes match."
-            )
+        self.check_reconstruction_shape("change decoder_filters or decoder_paddings so the shapes match")
 
     def constructor_arguments(self) -> dict[str, Any]:
         return {

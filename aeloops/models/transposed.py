@@ -117,12 +117,7 @@ class TransposedConvAutoencoder(Autoencoder):
             input_shape=input_shape,
             **kwargs,
         )
-        output_shape = tuple(self.reconstruct(tf.zeros((1, *input_shape))).shape[1:])
-        if output_shape != input_shape:
-            raise ValueError(
-                f"The decoder produces {output_shape} from inputs of shape {input_shape}; "
-                "height and width must be divisible by 2 ** len(encoder_filters)."
-            )
+        self.check_reconstruction_shape("height and width must be divisible by 2 ** len(encoder_filters)")
 
     def constructor_arguments(self) -> dict[str, Any]:
         return {
