@@ -272,6 +272,8 @@ def _run(
     history = {name: values[:kept] for name, values in history.items()}
     if config.resume:
         log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
+        if chief:  # A resume may extend the run (--epochs); config.json keeps describing the whole run.
+            write_json(run_dir.config, dataclasses.replace(config, run_dir=None, resume=False).to_dict())
     shown = (datasets.validation if datasets.validation is not None else datasets.train)[:GRID_EXAMPLES]
     summaries = SummaryWriter(
         trainer,

@@ -252,3 +252,16 @@ def test_precisions_and_strategies_train(tmp_path, capsys, arguments):
     assert keras.mixed_precision.global_policy().name == "float32"  # Restored after the run.
     if "--precision" in arguments:
         assert model.dtype_policy.name == arguments[1]
+
+
+def test_mirrored_run_resumes(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    common = ["--dataset", "mnist-sample", "--strategy", "mirrored", "--run-dir", str(run_dir), "--quiet"]
+    assert train.main([*common, "--epochs", "1"]) == 0
+    first = [variable.numpy() for variable in keras.saving.load_model(run_dir / "model.keras").weights]
+    assert train.main(["--resume", *common, "--epochs", "2"]) == 0
+    assert "Resuming" in capsys.readouterr().out
+    history, model = check_run_directory(run_dir, "dense", 2)
+    assert history["loss"][1] < history["loss"][0]
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(first, model.weights))  # It trained on.
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith(f"ckpt-{2 * (5000 // 256)}")
