@@ -171,6 +171,11 @@ class _StopOnRequest(Callback):
             trainer.stop_training = True
 
 
+def _saved_config(config: TrainConfig) -> dict:
+    """Returns config.json's content: without run_dir, so `--config <run>/config.json` repeats the run elsewhere."""
+    return dataclasses.replace(config, run_dir=None, resume=False).to_dict()
+
+
 def write_generated_images(model: VariationalAutoencoder, run_dir: RunDirectory, side: int = 15) -> None:
     """Writes ``samples.png`` (decoded draws from the prior) and, for a 2-D code, ``latent_map.png``.
 
@@ -255,8 +260,7 @@ def _run(
     # the other workers take part in every save, into scratch directories.
     chief = config.strategy != "multiworker" or is_chief_task()
     if chief and not config.resume:
-        # Saved without run_dir: `--config <run>/config.json` repeats the run elsewhere.
-        run_dir.create(dataclasses.replace(config, run_dir=None, resume=False).to_dict())
+        run_dir.create(_saved_config(config))
     scratch = None if chief else worker_scratch_dir(run_dir.path) / "checkpoints"
     checkpointer = Checkpointer(trainer, run_dir.checkpoints, config.keep_checkpoints, write_directory=scratch)
     history: dict[str, list[float]] = {}
@@ -273,7 +277,7 @@ def _run(
     if config.resume:
         log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
         if chief:  # A resume may extend the run (--epochs); config.json keeps describing the whole run.
-            write_json(run_dir.config, dataclasses.replace(config, run_dir=None, resume=False).to_dict())
+            write_json(run_dir.config, _saved_config(config))
     shown = (datasets.validation if datasets.validation is not None else datasets.train)[:GRID_EXAMPLES]
     summaries = SummaryWriter(
         trainer,

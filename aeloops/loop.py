@@ -240,10 +240,7 @@ class Trainer(OuterLoop):
         self.trace_counts["train"] += 1
 
         def step_at(position: tf.Tensor) -> dict[str, tf.Tensor]:
-            # tf.gather, not slicing: XLA would treat a sliced position as a
-            # compile-time constant and recompile for every value.
-            indices = tf.gather(batch_indices, position)
-            batch = {name: tf.gather(tensor, indices) for name, tensor in data.items()}
+            batch = _gather_batch(data, batch_indices, position)
             return self._distributed(self._step_function("train_step"), batch)
 
         # The first step runs before the loop so the sums' structure is known.
@@ -264,8 +261,7 @@ class Trainer(OuterLoop):
         self.trace_counts["eval"] += 1
 
         def step_at(position: tf.Tensor) -> dict[str, tf.Tensor]:
-            indices = tf.gather(batch_indices, position)
-            batch = {name: tf.gather(tensor, indices) for name, tensor in data.items()}
+            batch = _gather_batch(data, batch_indices, position)
             return self._distributed(self._step_function("eval_step"), batch, tf.gather(weights, position))
 
         sums = step_at(tf.constant(0))
@@ -393,6 +389,14 @@ class Trainer(OuterLoop):
             for name, value in step(tf.constant(batch)).items():
                 pieces.setdefault(name, []).append(value.numpy()[:size])
         return {name: np.concatenate(parts) for name, parts in pieces.items()}
+
+
+def _gather_batch(data: Batch, batch_indices: tf.Tensor, position: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Returns the batch at row ``position`` of the index table, from the resident tensors."""
+    # tf.gather, not slicing: XLA would treat a sliced position as a
+    # compile-time constant and recompile for every value.
+    indices = tf.gather(batch_indices, position)
+    return {name: tf.gather(tensor, indices) for name, tensor in data.items()}
 
 
 def _add(left: dict[str, tf.Tensor], right: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

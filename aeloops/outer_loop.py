@@ -95,7 +95,7 @@ class OuterLoop:
             raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], got {initial_epoch}.")
         source = self._training_source(data, batch_size, steps_per_epoch)
         if logdir is not None:
-            from aeloops.summaries import SummaryWriter  # Deferred: summaries imports this module.
+            from aeloops.summaries import SummaryWriter  # Deferred: summaries imports the trainer.
 
             shown = next((d for d in (validation_data, data) if not isinstance(d, tf.data.Dataset)), None)
             examples = None if shown is None else as_arrays(shown, "data")[INPUT][:SUMMARY_EXAMPLES]

@@ -1,6 +1,7 @@
 """TensorBoard summaries: event files read back, and a real TensorBoard server."""
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -145,4 +146,5 @@ def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
     finally:
         server.terminate()
         server.wait(timeout=60)
-    assert server.returncode is not None
+    # It stopped on our signal, not by crashing, and left no process behind.
+    assert server.returncode in (0, -signal.SIGTERM)
