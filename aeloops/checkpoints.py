@@ -1,28 +1,41 @@
 """Checkpoints: everything the next training step depends on, saved and restored.
 
-A checkpoint holds the model's variables, the optimizer's (slots included),
-the trainer's step and the state of every Keras ``SeedGenerator`` in the
-model (noise and dropout layers), which ``tf.train.Checkpoint(model=...)``
-alone would miss. The data order needs no saving: each epoch's shuffle is
-seeded by ``(seed, epoch)`` and the position inside it follows from the step.
+A checkpoint holds the trainer, a ``tf.Module``: its model, every optimizer
+(slots and moving averages included), its step, and whatever a ``Trainer``
+subclass holds as attributes (a discriminator, its optimizer, variables,
+a ``tf.random.Generator``); and the state of every Keras ``SeedGenerator``
+(noise and dropout layers), which Keras keeps out of checkpoints. The data
+order needs no saving: each epoch's shuffle is seeded by ``(seed, epoch)``
+and the position inside it follows from the step.
 ``tf.train.CheckpointManager`` writes atomically and prunes old checkpoints.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
 
 from aeloops.callbacks import Callback
-from aeloops.loop import Trainer
+
+if TYPE_CHECKING:
+    from aeloops.loop import Trainer
 
 __all__ = ["Checkpointer"]
 
 
-def _seed_generator_states(model: keras.Model) -> list[tf.Variable]:
-    return [variable for variable in model.variables if variable.name == "seed_generator_state"]
+def _seed_generator_states(trainer: Trainer) -> list[tf.Variable]:
+    """Returns the SeedGenerator states of every Keras layer the trainer holds, once each."""
+    layers = [trainer.model, *trainer._flatten(predicate=lambda value: isinstance(value, keras.layers.Layer))]
+    states, seen = [], set()
+    for layer in layers:
+        for variable in layer.variables:
+            if variable.name == "seed_generator_state" and id(variable) not in seen:
+                seen.add(id(variable))
+                states.append(variable)
+    return states
 
 
 class Checkpointer(Callback):
@@ -51,12 +64,8 @@ class Checkpointer(Callback):
         self.trainer = trainer
         self.read_directory = os.fspath(directory)
         self.directory = os.fspath(write_directory if write_directory is not None else directory)
-        self.checkpoint = tf.train.Checkpoint(
-            model=trainer.model,
-            optimizer=trainer.optimizer,
-            step=trainer.step,
-            seed_generators=_seed_generator_states(trainer.model),
-        )
+        trainer.check_checkpointable()
+        self.checkpoint = tf.train.Checkpoint(trainer=trainer, seed_generators=_seed_generator_states(trainer))
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.directory, max_to_keep=max_to_keep, checkpoint_name="ckpt"
         )
@@ -91,7 +100,9 @@ class Checkpointer(Callback):
             return False
         try:
             status = self.checkpoint.restore(latest)
-            status.assert_existing_objects_matched()
+            # Every variable the trainer holds must come back: a part left
+            # out would resume from its initial value, silently.
+            status.assert_consumed()
         except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, OSError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(

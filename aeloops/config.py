@@ -23,6 +23,8 @@ import tomllib
 __all__ = [
     "DATASETS",
     "MODES",
+    "NONFINITE_POLICIES",
+    "OPTIMIZER_OPTIONS",
     "PRECISIONS",
     "STRATEGIES",
     "TrainConfig",
@@ -37,37 +39,67 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
 NONFINITE_POLICIES = ("stop", "skip")
 TERM_SETTINGS = ("weight",)
+# Keras optimizer options a run can set, for all optimizers or per part.
+OPTIMIZER_OPTIONS = (
+    "clipnorm",
+    "global_clipnorm",
+    "clipvalue",
+    "use_ema",
+    "ema_momentum",
+    "gradient_accumulation_steps",
+)
+PART_SETTINGS = ("optimizer", "learning_rate", *OPTIMIZER_OPTIONS)
+
+
+def _setting(default: Any, help: str, *, flag: bool = True, metavar: str | None = None) -> Any:  # noqa: A002
+    """A TrainConfig field whose ``help`` (and ``flag=False``: no flag) the CLI's parser is built from."""
+    factory = {"default_factory": dict} if default == {} else {"default": default}
+    return dataclasses.field(**factory, metadata={"help": help, "flag": flag, "metavar": metavar})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The fully resolved settings of one run; ``config.json`` holds one."""
+    """The fully resolved settings of one run; ``config.json`` holds one.
 
-    model: str = "dense"
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    epochs: int = 5
-    batch_size: int = 256
-    optimizer: str = "adam"
-    learning_rate: float | None = None
-    loss: str | None = None
-    mode: str = "auto"
-    steps_per_loop: int = 50
-    seed: int = 0
-    run_dir: str | None = None
-    resume: bool = False
-    precision: str = "float32"
-    strategy: str = "default"
-    validation: bool = True
-    keep_checkpoints: int = 3
-    summary_every: int = 100
-    on_nonfinite: str = "stop"
-    deterministic: bool = False
+    Each field is a ``--flag`` of ``python -m aeloops.train`` (underscores
+    become dashes) and a key of a TOML/JSON config file.
+    """
+
+    model: str = _setting("dense", "registered model name or module:builder (see --list-models)")
+    dataset: str = _setting("mnist", f"{', '.join(DATASETS)} or a .npy/.npz path")
+    data_dir: str | None = _setting(None, "directory with the MNIST IDX files or mnist.npz")
+    epochs: int = _setting(5, "epochs to train in all")
+    batch_size: int = _setting(256, "global batch size")
+    optimizer: str = _setting("adam", "adam, adadelta, sgd, ... (see aeloops.optimizers)")
+    learning_rate: float | None = _setting(None, "learning rate (default: the optimizer's)")
+    clipnorm: float | None = _setting(None, "clip each gradient tensor to this norm (Keras clipnorm)")
+    global_clipnorm: float | None = _setting(None, "clip the whole gradient to this global norm")
+    clipvalue: float | None = _setting(None, "clip each gradient element to [-value, value]")
+    use_ema: bool = _setting(False, "keep an exponential moving average of the weights for evaluation and saving")
+    ema_momentum: float = _setting(0.99, "momentum of the weights' moving average")
+    gradient_accumulation_steps: int | None = _setting(None, "apply the mean gradient of this many steps (>= 2)")
+    loss: str | None = _setting(None, "reconstruction loss where the model allows a choice: bce, mse, mae")
+    mode: str = _setting("auto", ", ".join(MODES))
+    steps_per_loop: int = _setting(50, "training steps per compiled call")
+    seed: int = _setting(0, "seed for weights and shuffling")
+    run_dir: str | None = _setting(None, "where the run writes (default runs/<model>-<timestamp>)")
+    resume: bool = _setting(False, "continue the run in --run-dir")
+    precision: str = _setting("float32", ", ".join(PRECISIONS))
+    strategy: str = _setting("default", ", ".join(STRATEGIES))
+    validation: bool = _setting(True, "evaluate the test split after each epoch")
+    keep_checkpoints: int = _setting(3, "checkpoints kept")
+    summary_every: int = _setting(100, "steps between TensorBoard scalars")
+    on_nonfinite: str = _setting("stop", "stop, or skip the update, when a loss term is NaN or Inf")
+    deterministic: bool = _setting(False, "deterministic ops: a resumed run repeats exactly")
     # "first:last" steps to profile for TensorBoard's profile plugin.
-    profile_steps: str | None = None
-    quiet: bool = False
+    profile_steps: str | None = _setting(None, "profile these steps for TensorBoard, e.g. 10:20", metavar="FIRST:LAST")
+    quiet: bool = _setting(False, "one line per epoch, no progress bar")
     # Per-term settings of the objective, e.g. {"sparsity": {"weight": 1e-5}}.
-    objective: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    objective: dict[str, dict[str, float]] = _setting({}, "per-term settings", flag=False)
+    # Per-part optimizers, e.g. {"encoder": {"learning_rate": 1e-3}, "decoder": {...}}:
+    # each key names a submodule of the model, each table the settings that
+    # differ from the run's optimizer settings above.
+    optimizers: dict[str, dict[str, Any]] = _setting({}, "per-part optimizer settings", flag=False)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -79,6 +111,13 @@ class TrainConfig:
         first, _, last = self.profile_steps.partition(":")
         return int(first), int(last)
 
+    def optimizer_settings(self) -> dict[str, dict[str, Any]]:
+        """Returns each part's full optimizer settings (``{"model": ...}`` without parts)."""
+        shared = {name: getattr(self, name) for name in PART_SETTINGS}
+        if not self.optimizers:
+            return {"model": shared}
+        return {part: {**shared, **settings} for part, settings in self.optimizers.items()}
+
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as plain JSON-ready values."""
         return dataclasses.asdict(self)
@@ -88,6 +127,8 @@ _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 # Settings that describe how a run is watched, not what it computes: a
 # resumed run may change them.
 RESUMABLE_CHANGES = frozenset({"epochs", "quiet", "resume", "summary_every", "keep_checkpoints", "profile_steps"})
+# Settings with a table of their own in config files and --set (a.b.c=value).
+TABLES = ("objective", "optimizers")
 
 
 def _expect(name: str, value: Any, kinds: tuple[type, ...], description: str) -> None:
@@ -113,10 +154,7 @@ def _validate(config: TrainConfig) -> None:
             _expect(name, getattr(config, name), (str,), "a string")
     for name in ("resume", "validation", "quiet", "deterministic"):
         _expect(name, getattr(config, name), (bool,), "true or false")
-    if config.learning_rate is not None:
-        _expect("learning_rate", config.learning_rate, (int, float), "a positive number")
-        if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a positive number, got {config.learning_rate}.")
+    _validate_optimizer_settings({name: getattr(config, name) for name in PART_SETTINGS}, "")
     for name, choices in (
         ("mode", MODES),
         ("precision", PRECISIONS),
@@ -142,6 +180,40 @@ def _validate(config: TrainConfig) -> None:
             _expect(f"objective.{term}.{key}", value, (int, float), "a number")
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"objective.{term}.{key} must be finite and >= 0, got {value}.")
+    _expect("optimizers", config.optimizers, (dict,), "a table of per-part optimizer settings")
+    for part, settings in config.optimizers.items():
+        _expect(f"optimizers.{part}", settings, (dict,), "a table such as {learning_rate = 1e-4}")
+        for key in settings:
+            if key not in PART_SETTINGS:
+                raise ValueError(f"Unknown setting optimizers.{part}.{key}; a part accepts {', '.join(PART_SETTINGS)}.")
+        _validate_optimizer_settings(settings, f"optimizers.{part}.")
+
+
+def _validate_optimizer_settings(settings: dict[str, Any], prefix: str) -> None:
+    """Checks optimizer settings as Keras would, but with a message that names the setting."""
+    if "optimizer" in settings:
+        _expect(f"{prefix}optimizer", settings["optimizer"], (str,), "an optimizer name")
+    for name in ("learning_rate", "clipnorm", "global_clipnorm", "clipvalue"):
+        value = settings.get(name)
+        if value is not None:
+            _expect(f"{prefix}{name}", value, (int, float), "a positive number")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{prefix}{name} must be a positive number, got {value}.")
+    clipping = [name for name in ("clipnorm", "global_clipnorm", "clipvalue") if settings.get(name) is not None]
+    if len(clipping) > 1:
+        raise ValueError(f"Set only one of {prefix}clipnorm, global_clipnorm and clipvalue; got {', '.join(clipping)}.")
+    if "use_ema" in settings:
+        _expect(f"{prefix}use_ema", settings["use_ema"], (bool,), "true or false")
+    if "ema_momentum" in settings:
+        momentum = settings["ema_momentum"]
+        _expect(f"{prefix}ema_momentum", momentum, (int, float), "a number in [0, 1)")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"{prefix}ema_momentum must lie in [0, 1), got {momentum}.")
+    steps = settings.get("gradient_accumulation_steps")
+    if steps is not None:
+        _expect(f"{prefix}gradient_accumulation_steps", steps, (int,), "an integer >= 2")
+        if steps < 2:
+            raise ValueError(f"{prefix}gradient_accumulation_steps must be at least 2 (or unset), got {steps}.")
 
 
 def merge(config: TrainConfig, values: dict[str, Any], source: str) -> TrainConfig:
@@ -150,15 +222,17 @@ def merge(config: TrainConfig, values: dict[str, Any], source: str) -> TrainConf
     if unknown:
         raise ValueError(f"{source}: unknown setting {unknown[0]!r}; known settings are {', '.join(sorted(_FIELDS))}.")
     values = dict(values)
-    if "objective" in values:
-        objective = {term: dict(settings) for term, settings in config.objective.items()}
-        if not isinstance(values["objective"], dict):
-            raise TypeError(f"{source}: objective must be a table of term settings.")
-        for term, settings in values["objective"].items():
+    for table in TABLES:
+        if table not in values:
+            continue
+        merged = {key: dict(settings) for key, settings in getattr(config, table).items()}
+        if not isinstance(values[table], dict):
+            raise TypeError(f"{source}: {table} must be a table of settings.")
+        for key, settings in values[table].items():
             if not isinstance(settings, dict):
-                raise TypeError(f"{source}: objective.{term} must be a table such as {{weight = 0.1}}.")
-            objective.setdefault(term, {}).update(settings)
-        values["objective"] = objective
+                raise TypeError(f"{source}: {table}.{key} must be a table such as {{weight = 0.1}}.")
+            merged.setdefault(key, {}).update(settings)
+        values[table] = merged
     try:
         return dataclasses.replace(config, **values)
     except (TypeError, ValueError) as error:
@@ -194,7 +268,7 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
-    """Applies ``key=value`` overrides (``objective.<term>.weight=...`` for terms)."""
+    """Applies ``key=value`` overrides (``objective.<term>.weight=...``, ``optimizers.<part>.<setting>=...``)."""
     for override in overrides:
         key, separator, text = override.partition("=")
         key = key.strip()
@@ -202,10 +276,13 @@ def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfi
             raise ValueError(f"--set takes key=value, got {override!r}.")
         value = _parse_value(text.strip())
         path = key.split(".")
-        if path[0] == "objective":
+        if path[0] in TABLES:
             if len(path) != 3:
-                raise ValueError(f"--set {override!r}: objective settings look like objective.<term>.weight=0.1.")
-            config = merge(config, {"objective": {path[1]: {path[2]: value}}}, f"--set {override}")
+                raise ValueError(
+                    f"--set {override!r}: table settings look like objective.<term>.weight=0.1 "
+                    "or optimizers.<part>.learning_rate=1e-4."
+                )
+            config = merge(config, {path[0]: {path[1]: {path[2]: value}}}, f"--set {override}")
         elif len(path) == 1:
             config = merge(config, {key.replace("-", "_"): value}, f"--set {override}")
         else:

@@ -20,17 +20,18 @@ import tensorflow as tf
 from aeloops import data as data_lib
 from aeloops.callbacks import Callback
 from aeloops.checkpoints import Checkpointer
-from aeloops.config import TrainConfig
+from aeloops.config import OPTIMIZER_OPTIONS, TrainConfig
 from aeloops.images import image_grid, write_png
 from aeloops.loop import Trainer
 from aeloops.models import registry
 from aeloops.models.base import Autoencoder
 from aeloops.models.variational import VariationalAutoencoder
 from aeloops.objective import LossTerm, Objective
+from aeloops.optimizers import make_optimizer
 from aeloops.rundir import RunDirectory, is_chief_task, worker_scratch_dir, write_json
 from aeloops.summaries import SummaryWriter, reconstruction_rows
 
-__all__ = ["Datasets", "RunResult", "build_objective", "load_datasets", "make_strategy", "run"]
+__all__ = ["Datasets", "RunResult", "build_objective", "load_datasets", "make_optimizers", "make_strategy", "run"]
 
 # How many test images reconstructions.png and TensorBoard show.
 GRID_EXAMPLES = 10
@@ -189,6 +190,19 @@ def write_generated_images(model: VariationalAutoencoder, run_dir: RunDirectory,
         write_png(run_dir.path / "latent_map.png", image_grid(rows))
 
 
+def make_optimizers(config: TrainConfig) -> keras.optimizers.Optimizer | dict[str, keras.optimizers.Optimizer]:
+    """Returns the run's optimizer, or one per part of the model (``config.optimizers``)."""
+    parts = {}
+    for part, settings in config.optimizer_settings().items():
+        options = {name: settings[name] for name in OPTIMIZER_OPTIONS}
+        try:
+            parts[part] = make_optimizer(settings["optimizer"], settings["learning_rate"], **options)
+        except ValueError as error:
+            where = "" if part == "model" else f"optimizers.{part}: "
+            raise ValueError(f"{where}{error}") from None
+    return parts["model"] if list(parts) == ["model"] else parts
+
+
 def hyperparameters(config: TrainConfig, objective: Objective) -> dict[str, float | str]:
     """Returns the run's hyperparameters for TensorBoard's HParams dashboard."""
     values: dict[str, float | str] = {
@@ -248,8 +262,7 @@ def _run(
     trainer = Trainer(
         model,
         objective,
-        config.optimizer,
-        learning_rate=config.learning_rate,
+        make_optimizers(config),
         mode=config.mode,
         steps_per_loop=config.steps_per_loop,
         strategy=strategy,
@@ -312,10 +325,12 @@ def _run(
         return RunResult(history, stopped=False)
     outputs = trainer.predict(shown, batch_size=len(shown))
     write_png(run_dir.reconstructions, image_grid([shown, *reconstruction_rows(objective, outputs)]))
-    if isinstance(model, VariationalAutoencoder):
-        write_generated_images(model, run_dir)
-    partial_model = run_dir.path / "model.partial.keras"
-    model.save(partial_model)
+    # What a run leaves for use carries the weights' moving average, if kept.
+    with trainer.averaged_weights():
+        if isinstance(model, VariationalAutoencoder):
+            write_generated_images(model, run_dir)
+        partial_model = run_dir.path / "model.partial.keras"
+        model.save(partial_model)
     os.replace(partial_model, run_dir.model)
     log(f"Finished in {time.perf_counter() - started:.1f} s; the run is in {run_dir.path}.")
     return RunResult(history, stopped=False)

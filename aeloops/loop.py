@@ -1,100 +1,114 @@
-"""The Trainer: compiled train and eval steps (the inner loop) and ``fit`` (the outer loop).
+"""The Trainer: the researcher's train step, and the library's guarantees around it.
 
-The inner loop runs ``steps_per_loop`` steps per call inside one
-``tf.function`` (a ``tf.range`` loop, with the step count passed as a tensor so
-nothing retraces). Each step computes the model's outputs and the objective's
-terms under a ``GradientTape`` and applies the gradient of ``"loss"``.
-``mode`` picks how it runs: ``"xla"`` (``jit_compile=True``), ``"graph"``
-(``tf.function`` without XLA) or ``"eager"`` (plain Python, for debugging).
+A ``Trainer`` has three public levers, as Keras's ``Model`` and Orbit's
+trainers do:
 
-Data arrives two ways. NumPy arrays stay resident on the device and each
-epoch's shuffle is a permutation of indices gathered inside the compiled loop,
-so the host does no per-batch work. A ``tf.data.Dataset`` (and any data under a
-distribution strategy other than the default) is iterated inside the compiled
-loop with ``next(iterator)``. The outer loop (epochs, validation, progress,
-callbacks for checkpoints and summaries) is plain Python around both.
+- ``compute_terms(batch, training)``: the forward pass and the objective, a
+  dict of every term and ``"loss"``. Training, evaluation, per-term gradient
+  norms and summaries all go through it.
+- ``train_step(batch)``: one replica's training step: a ``GradientTape``,
+  then ``self.optimize(loss, tape)``. Override it to change training; the
+  dict it returns is logged like the terms.
+- ``test_step(batch)``: one replica's evaluation step.
+
+Around the step, out of reach of an override, the library counts steps,
+applies the non-finite policy, scales losses for mixed precision, sums
+replicas' shares, and reports gradient norms (``optimize`` does the last
+three for every update it applies). A ``Trainer`` is a ``tf.Module``: every
+model, optimizer and variable it or a subclass holds is saved by
+``tf.train.Checkpoint(trainer=trainer)``.
+
+>>> class TwoOptimizers(Trainer):                                    # doctest: +SKIP
+...     def train_step(self, batch):
+...         with tf.GradientTape() as tape:
+...             terms = self.compute_terms(batch, training=True)
+...         self.optimize(terms["loss"], tape)   # one optimizer per part
+...         return terms
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+import contextlib
+import dataclasses
+import random
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from aeloops.models.base import Autoencoder
-from aeloops.objective import LAYER_LOSSES, TOTAL, Objective
-from aeloops.optimizers import make_optimizer
-from aeloops.outer_loop import (
+from aeloops import outer_loop
+from aeloops.compiled import (
     GRADIENT_NORM,
-    NONFINITE_POLICIES,
+    LOSS_SCALE_SKIPPED,
     NONFINITE_STEPS,
-    NonFiniteLossError,
-    OuterLoop,
-    _check_positive_int,
-    _is_distributed,
+    WEIGHT_PREFIX,
+    WEIGHTED_PREFIX,
+    build_loop,
+    is_distributed,
+    resolve_mode,
 )
-from aeloops.sources import INPUT, DatasetSource, ResidentSource, as_arrays, as_batch_dict, to_tensors
+from aeloops.config import NONFINITE_POLICIES
+from aeloops.objective import LAYER_LOSSES, TOTAL, Objective
+from aeloops.optimizers import OptimizerSpec, inner_optimizer, make_optimizer
+from aeloops.sources import INPUT, SAMPLE_WEIGHT, as_arrays, to_tensors
 
-__all__ = ["GRADIENT_NORM", "MODES", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer", "resolve_mode"]
+__all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
 
-
-MODES = ("auto", "xla", "graph", "eager")
-# The batch entry that carries padding weights through a distributed evaluation.
-_WEIGHT = "_sample_weight"
-
-Source = ResidentSource | DatasetSource
+NonFiniteLossError = outer_loop.NonFiniteLossError
 Batch = Mapping[str, tf.Tensor]
 Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
+# Names the library adds to a step's results; a train step must not return them.
+_RESERVED = (GRADIENT_NORM, NONFINITE_STEPS, LOSS_SCALE_SKIPPED)
 
 
-def resolve_mode(mode: str, model: keras.Model, strategy: tf.distribute.Strategy | None = None) -> str:
-    """Returns the concrete mode for ``mode``; ``"auto"`` picks XLA unless it is known to be slower or unsupported.
+@dataclasses.dataclass
+class _Update:
+    """What ``optimize`` saw of one update, for the wrapper around the step."""
 
-    On a CPU, XLA compiles convolutions to much slower code than TensorFlow's
-    oneDNN kernels (about 10x for the seed's conv model), so ``"auto"`` means
-    ``"graph"`` for a model with convolution kernels (weights of rank 3 or
-    more) when no GPU is visible, and under a distribution strategy (as in
-    Keras's ``fit``); ``"xla"`` otherwise.
-
-    Raises:
-      ValueError: for ``"xla"`` under a multi-device strategy on CPUs, which
-        TensorFlow cannot compile (each replica's variables live on its own
-        CPU device, and XLA may not reach across them).
-    """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    distributed = strategy is not None and _is_distributed(strategy)
-    on_gpus = bool(tf.config.list_logical_devices("GPU"))
-    if mode == "xla" and distributed and strategy.num_replicas_in_sync > 1 and not on_gpus:
-        raise ValueError(
-            "mode='xla' under a distribution strategy over several CPU devices is not supported by "
-            "TensorFlow (XLA cannot reach variables on other devices); use mode='graph'."
-        )
-    if mode != "auto":
-        return mode
-    has_convolutions = any(len(variable.shape) >= 3 for variable in model.trainable_variables)
-    if distributed or (has_convolutions and not on_gpus):
-        return "graph"
-    return "xla"
+    name: str | None
+    norm: tf.Tensor
+    clipped_norm: tf.Tensor | None
+    finite: tf.Tensor
+    loss_scale_skipped: tf.Tensor | None
 
 
-class Trainer(OuterLoop):
+class _Cache:
+    """Python state a checkpoint must not see: compiled functions, trace counts, the step's updates."""
+
+    def __init__(self) -> None:
+        self.functions: dict[tuple[str, str], Callable[..., Any]] = {}
+        self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
+        # MirroredStrategy runs each replica's step in a thread of its own.
+        self.local = threading.local()
+        self.parts: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]] = []
+        self.swapped = False
+
+
+class Trainer(tf.Module):
     """Trains an ``Autoencoder`` on an ``Objective`` with a compiled custom loop.
 
     Args:
       model: the autoencoder, created under ``strategy.scope()``.
       objective: the loss terms; defaults to ``model.default_objective()``.
-      optimizer: a Keras optimizer or its name (``"adadelta"`` by name uses a
-        learning rate of 1.0, see ``aeloops.optimizers``).
+      optimizer: a Keras optimizer, its name (``"adadelta"`` by name uses a
+        learning rate of 1.0, see ``aeloops.optimizers``), or a dict giving
+        parts of the model their own: ``{"encoder": "adam", "decoder":
+        keras.optimizers.Adam(1e-4)}`` (keys are attribute paths of the
+        model; together the parts must cover every trainable variable).
       learning_rate: overrides the named optimizer's learning rate.
-      mode: ``"xla"``, ``"graph"``, ``"eager"`` or ``"auto"`` (see ``resolve_mode``).
+      optimizer_options: Keras options for named optimizers (``clipnorm``,
+        ``global_clipnorm``, ``clipvalue``, ``use_ema``, ``ema_momentum``,
+        ``gradient_accumulation_steps``).
+      mode: ``"xla"``, ``"graph"``, ``"eager"`` or ``"auto"`` (see
+        ``aeloops.compiled.resolve_mode``).
       steps_per_loop: training steps per compiled call.
       strategy: a ``tf.distribute.Strategy``; the default strategy when None.
       seed: seeds the per-epoch shuffles, so a resumed run sees the same order.
+      on_nonfinite: ``"stop"`` (raise after the compiled call) or ``"skip"``
+        (leave the weights untouched on such steps and count them).
 
     >>> model = DenseAutoencoder(input_shape=(784,))        # doctest: +SKIP
     >>> trainer = Trainer(model, optimizer="adam", mode="xla")  # doctest: +SKIP
@@ -106,191 +120,332 @@ class Trainer(OuterLoop):
 
     def __init__(
         self,
-        model: Autoencoder,
+        model: keras.Model,
         objective: Objective | None = None,
-        optimizer: str | keras.optimizers.Optimizer = "adam",
+        optimizer: OptimizerSpec = "adam",
         *,
         learning_rate: float | None = None,
+        optimizer_options: Mapping[str, Any] | None = None,
         mode: str = "auto",
         steps_per_loop: int = 1,
         strategy: tf.distribute.Strategy | None = None,
         seed: int = 0,
         on_nonfinite: str = "stop",
     ) -> None:
+        super().__init__(name="trainer")
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
+        _refuse_keras_steps(model)
         if isinstance(steps_per_loop, bool) or not isinstance(steps_per_loop, int) or steps_per_loop < 1:
             raise ValueError(f"steps_per_loop must be a positive int, got {steps_per_loop!r}.")
         if objective is None:
             objective = model.default_objective()
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an aeloops Objective, got {type(objective).__name__}.")
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
+        self._cache = _Cache()
         self.model = model
         self.objective = objective
         self.steps_per_loop = steps_per_loop
         self.seed = int(seed)
         self.strategy = strategy or tf.distribute.get_strategy()
-        mode = resolve_mode(mode, model, self.strategy)
-        self.mode = mode
-        if on_nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
-        if on_nonfinite == "skip" and _is_distributed(self.strategy):
+        if on_nonfinite == "skip" and is_distributed(self.strategy):
             raise ValueError("on_nonfinite='skip' is not supported under a distribution strategy; use 'stop'.")
         self.on_nonfinite = on_nonfinite
+        self.requested_mode = mode
+        self.mode = resolve_mode(mode, model, self.strategy)
         with self.strategy.scope():
-            self.optimizer = make_optimizer(optimizer, learning_rate)
-            self.optimizer.build(model.trainable_variables)
+            parts = _resolve_parts(model, optimizer, learning_rate, dict(optimizer_options or {}))
+            self.optimizers = {part: part_optimizer for part, (part_optimizer, _) in parts.items()}
+            for part_optimizer, variables in parts.values():
+                part_optimizer.build(variables)
             # The project's own step: a loss-scaling optimizer skips steps
             # without counting them in optimizer.iterations.
-            self.step = tf.Variable(
-                0,
-                dtype=tf.int64,
-                trainable=False,
-                name="step",
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            )
+            self.step = _counter("step", 0)
             # The first step whose loss terms were not finite (-1: none yet).
-            self.first_nonfinite_step = tf.Variable(
-                -1,
-                dtype=tf.int64,
-                trainable=False,
-                name="first_nonfinite_step",
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            )
-        self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
+            self.first_nonfinite_step = _counter("first_nonfinite_step", -1)
+            # 1 once "auto" fell back from XLA to graph mode; checkpointed, so
+            # a resumed run compiles as the run it continues did.
+            self.xla_fallback = _counter("xla_fallback", 0)
+        self._cache.parts = list(parts.values())
         # Set (by a callback or a signal handler) to stop after the current compiled call.
         self.stop_training = False
-        self._functions: dict[str, Callable[..., Any]] = {}
 
     # ------------------------------------------------------------------
-    # Per-replica steps: what one replica does with one batch.
+    # The researcher's levers.
 
-    def _replica_train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+    def compute_terms(self, batch: Batch, training: bool) -> dict[str, tf.Tensor]:
+        """Returns the objective on ``batch``: every term's value and the weighted ``"loss"``.
+
+        Values are each replica's share of the global batch mean
+        (``tf.nn.compute_average_loss``), so their sum over replicas is the
+        mean. Evaluation batches carry ``"sample_weight"`` (0 for padding);
+        an override should pass it on to the objective.
+        """
+        outputs = self.model(batch[INPUT], training=training)
+        return self.objective(
+            outputs, batch, self.step, sample_weight=batch.get(SAMPLE_WEIGHT), layer_losses=self.model.losses
+        )
+
+    def train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        """One replica's training step: returns the dict to log (every term and ``"loss"``).
+
+        Override it to change training. Apply every update with
+        ``self.optimize(loss, tape, ...)``, which scales the loss under mixed
+        precision, honours the non-finite policy and reports gradient norms.
+        Returned values are summed over replicas: return each replica's
+        share of a mean, as ``compute_terms`` and ``tf.nn.compute_average_loss`` do.
+        """
         with tf.GradientTape() as tape:
-            outputs = self.model(batch[INPUT], training=True)
-            terms = self.objective(outputs, batch, self.step, layer_losses=self.model.losses)
-            loss = terms[TOTAL]
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                loss = self.optimizer.scale_loss(loss)
-        variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        norm = self._global_gradient_norm(gradients)
-        finite = tf.reduce_all(tf.stack([tf.math.is_finite(value) for value in terms.values()]))
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            # Overflowing scaled gradients are the loss scaler's business: it
-            # skips those steps itself and lowers the scale.
-            norm = norm / tf.cast(self.optimizer.dynamic_scale, norm.dtype)
+            terms = self.compute_terms(batch, training=True)
+        self.optimize(terms[TOTAL], tape)
+        return terms
+
+    def test_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        """One replica's evaluation step: returns the dict to log with a ``val_`` prefix."""
+        return self.compute_terms(batch, training=False)
+
+    def optimize(
+        self,
+        loss: tf.Tensor,
+        tape: tf.GradientTape,
+        variables: Sequence[tf.Variable] | None = None,
+        optimizer: keras.optimizers.Optimizer | None = None,
+        *,
+        name: str | None = None,
+    ) -> tf.Tensor:
+        """Applies the gradient of ``loss`` (recorded on ``tape``) and returns its global norm.
+
+        By default every part of the model gets its own optimizer's update
+        (the trainer's single optimizer, or one per part). Pass
+        ``variables`` and ``optimizer`` to update something else, a
+        discriminator say, and a ``name`` for each further update: its
+        gradient norms are logged as ``<name>_gradient_norm``.
+
+        The norm is that of the whole gradient summed over replicas, before
+        any clipping; where the optimizer clips, ``clipped_gradient_norm``
+        is logged too. Under ``on_nonfinite="skip"`` an update whose loss or
+        gradient is NaN or Inf is not applied.
+        """
+        if optimizer is None and variables is None:
+            parts = self._cache.parts
+        elif optimizer is None:
+            if len(self._cache.parts) > 1:
+                raise ValueError("This trainer has one optimizer per part; pass optimizer= with variables=.")
+            parts = [(self._cache.parts[0][0], list(variables))]
         else:
+            parts = [(optimizer, list(variables if variables is not None else self.model.trainable_variables))]
+        scale = _loss_scale(parts)
+        all_variables = [variable for _, part_variables in parts for variable in part_variables]
+        gradients = tape.gradient(loss, all_variables, output_gradients=None if scale is None else scale)
+        replicas = self.strategy.num_replicas_in_sync
+        summed = _all_reduce(gradients) if replicas > 1 else list(gradients)
+        unscale = 1.0 if scale is None else 1.0 / scale
+        norm = tf.linalg.global_norm([g for g in summed if g is not None]) * unscale
+        finite = tf.math.is_finite(tf.cast(loss, tf.float32))
+        loss_scale_skipped = None
+        if scale is None:
             finite = tf.logical_and(finite, tf.math.is_finite(norm))
+        else:  # Overflowing scaled gradients are the loss scaler's business.
+            loss_scale_skipped = tf.cast(tf.logical_not(tf.math.is_finite(norm)), tf.float32)
+        updates, clipped, offset = [], [], 0
+        clips = any(_clips(part_optimizer) for part_optimizer, _ in parts)
+        for part_optimizer, part_variables in parts:
+            part_gradients = gradients[offset : offset + len(part_variables)]
+            part_summed = summed[offset : offset + len(part_variables)]
+            offset += len(part_variables)
+            clipped_part = _clip(part_optimizer, [None if g is None else g * unscale for g in part_summed])
+            clipped.extend(g for g in clipped_part if g is not None)
+            if replicas > 1 and _clips(part_optimizer):
+                # Keras clips each replica's share before summing them; clip
+                # the sum instead, as one device would, and hand each replica
+                # its share (which the optimizer's own clipping then leaves be).
+                factor = (1.0 if scale is None else scale) / replicas
+                part_gradients = [None if g is None else g * factor for g in clipped_part]
+            updates.append((part_optimizer, part_gradients, part_variables))
+
+        def apply() -> tf.Operation:
+            for part_optimizer, part_gradients, part_variables in updates:
+                pairs = [(g, v) for g, v in zip(part_gradients, part_variables) if g is not None]
+                part_optimizer.apply_gradients(pairs)
+            return tf.no_op()
+
         if self.on_nonfinite == "skip":
-            tf.cond(finite, lambda: self._apply(gradients, variables), tf.no_op)
-            terms = {name: tf.where(finite, value, 0.0) for name, value in terms.items()}
-            norm = tf.where(finite, norm, 0.0)
+            tf.cond(finite, apply, tf.no_op)
         else:
-            self._apply(gradients, variables)
+            apply()
+        recorded = getattr(self._cache.local, "updates", None)
+        if recorded is not None:
+            clipped_norm = tf.linalg.global_norm(clipped) if clips else None
+            recorded.append(_Update(name, norm, clipped_norm, finite, loss_scale_skipped))
+        return norm
+
+    # ------------------------------------------------------------------
+    # The library's wrappers: what runs around every step, whoever wrote it.
+
+    def run_train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        """Runs ``train_step`` on one replica with the library's bookkeeping; returns what the loop sums."""
+        step = self.step.read_value()
+        self._cache.local.updates = updates = []
+        try:
+            results = _check_results(self.train_step(batch), "train_step")
+        finally:
+            self._cache.local.updates = None
+        names = [update.name for update in updates]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"train_step applied several updates named {names}; give each optimize() call its own name."
+            )
+        if self.on_nonfinite == "skip" and not updates:
+            raise ValueError(
+                "on_nonfinite='skip' needs train_step to apply its updates with self.optimize(loss, tape, ...), "
+                "which skips non-finite ones."
+            )
+        finite = tf.reduce_all(tf.stack([tf.math.is_finite(v) for v in results.values()] + [u.finite for u in updates]))
+        replicas = self.strategy.num_replicas_in_sync
+        # Replicas' values are summed, so a value every replica holds whole is reported as a share.
+        library = {}
+        for update in updates:
+            prefix = "" if update.name is None else f"{update.name}_"
+            library[f"{prefix}{GRADIENT_NORM}"] = update.norm
+            if update.clipped_norm is not None:
+                library[f"{prefix}clipped_{GRADIENT_NORM}"] = update.clipped_norm
+        if self.on_nonfinite == "skip":
+            results = {name: tf.where(finite, value, 0.0) for name, value in results.items()}
+            library = {name: tf.where(finite, value, 0.0) for name, value in library.items()}
+        library = {name: value / replicas for name, value in library.items()}
+        for term in self.objective.terms:
+            if callable(term.weight) and term.name in results:
+                weight = term.weight_at(step)
+                library[f"{WEIGHT_PREFIX}{term.name}"] = weight / replicas
+                library[f"{WEIGHTED_PREFIX}{term.name}"] = weight * results[term.name]
+        skips = [u.loss_scale_skipped for u in updates if u.loss_scale_skipped is not None]
+        if skips:
+            library[LOSS_SCALE_SKIPPED] = tf.reduce_max(tf.stack(skips)) / replicas
+        library[NONFINITE_STEPS] = tf.cast(tf.logical_not(finite), tf.float32) / replicas
         self.first_nonfinite_step.assign(
-            tf.where(tf.logical_or(finite, self.first_nonfinite_step >= 0), self.first_nonfinite_step, self.step)
+            tf.where(tf.logical_or(finite, self.first_nonfinite_step >= 0), self.first_nonfinite_step, step)
         )
         self.step.assign_add(1)
-        replicas = self.strategy.num_replicas_in_sync
-        # Replicas' values are summed by _distributed, so each reports its share.
-        return {
-            **terms,
-            GRADIENT_NORM: norm / replicas,
-            NONFINITE_STEPS: tf.cast(tf.logical_not(finite), tf.float32) / replicas,
-        }
+        return {**results, **library}
 
-    def _global_gradient_norm(self, gradients: list[tf.Tensor]) -> tf.Tensor:
-        """Returns the norm of the step's whole gradient, summed over replicas.
+    def run_test_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        """Runs ``test_step`` on one replica; returns what the evaluation loop sums."""
+        return _check_results(self.test_step(batch), "test_step")
 
-        Each replica holds only its share of the gradient; under a
-        multi-replica strategy this costs one extra all-reduce per step.
+    def loop_function(self, method: str, kind: str) -> Callable[..., dict[str, tf.Tensor]]:
+        """Returns the compiled loop of ``kind`` (see ``aeloops.compiled``) over the ``"train"`` or ``"test"`` step.
+
+        Built once per (method, kind) and cached, so nothing retraces.
         """
-        if self.strategy.num_replicas_in_sync > 1:
-            context = tf.distribute.get_replica_context()
-            gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-        return tf.linalg.global_norm(gradients)
+        key = (method, kind)
+        if key not in self._cache.functions:
+            step = {"train": self.run_train_step, "test": self.run_test_step}[method]
+            counter = "train" if method == "train" else "eval"
 
-    def _apply(self, gradients: list[tf.Tensor], variables: list[tf.Variable]) -> tf.Operation:
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return tf.no_op()
+            def count_trace() -> None:
+                self._cache.trace_counts[counter] += 1
 
-    def _replica_eval_step(self, batch: Batch, weights: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        outputs = self.model(batch[INPUT], training=False)
-        return self.objective(outputs, batch, self.step, sample_weight=weights, layer_losses=self.model.losses)
+            self._cache.functions[key] = build_loop(
+                step, kind, mode=self.mode, strategy=self.strategy, on_trace=count_trace
+            )
+        return self._cache.functions[key]
 
-    def _distributed(self, replica_fn: Callable[..., dict[str, tf.Tensor]], *args: Any) -> dict[str, tf.Tensor]:
-        """Runs ``replica_fn`` on every replica and sums the results.
+    def use_mode(self, mode: str) -> None:
+        """Compiles every loop afresh in ``mode`` from now on (the outer loop's fall-back from XLA)."""
+        self.mode = resolve_mode(mode, self.model, self.strategy)
+        self._cache.functions.clear()
+        self.xla_fallback.assign(1 if self.requested_mode == "auto" and mode == "graph" else 0)
 
-        Term values are per-replica sums divided by the global batch size, so
-        their sum over replicas is the global mean.
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """How often each kind of loop was traced: stays at one per kind once warm."""
+        return self._cache.trace_counts
+
+    @property
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        """The trainer's optimizer, when it has one for the whole model (see ``optimizers`` otherwise)."""
+        if len(self.optimizers) > 1:
+            parts = list(self.optimizers)
+            raise AttributeError(f"This trainer has one optimizer per part: trainer.optimizers[...] for {parts}.")
+        return next(iter(self.optimizers.values()))
+
+    def learning_rates(self) -> dict[str, float]:
+        """Returns the learning rate in effect: ``{"learning_rate": ...}``, or one per part."""
+        rates = {}
+        for part, part_optimizer in self.optimizers.items():
+            key = "learning_rate" if len(self.optimizers) == 1 else f"learning_rate/{part}"
+            rates[key] = float(tf.convert_to_tensor(inner_optimizer(part_optimizer).learning_rate))
+        return rates
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Swaps the optimizers' moving averages of the weights in for the block (``use_ema``); else does nothing.
+
+        As Keras's ``SwapEMAWeights`` does: evaluation, predictions,
+        summaries' pictures and the saved model use the average, training
+        the raw weights. The swap is exact and undone on leaving.
         """
-        per_replica = self.strategy.run(replica_fn, args=args)
-        return {
-            name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-            for name, value in per_replica.items()
-        }
+        pairs = [] if self._cache.swapped else _average_pairs(self.optimizers.values())
+        if not pairs:
+            yield
+            return
+        _swap(pairs)
+        self._cache.swapped = True
+        try:
+            yield
+        finally:
+            _swap(pairs)
+            self._cache.swapped = False
+
+    def check_checkpointable(self) -> None:
+        """Raises a ValueError naming any state this trainer holds that a checkpoint would drop or restore wrongly."""
+        problems = []
+        for path, value in _attributes(self):
+            if isinstance(value, keras.optimizers.Optimizer) and not inner_optimizer(value).built:
+                problems.append(
+                    f"trainer.{path} is an optimizer with no variables yet, so its slots would be left out of "
+                    f"checkpoints; build it in __init__: self.{path}.build(<its variables>)"
+                )
+            elif isinstance(value, keras.layers.Layer) and not value.built:
+                problems.append(f"trainer.{path} is a Keras layer that is not built; build it in __init__")
+            elif isinstance(value, (np.random.Generator, np.random.RandomState, random.Random)):
+                problems.append(
+                    f"trainer.{path} is a {type(value).__name__}, whose state checkpoints cannot hold; "
+                    "use a tf.random.Generator"
+                )
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
 
     # ------------------------------------------------------------------
-    # Inner loops: several steps per call, returning sums of term values.
+    # The outer loop (aeloops.outer_loop), as methods.
 
-    def _train_loop_resident(
-        self, data: Batch, batch_indices: tf.Tensor, first: tf.Tensor, count: tf.Tensor
-    ) -> dict[str, tf.Tensor]:
-        self.trace_counts["train"] += 1
+    def fit(self, data: Data, epochs: int = 1, batch_size: int = 32, **kwargs: Any) -> dict[str, list[float]]:
+        """Trains for ``epochs`` epochs; returns a Keras-shaped history (see ``aeloops.outer_loop.fit``)."""
+        return outer_loop.fit(self, data, epochs, batch_size, **kwargs)
 
-        def step_at(position: tf.Tensor) -> dict[str, tf.Tensor]:
-            batch = _gather_batch(data, batch_indices, position)
-            return self._distributed(self._step_function("train_step"), batch)
+    def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
+        """Returns every term's mean over ``data`` (see ``aeloops.outer_loop.evaluate``)."""
+        return outer_loop.evaluate(self, data, batch_size)
 
-        # The first step runs before the loop so the sums' structure is known.
-        sums = step_at(first)
-        for offset in tf.range(1, count):
-            sums = _add(sums, step_at(first + tf.cast(offset, first.dtype)))
-        return sums
+    def predict(self, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Returns the model's outputs for ``data`` (see ``aeloops.outer_loop.predict``)."""
+        return outer_loop.predict(self, data, batch_size)
 
-    def _train_loop_iterator(self, iterator: Any, count: tf.Tensor) -> dict[str, tf.Tensor]:
-        self.trace_counts["train"] += 1
-        step = self._step_function("train_step")
-        sums = self._distributed(step, next(iterator))
-        for _ in tf.range(1, count):
-            sums = _add(sums, self._distributed(step, next(iterator)))
-        return sums
+    def predict_function(self) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+        """Returns the compiled forward pass used by ``predict``."""
+        key = ("predict", "batch")
+        if key not in self._cache.functions:
 
-    def _eval_loop_resident(self, data: Batch, batch_indices: tf.Tensor, weights: tf.Tensor) -> dict[str, tf.Tensor]:
-        self.trace_counts["eval"] += 1
+            def forward(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+                self._cache.trace_counts["predict"] += 1
+                return self.model(inputs, training=False)
 
-        def step_at(position: tf.Tensor) -> dict[str, tf.Tensor]:
-            batch = _gather_batch(data, batch_indices, position)
-            return self._distributed(self._step_function("eval_step"), batch, tf.gather(weights, position))
-
-        sums = step_at(tf.constant(0))
-        for position in tf.range(1, tf.shape(batch_indices)[0]):
-            sums = _add(sums, step_at(position))
-        return sums
-
-    def _eval_step_iterator(self, batch: Batch) -> dict[str, tf.Tensor]:
-        self.trace_counts["eval"] += 1
-        batch = dict(batch)
-        weights = batch.pop(_WEIGHT, None)
-        return self._distributed(self._step_function("eval_step"), batch, weights)
-
-    def _term_gradient_norms(self, batch: Batch) -> dict[str, tf.Tensor]:
-        weighted_terms = {}
-        with tf.GradientTape(persistent=True) as tape:
-            outputs = self.model(batch[INPUT], training=True)
-            terms = self.objective(outputs, batch, self.step, layer_losses=self.model.losses)
-            for term in self.objective.terms:
-                weighted_terms[term.name] = term.weight_at(self.step) * terms[term.name]
-            if LAYER_LOSSES in terms:
-                weighted_terms[LAYER_LOSSES] = terms[LAYER_LOSSES]
-        variables = self.model.trainable_variables
-        norms = {}
-        for name, weighted in weighted_terms.items():
-            # global_norm skips the None gradients of variables a term does not reach.
-            norms[name] = tf.linalg.global_norm(tape.gradient(weighted, variables))
-        del tape
-        return norms
+            jit = self.mode == "xla" and not is_distributed(self.strategy)
+            compiled = forward if self.mode == "eager" else tf.function(forward, jit_compile=jit, reduce_retracing=True)
+            self._cache.functions[key] = compiled
+        return self._cache.functions[key]
 
     def term_gradient_norms(self, batch: Data) -> dict[str, float]:
         """Returns the norm of each weighted term's gradient on ``batch``, without training.
@@ -298,106 +453,149 @@ class Trainer(OuterLoop):
         Shows which term drives the update: TensorBoard plots these beside
         the terms. Weights are taken at the current step.
         """
-        arrays = as_arrays(batch, "batch")
-        function = self._loop_function("term_gradient_norms", self._term_gradient_norms, xla_allowed=False)
-        return {name: float(value) for name, value in function(to_tensors(arrays)).items()}
+        key = ("term_gradient_norms", "batch")
+        if key not in self._cache.functions:
+            function = self._term_gradient_norms
+            self._cache.functions[key] = function if self.mode == "eager" else tf.function(function)
+        tensors = to_tensors(as_arrays(batch, "batch"))
+        return {name: float(value) for name, value in self._cache.functions[key](tensors).items()}
 
-    def _predict_step(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        self.trace_counts["predict"] += 1
-        return self.model(inputs, training=False)
-
-    def _step_function(self, name: str) -> Callable[..., dict[str, tf.Tensor]]:
-        """Returns the per-replica step, XLA-compiled on its own where needed.
-
-        Under a distribution strategy XLA must compile the per-replica
-        function, not the whole loop (TF cannot lift variable creation out of
-        a jit-compiled ``strategy.run``).
-        """
-        replica_fn = self._replica_train_step if name == "train_step" else self._replica_eval_step
-        if self.mode != "xla" or self._whole_loop_is_compiled():
-            return replica_fn
-        return self._compiled(name, replica_fn, jit_compile=True)
-
-    def _whole_loop_is_compiled(self) -> bool:
-        return self.mode == "xla" and not _is_distributed(self.strategy)
-
-    def _compiled(self, name: str, function: Callable[..., Any], jit_compile: bool = False) -> Callable[..., Any]:
-        """Wraps ``function`` once per name and caches it, like Keras's trainer."""
-        if self.mode == "eager":
-            return function
-        if name not in self._functions:
-            self._functions[name] = tf.function(function, jit_compile=jit_compile, reduce_retracing=True)
-        return self._functions[name]
-
-    def _loop_function(self, name: str, function: Callable[..., Any], xla_allowed: bool = True) -> Callable[..., Any]:
-        return self._compiled(name, function, jit_compile=xla_allowed and self._whole_loop_is_compiled())
-
-    # ------------------------------------------------------------------
-    # The outer loop.
-
-    def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
-        """Returns every term's mean over ``data``.
-
-        Arrays are evaluated exactly, every example counted once: the last
-        batch is padded to full size and the padding has weight 0, so every
-        batch has one static shape. A ``Dataset``'s batches are averaged
-        alike, a short last batch weighing as much as a full one.
-        """
-        _check_positive_int("batch_size", batch_size)
-        if isinstance(data, tf.data.Dataset):
-            sums, batches = self._evaluate_dataset(data.map(as_batch_dict))
-            return {name: value / batches for name, value in sums.items()}
-        arrays = as_arrays(data, "validation_data")
-        count = len(arrays[INPUT])
-        batches = math.ceil(count / batch_size)
-        padded = np.arange(batches * batch_size)
-        weights = (padded < count).astype(np.float32).reshape(batches, batch_size)
-        indices = np.where(padded < count, padded, 0).astype(np.int32).reshape(batches, batch_size)
-        if _is_distributed(self.strategy):
-            table = {name: value[indices.reshape(-1)] for name, value in arrays.items()}
-            table[_WEIGHT] = weights.reshape(-1)
-            sums, _ = self._evaluate_dataset(tf.data.Dataset.from_tensor_slices(table).batch(batch_size))
-        else:
-            loop = self._loop_function("eval_loop", self._eval_loop_resident)
-            sums = loop(to_tensors(arrays), tf.constant(indices), tf.constant(weights))
-        return {name: float(value) * batch_size / count for name, value in sums.items()}
-
-    def _evaluate_dataset(self, dataset: tf.data.Dataset) -> tuple[dict[str, float], int]:
-        """Returns the sums of each term's per-batch values over ``dataset``, and the batch count."""
-        step = self._loop_function("eval_dataset_step", self._eval_step_iterator, xla_allowed=False)
-        sums: dict[str, float] = {}
-        batches = 0
-        for batch in self.strategy.experimental_distribute_dataset(dataset):
-            results = step(batch)
-            sums = {name: sums.get(name, 0.0) + float(value) for name, value in results.items()}
-            batches += 1
-        if not batches:
-            raise ValueError("The evaluation data is empty.")
-        return sums, batches
-
-    def predict(self, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-        """Returns the model's outputs for ``data``, computed in compiled batches."""
-        _check_positive_int("batch_size", batch_size)
-        inputs = as_arrays(data, "data")[INPUT]
-        step = self._loop_function("predict_step", self._predict_step)
-        pieces: dict[str, list[np.ndarray]] = {}
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start : start + batch_size]
-            size = len(batch)
-            if size < batch_size:  # Pad to keep one static shape, then trim.
-                batch = np.concatenate([batch, np.zeros((batch_size - size, *batch.shape[1:]), batch.dtype)])
-            for name, value in step(tf.constant(batch)).items():
-                pieces.setdefault(name, []).append(value.numpy()[:size])
-        return {name: np.concatenate(parts) for name, parts in pieces.items()}
+    def _term_gradient_norms(self, batch: Batch) -> dict[str, tf.Tensor]:
+        weights = {term.name: term.weight_at(self.step) for term in self.objective.terms}
+        with tf.GradientTape(persistent=True) as tape:
+            terms = self.compute_terms(batch, training=True)
+            weighted = {name: weights[name] * terms[name] for name in weights if name in terms}
+            if LAYER_LOSSES in terms:
+                weighted[LAYER_LOSSES] = terms[LAYER_LOSSES]
+        variables = self.model.trainable_variables
+        # global_norm skips the None gradients of variables a term does not reach.
+        norms = {name: tf.linalg.global_norm(tape.gradient(value, variables)) for name, value in weighted.items()}
+        del tape
+        return norms
 
 
-def _gather_batch(data: Batch, batch_indices: tf.Tensor, position: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Returns the batch at row ``position`` of the index table, from the resident tensors."""
-    # tf.gather, not slicing: XLA would treat a sliced position as a
-    # compile-time constant and recompile for every value.
-    indices = tf.gather(batch_indices, position)
-    return {name: tf.gather(tensor, indices) for name, tensor in data.items()}
+def _counter(name: str, initial: int) -> tf.Variable:
+    return tf.Variable(
+        initial, dtype=tf.int64, trainable=False, name=name, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
+    )
 
 
-def _add(left: dict[str, tf.Tensor], right: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    return {name: left[name] + right[name] for name in left}
+def _refuse_keras_steps(model: keras.Model) -> None:
+    """Refuses a model whose own ``train_step``/``test_step`` would be silently ignored."""
+    for method in ("train_step", "test_step"):
+        owner = next(cls for cls in type(model).__mro__ if method in vars(cls))
+        if not owner.__module__.startswith(("keras", "aeloops.models")):
+            raise ValueError(
+                f"{type(model).__name__} overrides Keras's {method}, which aeloops.Trainer never calls; "
+                f"move that code into a Trainer subclass's {method} (see README, 'Writing your own train step')."
+            )
+
+
+def _resolve_parts(
+    model: keras.Model, optimizer: OptimizerSpec, learning_rate: float | None, options: dict[str, Any]
+) -> dict[str, tuple[keras.optimizers.Optimizer, list[tf.Variable]]]:
+    """Returns ``{part: (optimizer, variables)}`` covering every trainable variable once."""
+    if not isinstance(optimizer, Mapping):
+        return {"model": (make_optimizer(optimizer, learning_rate, **options), list(model.trainable_variables))}
+    if learning_rate is not None or options:
+        raise ValueError("With one optimizer per part, give each part its own learning rate and options.")
+    parts, owner = {}, {}
+    for path, part_optimizer in optimizer.items():
+        target = model
+        for attribute in path.split("."):  # "encoder.hidden_layers.0": attributes, and list indices.
+            if attribute.isdigit() and isinstance(target, Sequence) and int(attribute) < len(target):
+                target = target[int(attribute)]
+            else:
+                target = getattr(target, attribute, None)
+        if not isinstance(target, keras.layers.Layer):
+            raise ValueError(f"optimizer part {path!r} names no layer of {type(model).__name__} (model.{path}).")
+        variables = list(target.trainable_variables)
+        for variable in variables:
+            if id(variable) in owner:
+                first = owner[id(variable)]
+                raise ValueError(f"{variable.path} belongs to two optimizer parts, {first!r} and {path!r}.")
+            owner[id(variable)] = path
+        parts[path] = (make_optimizer(part_optimizer), variables)
+    missing = [variable.path for variable in model.trainable_variables if id(variable) not in owner]
+    if missing:
+        raise ValueError(f"No optimizer part covers {', '.join(missing[:3])}; add a part for them.")
+    return parts
+
+
+def _check_results(results: Any, method: str) -> dict[str, tf.Tensor]:
+    if not isinstance(results, Mapping):
+        raise TypeError(f"{method} must return a dict of scalar tensors to log, got {type(results).__name__}.")
+    checked = {}
+    for name, value in results.items():
+        value = tf.convert_to_tensor(value)
+        if value.shape.rank != 0:
+            raise ValueError(f"{method} returned {name!r} with shape {value.shape}; return scalars (reduce it first).")
+        if name in _RESERVED or name.startswith((WEIGHT_PREFIX, WEIGHTED_PREFIX)):
+            raise ValueError(f"{method} returned {name!r}, a name the library logs itself; rename it.")
+        checked[name] = tf.cast(value, tf.float32)
+    return checked
+
+
+def _loss_scale(parts: Sequence[tuple[keras.optimizers.Optimizer, Any]]) -> tf.Tensor | None:
+    scaling = [isinstance(opt, keras.optimizers.LossScaleOptimizer) for opt, _ in parts]
+    if not any(scaling):
+        return None
+    if not all(scaling):
+        raise ValueError("One update cannot mix loss-scaling optimizers with others; optimize them separately.")
+    return tf.cast(tf.convert_to_tensor(parts[0][0].dynamic_scale), tf.float32)
+
+
+def _all_reduce(gradients: Sequence[tf.Tensor | None]) -> list[tf.Tensor | None]:
+    present = [g for g in gradients if g is not None]
+    summed = iter(tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, present))
+    return [None if g is None else next(summed) for g in gradients]
+
+
+def _clips(optimizer: keras.optimizers.Optimizer) -> bool:
+    inner = inner_optimizer(optimizer)
+    return bool(inner.clipnorm or inner.global_clipnorm or inner.clipvalue)
+
+
+def _clip(optimizer: keras.optimizers.Optimizer, gradients: list[tf.Tensor | None]) -> list[tf.Tensor | None]:
+    """Returns ``gradients`` clipped as ``optimizer``'s options say (Keras's rules, on whole gradients)."""
+    inner = inner_optimizer(optimizer)
+    if inner.clipnorm:
+        return [None if g is None else tf.clip_by_norm(g, inner.clipnorm) for g in gradients]
+    if inner.global_clipnorm:
+        present = [g for g in gradients if g is not None]
+        clipped = iter(tf.clip_by_global_norm(present, inner.global_clipnorm)[0])
+        return [None if g is None else next(clipped) for g in gradients]
+    if inner.clipvalue:
+        return [None if g is None else tf.clip_by_value(g, -inner.clipvalue, inner.clipvalue) for g in gradients]
+    return gradients
+
+
+def _average_pairs(optimizers: Any) -> list[tuple[tf.Variable, tf.Variable]]:
+    pairs = []
+    for optimizer in optimizers:
+        inner = inner_optimizer(optimizer)
+        if inner.use_ema:
+            # Keras keeps the averages beside the variables they follow, in order.
+            for variable, average in zip(inner._trainable_variables, inner._model_variables_moving_average):
+                if average is not None:
+                    pairs.append((variable, average))
+    return pairs
+
+
+def _swap(pairs: Sequence[tuple[tf.Variable, tf.Variable]]) -> None:
+    for variable, average in pairs:
+        current = tf.identity(variable.value)
+        variable.assign(average.value)
+        average.assign(current)
+
+
+def _attributes(trainer: Trainer) -> Iterator[tuple[str, Any]]:
+    """Yields ``(path, value)`` for the trainer's attributes, looking into dicts and lists."""
+    pending = [(name, value) for name, value in vars(trainer).items() if not name.startswith("_")]
+    while pending:
+        path, value = pending.pop()
+        yield path, value
+        if isinstance(value, Mapping):
+            pending.extend((f"{path}[{key!r}]", item) for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))

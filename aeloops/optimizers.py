@@ -1,16 +1,20 @@
-"""Optimizers by name, with the learning rates the seed's runs need.
+"""Optimizers by name, with the learning rates the seed's runs need, and optimizers per part of a model.
 
->>> make_optimizer("adadelta").learning_rate.numpy()
+>>> float(make_optimizer("adadelta").learning_rate)
+1.0
+>>> make_optimizer("adam", 1e-4, global_clipnorm=1.0, use_ema=True).global_clipnorm
 1.0
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 
-__all__ = ["DEFAULT_LEARNING_RATES", "make_optimizer", "names"]
+__all__ = ["DEFAULT_LEARNING_RATES", "OptimizerSpec", "inner_optimizer", "make_optimizer", "names"]
 
 # Adadelta's learning rate is 1.0 in its paper and in Keras 1, which the
 # Keras blog used; Keras 3 defaults to 0.001, with which the blog's
@@ -24,6 +28,12 @@ DEFAULT_LEARNING_RATES = {
     "sgd": 0.01,
     "nadam": 0.001,
 }
+# Keras optimizer options accepted by name; None means Keras's default.
+OPTIONS = ("clipnorm", "global_clipnorm", "clipvalue", "use_ema", "ema_momentum", "gradient_accumulation_steps")
+
+# An optimizer, its name, or a mapping from parts of the model (attribute
+# paths such as "encoder", "decoder" or "encoder.hidden") to either.
+OptimizerSpec = str | keras.optimizers.Optimizer | Mapping[str, str | keras.optimizers.Optimizer]
 
 
 def names() -> list[str]:
@@ -32,16 +42,26 @@ def names() -> list[str]:
 
 
 def make_optimizer(
-    optimizer: str | keras.optimizers.Optimizer, learning_rate: float | None = None
+    optimizer: str | keras.optimizers.Optimizer, learning_rate: float | None = None, **options: Any
 ) -> keras.optimizers.Optimizer:
     """Returns a Keras optimizer from a name (or the instance given).
 
-    Under a ``mixed_float16`` policy a named optimizer is wrapped in a
+    ``options`` are Keras optimizer arguments (``clipnorm``,
+    ``global_clipnorm``, ``clipvalue``, ``use_ema``, ``ema_momentum``,
+    ``gradient_accumulation_steps``); None leaves Keras's default. Under a
+    ``mixed_float16`` policy a named optimizer is wrapped in a
     ``LossScaleOptimizer``, as Keras's ``fit`` does.
     """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown optimizer option {unknown[0]!r}; choose from {', '.join(OPTIONS)}.")
+    options = {name: value for name, value in options.items() if value is not None}
     if isinstance(optimizer, keras.optimizers.Optimizer):
-        if learning_rate is not None:
-            raise ValueError("Pass learning_rate only with an optimizer name, not an optimizer instance.")
+        if learning_rate is not None or options:
+            raise ValueError(
+                "Pass learning_rate and optimizer options only with an optimizer name; "
+                "an optimizer instance carries its own."
+            )
         return optimizer
     if not isinstance(optimizer, str) or optimizer.lower() not in DEFAULT_LEARNING_RATES:
         raise ValueError(f"Unknown optimizer {optimizer!r}; choose one of {names()} or pass an instance.")
@@ -54,7 +74,17 @@ def make_optimizer(
         or not (math.isfinite(learning_rate) and learning_rate > 0)
     ):
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
-    instance = keras.optimizers.get({"class_name": name, "config": {"learning_rate": float(learning_rate)}})
+    try:
+        instance = keras.optimizers.get(
+            {"class_name": name, "config": {"learning_rate": float(learning_rate), **options}}
+        )
+    except ValueError as error:  # Keras's own checks (one clipping option, accumulation >= 2, ...).
+        raise ValueError(f"Optimizer {name}: {' '.join(str(error).split())}") from None
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         instance = keras.optimizers.LossScaleOptimizer(instance)
     return instance
+
+
+def inner_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """Returns the optimizer a ``LossScaleOptimizer`` wraps, or ``optimizer`` itself."""
+    return getattr(optimizer, "inner_optimizer", optimizer)

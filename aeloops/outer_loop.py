@@ -1,42 +1,49 @@
-"""The outer loop: epochs, progress, validation and callbacks around the trainer's compiled calls.
+"""The outer loop: epochs, progress, validation and callbacks around a trainer's compiled calls.
 
-``Trainer`` inherits it; the inner loop (compiled steps) lives in
-``aeloops.loop``. Everything here is plain Python between compiled calls:
-no summary, progress bar or checkpoint runs inside XLA.
+Plain Python between compiled calls, as Orbit's controller is: no summary,
+progress bar or checkpoint runs inside XLA. It drives the trainer through a
+small public interface: ``loop_function(method, kind)`` for compiled loops,
+``predict_function()``, ``averaged_weights()``, ``use_mode(mode)``, ``step``,
+``first_nonfinite_step``, ``stop_training``, ``steps_per_loop``,
+``on_nonfinite``, ``strategy``, ``seed`` and ``objective``.
+
+>>> history = fit(trainer, x_train, epochs=2, batch_size=256)   # doctest: +SKIP
+>>> history == trainer.fit(...)      # the same function, as a method   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from aeloops.callbacks import Callback
-from aeloops.objective import LAYER_LOSSES, TOTAL
-from aeloops.sources import INPUT, DatasetSource, ResidentSource, as_arrays
+from aeloops.compiled import (
+    GRADIENT_NORM,
+    LOSS_SCALE_SKIPPED,
+    NONFINITE_STEPS,
+    WEIGHT_PREFIX,
+    WEIGHTED_PREFIX,
+    is_distributed,
+)
+from aeloops.objective import TOTAL
+from aeloops.sources import INPUT, SAMPLE_WEIGHT, DatasetSource, ResidentSource, as_arrays, as_batch_dict, to_tensors
 
-__all__ = [
-    "GRADIENT_NORM",
-    "LOSS_SCALE_SKIPPED",
-    "NONFINITE_POLICIES",
-    "NONFINITE_STEPS",
-    "NonFiniteLossError",
-    "OuterLoop",
-]
+if TYPE_CHECKING:
+    from aeloops.loop import Trainer
 
-GRADIENT_NORM = "gradient_norm"
-# Steps whose loss terms were NaN or Inf: counted per epoch, not averaged.
-NONFINITE_STEPS = "skipped_steps"
-NONFINITE_POLICIES = ("stop", "skip")
-# Steps a mixed_float16 loss scaler skipped in an epoch.
-LOSS_SCALE_SKIPPED = "loss_scale_skipped_steps"
+__all__ = ["ModeProbe", "NonFiniteLossError", "XlaRecompileWarning", "evaluate", "fit", "predict"]
+
 # How many fixed examples fit(logdir=...) shows in TensorBoard.
 SUMMARY_EXAMPLES = 8
+# Values counted per epoch rather than averaged.
+_COUNTS = (NONFINITE_STEPS, LOSS_SCALE_SKIPPED)
 
 Source = ResidentSource | DatasetSource
 Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
@@ -46,192 +53,335 @@ class NonFiniteLossError(FloatingPointError):
     """Raised when a loss term turns NaN or Inf and the trainer is set to stop."""
 
 
-class OuterLoop:
-    """``fit`` and its epoch loop; mixed into ``Trainer``, whose compiled calls it drives."""
+class XlaRecompileWarning(RuntimeWarning):
+    """XLA compiled the training loop again on every call (see ``ModeProbe``)."""
 
-    def fit(
-        self,
-        data: Data,
-        epochs: int = 1,
-        batch_size: int = 32,
-        *,
-        shuffle: bool = True,
-        validation_data: Data | None = None,
-        initial_epoch: int = 0,
-        steps_per_epoch: int | None = None,
-        callbacks: Sequence[Callback] = (),
-        verbose: int = 1,
-        logdir: str | None = None,
-        summary_every: int = 100,
-    ) -> dict[str, list[float]]:
-        """Trains for ``epochs`` epochs and returns a Keras-shaped history.
 
-        Args:
-          data: images as a NumPy array (the ``"input"`` entry), a dict of
-            arrays with an ``"input"`` entry, or a ``tf.data.Dataset`` of such
-            batches (already batched; ``batch_size`` and ``shuffle`` are then
-            the dataset's own business).
-          epochs: the epoch to stop after, counting ``initial_epoch``.
-          batch_size: the global batch size; the last partial batch of an
-            epoch is dropped so every step has the same shape.
-          shuffle: reshuffle arrays every epoch, seeded by ``(seed, epoch)``.
-          validation_data: like ``data``; evaluated after every epoch.
-          initial_epoch: the epoch to start at, when resuming.
-          steps_per_epoch: for a ``Dataset``; by default one pass of it.
-          callbacks: ``Callback`` objects for checkpoints, summaries, ...
-          verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
-          logdir: write TensorBoard summaries here (``aeloops.summaries``),
-            with reconstructions of the first validation (else training)
-            examples.
-          summary_every: steps between scalar summaries when ``logdir`` is set.
+def fit(
+    trainer: Trainer,
+    data: Data,
+    epochs: int = 1,
+    batch_size: int = 32,
+    *,
+    shuffle: bool = True,
+    validation_data: Data | None = None,
+    initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    verbose: int = 1,
+    logdir: str | None = None,
+    summary_every: int = 100,
+) -> dict[str, list[float]]:
+    """Trains ``trainer`` for ``epochs`` epochs and returns a Keras-shaped history.
 
-        Returns:
-          ``{"loss": [...], "<term>": [...], "val_loss": [...], ...}``, one
-          float per epoch run.
-        """
-        _check_positive_int("epochs", epochs)
-        _check_positive_int("batch_size", batch_size)
-        if not 0 <= initial_epoch <= epochs:
-            raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], got {initial_epoch}.")
-        source = self._training_source(data, batch_size, steps_per_epoch)
-        if logdir is not None:
-            from aeloops.summaries import SummaryWriter  # Deferred: summaries imports the trainer.
+    Args:
+      trainer: the ``Trainer`` whose compiled steps run.
+      data: images as a NumPy array (the ``"input"`` entry), a dict of
+        arrays with an ``"input"`` entry, or a ``tf.data.Dataset`` of such
+        batches (already batched; ``batch_size`` and ``shuffle`` are then
+        the dataset's own business).
+      epochs: the epoch to stop after, counting ``initial_epoch``.
+      batch_size: the global batch size; the last partial batch of an
+        epoch is dropped so every step has the same shape.
+      shuffle: reshuffle arrays every epoch, seeded by ``(seed, epoch)``.
+      validation_data: like ``data``; evaluated after every epoch.
+      initial_epoch: the epoch to start at, when resuming.
+      steps_per_epoch: for a ``Dataset``; by default one pass of it.
+      callbacks: ``Callback`` objects for checkpoints, summaries, ...
+      verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+      logdir: write TensorBoard summaries here (``aeloops.summaries``),
+        with reconstructions of the first validation (else training)
+        examples.
+      summary_every: steps between scalar summaries when ``logdir`` is set.
 
-            shown = next((d for d in (validation_data, data) if not isinstance(d, tf.data.Dataset)), None)
-            examples = None if shown is None else as_arrays(shown, "data")[INPUT][:SUMMARY_EXAMPLES]
-            callbacks = [*callbacks, SummaryWriter(self, logdir, summary_every, examples=examples)]
-        history: dict[str, list[float]] = {}
-        self.stop_training = False
+    Returns:
+      ``{"loss": [...], "<term>": [...], "val_loss": [...], ...}``, one
+      float per epoch run: whatever the train step returns, the gradient
+      norms, ``weight/<term>`` for scheduled weights, and ``val_`` copies of
+      what the test step returns.
+    """
+    _check_positive_int("epochs", epochs)
+    _check_positive_int("batch_size", batch_size)
+    if not 0 <= initial_epoch <= epochs:
+        raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], got {initial_epoch}.")
+    source = _training_source(trainer, data, batch_size, steps_per_epoch)
+    if logdir is not None:
+        from aeloops.summaries import SummaryWriter  # Deferred: only fit(logdir=...) needs TensorBoard.
+
+        shown = next((d for d in (validation_data, data) if not isinstance(d, tf.data.Dataset)), None)
+        examples = None if shown is None else as_arrays(shown, "data")[INPUT][:SUMMARY_EXAMPLES]
+        callbacks = [*callbacks, SummaryWriter(trainer, logdir, summary_every, examples=examples)]
+    history: dict[str, list[float]] = {}
+    trainer.stop_training = False
+    probe = ModeProbe(trainer)
+    for callback in callbacks:
+        callback.on_train_begin(trainer)
+    for epoch in range(initial_epoch, epochs):
+        progress = _progress(trainer, verbose, epoch, epochs, source.steps_per_epoch)
+        start = time.perf_counter()
+        logs, steps_run = _run_epoch(trainer, source, epoch, shuffle, batch_size, progress, callbacks, probe)
+        if logs is None:  # Stopped mid-epoch: a partial epoch leaves no history row.
+            break
+        logs["epoch_seconds"] = time.perf_counter() - start
+        logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
+        if validation_data is not None:
+            validation = evaluate(trainer, validation_data, batch_size=batch_size)
+            logs.update({f"val_{name}": value for name, value in validation.items()})
+        for name, value in logs.items():
+            history.setdefault(name, []).append(value)
+        if progress is not None:
+            progress.update(source.steps_per_epoch, [(n, v) for n, v in logs.items() if n != "epoch_seconds"])
         for callback in callbacks:
-            callback.on_train_begin(self)
-        for epoch in range(initial_epoch, epochs):
-            progress = self._progress(verbose, epoch, epochs, source.steps_per_epoch)
-            start = time.perf_counter()
-            applied_before = int(self.optimizer.iterations.numpy())
-            logs, steps_run = self._run_epoch(source, epoch, shuffle, batch_size, progress, callbacks)
-            if logs is None:  # Stopped mid-epoch: a partial epoch leaves no history row.
-                break
-            logs["epoch_seconds"] = time.perf_counter() - start
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                # Keras's loss scaling skips overflowing steps without counting them as iterations.
-                applied = int(self.optimizer.iterations.numpy()) - applied_before
-                logs[LOSS_SCALE_SKIPPED] = float(steps_run - applied)
-            logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
-            if validation_data is not None:
-                validation = self.evaluate(validation_data, batch_size=batch_size)
-                logs.update({f"val_{name}": value for name, value in validation.items()})
-            for name, value in logs.items():
-                history.setdefault(name, []).append(value)
-            if progress is not None:
-                shown = [(name, value) for name, value in logs.items() if name != "epoch_seconds"]
-                progress.update(source.steps_per_epoch, shown)
-            for callback in callbacks:
-                callback.on_epoch_end(self, epoch, logs)
-            if self.stop_training:
-                break
+            callback.on_epoch_end(trainer, epoch, logs)
+        if trainer.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end(trainer, history)
+    return history
+
+
+def _run_epoch(
+    trainer: Trainer,
+    source: Source,
+    epoch: int,
+    shuffle: bool,
+    batch_size: int,
+    progress: keras.utils.Progbar | None,
+    callbacks: Sequence[Callback],
+    probe: ModeProbe,
+) -> tuple[dict[str, float] | None, int]:
+    """Runs the rest of ``epoch``; returns its mean values (None if stopped early) and steps run."""
+    steps = source.steps_per_epoch
+    done = int(trainer.step.numpy()) - epoch * steps
+    # A resumed run restarts mid-epoch; anything else starts at step 0.
+    done = done if 0 <= done < steps else 0
+    run_loop = _epoch_runner(trainer, source, epoch, shuffle, done)
+    sums: dict[str, float] = {}
+    counted = 0
+    started = time.perf_counter()
+    while done < steps:
+        count = min(trainer.steps_per_loop, steps - done)
+        call_started = time.perf_counter()
+        results = {name: float(value) for name, value in run_loop(done, count).items()}
+        if probe.record(count, time.perf_counter() - call_started):
+            run_loop = _epoch_runner(trainer, source, epoch, shuffle, done + count)
+        if trainer.on_nonfinite == "stop" and results[NONFINITE_STEPS] > 0:
+            _raise_nonfinite(trainer, results)
+        sums = {name: sums.get(name, 0.0) + value for name, value in results.items()}
+        done += count
+        counted += count
+        if progress is not None and done < steps:  # fit() shows the epoch's last values.
+            throughput = counted * batch_size / (time.perf_counter() - started)
+            progress.update(done, [*means(trainer, sums, counted).items(), ("samples_per_second", throughput)])
         for callback in callbacks:
-            callback.on_train_end(self, history)
-        return history
-
-    def _run_epoch(
-        self,
-        source: Source,
-        epoch: int,
-        shuffle: bool,
-        batch_size: int,
-        progress: keras.utils.Progbar | None,
-        callbacks: Sequence[Callback],
-    ) -> tuple[dict[str, float] | None, int]:
-        """Runs the rest of ``epoch``; returns its mean terms (None if stopped early) and steps run."""
-        steps = source.steps_per_epoch
-        done = int(self.step.numpy()) - epoch * steps
-        # A resumed run restarts mid-epoch; anything else starts at step 0.
-        done = done if 0 <= done < steps else 0
-        run_loop = self._epoch_runner(source, epoch, shuffle, done)
-        sums: dict[str, float] = {}
-        counted = 0
-        started = time.perf_counter()
-        while done < steps:
-            count = min(self.steps_per_loop, steps - done)
-            results = {name: float(value) for name, value in run_loop(done, count).items()}
-            if self.on_nonfinite == "stop" and results[NONFINITE_STEPS] > 0:
-                self._raise_nonfinite(results)
-            sums = {name: sums.get(name, 0.0) + value for name, value in results.items()}
-            done += count
-            counted += count
-            if progress is not None and done < steps:  # fit() shows the epoch's last values.
-                throughput = counted * batch_size / (time.perf_counter() - started)
-                means = list(self._means(sums, counted).items())
-                progress.update(done, [*means, ("samples_per_second", throughput)])
-            for callback in callbacks:
-                callback.on_loop_end(self, self._means(results, count))
-            if self.stop_training and done < steps:
-                return None, counted
-        return self._means(sums, counted), counted
-
-    def _means(self, sums: Mapping[str, float], steps: int) -> dict[str, float]:
-        """Returns mean terms over the steps that were not skipped, and the skip count in skip mode."""
-        skipped = sums.get(NONFINITE_STEPS, 0.0)
-        means = {name: value / max(steps - skipped, 1) for name, value in sums.items() if name != NONFINITE_STEPS}
-        if self.on_nonfinite == "skip":
-            means[NONFINITE_STEPS] = float(round(skipped))
-        return means
-
-    def _raise_nonfinite(self, results: Mapping[str, float]) -> None:
-        names = [
-            name
-            for name, value in results.items()
-            if not math.isfinite(value) and name not in (TOTAL, GRADIENT_NORM, NONFINITE_STEPS)
-        ]
-        what = f"loss term {', '.join(map(repr, names))}" if names else "the gradient"
-        raise NonFiniteLossError(
-            f"The {what} became NaN or Inf at step {int(self.first_nonfinite_step.numpy())}; training stopped "
-            "before saving it. Lower the learning rate or check the data, or skip such steps "
-            "(on_nonfinite='skip', --on-nonfinite skip)."
-        )
-
-    def _progress(self, verbose: int, epoch: int, epochs: int, steps: int) -> keras.utils.Progbar | None:
-        if verbose == 0:
-            return None
-        if verbose == 1:
-            print(f"Epoch {epoch + 1}/{epochs}")
-        names = (*self.objective.names, LAYER_LOSSES, TOTAL)
-        # The loop passes running means itself, so Progbar must not average them.
-        shown_as_is = ["samples_per_second", GRADIENT_NORM, *names, *(f"val_{name}" for name in names)]
-        return keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=shown_as_is, unit_name="step")
-
-    def _training_source(self, data: Data, batch_size: int, steps_per_epoch: int | None) -> Source:
-        if isinstance(data, tf.data.Dataset):
-            return DatasetSource(data, steps_per_epoch)
-        arrays = as_arrays(data, "data")
-        if len(arrays[INPUT]) < batch_size:
-            raise ValueError(
-                f"batch_size {batch_size} is larger than the {len(arrays[INPUT])} training "
-                "examples; lower --batch-size."
-            )
-        if _is_distributed(self.strategy):
-            dataset = tf.data.Dataset.from_tensor_slices(arrays)
-            return DatasetSource(dataset, None, batch_size=batch_size, seed=self.seed)
-        return ResidentSource(arrays, batch_size, self.seed)
-
-    def _epoch_runner(self, source: Source, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
-        """Returns ``run(first_step, count)``, which trains ``count`` steps of ``epoch``."""
-        if isinstance(source, ResidentSource):
-            batch_indices = source.batch_indices(epoch, shuffle)
-            loop = self._loop_function("train_loop", self._train_loop_resident)
-            return lambda first, count: loop(source.tensors, batch_indices, tf.constant(first), tf.constant(count))
-        dataset = source.epoch_dataset(epoch, shuffle, done)
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
-        loop = self._loop_function("train_dataset_loop", self._train_loop_iterator, xla_allowed=False)
-        return lambda first, count: loop(iterator, tf.constant(count))
+            callback.on_loop_end(trainer, means(trainer, results, count))
+        if trainer.stop_training and done < steps:
+            return None, counted
+    return means(trainer, sums, counted), counted
 
 
-def _is_distributed(strategy: tf.distribute.Strategy) -> bool:
-    return strategy.num_replicas_in_sync > 1 or isinstance(
-        strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
+def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, float]:
+    """Returns the mean of each summed value over the steps that were not skipped; counts stay counts.
+
+    A scheduled weight is reported as ``sum(weight * term) / sum(term)``:
+    the weight that, applied to the term's logged mean, gives its share of
+    the logged ``loss`` (a plain mean of the weight would not, as the weight
+    and the term change together).
+    """
+    skipped = sums.get(NONFINITE_STEPS, 0.0)
+    divisor = max(steps - skipped, 1)
+    result = {}
+    for name, value in sums.items():
+        if name in _COUNTS:
+            if name != NONFINITE_STEPS or trainer.on_nonfinite == "skip":
+                result[name] = float(round(value))
+        elif name.startswith(WEIGHTED_PREFIX):
+            continue
+        elif name.startswith(WEIGHT_PREFIX):
+            term = name[len(WEIGHT_PREFIX) :]
+            weighted, total = sums.get(f"{WEIGHTED_PREFIX}{term}", 0.0), sums.get(term, 0.0)
+            result[name] = weighted / total if total != 0 else value / steps
+        else:
+            result[name] = value / divisor
+    return result
+
+
+def _raise_nonfinite(trainer: Trainer, results: Mapping[str, float]) -> None:
+    names = [
+        name
+        for name, value in results.items()
+        if not math.isfinite(value) and name not in (TOTAL, NONFINITE_STEPS) and not name.endswith(GRADIENT_NORM)
+    ]
+    what = f"loss term {', '.join(map(repr, names))}" if names else "the gradient"
+    raise NonFiniteLossError(
+        f"The {what} became NaN or Inf at step {int(trainer.first_nonfinite_step.numpy())}; training stopped "
+        "before saving it. Lower the learning rate or check the data, or skip such steps "
+        "(on_nonfinite='skip', --on-nonfinite skip)."
     )
+
+
+def _progress(trainer: Trainer, verbose: int, epoch: int, epochs: int, steps: int) -> keras.utils.Progbar | None:
+    if verbose == 0:
+        return None
+    if verbose == 1:
+        print(f"Epoch {epoch + 1}/{epochs}")
+    # The loop passes running means itself, so Progbar must not average them.
+    return _Progbar(steps, verbose=verbose, unit_name="step")
+
+
+class _Progbar(keras.utils.Progbar):
+    """A progress bar that shows the values it is given, without averaging them again."""
+
+    def update(self, current: int, values: Sequence[tuple[str, float]] | None = None, finalize: bool | None = None):
+        self.stateful_metrics.update(name for name, _ in values or ())
+        super().update(current, values, finalize)
+
+
+def _training_source(trainer: Trainer, data: Data, batch_size: int, steps_per_epoch: int | None) -> Source:
+    if isinstance(data, tf.data.Dataset):
+        return DatasetSource(data, steps_per_epoch)
+    arrays = as_arrays(data, "data")
+    if len(arrays[INPUT]) < batch_size:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the {len(arrays[INPUT])} training examples; lower --batch-size."
+        )
+    if is_distributed(trainer.strategy):
+        dataset = tf.data.Dataset.from_tensor_slices(arrays)
+        return DatasetSource(dataset, None, batch_size=batch_size, seed=trainer.seed)
+    return ResidentSource(arrays, batch_size, trainer.seed)
+
+
+def _epoch_runner(trainer: Trainer, source: Source, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
+    """Returns ``run(first_step, count)``, which trains ``count`` steps of ``epoch``."""
+    if isinstance(source, ResidentSource):
+        batch_indices = source.batch_indices(epoch, shuffle)
+        loop = trainer.loop_function("train", "resident")
+        return lambda first, count: loop(source.tensors, batch_indices, tf.constant(first), tf.constant(count))
+    dataset = source.epoch_dataset(epoch, shuffle, done)
+    iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+    loop = trainer.loop_function("train", "iterator")
+    return lambda first, count: loop(iterator, tf.constant(count))
+
+
+class ModeProbe:
+    """Watches the first compiled training calls for an XLA loop that recompiles on every call.
+
+    XLA can fold variables into the program as constants (a model that
+    computes a nested ``GradientTape.batch_jacobian`` does), and then
+    compiles again on every call without retracing, each call costing a
+    full compilation. The probe compares the first two calls of equal
+    length: when the second takes more than half as long as the first
+    (which includes the compilation), XLA is recompiling. Two calls are the
+    fewest that show it; each costs a compilation, so it looks no further. A
+    trainer in ``"auto"`` mode then falls back to graph mode, and says so;
+    an explicit ``"xla"`` trainer only warns.
+    """
+
+    # Calls shorter than this are not worth a switch, and too noisy to judge.
+    MIN_FIRST_CALL_SECONDS = 0.2
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.times: list[float] = []
+        self.count: int | None = None
+        self.active = trainer.mode == "xla"
+        if trainer.mode == "xla" and trainer.requested_mode == "auto" and int(trainer.xla_fallback.numpy()):
+            trainer.use_mode("graph")  # This run already fell back before it was resumed.
+            self.active = False
+
+    def record(self, count: int, seconds: float) -> bool:
+        """Records one call's length; returns True when the trainer's mode was changed."""
+        if not self.active:
+            return False
+        if self.count is None:
+            self.count = count
+        if count != self.count:
+            return False
+        self.times.append(seconds)
+        if len(self.times) < 2:
+            return False
+        self.active = False
+        first, second = self.times
+        if first < self.MIN_FIRST_CALL_SECONDS or second < 0.5 * first:
+            return False
+        if self.trainer.requested_mode == "auto":
+            self.trainer.use_mode("graph")
+            action = "mode 'auto' switched to graph mode"
+        else:
+            action = "consider mode='graph' (--mode graph)"
+        warnings.warn(
+            f"XLA compiled the training loop again on its second call ({first:.2f} s, then {second:.2f} s "
+            f"for {count} steps each), as it does when a model folds its weights into the program (for example "
+            f"a nested GradientTape.batch_jacobian); {action}.",
+            XlaRecompileWarning,
+            stacklevel=4,
+        )
+        return self.trainer.mode == "graph"
+
+
+def evaluate(trainer: Trainer, data: Data, batch_size: int = 256) -> dict[str, float]:
+    """Returns the mean over ``data`` of everything ``trainer.test_step`` returns.
+
+    Uses the optimizers' moving averages of the weights where they keep
+    them (``use_ema``). Arrays are evaluated exactly, every example counted
+    once: the last batch is padded to full size and the padding has
+    ``"sample_weight"`` 0, so every batch has one static shape. A
+    ``Dataset``'s batches are averaged alike, a short last batch weighing as
+    much as a full one.
+    """
+    _check_positive_int("batch_size", batch_size)
+    with trainer.averaged_weights():
+        if isinstance(data, tf.data.Dataset):
+            sums, batches = _evaluate_dataset(trainer, data.map(as_batch_dict))
+            return {name: value / batches for name, value in sums.items()}
+        arrays = as_arrays(data, "validation_data")
+        count = len(arrays[INPUT])
+        batches = math.ceil(count / batch_size)
+        padded = np.arange(batches * batch_size)
+        rows = np.where(padded < count, padded, 0)
+        table = {name: value[rows] for name, value in arrays.items()}
+        table[SAMPLE_WEIGHT] = (padded < count).astype(np.float32)
+        if is_distributed(trainer.strategy):
+            sums, _ = _evaluate_dataset(trainer, tf.data.Dataset.from_tensor_slices(table).batch(batch_size))
+        else:
+            loop = trainer.loop_function("test", "resident")
+            batch_indices = tf.constant(np.arange(batches * batch_size, dtype=np.int32).reshape(batches, batch_size))
+            sums = loop(to_tensors(table), batch_indices, tf.constant(0), tf.constant(batches))
+        return {name: float(value) * batch_size / count for name, value in sums.items()}
+
+
+def _evaluate_dataset(trainer: Trainer, dataset: tf.data.Dataset) -> tuple[dict[str, float], int]:
+    """Returns the sums of each value's per-batch means over ``dataset``, and the batch count."""
+    step = trainer.loop_function("test", "batch")
+    sums: dict[str, float] = {}
+    batches = 0
+    for batch in trainer.strategy.experimental_distribute_dataset(dataset):
+        results = step(batch)
+        sums = {name: sums.get(name, 0.0) + float(value) for name, value in results.items()}
+        batches += 1
+    if not batches:
+        raise ValueError("The evaluation data is empty.")
+    return sums, batches
+
+
+def predict(trainer: Trainer, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Returns the model's outputs for ``data``, computed in compiled batches (with averaged weights, if kept)."""
+    _check_positive_int("batch_size", batch_size)
+    inputs = as_arrays(data, "data")[INPUT]
+    step = trainer.predict_function()
+    pieces: dict[str, list[np.ndarray]] = {}
+    with trainer.averaged_weights():
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start : start + batch_size]
+            size = len(batch)
+            if size < batch_size:  # Pad to keep one static shape, then trim.
+                batch = np.concatenate([batch, np.zeros((batch_size - size, *batch.shape[1:]), batch.dtype)])
+            for name, value in step(tf.constant(batch)).items():
+                pieces.setdefault(name, []).append(value.numpy()[:size])
+    return {name: np.concatenate(parts) for name, parts in pieces.items()}
 
 
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}.")
+

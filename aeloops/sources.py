@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["INPUT", "DatasetSource", "ResidentSource", "as_arrays", "as_batch_dict", "to_tensors"]
+__all__ = ["INPUT", "SAMPLE_WEIGHT", "DatasetSource", "ResidentSource", "as_arrays", "as_batch_dict", "to_tensors"]
 
 INPUT = "input"
+# The batch entry of per-example weights (0 for the padding of an evaluation batch).
+SAMPLE_WEIGHT = "sample_weight"
 
 
 class ResidentSource:

@@ -2,8 +2,10 @@
 
 A run's log directory gets:
 
-- ``train/``: every objective term (unweighted), the weighted ``loss``, the
-  step's ``gradient_norm``, ``gradient_norm/<term>`` (the norm of each weighted
+- ``train/``: everything the train step returns (every objective term,
+  unweighted, and the weighted ``loss``), the step's ``gradient_norm``
+  (before clipping; ``clipped_gradient_norm`` where the optimizer clips),
+  ``gradient_norm/<term>`` (the norm of each weighted
   term's own gradient, on a fixed batch), ``weight/<term>`` for scheduled
   terms and ``learning_rate``, every ``every_steps`` steps; ``epoch_<term>``,
   ``epoch_seconds`` and ``samples_per_second`` by epoch; histograms of each
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -33,8 +36,10 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from aeloops.callbacks import Callback
 from aeloops.images import image_grid
-from aeloops.loop import Trainer
 from aeloops.objective import Objective
+
+if TYPE_CHECKING:
+    from aeloops.loop import Trainer
 
 __all__ = ["SummaryWriter", "reconstruction_rows"]
 
@@ -126,12 +131,9 @@ class SummaryWriter(Callback):
             return
         self._last_written_step = step
         with self.train_writer.as_default(step=step):
-            for name, value in logs.items():
+            # Scheduled weights are among the logs, averaged as the terms are.
+            for name, value in {**logs, **trainer.learning_rates()}.items():
                 tf.summary.scalar(name, value)
-            tf.summary.scalar("learning_rate", float(tf.convert_to_tensor(trainer.optimizer.learning_rate)))
-            for term in trainer.objective.terms:
-                if callable(term.weight):
-                    tf.summary.scalar(f"weight/{term.name}", float(term.weight_at(step)))
             if self.examples is not None:
                 for name, norm in trainer.term_gradient_norms(self.examples).items():
                     tf.summary.scalar(f"gradient_norm/{name}", norm)

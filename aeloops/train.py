@@ -30,7 +30,7 @@ EXIT_INTERNAL = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Returns the argument parser; every flag defaults to None (meaning: not given)."""
+    """Returns the argument parser, one flag per ``TrainConfig`` field; every flag defaults to None (not given)."""
     defaults = config_lib.TrainConfig()
     parser = argparse.ArgumentParser(
         prog="python -m aeloops.train",
@@ -44,53 +44,36 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a setting, e.g. --set objective.sparsity.weight=1e-5 (repeatable)",
+        help="override a setting, e.g. --set objective.sparsity.weight=1e-5 or "
+        "--set optimizers.decoder.learning_rate=1e-4 (repeatable)",
     )
     parser.add_argument("--list-models", action="store_true", help="list the registered models and exit")
-    parser.add_argument("--model", help=f"registered model name (default {defaults.model}; see --list-models)")
-    parser.add_argument(
-        "--dataset",
-        help=f"{', '.join(config_lib.DATASETS)} or a .npy/.npz path (default {defaults.dataset})",
-    )
-    parser.add_argument("--data-dir", help="directory with the MNIST IDX files or mnist.npz")
-    parser.add_argument("--epochs", type=int, help=f"epochs to train in all (default {defaults.epochs})")
-    parser.add_argument("--batch-size", type=int, help=f"global batch size (default {defaults.batch_size})")
-    parser.add_argument("--optimizer", help=f"adam, adadelta, sgd, ... (default {defaults.optimizer})")
-    parser.add_argument("--learning-rate", type=float, help="learning rate (default: the optimizer's)")
-    parser.add_argument("--loss", help="reconstruction loss where the model allows a choice: bce, mse, mae")
-    parser.add_argument("--mode", help=f"{', '.join(config_lib.MODES)} (default {defaults.mode})")
-    parser.add_argument(
-        "--steps-per-loop",
-        type=int,
-        help=f"training steps per compiled call (default {defaults.steps_per_loop})",
-    )
-    parser.add_argument("--seed", type=int, help=f"seed for weights and shuffling (default {defaults.seed})")
-    parser.add_argument("--run-dir", help="where the run writes (default runs/<model>-<timestamp>)")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue the run in --run-dir")
-    parser.add_argument("--precision", help=f"{', '.join(config_lib.PRECISIONS)} (default {defaults.precision})")
-    parser.add_argument("--strategy", help=f"{', '.join(config_lib.STRATEGIES)} (default {defaults.strategy})")
-    parser.add_argument("--keep-checkpoints", type=int, help=f"checkpoints kept (default {defaults.keep_checkpoints})")
-    parser.add_argument(
-        "--summary-every",
-        type=int,
-        help=f"steps between TensorBoard scalars (default {defaults.summary_every})",
-    )
-    parser.add_argument("--profile-steps", metavar="FIRST:LAST", help="profile these steps for TensorBoard, e.g. 10:20")
-    parser.add_argument("--on-nonfinite", help="stop (default) or skip the update when a loss term is NaN or Inf")
-    parser.add_argument(
-        "--deterministic", action="store_true", default=None, help="deterministic ops: a resumed run repeats exactly"
-    )
-    parser.add_argument(
-        "--no-validation",
-        dest="validation",
-        action="store_false",
-        default=None,
-        help="skip evaluating the test split after each epoch",
-    )
-    parser.add_argument("--quiet", action="store_true", default=None, help="one line per epoch, no progress bar")
+    for field in dataclasses.fields(config_lib.TrainConfig):
+        if not field.metadata.get("flag", True):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        help_text = field.metadata["help"]
+        if isinstance(default, bool):
+            if default:  # A setting that is on unless turned off: --no-<name>.
+                parser.add_argument(
+                    f"--no-{field.name.replace('_', '-')}",
+                    dest=field.name,
+                    action="store_false",
+                    default=None,
+                    help=f"do not {help_text}",
+                )
+            else:
+                parser.add_argument(flag, action="store_true", default=None, help=help_text)
+            continue
+        kind = _FLAG_TYPES.get(field.type, str)
+        shown = f" (default {default})" if default is not None else ""
+        parser.add_argument(flag, type=kind, metavar=field.metadata.get("metavar"), help=f"{help_text}{shown}")
     return parser
 
 
+# A field's annotation (a string, under `from __future__ import annotations`) to its flag's type.
+_FLAG_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float}
 _NOT_SETTINGS = {"config", "set", "list_models"}
 
 

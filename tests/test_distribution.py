@@ -27,7 +27,7 @@ def results(tmp_path_factory):
     return json.loads(output.read_text())
 
 
-@pytest.mark.parametrize("case", ["sparse-graph", "dense-auto", "conv-graph"])
+@pytest.mark.parametrize("case", ["sparse-graph", "dense-auto", "conv-graph", "override-graph"])
 def test_mirrored_matches_single_device(results, case):
     single, mirrored = results[case]["single"], results[case]["mirrored"]
     assert single["replicas"] == 1 and mirrored["replicas"] == 2
@@ -37,6 +37,15 @@ def test_mirrored_matches_single_device(results, case):
         np.testing.assert_allclose(mirrored["history"][key], values, rtol=2e-4, atol=1e-6, err_msg=key)
     for ours, theirs in zip(mirrored["weights"], single["weights"]):
         np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=2e-5)
+
+
+def test_an_overridden_step_with_clipped_per_part_optimizers_logs_what_one_device_does(results):
+    history = results["override-graph"]["mirrored"]["history"]
+    assert {"code_energy", "gradient_norm", "clipped_gradient_norm"} <= set(history)
+    # Clipping acts on the gradient summed over replicas, as on one device:
+    # two parts clipped at 0.05 each give at most sqrt(2) * 0.05 in all.
+    assert max(history["clipped_gradient_norm"]) <= np.sqrt(2) * 0.05 + 1e-6
+    assert min(history["gradient_norm"]) > 0.05
 
 
 def test_xla_across_cpu_replicas_is_refused_clearly(results):

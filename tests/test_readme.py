@@ -2,8 +2,13 @@
 
 import os
 import re
+import shlex
 import subprocess
 import sys
+import warnings
+
+import keras
+import numpy as np
 
 from tests.conftest import REPO
 
@@ -29,3 +34,101 @@ def test_custom_model_example_trains_from_python_and_from_the_cli(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "model.keras").exists()
+
+
+def run_example(name):
+    namespace = {"__name__": f"readme_{name}"}
+    exec(compile(example(name), f"README:{name}", "exec"), namespace)  # noqa: S102 - the README's own code.
+    return namespace
+
+
+def test_adversarial_example_trains_and_resumes_bit_exactly(tmp_path):
+    from aeloops.checkpoints import Checkpointer
+
+    namespace = run_example("adversarial")
+    history = namespace["history"]
+    assert {"discriminator", "generator", "discriminator_gradient_norm", "generator_gradient_norm"} <= set(history)
+    build, images = namespace["AdversarialTrainer"], namespace["images"][:512]
+
+    def fresh(seed):
+        keras.utils.set_random_seed(seed)
+        model = namespace["Autoencoder"](
+            namespace["LinearCodeEncoder"](), namespace["DenseDecoder"](units=(256,), output_units=784),
+            input_shape=(784,),
+        )  # fmt: skip
+        return build(model, mode="graph", steps_per_loop=3)
+
+    def state(trainer):
+        holders = (trainer.model, trainer.discriminator, trainer.optimizer, trainer.discriminator_optimizer,
+                   trainer.generator_optimizer)  # fmt: skip
+        return [variable.numpy() for holder in holders for variable in holder.variables] + [trainer.prior.state.numpy()]
+
+    uninterrupted = fresh(0)
+    whole = uninterrupted.fit(images, epochs=2, batch_size=64, verbose=0)
+    first = fresh(0)
+    first.fit(images, epochs=1, batch_size=64, callbacks=[Checkpointer(first, tmp_path)], verbose=0)
+    resumed = fresh(1)  # Other weights and another prior stream, as a new process would have.
+    assert Checkpointer(resumed, tmp_path).restore()
+    rest = resumed.fit(images, epochs=2, initial_epoch=1, batch_size=64, verbose=0)
+    for ours, theirs in zip(state(resumed), state(uninterrupted)):
+        np.testing.assert_array_equal(ours, theirs)
+    for name in ("discriminator", "generator", "bce"):
+        assert rest[name] == whole[name][1:]
+
+
+def test_contractive_example_falls_back_from_recompiling_xla_to_graph_mode():
+    from aeloops.outer_loop import XlaRecompileWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        namespace = run_example("contractive")
+    assert namespace["trainer"].mode == "graph"
+    assert int(namespace["trainer"].xla_fallback.numpy()) == 1
+    messages = [str(warning.message) for warning in caught if warning.category is XlaRecompileWarning]
+    assert len(messages) == 1 and "switched to graph mode" in messages[0]
+    assert namespace["history"]["contraction"][-1] > 0
+    assert namespace["history"]["bce"][-1] < namespace["history"]["bce"][0]
+
+
+def test_cli_optimizers_example_logs_both_norms_and_saves_the_average(tmp_path):
+    import json
+
+    from aeloops import experiment
+    from aeloops.checkpoints import Checkpointer
+    from aeloops.config import TrainConfig
+    from aeloops.loop import Trainer
+    from aeloops.models import load_model, registry
+
+    command = example_command("cli-optimizers")
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, *command[1:], "--run-dir", str(tmp_path / "run"), "--quiet"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    # Each part's optimizer clips its own part: two parts at 0.05 give at most sqrt(2) * 0.05.
+    assert max(history["clipped_gradient_norm"]) <= np.sqrt(2) * 0.05 + 1e-6
+    assert history["gradient_norm"][0] > history["clipped_gradient_norm"][0]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["optimizers"] == {"encoder": {"learning_rate": 2e-3}, "decoder": {"learning_rate": 5e-4}}
+    # model.keras holds the moving average of the weights, which the checkpoint keeps beside the raw ones.
+    config = TrainConfig(**saved)
+    keras.utils.set_random_seed(0)
+    model = registry.get(config.model).build()
+    trainer = Trainer(model, optimizer=experiment.make_optimizers(config), mode="graph")
+    assert set(trainer.learning_rates()) == {"learning_rate/encoder", "learning_rate/decoder"}
+    assert Checkpointer(trainer, tmp_path / "run" / "checkpoints").restore()
+    saved_weights = [variable.numpy() for variable in load_model(tmp_path / "run" / "model.keras").trainable_variables]
+    raw = [variable.numpy() for variable in model.trainable_variables]
+    with trainer.averaged_weights():
+        averaged = [variable.numpy() for variable in model.trainable_variables]
+    for ours, theirs in zip(saved_weights, averaged):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not np.allclose(saved_weights[0], raw[0])
+
+
+def example_command(name):
+    match = re.search(rf"<!-- example: {name} -->\n```bash\n(.*?)```", README, re.S)
+    assert match, f"README has no command {name!r}"
+    return shlex.split(match.group(1).replace("\\\n", " "))

@@ -84,7 +84,17 @@ def test_scheduled_weights_and_layer_losses_are_logged(tmp_path, small_images):
     )
     trainer, _ = train_with_summaries("sparse", small_images, tmp_path, objective)
     train = tensors(tmp_path / "train")
-    np.testing.assert_allclose([value for _, value in train["weight/sparsity"]], [6e-5, 8e-5, 14e-5, 16e-5])
+    written = train["weight/sparsity"]
+    assert [step for step, _ in written] == [6, 8, 14, 16]
+    # Each value is the weight of the call's steps (weights 3e-5..5e-5 for the call ending at step 6, ...),
+    # averaged with its term, so the logged loss is the weighted sum of the logged terms.
+    calls = {6: (3, 5), 8: (6, 7), 14: (11, 13), 16: (14, 15)}  # 8 steps an epoch, 3 per call: 3 + 3 + 2.
+    for (step, weight), (loss_step, loss), (_, bce), (_, sparsity) in zip(
+        written, train["loss"], train["bce"], train["sparsity"]
+    ):
+        first, last = calls[step]
+        assert step == loss_step and first * 1e-5 <= weight <= last * 1e-5
+        np.testing.assert_allclose(loss, bce + weight * sparsity, rtol=1e-5)
     assert "weight/bce" not in train
 
 

@@ -147,6 +147,25 @@ class Autoencoder(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self.constructor_arguments()}
 
+    # Keras's own training entry points would train without the objective
+    # (an aeloops model returns a dict of outputs, not a prediction to
+    # compare with a target): refuse them, naming the way that works.
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Refuses Keras's ``compile``: aeloops models train with ``aeloops.Trainer``."""
+        raise TypeError(_USE_TRAINER.format(method="compile"))
+
+    def fit(self, *args: Any, **kwargs: Any) -> None:
+        """Refuses Keras's ``fit``: aeloops models train with ``aeloops.Trainer``."""
+        raise TypeError(_USE_TRAINER.format(method="fit"))
+
+    def train_step(self, *args: Any, **kwargs: Any) -> None:
+        """Refuses Keras's ``train_step``: override ``aeloops.Trainer.train_step`` instead."""
+        raise TypeError(_USE_TRAINER.format(method="train_step"))
+
+    def test_step(self, *args: Any, **kwargs: Any) -> None:
+        """Refuses Keras's ``test_step``: override ``aeloops.Trainer.test_step`` instead."""
+        raise TypeError(_USE_TRAINER.format(method="test_step"))
+
     def constructor_arguments(self) -> dict[str, Any]:
         """Returns the arguments that rebuild this model; subclasses return their own."""
         return {
@@ -162,6 +181,14 @@ class Autoencoder(keras.Model):
             if isinstance(config.get(part), dict):
                 config[part] = keras.saving.deserialize_keras_object(config[part])
         return cls(**config)
+
+
+_USE_TRAINER = (
+    "aeloops models are trained by aeloops.Trainer, not Keras's {method}: "
+    "trainer = aeloops.Trainer(model, objective); trainer.fit(x, epochs=..., batch_size=...). "
+    "To change the training step, subclass aeloops.Trainer and override train_step "
+    "(README, 'Writing your own train step')."
+)
 
 
 def _validate_shape(shape: Sequence[int]) -> tuple[int, ...]:

@@ -18,7 +18,7 @@ class GaussianCorruption(keras.layers.Layer):
     ``SeedGenerator`` state is a model variable, which aeloops checkpoints,
     so a resumed run draws the same noise as an uninterrupted one.
 
-    >>> GaussianCorruption(0.5)(tf.zeros([2, 4]), training=False).numpy().max()
+    >>> float(GaussianCorruption(0.5)(tf.zeros([2, 4]), training=False).numpy().max())
     0.0
     """
 

@@ -1,0 +1,165 @@
+"""One builder for every compiled loop: train or test steps, resident arrays, iterators or single batches.
+
+The builder takes a per-replica step (a function of one batch returning a
+dict of scalar tensors) and returns a function that runs it under the
+strategy and sums the results over replicas and over steps:
+
+- ``"resident"``: ``loop(data, batch_indices, first, count)`` gathers each
+  batch from device-resident tensors by a row of an index table and runs
+  ``count`` steps from row ``first``, in a ``tf.range`` loop;
+- ``"iterator"``: ``loop(iterator, count)`` takes ``count`` batches from an
+  (optionally distributed) iterator;
+- ``"batch"``: ``loop(batch)`` runs one step on one (distributed) batch.
+
+``first`` and ``count`` are tensors, so a loop traces once whatever it is
+asked to run. ``mode`` decides the compilation, as Keras's
+``make_train_function`` does: ``"eager"`` runs plain Python, ``"graph"``
+wraps the loop in ``tf.function``, ``"xla"`` compiles the whole loop with
+XLA, or only the per-replica step where XLA cannot reach (``next(iterator)``,
+and ``strategy.run`` across devices).
+
+>>> loop = build_loop(trainer.run_train_step, "resident", mode="graph",
+...                   strategy=trainer.strategy)              # doctest: +SKIP
+>>> sums = loop(tensors, batch_indices, tf.constant(0), tf.constant(50))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from aeloops.config import MODES
+
+__all__ = [
+    "GRADIENT_NORM",
+    "KINDS",
+    "LOSS_SCALE_SKIPPED",
+    "NONFINITE_STEPS",
+    "WEIGHTED_PREFIX",
+    "WEIGHT_PREFIX",
+    "build_loop",
+    "is_distributed",
+    "resolve_mode",
+]
+
+KINDS = ("resident", "iterator", "batch")
+# Keys the library adds to what a train step returns.
+GRADIENT_NORM = "gradient_norm"
+# Steps whose loss terms were NaN or Inf: counted per epoch, not averaged.
+NONFINITE_STEPS = "skipped_steps"
+# Steps a mixed_float16 loss scaler skipped: counted, not averaged.
+LOSS_SCALE_SKIPPED = "loss_scale_skipped_steps"
+# A scheduled weight, and the weighted term it multiplies (summed, so that
+# the logged weight is the one that gives the logged loss; see outer_loop).
+WEIGHT_PREFIX = "weight/"
+WEIGHTED_PREFIX = "_weighted/"
+
+Step = Callable[[Mapping[str, tf.Tensor]], dict[str, tf.Tensor]]
+
+
+def is_distributed(strategy: tf.distribute.Strategy) -> bool:
+    """Returns whether ``strategy`` runs steps through replicas (more than the default strategy)."""
+    return strategy.num_replicas_in_sync > 1 or isinstance(
+        strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
+    )
+
+
+def resolve_mode(mode: str, model: keras.Model, strategy: tf.distribute.Strategy | None = None) -> str:
+    """Returns the concrete mode for ``mode``; ``"auto"`` picks XLA unless it is known to be slower or unsupported.
+
+    On a CPU, XLA compiles convolutions to much slower code than TensorFlow's
+    oneDNN kernels (about 10x for the seed's conv model), so ``"auto"`` means
+    ``"graph"`` for a model with convolution kernels (weights of rank 3 or
+    more) when no GPU is visible, and under a distribution strategy (as in
+    Keras's ``fit``); ``"xla"`` otherwise. The outer loop then watches the
+    first compiled calls and falls back to graph mode if XLA recompiles on
+    every call (see ``aeloops.outer_loop.ModeProbe``).
+
+    Raises:
+      ValueError: for ``"xla"`` under a multi-device strategy on CPUs, which
+        TensorFlow cannot compile (each replica's variables live on its own
+        CPU device, and XLA may not reach across them).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    distributed = strategy is not None and is_distributed(strategy)
+    on_gpus = bool(tf.config.list_logical_devices("GPU"))
+    if mode == "xla" and distributed and strategy.num_replicas_in_sync > 1 and not on_gpus:
+        raise ValueError(
+            "mode='xla' under a distribution strategy over several CPU devices is not supported by "
+            "TensorFlow (XLA cannot reach variables on other devices); use mode='graph'."
+        )
+    if mode != "auto":
+        return mode
+    has_convolutions = any(len(variable.shape) >= 3 for variable in model.trainable_variables)
+    if distributed or (has_convolutions and not on_gpus):
+        return "graph"
+    return "xla"
+
+
+def build_loop(
+    step: Step,
+    kind: str,
+    *,
+    mode: str,
+    strategy: tf.distribute.Strategy,
+    on_trace: Callable[[], None] = lambda: None,
+) -> Callable[..., dict[str, tf.Tensor]]:
+    """Returns ``step`` run under ``strategy`` as a loop of ``kind``, compiled as ``mode`` says.
+
+    ``on_trace`` is called each time the loop is traced (once per call in
+    eager mode), so callers can check that nothing retraces.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+    whole_loop_in_xla = mode == "xla" and kind != "iterator" and not is_distributed(strategy)
+    if mode == "xla" and not whole_loop_in_xla:
+        # XLA cannot compile next(iterator), nor lift variable creation out
+        # of strategy.run: compile what one replica does instead.
+        step = tf.function(step, jit_compile=True, reduce_retracing=True)
+
+    def run(*args: Any) -> dict[str, tf.Tensor]:
+        per_replica = strategy.run(step, args=args)
+        # Replicas report shares of global means, so their sum is the value.
+        return {
+            name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for name, value in per_replica.items()
+        }
+
+    def resident(data: Mapping[str, tf.Tensor], batch_indices: tf.Tensor, first: tf.Tensor, count: tf.Tensor):
+        on_trace()
+        # The first step runs before the loop so the sums' structure is known.
+        sums = run(gather_batch(data, batch_indices, first))
+        for offset in tf.range(1, count):
+            sums = _add(sums, run(gather_batch(data, batch_indices, first + tf.cast(offset, first.dtype))))
+        return sums
+
+    def iterator_loop(iterator: Any, count: tf.Tensor):
+        on_trace()
+        sums = run(next(iterator))
+        for _ in tf.range(1, count):
+            sums = _add(sums, run(next(iterator)))
+        return sums
+
+    def one_batch(batch: Mapping[str, tf.Tensor]):
+        on_trace()
+        return run(batch)
+
+    loop = {"resident": resident, "iterator": iterator_loop, "batch": one_batch}[kind]
+    if mode == "eager":
+        return loop
+    return tf.function(loop, jit_compile=whole_loop_in_xla, reduce_retracing=True)
+
+
+def gather_batch(data: Mapping[str, tf.Tensor], batch_indices: tf.Tensor, position: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Returns the batch at row ``position`` of the index table, from the resident tensors."""
+    # tf.gather, not slicing: XLA would treat a sliced position as a
+    # compile-time constant and recompile for every value.
+    indices = tf.gather(batch_indices, position)
+    return {name: tf.gather(tensor, indices) for name, tensor in data.items()}
+
+
+def _add(left: dict[str, tf.Tensor], right: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    return {name: left[name] + right[name] for name in left}

@@ -1,0 +1,261 @@
+"""The public train step: overrides, several optimizers, Keras optimizer options, and what checkpoints hold."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeloops.callbacks import Callback
+from aeloops.checkpoints import Checkpointer
+from aeloops.data import to_model_inputs
+from aeloops.loop import Trainer
+from aeloops.models import DenseAutoencoder, registry
+from aeloops.objective import LossTerm, Objective
+from aeloops.schedules import linear_warmup
+
+
+def dense(seed=0):
+    keras.utils.set_random_seed(seed)
+    return registry.get("dense").build()
+
+
+@pytest.fixture(scope="module")
+def images(small_images):
+    return to_model_inputs(small_images[:512], (784,))
+
+
+class CodeEnergyTrainer(Trainer):
+    """Adds a logged value of its own and an L2 penalty on the code that the objective does not know."""
+
+    calls = 0
+
+    def train_step(self, batch):
+        CodeEnergyTrainer.calls += 1  # Counted at trace time (once per trace) or per step in eager mode.
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(batch, training=True)
+            energy = tf.nn.compute_average_loss(tf.reduce_sum(tf.square(self.model.encode(batch["input"])), axis=1))
+            loss = terms["loss"] + 1e-3 * energy
+        self.optimize(loss, tape)
+        return {**terms, "loss": loss, "code_energy": energy}
+
+    def test_step(self, batch):
+        terms = super().test_step(batch)
+        energy = tf.reduce_sum(tf.square(self.model.encode(batch["input"])), axis=1)
+        return {**terms, "code_energy": tf.nn.compute_average_loss(energy, sample_weight=batch["sample_weight"])}
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_an_overridden_train_step_is_what_trains_and_what_is_logged(images, mode):
+    CodeEnergyTrainer.calls = 0
+    trainer = CodeEnergyTrainer(dense(), mode=mode, steps_per_loop=3)
+    history = trainer.fit(images, epochs=2, batch_size=64, validation_data=images[:100], verbose=0)
+    assert CodeEnergyTrainer.calls >= 1
+    assert len(history["code_energy"]) == 2 and len(history["val_code_energy"]) == 2
+    # The logged loss is the override's, penalty included: it exceeds the plain BCE.
+    assert all(loss > bce for loss, bce in zip(history["loss"], history["bce"]))
+    codes = trainer.model.encode(images[:100]).numpy()
+    np.testing.assert_allclose(history["val_code_energy"][-1], np.mean(np.sum(codes**2, axis=1)), rtol=1e-4)
+    assert int(trainer.step.numpy()) == 16
+
+
+def test_the_override_changes_the_weights_it_should(images):
+    plain = Trainer(dense(), mode="graph", steps_per_loop=4)
+    plain.fit(images, epochs=1, batch_size=64, verbose=0)
+    penalized = CodeEnergyTrainer(dense(), mode="graph", steps_per_loop=4)
+    penalized.fit(images, epochs=1, batch_size=64, verbose=0)
+    assert not np.allclose(plain.model.weights[0].numpy(), penalized.model.weights[0].numpy())
+
+
+def test_one_optimizer_per_part_matches_one_optimizer_for_all(images):
+    """Adam updates each variable on its own, so one Adam per part must take exactly the same steps."""
+    single = Trainer(dense(), optimizer=keras.optimizers.Adam(1e-3), mode="graph", steps_per_loop=4)
+    single.fit(images, epochs=2, batch_size=64, verbose=0)
+    parts = Trainer(
+        dense(), optimizer={"encoder": keras.optimizers.Adam(1e-3), "decoder": "adam"}, mode="graph", steps_per_loop=4
+    )
+    parts.fit(images, epochs=2, batch_size=64, verbose=0)
+    for ours, theirs in zip(parts.model.weights, single.model.weights):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-7)
+    assert [int(opt.iterations.numpy()) for opt in parts.optimizers.values()] == [16, 16]
+    assert set(parts.learning_rates()) == {"learning_rate/encoder", "learning_rate/decoder"}
+
+
+def test_parts_with_their_own_learning_rates_move_their_own_variables(images):
+    model = dense()
+    before = [variable.numpy().copy() for variable in model.trainable_variables]
+    trainer = Trainer(model, optimizer={"encoder": "adam", "decoder": keras.optimizers.SGD(0.0)}, mode="graph")
+    trainer.fit(images, epochs=1, batch_size=64, verbose=0)
+    encoder_ids = {id(variable) for variable in model.encoder.trainable_variables}
+    for variable, old in zip(model.trainable_variables, before):
+        moved = not np.array_equal(variable.numpy(), old)
+        assert moved == (id(variable) in encoder_ids), variable.path
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "message"),
+    [
+        ({"encoder": "adam"}, "No optimizer part covers"),
+        ({"encoder": "adam", "decoder": "adam", "encoder.hidden_layers.0": "adam"}, "belongs to two optimizer parts"),
+        ({"encoder": "adam", "nothing": "adam"}, "names no layer"),
+    ],
+)
+def test_parts_must_cover_the_model_once(optimizer, message):
+    with pytest.raises(ValueError, match=message):
+        Trainer(dense(), optimizer=optimizer)
+
+
+def test_global_clipnorm_is_applied_and_both_norms_are_logged(images):
+    model = dense()
+    before = [variable.numpy().copy() for variable in model.trainable_variables]
+    trainer = Trainer(model, optimizer=keras.optimizers.SGD(1.0, global_clipnorm=0.001), mode="xla")
+    history = trainer.fit(images[:64], epochs=1, batch_size=64, shuffle=False, verbose=0)
+    moved = np.sqrt(sum(np.sum((v.numpy() - old) ** 2) for v, old in zip(model.trainable_variables, before)))
+    # One SGD step at learning rate 1 moves the weights by the clipped gradient.
+    np.testing.assert_allclose(moved, 0.001, rtol=1e-3)
+    np.testing.assert_allclose(history["clipped_gradient_norm"][0], 0.001, rtol=1e-4)
+    assert history["gradient_norm"][0] > 0.01  # Measured before clipping: 0.015 here.
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.logs = []
+
+    def on_loop_end(self, trainer, logs):
+        self.logs.append(dict(logs))
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_scheduled_weights_are_averaged_with_their_terms(images, mode):
+    """Within a compiled call the logged loss is the weighted sum of the logged terms."""
+    keras.utils.set_random_seed(0)
+    model = registry.get("sparse").build()
+    objective = Objective([
+        LossTerm("bce", output="logits", loss="bce_logits"),
+        LossTerm("sparsity", output="code", loss="l1", target=None, weight=linear_warmup(0.05, steps=20)),
+    ])  # fmt: skip
+    recorder = Recorder()
+    Trainer(model, objective, mode=mode, steps_per_loop=5).fit(images, batch_size=64, callbacks=[recorder], verbose=0)
+    for logs in recorder.logs:
+        assert 0 < logs["weight/sparsity"] <= 0.05
+        weighted = logs["bce"] + logs["weight/sparsity"] * logs["sparsity"]
+        np.testing.assert_allclose(logs["loss"], weighted, rtol=1e-5)
+
+
+def test_ema_weights_serve_evaluation_and_prediction_and_training_keeps_its_own(images):
+    model = dense()
+    optimizer = keras.optimizers.Adam(1e-3, use_ema=True, ema_momentum=0.9)
+    trainer = Trainer(model, optimizer=optimizer, mode="graph", steps_per_loop=4)
+    trainer.fit(images, epochs=2, batch_size=64, verbose=0)
+    raw = [variable.numpy().copy() for variable in model.trainable_variables]
+    averages = [average.numpy() for average in optimizer._model_variables_moving_average]
+    evaluated = trainer.evaluate(images[:100])
+    predicted = trainer.predict(images[:10])["reconstruction"]
+    for variable, value in zip(model.trainable_variables, raw):  # Swapped back exactly.
+        np.testing.assert_array_equal(variable.numpy(), value)
+    for variable, average in zip(model.trainable_variables, averages):
+        variable.assign(average)
+    np.testing.assert_allclose(predicted, model.reconstruct(images[:10]).numpy(), rtol=1e-5, atol=1e-6)
+    assert evaluated["loss"] == pytest.approx(Trainer(model, mode="graph").evaluate(images[:100])["loss"], rel=1e-5)
+    assert not np.allclose(raw[0], averages[0])
+
+
+def test_gradient_accumulation_applies_every_second_step(images):
+    model = dense()
+    before = model.trainable_variables[0].numpy().copy()
+    trainer = Trainer(model, optimizer=keras.optimizers.SGD(0.5, gradient_accumulation_steps=2), mode="graph")
+    trainer.fit(images[:64], epochs=1, batch_size=64, verbose=0)
+    np.testing.assert_array_equal(model.trainable_variables[0].numpy(), before)
+    trainer.fit(images[:64], epochs=2, initial_epoch=1, batch_size=64, verbose=0)
+    assert not np.array_equal(model.trainable_variables[0].numpy(), before)
+
+
+class TwoOptimizerTrainer(Trainer):
+    """A second optimizer and a random generator held by a subclass: both must be checkpointed."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model, **kwargs)
+        with self.strategy.scope():
+            self.decoder_optimizer = keras.optimizers.Adam(5e-4)
+            self.decoder_optimizer.build(model.decoder.trainable_variables)
+            self.noise = tf.random.Generator.from_seed(7)
+
+    def train_step(self, batch):
+        noisy = {**batch, "input": batch["input"] + 0.1 * self.noise.normal(tf.shape(batch["input"]))}
+        with tf.GradientTape(persistent=True) as tape:
+            terms = self.compute_terms(noisy, training=True)
+        self.optimize(terms["loss"], tape, self.model.encoder.trainable_variables, self.optimizer, name="encoder")
+        decoder = self.model.decoder.trainable_variables
+        self.optimize(terms["loss"], tape, decoder, self.decoder_optimizer, name="decoder")
+        return terms
+
+
+def trainer_state(trainer):
+    return [variable.numpy() for variable in (*trainer.model.weights, *trainer.decoder_optimizer.variables)] + [
+        trainer.noise.state.numpy()
+    ]
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_everything_a_subclass_holds_resumes_exactly(tmp_path, images, mode):
+    uninterrupted = TwoOptimizerTrainer(dense(), mode=mode, steps_per_loop=3)
+    whole = uninterrupted.fit(images, epochs=2, batch_size=64, verbose=0)
+    first = TwoOptimizerTrainer(dense(), mode=mode, steps_per_loop=3)
+    first.fit(images, epochs=1, batch_size=64, callbacks=[Checkpointer(first, tmp_path)], verbose=0)
+    resumed = TwoOptimizerTrainer(dense(seed=5), mode=mode, steps_per_loop=3)
+    resumed.noise.reset_from_seed(99)
+    assert Checkpointer(resumed, tmp_path).restore()
+    assert int(resumed.decoder_optimizer.iterations.numpy()) == 8
+    rest = resumed.fit(images, epochs=2, initial_epoch=1, batch_size=64, verbose=0)
+    for ours, theirs in zip(trainer_state(resumed), trainer_state(uninterrupted)):
+        np.testing.assert_array_equal(ours, theirs)
+    assert rest["encoder_gradient_norm"] == whole["encoder_gradient_norm"][1:]
+    assert rest["decoder_gradient_norm"] == whole["decoder_gradient_norm"][1:]
+
+
+def test_state_a_checkpoint_would_drop_is_refused(tmp_path):
+    class Unbuilt(Trainer):
+        def __init__(self, model):
+            super().__init__(model)
+            self.critic_optimizer = keras.optimizers.Adam()
+            self.rng = np.random.default_rng(0)
+
+    with pytest.raises(ValueError, match=r"trainer.critic_optimizer .* build it in __init__") as error:
+        Checkpointer(Unbuilt(dense()), tmp_path)
+    assert "trainer.rng is a Generator" in str(error.value)
+
+
+def test_skip_policy_needs_updates_through_optimize(images):
+    class Bypass(Trainer):
+        def train_step(self, batch):
+            with tf.GradientTape() as tape:
+                terms = self.compute_terms(batch, training=True)
+            gradients = tape.gradient(terms["loss"], self.model.trainable_variables)
+            self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+            return terms
+
+    with pytest.raises(ValueError, match="self.optimize"):
+        Bypass(dense(), mode="graph", on_nonfinite="skip").fit(images, batch_size=64, verbose=0)
+
+
+def test_keras_training_entry_points_name_the_trainer(images):
+    model = dense()
+    for call in (lambda: model.compile(optimizer="adam"), lambda: model.fit(images)):
+        with pytest.raises(TypeError, match=r"aeloops.Trainer"):
+            call()
+
+    class KerasStyle(DenseAutoencoder):
+        def train_step(self, data):
+            return {}
+
+    with pytest.raises(ValueError, match="overrides Keras's train_step.*Trainer subclass"):
+        Trainer(KerasStyle(input_shape=(784,)))
+
+
+def test_a_step_must_return_scalars_under_fresh_names(images):
+    class Bad(Trainer):
+        def train_step(self, batch):
+            terms = super().train_step(batch)
+            return {**terms, "gradient_norm": terms["loss"]}
+
+    with pytest.raises(ValueError, match="'gradient_norm', a name the library logs itself"):
+        Bad(dense(), mode="graph").fit(images, batch_size=64, verbose=0)
