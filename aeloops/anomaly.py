@@ -11,10 +11,14 @@ training scores are flagged.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from aeloops.loop import Trainer
 from aeloops.sources import INPUT, as_arrays
+
+if TYPE_CHECKING:
+    from aeloops.loop import Trainer
 
 __all__ = ["anomaly_scores", "pick_threshold"]
 

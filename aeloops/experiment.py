@@ -251,8 +251,9 @@ def _run(
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config.strategy)
-    with strategy.scope():
+    with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
         model = registry.get(config.model).build()
+        optimizers = make_optimizers(config)
     objective = build_objective(config, model)
     datasets = load_datasets(config, model.example_shape, log)
     if len(datasets.train) < config.batch_size:
@@ -262,7 +263,7 @@ def _run(
     trainer = Trainer(
         model,
         objective,
-        make_optimizers(config),
+        optimizers,
         mode=config.mode,
         steps_per_loop=config.steps_per_loop,
         strategy=strategy,

@@ -158,6 +158,7 @@ class Trainer(tf.Module):
         with self.strategy.scope():
             parts = _resolve_parts(model, optimizer, learning_rate, dict(optimizer_options or {}))
             self.optimizers = {part: part_optimizer for part, (part_optimizer, _) in parts.items()}
+            _check_strategy(self.optimizers, self.strategy)
             for part_optimizer, variables in parts.values():
                 part_optimizer.build(variables)
             # The project's own step: a loss-scaling optimizer skips steps
@@ -520,6 +521,16 @@ def _resolve_parts(
     if missing:
         raise ValueError(f"No optimizer part covers {', '.join(missing[:3])}; add a part for them.")
     return parts
+
+
+def _check_strategy(optimizers: Mapping[str, keras.optimizers.Optimizer], strategy: tf.distribute.Strategy) -> None:
+    for part, optimizer in optimizers.items():
+        if getattr(inner_optimizer(optimizer), "_distribution_strategy", strategy) is not strategy:
+            where = "The optimizer" if part == "model" else f"The optimizer of part {part!r}"
+            raise ValueError(
+                f"{where} was created outside the trainer's strategy; create it under `with strategy.scope():` "
+                "(or pass its name and let the trainer create it)."
+            )
 
 
 def _check_results(results: Any, method: str) -> dict[str, tf.Tensor]:

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -149,6 +150,11 @@ class _SignalCatcher:
         self.event.set()
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
+    """Formats a warning as one line a user reads, without the source line Python adds."""
+    return f"aeloops.train: warning: {' '.join(str(message).split())}\n"
+
+
 def _fail(message: str) -> int:
     print(f"aeloops.train: error: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -174,6 +180,7 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
         if not config.resume and (config.strategy != "multiworker" or is_chief_task()):
             run_dir.check_new()  # Fail before importing TensorFlow; created once all else checks out.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        warnings.formatwarning = _one_line_warning
         from aeloops import experiment  # Deferred: imports TensorFlow.
 
         verbose = 2 if config.quiet or not sys.stdout.isatty() else 1

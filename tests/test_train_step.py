@@ -1,5 +1,7 @@
 """The public train step: overrides, several optimizers, Keras optimizer options, and what checkpoints hold."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -259,3 +261,88 @@ def test_a_step_must_return_scalars_under_fresh_names(images):
 
     with pytest.raises(ValueError, match="'gradient_norm', a name the library logs itself"):
         Bad(dense(), mode="graph").fit(images, batch_size=64, verbose=0)
+
+
+def test_an_overridden_step_under_mixed_float16_scales_its_losses(images):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = dense()
+        trainer = TwoOptimizerTrainer(model, optimizer="adam", mode="graph", steps_per_loop=4)
+        trainer.decoder_optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(5e-4))
+        trainer.decoder_optimizer.build(model.decoder.trainable_variables)
+        history = trainer.fit(images, epochs=2, batch_size=64, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert history["bce"][1] < history["bce"][0] < 0.7
+    assert "loss_scale_skipped_steps" in history
+    # Gradient norms are reported unscaled: the loss scale (32768 at first) is divided out.
+    assert 1e-3 < history["encoder_gradient_norm"][0] < 10
+
+
+class NanOnEvenSteps(Trainer):
+    """A custom update that turns NaN every other step: the skip policy must leave the weights be on those."""
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(batch, training=True)
+            poisoned = tf.where(self.step % 2 == 0, np.float32(np.nan), 0.0)
+            loss = terms["loss"] + poisoned
+        self.optimize(loss, tape)
+        return {**terms, "loss": loss}
+
+
+@pytest.mark.parametrize("mode", ["eager", "xla"])
+def test_skip_policy_holds_for_an_overridden_step(images, mode):
+    trainer = NanOnEvenSteps(dense(), mode=mode, steps_per_loop=4, on_nonfinite="skip")
+    history = trainer.fit(images, epochs=1, batch_size=64, verbose=0)
+    assert history["skipped_steps"] == [4.0]
+    assert int(trainer.optimizer.iterations.numpy()) == 4 and int(trainer.step.numpy()) == 8
+    assert np.isfinite(history["loss"][0]) and np.isfinite(history["gradient_norm"][0])
+    assert int(trainer.first_nonfinite_step.numpy()) == 0
+
+
+def test_stop_policy_names_the_step_for_an_overridden_step(images):
+    with pytest.raises(FloatingPointError, match="step 0"):
+        NanOnEvenSteps(dense(), mode="graph", steps_per_loop=4).fit(images, epochs=1, batch_size=64, verbose=0)
+
+
+class FakeTrainer:
+    """What ModeProbe reads and changes of a trainer."""
+
+    def __init__(self, requested_mode, fallback=0):
+        self.mode, self.requested_mode = "xla", requested_mode
+        self.xla_fallback = tf.Variable(fallback, dtype=tf.int64)
+
+    def use_mode(self, mode):
+        self.mode = mode
+
+
+@pytest.mark.parametrize(
+    ("requested", "times", "mode", "warned"),
+    [
+        ("auto", [8.0, 7.5], "graph", True),  # Compiles again on the second call.
+        ("auto", [8.0, 0.05], "xla", False),  # Compiled once.
+        ("auto", [0.1, 0.1], "xla", False),  # Too short to matter, and to judge.
+        ("xla", [8.0, 7.5], "xla", True),  # An explicit choice is kept, with a warning.
+    ],
+)
+def test_mode_probe_falls_back_only_from_auto_and_only_on_recompiles(requested, times, mode, warned):
+    from aeloops.outer_loop import ModeProbe, XlaRecompileWarning
+
+    trainer = FakeTrainer(requested)
+    probe = ModeProbe(trainer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        changed = [probe.record(50, seconds) for seconds in times] + [probe.record(50, 9.0)]
+    assert trainer.mode == mode and changed == [False, mode == "graph", False]
+    assert any(warning.category is XlaRecompileWarning for warning in caught) == warned
+
+
+def test_mode_probe_restores_a_resumed_runs_fallback():
+    from aeloops.outer_loop import ModeProbe
+
+    trainer = FakeTrainer("auto", fallback=1)
+    ModeProbe(trainer)
+    assert trainer.mode == "graph"

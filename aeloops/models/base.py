@@ -19,11 +19,22 @@ import tensorflow as tf
 
 from aeloops.objective import LossTerm, Objective
 
-__all__ = ["RECONSTRUCTION_LOSSES", "Autoencoder", "Decoder", "Encoder", "as_outputs", "reconstruction_term"]
+__all__ = [
+    "RECONSTRUCTION_LOSSES",
+    "Autoencoder",
+    "Decoder",
+    "Encoder",
+    "as_outputs",
+    "output_dict",
+    "reconstruction_term",
+    "validate_output_activation",
+    "validate_units",
+]
 
 CODE = "code"
 RECONSTRUCTION = "reconstruction"
 LOGITS = "logits"
+OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 # The choices for a model's reconstruction term (the CLI's --loss).
 RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
 
@@ -220,3 +231,28 @@ def reconstruction_term(model: Autoencoder, loss: str | None = None) -> LossTerm
             )
         return LossTerm("bce", output=LOGITS, loss="bce_logits")
     return LossTerm(loss, output=RECONSTRUCTION, loss=loss)
+
+
+def validate_units(name: str, units: Sequence[int], allow_empty: bool) -> tuple[int, ...]:
+    """Returns ``units`` as a tuple of positive ints, or raises a ValueError naming ``name``."""
+    try:
+        units = tuple(int(unit) for unit in units)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of positive ints, got {units!r}.") from None
+    if (not units and not allow_empty) or any(unit <= 0 for unit in units):
+        raise ValueError(f"{name} must be a sequence of positive ints, got {units!r}.")
+    return units
+
+
+def validate_output_activation(activation: str) -> str:
+    """Returns ``activation`` if a decoder may end with it (``"sigmoid"`` or ``"linear"``)."""
+    if activation not in OUTPUT_ACTIVATIONS:
+        raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {activation!r}.")
+    return activation
+
+
+def output_dict(pre_activation: tf.Tensor, output_activation: str) -> dict[str, tf.Tensor]:
+    """Returns the decoder outputs for a pre-activation and its activation."""
+    if output_activation == "sigmoid":
+        return {LOGITS: pre_activation, RECONSTRUCTION: tf.sigmoid(pre_activation)}
+    return {RECONSTRUCTION: pre_activation}

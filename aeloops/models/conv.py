@@ -8,8 +8,15 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from aeloops.models.base import CODE, Autoencoder, Decoder, Encoder
-from aeloops.models.dense import _output_dict, _validate_output_activation, _validate_units
+from aeloops.models.base import (
+    CODE,
+    Autoencoder,
+    Decoder,
+    Encoder,
+    output_dict,
+    validate_output_activation,
+    validate_units,
+)
 from aeloops.models.noise import GaussianCorruption
 
 __all__ = ["ConvAutoencoder", "ConvDecoder", "ConvEncoder"]
@@ -29,7 +36,7 @@ class ConvEncoder(Encoder):
         self, filters: Sequence[int] = (16, 8, 8), activation: str = "relu", input_noise: float = 0.0, **kwargs: Any
     ):
         super().__init__(**kwargs)
-        self.filters = _validate_units("filters", filters, allow_empty=False)
+        self.filters = validate_units("filters", filters, allow_empty=False)
         self.activation = activation
         self.input_noise = float(input_noise)
         # A denoising encoder corrupts its input itself, in training only. No
@@ -83,15 +90,15 @@ class ConvDecoder(Decoder):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.filters = _validate_units("filters", filters, allow_empty=False)
+        self.filters = validate_units("filters", filters, allow_empty=False)
         self.paddings = tuple(paddings)
         if len(self.paddings) != len(self.filters) or any(p not in _PADDINGS for p in self.paddings):
             raise ValueError(
                 f"paddings must give one of {_PADDINGS} per filter count ({len(self.filters)}), got {paddings!r}."
             )
-        self.output_channels = _validate_units("output_channels", [output_channels], False)[0]
+        self.output_channels = validate_units("output_channels", [output_channels], False)[0]
         self.activation = activation
-        self.output_activation = _validate_output_activation(output_activation)
+        self.output_activation = validate_output_activation(output_activation)
         self.convolutions = [
             keras.layers.Conv2D(count, 3, padding=padding, activation=activation, name=f"conv_{i + 1}")
             for i, (count, padding) in enumerate(zip(self.filters, self.paddings))
@@ -103,7 +110,7 @@ class ConvDecoder(Decoder):
         hidden = code
         for convolution, upsampling in zip(self.convolutions, self.upsamplings):
             hidden = upsampling(convolution(hidden))
-        return _output_dict(self.output_layer(hidden), self.output_activation)
+        return output_dict(self.output_layer(hidden), self.output_activation)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -8,28 +8,17 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from aeloops.models.base import CODE, LOGITS, RECONSTRUCTION, Autoencoder, Decoder, Encoder
+from aeloops.models.base import (
+    CODE,
+    Autoencoder,
+    Decoder,
+    Encoder,
+    output_dict,
+    validate_output_activation,
+    validate_units,
+)
 
 __all__ = ["DenseAutoencoder", "DenseDecoder", "DenseEncoder"]
-
-_OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
-
-
-def _validate_units(name: str, units: Sequence[int], allow_empty: bool) -> tuple[int, ...]:
-    try:
-        units = tuple(int(unit) for unit in units)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a sequence of positive ints, got {units!r}.") from None
-    if (not units and not allow_empty) or any(unit <= 0 for unit in units):
-        raise ValueError(f"{name} must be a sequence of positive ints, got {units!r}.")
-    return units
-
-
-def _validate_output_activation(activation: str) -> str:
-    if activation not in _OUTPUT_ACTIVATIONS:
-        raise ValueError(f"output_activation must be one of {_OUTPUT_ACTIVATIONS}, got {activation!r}.")
-    return activation
-
 
 @keras.saving.register_keras_serializable(package="aeloops")
 class DenseEncoder(Encoder):
@@ -45,7 +34,7 @@ class DenseEncoder(Encoder):
 
     def __init__(self, units: Sequence[int] = (64, 32, 8), activation: str = "relu", **kwargs: Any):
         super().__init__(**kwargs)
-        self.units = _validate_units("units", units, allow_empty=False)
+        self.units = validate_units("units", units, allow_empty=False)
         self.activation = activation
         self.hidden_layers = [
             keras.layers.Dense(unit, activation=activation, name=f"dense_{index + 1}")
@@ -85,10 +74,10 @@ class DenseDecoder(Decoder):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.units = _validate_units("units", units, allow_empty=True)
-        self.output_units = _validate_units("output_units", [output_units], allow_empty=False)[0]
+        self.units = validate_units("units", units, allow_empty=True)
+        self.output_units = validate_units("output_units", [output_units], allow_empty=False)[0]
         self.activation = activation
-        self.output_activation = _validate_output_activation(output_activation)
+        self.output_activation = validate_output_activation(output_activation)
         self.hidden_layers = [
             keras.layers.Dense(unit, activation=activation, name=f"dense_{index + 1}")
             for index, unit in enumerate(self.units)
@@ -99,7 +88,7 @@ class DenseDecoder(Decoder):
         hidden = code
         for layer in self.hidden_layers:
             hidden = layer(hidden)
-        return _output_dict(self.output_layer(hidden), self.output_activation)
+        return output_dict(self.output_layer(hidden), self.output_activation)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -109,13 +98,6 @@ class DenseDecoder(Decoder):
             "activation": self.activation,
             "output_activation": self.output_activation,
         }
-
-
-def _output_dict(pre_activation: tf.Tensor, output_activation: str) -> dict[str, tf.Tensor]:
-    """Returns the decoder outputs for a pre-activation and its activation."""
-    if output_activation == "sigmoid":
-        return {LOGITS: pre_activation, RECONSTRUCTION: tf.sigmoid(pre_activation)}
-    return {RECONSTRUCTION: pre_activation}
 
 
 @keras.saving.register_keras_serializable(package="aeloops")

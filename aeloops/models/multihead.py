@@ -13,8 +13,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from aeloops.models.base import CODE, RECONSTRUCTION, Autoencoder, Decoder, Encoder
-from aeloops.models.dense import _validate_units
+from aeloops.models.base import CODE, RECONSTRUCTION, Autoencoder, Decoder, Encoder, validate_units
 
 __all__ = ["MultiHeadAutoencoder", "MultiHeadDecoder", "MultiHeadEncoder"]
 
@@ -29,7 +28,7 @@ class MultiHeadEncoder(Encoder):
 
     def __init__(self, heads: int = 2, code_units: int = 2, **kwargs: Any):
         super().__init__(**kwargs)
-        self.heads, self.code_units = _validate_units("heads and code_units", [heads, code_units], False)
+        self.heads, self.code_units = validate_units("heads and code_units", [heads, code_units], False)
         self.branches = [keras.layers.Dense(self.code_units, name=f"branch_{i + 1}") for i in range(self.heads)]
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
@@ -49,7 +48,7 @@ class MultiHeadDecoder(Decoder):
 
     def __init__(self, heads: int = 2, output_units: int = 28, **kwargs: Any):
         super().__init__(**kwargs)
-        self.heads, self.output_units = _validate_units("heads and output_units", [heads, output_units], False)
+        self.heads, self.output_units = validate_units("heads and output_units", [heads, output_units], False)
         self.head_layers = [
             keras.layers.Dense(self.output_units, dtype="float32", name=f"head_{i + 1}") for i in range(self.heads)
         ]

@@ -11,8 +11,15 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from aeloops.models.base import CODE, Autoencoder, Decoder, Encoder
-from aeloops.models.dense import _output_dict, _validate_output_activation, _validate_units
+from aeloops.models.base import (
+    CODE,
+    Autoencoder,
+    Decoder,
+    Encoder,
+    output_dict,
+    validate_output_activation,
+    validate_units,
+)
 
 __all__ = ["SequenceAutoencoder", "SequenceDecoder", "SequenceEncoder"]
 
@@ -27,7 +34,7 @@ class SequenceEncoder(Encoder):
 
     def __init__(self, units: int = 64, **kwargs: Any):
         super().__init__(**kwargs)
-        self.units = _validate_units("units", [units], allow_empty=False)[0]
+        self.units = validate_units("units", [units], allow_empty=False)[0]
         self.lstm = keras.layers.LSTM(self.units, name="lstm")
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
@@ -54,17 +61,17 @@ class SequenceDecoder(Decoder):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.units, self.timesteps, self.features = _validate_units(
+        self.units, self.timesteps, self.features = validate_units(
             "units, timesteps and features", [units, timesteps, features], allow_empty=False
         )
-        self.output_activation = _validate_output_activation(output_activation)
+        self.output_activation = validate_output_activation(output_activation)
         self.repeat = keras.layers.RepeatVector(self.timesteps, name="repeat")
         self.lstm = keras.layers.LSTM(self.units, return_sequences=True, name="lstm")
         self.output_layer = keras.layers.Dense(self.features, dtype="float32", name="output")
 
     def call(self, code: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         hidden = self.lstm(self.repeat(code), training=training)
-        return _output_dict(self.output_layer(hidden), self.output_activation)
+        return output_dict(self.output_layer(hidden), self.output_activation)
 
     def get_config(self) -> dict[str, Any]:
         return {

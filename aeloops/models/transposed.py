@@ -12,8 +12,15 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from aeloops.models.base import CODE, Autoencoder, Decoder, Encoder
-from aeloops.models.dense import _output_dict, _validate_output_activation, _validate_units
+from aeloops.models.base import (
+    CODE,
+    Autoencoder,
+    Decoder,
+    Encoder,
+    output_dict,
+    validate_output_activation,
+    validate_units,
+)
 
 __all__ = ["StridedConvEncoder", "TransposedConvAutoencoder", "TransposedConvDecoder"]
 
@@ -28,7 +35,7 @@ class StridedConvEncoder(Encoder):
 
     def __init__(self, filters: Sequence[int] = (16, 8), activation: str = "relu", **kwargs: Any):
         super().__init__(**kwargs)
-        self.filters = _validate_units("filters", filters, allow_empty=False)
+        self.filters = validate_units("filters", filters, allow_empty=False)
         self.activation = activation
         self.convolutions = [
             keras.layers.Conv2D(count, 3, strides=2, padding="same", activation=activation, name=f"conv_{i + 1}")
@@ -62,10 +69,10 @@ class TransposedConvDecoder(Decoder):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.filters = _validate_units("filters", filters, allow_empty=False)
-        self.output_channels = _validate_units("output_channels", [output_channels], False)[0]
+        self.filters = validate_units("filters", filters, allow_empty=False)
+        self.output_channels = validate_units("output_channels", [output_channels], False)[0]
         self.activation = activation
-        self.output_activation = _validate_output_activation(output_activation)
+        self.output_activation = validate_output_activation(output_activation)
         self.transposed = [
             keras.layers.Conv2DTranspose(
                 count, 3, strides=2, padding="same", activation=activation, name=f"transposed_{i + 1}"
@@ -78,7 +85,7 @@ class TransposedConvDecoder(Decoder):
         hidden = code
         for layer in self.transposed:
             hidden = layer(hidden)
-        return _output_dict(self.output_layer(hidden), self.output_activation)
+        return output_dict(self.output_layer(hidden), self.output_activation)
 
     def get_config(self) -> dict[str, Any]:
         return {

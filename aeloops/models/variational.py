@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aeloops.models.base import CODE, Autoencoder, Encoder
-from aeloops.models.dense import DenseDecoder, _validate_units
+from aeloops.models.base import CODE, Autoencoder, Encoder, validate_units
+from aeloops.models.dense import DenseDecoder
 
 __all__ = ["VariationalAutoencoder", "VariationalEncoder"]
 
@@ -39,8 +39,8 @@ class VariationalEncoder(Encoder):
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.hidden_units = _validate_units("hidden_units", hidden_units, allow_empty=True)
-        self.latent_dim = _validate_units("latent_dim", [latent_dim], allow_empty=False)[0]
+        self.hidden_units = validate_units("hidden_units", hidden_units, allow_empty=True)
+        self.latent_dim = validate_units("latent_dim", [latent_dim], allow_empty=False)[0]
         self.activation = activation
         self.seed = seed
         self.hidden_layers = [
