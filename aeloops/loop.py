@@ -520,7 +520,10 @@ def _resolve_parts(
     missing = [variable.path for variable in model.trainable_variables if id(variable) not in owner]
     if missing:
         raise ValueError(f"No optimizer part covers {', '.join(missing[:3])}; add a part for them.")
-    return parts
+    # In the model's own order, whatever order the mapping came in (a config
+    # file may sort it): the gradient's norm is then summed the same way.
+    position = {id(variable): index for index, variable in enumerate(model.trainable_variables)}
+    return dict(sorted(parts.items(), key=lambda item: min((position[id(v)] for v in item[1][1]), default=-1)))
 
 
 def _check_strategy(optimizers: Mapping[str, keras.optimizers.Optimizer], strategy: tf.distribute.Strategy) -> None:
