@@ -100,9 +100,10 @@ class Checkpointer(Callback):
             return False
         try:
             status = self.checkpoint.restore(latest)
-            # Every variable the trainer holds must come back: a part left
-            # out would resume from its initial value, silently.
-            status.assert_consumed()
+            # Every object the trainer holds must come back: a part left out
+            # would resume from its initial value, silently. (The checkpoint
+            # may hold more: TensorFlow's preemption handler adds its own.)
+            status.assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, OSError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(

@@ -44,10 +44,10 @@ def train(name: str, mode: str, strategy: tf.distribute.Strategy | None, images:
         model = spec.build()
         if name == "dense":  # A Keras activity regularizer too: a layer_losses term.
             model.encoder.hidden_layers[1].activity_regularizer = keras.regularizers.l1(1e-3)
-        if override:  # Per-part optimizers whose clipping is active at this scale.
+        if override:  # Per-part optimizers whose clipping is active at this scale; validation uses an EMA.
             trainer_class = CodeEnergyTrainer
             optimizer = {
-                "encoder": keras.optimizers.Adam(2e-3, global_clipnorm=0.05),
+                "encoder": keras.optimizers.Adam(2e-3, global_clipnorm=0.05, use_ema=True, ema_momentum=0.9),
                 "decoder": keras.optimizers.Adam(5e-4, global_clipnorm=0.05),
             }
     trainer = trainer_class(model, spec.objective(model), optimizer, mode=mode, steps_per_loop=4, strategy=strategy)

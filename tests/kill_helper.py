@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from aeloops import checkpoints, loop, summaries, train
+from aeloops import checkpoints, outer_loop, summaries, train
 
 
 def _die() -> None:
@@ -33,14 +33,14 @@ def install(point: str, at_step: int) -> None:
 
         summaries.SummaryWriter.on_loop_end = on_loop_end
     elif point == "validation":
-        original_evaluate = loop.Trainer.evaluate
+        original_evaluate = outer_loop.evaluate
 
-        def evaluate(self, data, batch_size=256):
-            if int(self.step.numpy()) >= at_step:
+        def evaluate(trainer, data, batch_size=256):
+            if int(trainer.step.numpy()) >= at_step:
                 _die()
-            return original_evaluate(self, data, batch_size)
+            return original_evaluate(trainer, data, batch_size)
 
-        loop.Trainer.evaluate = evaluate
+        outer_loop.evaluate = evaluate  # What fit() calls for validation.
     elif point in ("save", "mid_save"):
         original_save = checkpoints.Checkpointer.save
 
