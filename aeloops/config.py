@@ -12,6 +12,9 @@ and config errors answer at once.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib.metadata
+import importlib.util
 import json
 import math
 import pathlib
@@ -21,6 +24,7 @@ from typing import Any
 import tomllib
 
 __all__ = [
+    "BUILTIN_MODELS",
     "DATASETS",
     "MODES",
     "NONFINITE_POLICIES",
@@ -29,8 +33,10 @@ __all__ = [
     "STRATEGIES",
     "TrainConfig",
     "apply_overrides",
+    "check_names",
     "load_config_file",
     "merge",
+    "software_versions",
 ]
 
 MODES = ("auto", "xla", "graph", "eager")
@@ -38,7 +44,20 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
 NONFINITE_POLICIES = ("stop", "skip")
-TERM_SETTINGS = ("weight",)
+# What a config file may say of a loss term (objective.<term>.<setting>):
+# its weight and schedule for a model's own terms; output and loss (and a
+# target) as well to declare a new one.
+TERM_SETTINGS = ("weight", "schedule", "schedule_steps", "output", "loss", "target")
+SCHEDULES = ("constant", "linear_warmup", "cyclical")
+# Names checked before TensorFlow loads, so a typo fails at once; the
+# tests check them against aeloops.models.registry and aeloops.optimizers.
+BUILTIN_MODELS = (
+    "conv", "convtranspose", "deep", "denoising", "dense", "rowwise", "seq2seq", "sparse", "twohead", "vae",
+)  # fmt: skip
+OPTIMIZER_NAMES = ("adadelta", "adagrad", "adam", "adamw", "nadam", "rmsprop", "sgd")
+RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
+# config.json's record of the software a run used (not a setting).
+VERSIONS_KEY = "versions"
 # Keras optimizer options a run can set, for all optimizers or per part.
 OPTIMIZER_OPTIONS = (
     "clipnorm",
@@ -68,8 +87,8 @@ class TrainConfig:
     model: str = _setting("dense", "registered model name or module:builder (see --list-models)")
     dataset: str = _setting("mnist", f"{', '.join(DATASETS)} or a .npy/.npz path")
     data_dir: str | None = _setting(None, "directory with the MNIST IDX files or mnist.npz")
-    epochs: int = _setting(5, "epochs to train in all")
-    batch_size: int = _setting(256, "global batch size")
+    epochs: int = _setting(20, "epochs to train in all")
+    batch_size: int = _setting(64, "global batch size")
     optimizer: str = _setting("adam", "adam, adadelta, sgd, ... (see aeloops.optimizers)")
     learning_rate: float | None = _setting(None, "learning rate (default: the optimizer's)")
     clipnorm: float | None = _setting(None, "clip each gradient tensor to this norm (Keras clipnorm)")
@@ -174,12 +193,7 @@ def _validate(config: TrainConfig) -> None:
     _expect("objective", config.objective, (dict,), "a table of term settings")
     for term, settings in config.objective.items():
         _expect(f"objective.{term}", settings, (dict,), "a table such as {weight = 0.1}")
-        for key, value in settings.items():
-            if key not in TERM_SETTINGS:
-                raise ValueError(f"Unknown setting objective.{term}.{key}; a term accepts {', '.join(TERM_SETTINGS)}.")
-            _expect(f"objective.{term}.{key}", value, (int, float), "a number")
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"objective.{term}.{key} must be finite and >= 0, got {value}.")
+        _validate_term_settings(term, settings)
     _expect("optimizers", config.optimizers, (dict,), "a table of per-part optimizer settings")
     for part, settings in config.optimizers.items():
         _expect(f"optimizers.{part}", settings, (dict,), "a table such as {learning_rate = 1e-4}")
@@ -187,6 +201,31 @@ def _validate(config: TrainConfig) -> None:
             if key not in PART_SETTINGS:
                 raise ValueError(f"Unknown setting optimizers.{part}.{key}; a part accepts {', '.join(PART_SETTINGS)}.")
         _validate_optimizer_settings(settings, f"optimizers.{part}.")
+
+
+def _validate_term_settings(term: str, settings: dict[str, Any]) -> None:
+    for key, value in settings.items():
+        name = f"objective.{term}.{key}"
+        if key not in TERM_SETTINGS:
+            raise ValueError(f"Unknown setting {name}; a term accepts {', '.join(TERM_SETTINGS)}.")
+        if key == "weight":
+            _expect(name, value, (int, float), "a number")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {value}.")
+        elif key == "schedule_steps":
+            _expect(name, value, (int,), "a positive integer")
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}.")
+        else:
+            _expect(name, value, (str,), "a string")
+    schedule = settings.get("schedule", "constant")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"objective.{term}.schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}.")
+    if schedule != "constant" and "schedule_steps" not in settings:
+        raise ValueError(
+            f"objective.{term}.schedule = {schedule!r} needs objective.{term}.schedule_steps "
+            "(the warm-up length, or the cycle's period, in steps)."
+        )
 
 
 def _validate_optimizer_settings(settings: dict[str, Any], prefix: str) -> None:
@@ -214,6 +253,40 @@ def _validate_optimizer_settings(settings: dict[str, Any], prefix: str) -> None:
         _expect(f"{prefix}gradient_accumulation_steps", steps, (int,), "an integer >= 2")
         if steps < 2:
             raise ValueError(f"{prefix}gradient_accumulation_steps must be at least 2 (or unset), got {steps}.")
+
+
+def check_names(config: TrainConfig) -> None:
+    """Checks the names TensorFlow is not needed to check (model, optimizers, loss), with a fix for each.
+
+    A ``module:attribute`` model is checked for its module only, without importing it.
+    """
+    if ":" in config.model:
+        module, _, attribute = config.model.partition(":")
+        if not module or not attribute:
+            raise ValueError(f"--model {config.model!r}: a model of your own is given as module:attribute.")
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ValueError(
+                f"Cannot find module {module!r} for --model {config.model}; put its folder on PYTHONPATH "
+                "or run from the folder that holds it."
+            )
+    elif config.model not in BUILTIN_MODELS:
+        close = difflib.get_close_matches(config.model, BUILTIN_MODELS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"Unknown model {config.model!r}; {hint}choose one of {', '.join(BUILTIN_MODELS)} "
+            "(python -m aeloops.train --list-models) or give module:attribute."
+        )
+    for part, settings in config.optimizer_settings().items():
+        name = settings["optimizer"]
+        if name.lower() not in OPTIMIZER_NAMES:
+            where = "optimizer" if part == "model" else f"optimizers.{part}.optimizer"
+            raise ValueError(f"Unknown {where} {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}.")
+    if config.loss is not None and config.loss not in RECONSTRUCTION_LOSSES:
+        raise ValueError(f"Unknown loss {config.loss!r}; choose one of {', '.join(RECONSTRUCTION_LOSSES)}.")
 
 
 def merge(config: TrainConfig, values: dict[str, Any], source: str) -> TrainConfig:
@@ -256,7 +329,19 @@ def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
         raise ValueError(f"Config file {path} is malformed: {error}.") from None
     if not isinstance(values, dict):
         raise ValueError(f"Config file {path} must hold a table of settings, not {type(values).__name__}.")
+    values.pop(VERSIONS_KEY, None)  # A record of the run that wrote it, not a setting.
     return values
+
+
+def software_versions() -> dict[str, str]:
+    """Returns the installed versions of aeloops, TensorFlow, Keras and NumPy, read without importing them."""
+    versions = {}
+    for package in ("aeloops", "tensorflow", "keras", "numpy"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
 
 
 def _parse_value(text: str) -> Any:
@@ -268,7 +353,13 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
-    """Applies ``key=value`` overrides (``objective.<term>.weight=...``, ``optimizers.<part>.<setting>=...``)."""
+    """Applies ``key=value`` overrides (``objective.<term>.weight=...``, ``optimizers.<part>.<setting>=...``).
+
+    Table settings are applied together, so that settings that go together
+    (a schedule and its length, say) may come in separate overrides.
+    """
+    tables: dict[str, dict[str, dict[str, Any]]] = {}
+    table_overrides = []
     for override in overrides:
         key, separator, text = override.partition("=")
         key = key.strip()
@@ -282,9 +373,12 @@ def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfi
                     f"--set {override!r}: table settings look like objective.<term>.weight=0.1 "
                     "or optimizers.<part>.learning_rate=1e-4."
                 )
-            config = merge(config, {path[0]: {path[1]: {path[2]: value}}}, f"--set {override}")
+            tables.setdefault(path[0], {}).setdefault(path[1], {})[path[2]] = value
+            table_overrides.append(override)
         elif len(path) == 1:
             config = merge(config, {key.replace("-", "_"): value}, f"--set {override}")
         else:
             raise ValueError(f"--set {override!r}: unknown setting {key!r}.")
+    if tables:
+        config = merge(config, tables, f"--set {' '.join(table_overrides)}")
     return config

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops import data as data_lib
+from aeloops import schedules
 from aeloops.callbacks import Callback
 from aeloops.checkpoints import Checkpointer
-from aeloops.config import OPTIMIZER_OPTIONS, TrainConfig
+from aeloops.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, software_versions
 from aeloops.images import image_grid, write_png
 from aeloops.loop import Trainer
 from aeloops.models import registry
@@ -31,7 +33,16 @@ from aeloops.optimizers import make_optimizer
 from aeloops.rundir import RunDirectory, is_chief_task, worker_scratch_dir, write_json
 from aeloops.summaries import SummaryWriter, reconstruction_rows
 
-__all__ = ["Datasets", "RunResult", "build_objective", "load_datasets", "make_optimizers", "make_strategy", "run"]
+__all__ = [
+    "Datasets",
+    "RunResult",
+    "build_objective",
+    "load_datasets",
+    "make_optimizers",
+    "make_strategy",
+    "run",
+    "unused_outputs",
+]
 
 # How many test images reconstructions.png and TensorBoard show.
 GRID_EXAMPLES = 10
@@ -42,6 +53,8 @@ class Datasets(NamedTuple):
 
     train: np.ndarray
     validation: np.ndarray | None
+    # The dataset actually used: "mnist-sample" after a fall-back from "mnist".
+    name: str
 
 
 class RunResult(NamedTuple):
@@ -65,17 +78,65 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def build_objective(config: TrainConfig, model: Autoencoder) -> Objective:
-    """Returns the registered objective with ``--loss`` and ``objective.*`` settings applied."""
+    """Returns the model's objective with ``--loss`` and the ``objective.*`` tables applied.
+
+    A table naming one of the model's terms changes its weight or schedule
+    (or its output, loss, target); a table naming a new term adds it, with
+    ``output`` and ``loss`` given (``target`` "input" by default, "none" for
+    a regularizer that reads the output alone).
+    """
     objective = registry.get(config.model).objective(model, config.loss)
-    unknown = sorted(set(config.objective) - set(objective.names))
-    if unknown:
-        raise ValueError(
-            f"Model {config.model} has no loss term {unknown[0]!r}; its terms are {', '.join(objective.names)}."
-        )
-    terms: list[LossTerm] = [
-        dataclasses.replace(term, **config.objective.get(term.name, {})) for term in objective.terms
-    ]
+    terms: list[LossTerm] = []
+    for term in objective.terms:
+        settings = config.objective.get(term.name)
+        terms.append(term if settings is None else _term_with(term, settings))
+    for name, settings in config.objective.items():
+        if name in objective.names:
+            continue
+        missing = [key for key in ("output", "loss") if key not in settings]
+        if missing:
+            raise ValueError(
+                f"Model {config.model} has no loss term {name!r} (its terms are {', '.join(objective.names)}); "
+                f"to add one, give objective.{name}.{missing[0]} (output and loss)."
+            )
+        target = settings.get("target", "input")
+        term = LossTerm(name, settings["output"], settings["loss"], target=None if target == "none" else target)
+        terms.append(_term_with(term, settings))
     return Objective(terms)
+
+
+def _term_with(term: LossTerm, settings: dict) -> LossTerm:
+    """Returns ``term`` with a config table's settings applied."""
+    changes = {key: settings[key] for key in ("output", "loss") if key in settings}
+    if "target" in settings:
+        changes["target"] = None if settings["target"] == "none" else settings["target"]
+    weight = settings.get("weight", term.weight if not callable(term.weight) else 1.0)
+    steps = settings.get("schedule_steps")
+    schedule = settings.get("schedule", "constant" if "weight" in settings else None)
+    if schedule == "constant":
+        changes["weight"] = float(weight)
+    elif schedule == "linear_warmup":
+        changes["weight"] = schedules.linear_warmup(float(weight), steps)
+    elif schedule == "cyclical":
+        changes["weight"] = schedules.cyclical(float(weight), steps)
+    return dataclasses.replace(term, **changes)
+
+
+def unused_outputs(model: Autoencoder, objective: Objective) -> list[str]:
+    """Returns the model outputs that no loss term reads, leaving out those every model has.
+
+    The code, the reconstruction (and its logits), hidden activations and
+    the outputs a model lists in ``intermediate_outputs`` are there to be
+    looked at; anything else (a penalty the encoder computes, say) probably
+    meant to feed a term.
+    """
+    read = {term.output for term in objective.terms}
+    ordinary = {"code", "reconstruction", "logits", *getattr(model, "intermediate_outputs", ())}
+    return [
+        name
+        for name in model.output_names()
+        if name not in read and name not in ordinary and not re.fullmatch(r"(hidden|code)_\d+", name)
+    ]
 
 
 def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
@@ -89,7 +150,9 @@ def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Call
         return Datasets(
             data_lib.to_model_inputs(train, example_shape, name=config.dataset),
             None if validation is None else data_lib.to_model_inputs(validation, example_shape, "x_test"),
+            config.dataset,
         )
+    used = config.dataset
     if config.dataset == "mnist-sample":
         splits = data_lib.load_sample()
     else:
@@ -103,9 +166,11 @@ def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Call
                 "5,000-image sample (pass --data-dir with the full set)."
             )
             splits = data_lib.load_sample()
+            used = "mnist-sample"
     return Datasets(
         data_lib.to_model_inputs(splits.train_images, example_shape, "training images"),
         data_lib.to_model_inputs(splits.test_images, example_shape, "test images") if config.validation else None,
+        used,
     )
 
 
@@ -173,8 +238,12 @@ class _StopOnRequest(Callback):
 
 
 def _saved_config(config: TrainConfig) -> dict:
-    """Returns config.json's content: without run_dir, so `--config <run>/config.json` repeats the run elsewhere."""
-    return dataclasses.replace(config, run_dir=None, resume=False).to_dict()
+    """Returns config.json's content: without run_dir, so `--config <run>/config.json` repeats the run elsewhere.
+
+    ``versions`` records the software the run used; loading the file ignores it.
+    """
+    settings = dataclasses.replace(config, run_dir=None, resume=False).to_dict()
+    return {**settings, VERSIONS_KEY: software_versions()}
 
 
 def write_generated_images(model: VariationalAutoencoder, run_dir: RunDirectory, side: int = 15) -> None:
@@ -255,6 +324,13 @@ def _run(
         model = registry.get(config.model).build()
         optimizers = make_optimizers(config)
     objective = build_objective(config, model)
+    unused = unused_outputs(model, objective)
+    if unused:
+        names = ", ".join(repr(name) for name in unused)
+        log(
+            f"Note: no loss term reads the model's output {names}; add one with "
+            f"--set objective.<name>.output={unused[0]} and .loss=... (README, 'The command-line trainer')."
+        )
     datasets = load_datasets(config, model.example_shape, log)
     if len(datasets.train) < config.batch_size:
         raise ValueError(
@@ -273,6 +349,9 @@ def _run(
     # Under MultiWorkerMirroredStrategy only the chief writes the run directory;
     # the other workers take part in every save, into scratch directories.
     chief = config.strategy != "multiworker" or is_chief_task()
+    # config.json records what the run uses, not what was asked: the dataset
+    # after any fall-back and the mode "auto" chose, so --config repeats it.
+    config = dataclasses.replace(config, dataset=datasets.name, mode=trainer.mode)
     if chief and not config.resume:
         run_dir.create(_saved_config(config))
     scratch = None if chief else worker_scratch_dir(run_dir.path) / "checkpoints"
@@ -318,6 +397,8 @@ def _run(
         callbacks=callbacks,
         verbose=verbose,
     )
+    if chief and trainer.mode != config.mode:  # "auto" fell back from XLA during the run.
+        write_json(run_dir.config, _saved_config(dataclasses.replace(config, mode=trainer.mode)))
     if trainer.stop_training:
         log(f"Stopped at step {int(trainer.step.numpy())}; checkpoint saved in {run_dir.checkpoints}.")
         return RunResult(history, stopped=True)
@@ -334,4 +415,6 @@ def _run(
         model.save(partial_model)
     os.replace(partial_model, run_dir.model)
     log(f"Finished in {time.perf_counter() - started:.1f} s; the run is in {run_dir.path}.")
+    log(f"  Reconstructions (inputs above, outputs below): {run_dir.reconstructions}")
+    log(f"  TensorBoard: tensorboard --logdir {run_dir.tensorboard}  (then open http://localhost:6006)")
     return RunResult(history, stopped=False)

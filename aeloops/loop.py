@@ -357,7 +357,6 @@ class Trainer(tf.Module):
         """Compiles every loop afresh in ``mode`` from now on (the outer loop's fall-back from XLA)."""
         self.mode = resolve_mode(mode, self.model, self.strategy)
         self._cache.functions.clear()
-        self.xla_fallback.assign(1 if self.requested_mode == "auto" and mode == "graph" else 0)
 
     @property
     def trace_counts(self) -> dict[str, int]:

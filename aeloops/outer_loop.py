@@ -285,7 +285,7 @@ class ModeProbe:
         self.times: list[float] = []
         self.count: int | None = None
         self.active = trainer.mode == "xla"
-        if trainer.mode == "xla" and trainer.requested_mode == "auto" and int(trainer.xla_fallback.numpy()):
+        if trainer.mode == "xla" and int(trainer.xla_fallback.numpy()):
             trainer.use_mode("graph")  # This run already fell back before it was resumed.
             self.active = False
 
@@ -306,6 +306,7 @@ class ModeProbe:
             return False
         if self.trainer.requested_mode == "auto":
             self.trainer.use_mode("graph")
+            self.trainer.xla_fallback.assign(1)  # Checkpointed: a resumed run compiles as this one does.
             action = "mode 'auto' switched to graph mode"
         else:
             action = "consider mode='graph' (--mode graph)"

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
+import pathlib
 import signal
 import sys
 import threading
@@ -23,6 +25,7 @@ from typing import Any
 
 from aeloops import config as config_lib
 from aeloops.rundir import RunDirectory, default_run_dir, is_chief_task
+from aeloops.stderr_filter import SHOW_ALL_VARIABLE, StderrFilter
 
 __all__ = ["build_parser", "main", "resolve_config"]
 
@@ -49,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--set optimizers.decoder.learning_rate=1e-4 (repeatable)",
     )
     parser.add_argument("--list-models", action="store_true", help="list the registered models and exit")
+    parser.add_argument(
+        "--show-tf-logs",
+        action="store_true",
+        help=f"show TensorFlow's C++ start-up messages, hidden by default (or set {SHOW_ALL_VARIABLE}=1)",
+    )
     for field in dataclasses.fields(config_lib.TrainConfig):
         if not field.metadata.get("flag", True):
             continue
@@ -75,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # A field's annotation (a string, under `from __future__ import annotations`) to its flag's type.
 _FLAG_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float}
-_NOT_SETTINGS = {"config", "set", "list_models"}
+_NOT_SETTINGS = {"config", "set", "list_models", "show_tf_logs"}
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, RunDirectory]:
@@ -96,6 +104,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Ru
     saved = config_lib.merge(config_lib.TrainConfig(), config_lib.load_config_file(run_dir.config), str(run_dir.config))
     # Settings given now override the saved ones only where a resume allows it.
     requested = config_lib.merge(saved, {**given, **_set_values(args.set, saved)}, "command line")
+    if requested.mode == "auto":  # config.json holds the mode "auto" chose: asking for "auto" again is no change.
+        requested = dataclasses.replace(requested, mode=saved.mode)
     changed = sorted(
         field.name
         for field in dataclasses.fields(saved)
@@ -108,6 +118,25 @@ def resolve_config(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Ru
             "(start a new run to change it)."
         )
     return dataclasses.replace(requested, run_dir=str(run_dir.path), resume=True), run_dir
+
+
+def version_note(path: str | os.PathLike) -> str | None:
+    """Returns a note when the run that wrote config file ``path`` used other software versions than these."""
+    try:
+        recorded = json.loads(pathlib.Path(path).read_text(encoding="utf-8")).get(config_lib.VERSIONS_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None  # TOML, or not a run's record: nothing to compare.
+    if not isinstance(recorded, dict):
+        return None
+    current = config_lib.software_versions()
+    differences = [
+        f"{name} {recorded[name]} (now {current[name]})"
+        for name in current
+        if name in recorded and recorded[name] != current[name]
+    ]
+    if not differences:
+        return None
+    return f"Note: {path} was written with {', '.join(differences)}; results may differ slightly."
 
 
 def _set_values(overrides: Sequence[str], base: config_lib.TrainConfig) -> dict[str, Any]:
@@ -165,9 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     catcher = _SignalCatcher()
     catcher.install()
+    # TensorFlow's start-up notices are not the user's business (see aeloops.stderr_filter).
+    stderr_filter = StderrFilter()
+    if not args.show_tf_logs:
+        stderr_filter.start()
     try:
         return _main(args, catcher)
     finally:
+        stderr_filter.stop()
         catcher.uninstall()
 
 
@@ -177,6 +211,11 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
             _list_models()
             return 0
         config, run_dir = resolve_config(args)
+        recorded = run_dir.config if config.resume else args.config
+        note = version_note(recorded) if recorded else None
+        if note:
+            print(note)
+        config_lib.check_names(config)  # Before TensorFlow loads: a typo fails at once.
         if not config.resume and (config.strategy != "multiworker" or is_chief_task()):
             run_dir.check_new()  # Fail before importing TensorFlow; created once all else checks out.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

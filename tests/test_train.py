@@ -220,7 +220,7 @@ def test_resume_refuses_to_change_what_the_run_computes(tmp_path, capsys):
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2]
 
 
-def test_network_free_default_falls_back_to_the_sample(tmp_path, monkeypatch, capsys):
+def test_network_free_default_falls_back_to_the_sample_and_records_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("AELOOPS_DATA_DIR", raising=False)
 
@@ -233,9 +233,17 @@ def test_network_free_default_falls_back_to_the_sample(tmp_path, monkeypatch, ca
     assert code == 0
     assert output.count("bundled 5,000-image sample") == 1
     history = json.loads((tmp_path / "run" / "history.json").read_text())
-    # 5,000 sample images at the default batch of 256: 19 steps, then a checkpoint.
+    # 5,000 sample images at the default batch of 64: 78 steps, then a checkpoint.
     assert history["epoch"] == [1]
-    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-19")
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-78")
+    # config.json says what was used, so repeating it anywhere trains on the sample, in the mode auto chose.
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["dataset"] == "mnist-sample" and saved["mode"] == "xla"
+    assert saved["versions"]["tensorflow"] == tf.__version__ and saved["versions"]["aeloops"] == "0.1.0"
+    monkeypatch.undo()  # A machine with MNIST at hand: the repeat must still use the sample.
+    code = train.main(["--config", str(tmp_path / "run" / "config.json"), "--run-dir", str(tmp_path / "again")])
+    assert code == 0 and "bundled" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "again" / "history.json").read_text())["loss"] == history["loss"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from aeloops.config import RECONSTRUCTION_LOSSES
 from aeloops.objective import LossTerm, Objective
 
 __all__ = [
@@ -36,7 +37,6 @@ RECONSTRUCTION = "reconstruction"
 LOGITS = "logits"
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 # The choices for a model's reconstruction term (the CLI's --loss).
-RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
 
 
 def as_outputs(value: tf.Tensor | Mapping[str, tf.Tensor], key: str) -> dict[str, tf.Tensor]:

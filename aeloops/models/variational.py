@@ -81,12 +81,18 @@ class VariationalEncoder(Encoder):
 class VariationalAutoencoder(Autoencoder):
     """The Keras blog's VAE: 784-256-(2 + 2) / 2-256-784 with a sigmoid output.
 
+    ``"mean"`` and ``"log_variance"`` are outputs to look at: the ``"kl"``
+    output already carries them into the objective.
+
     >>> model = VariationalAutoencoder()
     >>> model.count_params()
     404244
     >>> model.sample(5).shape   # decoded draws from the prior
     (5, 784)
     """
+
+    # Outputs that are there to be looked at, not to feed a loss term of their own.
+    intermediate_outputs = ("mean", "log_variance")
 
     def __init__(
         self,

@@ -1,0 +1,175 @@
+"""What a user of the command line sees: a clean terminal, a first run worth looking at, early errors, one import.
+
+Each test runs ``python`` as a subprocess, as a user would, and reads all of
+its stderr, not only the last line.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aeloops import config as config_lib
+from aeloops import optimizers
+from aeloops.models import registry
+from aeloops.stderr_filter import is_startup_chatter
+from tests.conftest import REPO
+
+ENVIRONMENT = {**os.environ, "PYTHONPATH": str(REPO)}
+ENVIRONMENT.pop("TF_CPP_MIN_LOG_LEVEL", None)  # As a user has it: nothing set.
+ENVIRONMENT.pop("AELOOPS_SHOW_TF_LOGS", None)
+
+
+def python(*arguments, cwd=REPO, env=None):
+    return subprocess.run(
+        [sys.executable, *arguments], cwd=cwd, env={**ENVIRONMENT, **(env or {})}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+
+
+def test_first_run_is_quiet_shows_digits_and_says_where_to_look(tmp_path):
+    """The default run on the bundled sample: nothing on stderr, validation BCE at most 0.18, paths to open."""
+    run_dir = tmp_path / "first"
+    result = python("-m", "aeloops.train", "--dataset", "mnist-sample", "--run-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history["epoch"]) == config_lib.TrainConfig().epochs
+    assert history["val_bce"][-1] <= 0.18  # Measured: 0.156.
+    assert f"Reconstructions (inputs above, outputs below): {run_dir / 'reconstructions.png'}" in result.stdout
+    assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in result.stdout
+    assert (run_dir / "reconstructions.png").stat().st_size > 0
+
+
+def test_an_error_found_after_tensorflow_loads_is_one_line(tmp_path):
+    result = python("-m", "aeloops.train", "--dataset", "mnist-sample", "--batch-size", "100000",
+                    "--run-dir", str(tmp_path / "r"))  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        "aeloops.train: error: --batch-size 100000 is larger than the 5000 training examples; lower it.\n"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--model", "dnese"], "Unknown model 'dnese'; did you mean 'dense'?"),
+        (["--model", "no_such_module:build"], "Cannot find module 'no_such_module'"),
+        (["--optimizer", "adamm"], "Unknown optimizer 'adamm'"),
+        (["--set", "optimizers.encoder.optimizer=lbfgs", "--set", "optimizers.decoder.optimizer=adam"],
+         "Unknown optimizers.encoder.optimizer 'lbfgs'"),
+        (["--loss", "huber"], "Unknown loss 'huber'"),
+    ],
+)  # fmt: skip
+def test_names_are_checked_before_tensorflow_loads(tmp_path, arguments, message):
+    code = (
+        "import sys; from aeloops import train; "
+        f"status = train.main({[*arguments, '--run-dir', str(tmp_path / 'r')]!r}); "
+        "print(status, 'tensorflow' in sys.modules)"
+    )
+    result = python("-c", code)
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_the_names_checked_early_are_the_library_s_own():
+    assert list(config_lib.BUILTIN_MODELS) == registry.names()
+    assert list(config_lib.OPTIMIZER_NAMES) == optimizers.names()
+
+
+def test_the_filter_drops_tensorflow_chatter_and_keeps_everything_else():
+    chatter = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1795911483.820712   12064 port.cc:153] oneDNN custom operations are on.",
+        "I0000 00:00:1795911483.821087   12064 cudart_stub.cc:31] Could not find cuda drivers on your machine.",
+        "E0000 00:00:1795911485.838678   12064 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+        "To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow.",
+    ]
+    kept = ["aeloops.train: error: a real problem", "E0000 00:00:1.0 7 checkpoint_reader.cc:9] a real TF error",
+            "Traceback (most recent call last):"]  # fmt: skip
+    assert [line for line in chatter + kept if not is_startup_chatter(line)] == kept
+    text = "\n".join(chatter[:2] + kept[:1] + chatter[2:] + kept[1:]) + "\n"
+    code = (
+        "import os, sys; from aeloops.stderr_filter import StderrFilter; f = StderrFilter(); f.start(); "
+        f"os.write(2, {text.encode()!r}); print('partial line', file=sys.stderr, end=''); f.stop()"
+    )
+    assert python("-c", code).stderr == "\n".join(kept) + "\npartial line"
+    shown = python("-c", code, env={"AELOOPS_SHOW_TF_LOGS": "1"}).stderr
+    assert shown == text + "partial line"
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("saved") / "twohead.keras"
+    code = f"from aeloops.models import registry; registry.get('twohead').build().save({str(path)!r})"
+    result = python("-c", code)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+@pytest.mark.parametrize(
+    ("imports", "load"),
+    [("import aeloops, keras", "keras.saving.load_model"), ("import keras, aeloops", "keras.saving.load_model"),
+     ("import aeloops, tensorflow as tf", "tf.keras.models.load_model"),
+     ("import tensorflow as tf, aeloops", "tf.keras.models.load_model")],
+)  # fmt: skip
+def test_import_aeloops_is_all_load_model_needs(saved_model, imports, load):
+    result = python("-c", f"{imports}; print(type({load}({str(saved_model)!r})).__name__)")
+    assert result.stdout.strip() == "MultiHeadAutoencoder", result.stderr[-500:]
+
+
+def test_import_aeloops_alone_loads_no_tensorflow():
+    result = python("-c", "import sys, aeloops; print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    assert result.stdout.split() == ["False", "False"]
+
+
+MY_MODELS = '''
+import keras
+import tensorflow as tf
+from aeloops.models import Autoencoder, DenseDecoder, Encoder
+
+
+class EnergyEncoder(Encoder):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.code = keras.layers.Dense(16, activation="tanh")
+
+    def call(self, inputs, training=None):
+        code = self.code(inputs)
+        return {"code": code, "code_energy": tf.square(code)}
+
+
+def build():
+    return Autoencoder(EnergyEncoder(), DenseDecoder(units=(), output_units=784), input_shape=(784,))
+'''
+
+
+def test_a_model_output_no_term_reads_is_named_and_a_term_can_be_declared_in_toml(tmp_path):
+    (tmp_path / "my_models.py").write_text(MY_MODELS)
+    common = ["-m", "aeloops.train", "--model", "my_models:build", "--dataset", "mnist-sample", "--epochs", "2",
+              "--quiet"]  # fmt: skip
+    plain = python(*common, "--run-dir", str(tmp_path / "plain"), cwd=tmp_path)
+    assert plain.returncode == 0 and plain.stderr == ""
+    notes = [line for line in plain.stdout.splitlines() if line.startswith("Note:")]
+    assert len(notes) == 1 and "'code_energy'" in notes[0]
+    (tmp_path / "run.toml").write_text(
+        '[objective.energy]\noutput = "code_energy"\nloss = "sum"\ntarget = "none"\nweight = 0.01\n'
+        'schedule = "linear_warmup"\nschedule_steps = 100\n'
+    )
+    declared = python(*common, "--config", "run.toml", "--run-dir", str(tmp_path / "declared"), cwd=tmp_path)
+    assert declared.returncode == 0, declared.stderr
+    assert "Note:" not in declared.stdout
+    history = json.loads((tmp_path / "declared" / "history.json").read_text())
+    # 78 steps an epoch: the warm-up (100 steps) ends during the second.
+    assert 0 < history["weight/energy"][0] < history["weight/energy"][1] <= 0.01
+    for epoch in range(2):
+        weighted = history["bce"][epoch] + history["weight/energy"][epoch] * history["energy"][epoch]
+        assert history["loss"][epoch] == pytest.approx(weighted, rel=1e-5)
+    # The declared term is part of the run's record, so the record repeats it.
+    assert json.loads((tmp_path / "declared" / "config.json").read_text())["objective"]["energy"]["output"] == (
+        "code_energy"
+    )
