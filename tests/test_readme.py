@@ -95,7 +95,7 @@ def test_cli_optimizers_example_logs_both_norms_and_saves_the_average(tmp_path):
 
     from aeloops import experiment
     from aeloops.checkpoints import Checkpointer
-    from aeloops.config import TrainConfig
+    from aeloops.config import TrainConfig, load_config_file, merge
     from aeloops.loop import Trainer
     from aeloops.models import load_model, registry
 
@@ -113,7 +113,7 @@ def test_cli_optimizers_example_logs_both_norms_and_saves_the_average(tmp_path):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["optimizers"] == {"encoder": {"learning_rate": 2e-3}, "decoder": {"learning_rate": 5e-4}}
     # model.keras holds the moving average of the weights, which the checkpoint keeps beside the raw ones.
-    config = TrainConfig(**saved)
+    config = merge(TrainConfig(), load_config_file(tmp_path / "run" / "config.json"), "config.json")
     keras.utils.set_random_seed(0)
     model = registry.get(config.model).build()
     trainer = Trainer(model, optimizer=experiment.make_optimizers(config), mode="graph")

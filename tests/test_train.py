@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from aeloops import data, train
+from aeloops.config import TrainConfig
 from aeloops.models import registry
 from tests.conftest import REPO, SHARED_MNIST
 
@@ -272,7 +273,8 @@ def test_mirrored_run_resumes(tmp_path, capsys):
     history, model = check_run_directory(run_dir, "dense", 2)
     assert history["loss"][1] < history["loss"][0]
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(first, model.weights))  # It trained on.
-    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith(f"ckpt-{2 * (5000 // 256)}")
+    steps = 2 * (5000 // TrainConfig().batch_size)
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith(f"ckpt-{steps}")
 
 
 def test_per_part_optimizers_with_ema_and_accumulation_resume_exactly(tmp_path, capsys):
