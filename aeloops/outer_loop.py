@@ -108,7 +108,7 @@ def fit(
     if logdir is not None:
         from aeloops.summaries import SummaryWriter  # Deferred: only fit(logdir=...) needs TensorBoard.
 
-        shown = next((d for d in (validation_data, data) if not isinstance(d, tf.data.Dataset)), None)
+        shown = next((d for d in (validation_data, data) if d is not None and not isinstance(d, tf.data.Dataset)), None)
         examples = None if shown is None else as_arrays(shown, "data")[INPUT][:SUMMARY_EXAMPLES]
         callbacks = [*callbacks, SummaryWriter(trainer, logdir, summary_every, examples=examples)]
     history: dict[str, list[float]] = {}

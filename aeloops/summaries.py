@@ -9,7 +9,7 @@ A run's log directory gets:
   term's own gradient, on a fixed batch), ``weight/<term>`` for scheduled
   terms and ``learning_rate``, every ``every_steps`` steps; ``epoch_<term>``,
   ``epoch_seconds`` and ``samples_per_second`` by epoch; histograms of each
-  layer's weights, by epoch; the training loop's graph, once; the run's
+  layer's weights, by epoch; the training step's op graph, once; the run's
   config as text, once.
 - ``validation/``: the same ``epoch_<term>`` tags (TensorBoard overlays the
   two runs), an image of fixed examples above their reconstructions (one row
@@ -35,17 +35,33 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from aeloops.callbacks import Callback
+from aeloops.compiled import is_distributed
 from aeloops.images import image_grid
 from aeloops.objective import Objective
+from aeloops.sources import INPUT
 
 if TYPE_CHECKING:
     from aeloops.loop import Trainer
 
-__all__ = ["SummaryWriter", "reconstruction_rows"]
+__all__ = ["SummaryWriter", "reconstruction_rows", "training_step_graph"]
 
 # Scalars written by epoch under their own names rather than as epoch_<name>.
 _TIMING = ("epoch_seconds", "samples_per_second")
 HPARAMS_METRIC = "epoch_loss"
+
+
+def training_step_graph(trainer: Trainer, example_shape: tuple[int, ...]) -> tf.Graph:
+    """Returns the op graph of one training step (``run_train_step``), traced in graph mode.
+
+    Traced on its own rather than recorded from the compiled loop, whose
+    XLA-compiled graph TensorFlow exports empty. Under a distribution
+    strategy, the graph of the model's forward pass.
+    """
+    spec = tf.TensorSpec((None, *example_shape), tf.float32)
+    if is_distributed(trainer.strategy):
+        return tf.function(lambda inputs: trainer.model(inputs, training=False)).get_concrete_function(spec).graph
+    step = tf.function(lambda inputs: trainer.run_train_step({INPUT: inputs}))
+    return step.get_concrete_function(spec).graph
 
 
 def reconstruction_rows(objective: Objective, outputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -98,7 +114,6 @@ class SummaryWriter(Callback):
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
         self.validation_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "validation"))
         self._last_written_step = -1
-        self._tracing_graph = False
         self._profiling = False
 
     def on_train_begin(self, trainer: Trainer) -> None:
@@ -115,16 +130,11 @@ class SummaryWriter(Callback):
             if self.config is not None:
                 text = json.dumps(self.config, indent=2, sort_keys=True)
                 tf.summary.text("config", f"```\n{text}\n```")
-        # The first compiled call traces the training loop; record its graph.
-        tf.summary.trace_on(graph=True, profiler=False)
-        self._tracing_graph = True
+            if self.examples is not None:
+                tf.summary.graph(training_step_graph(trainer, self.examples.shape[1:]))
 
     def on_loop_end(self, trainer: Trainer, logs: Mapping[str, float]) -> None:
         step = int(trainer.step.numpy())
-        if self._tracing_graph:
-            with self.train_writer.as_default(step=step):
-                tf.summary.trace_export("train_loop", step=step)
-            self._tracing_graph = False
         self._profile(step)
         # A compiled call runs several steps; write once per crossed multiple.
         if step // self.every_steps == self._last_written_step // self.every_steps:
@@ -170,9 +180,6 @@ class SummaryWriter(Callback):
         self.validation_writer.flush()
 
     def on_train_end(self, trainer: Trainer, history: Mapping[str, list[float]]) -> None:
-        if self._tracing_graph:
-            tf.summary.trace_off()
-            self._tracing_graph = False
         if self._profiling:
             tf.profiler.experimental.stop()
             self._profiling = False

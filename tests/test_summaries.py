@@ -1,6 +1,7 @@
 """TensorBoard summaries: event files read back, and a real TensorBoard server."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aeloops.data import to_model_inputs
@@ -66,7 +68,15 @@ def test_event_files_hold_every_term(tmp_path, small_images, name):
         assert len(train[tag]) in (STEP_WRITES, EPOCHS) and all(np.isfinite(v) for _, v in train[tag])
     for variable in trainer.model.trainable_variables:
         assert len(train[variable.path]) == EPOCHS
-    assert "train_loop" in train and "config" in train
+    assert "config" in train
+    accumulator = EventAccumulator(str(tmp_path / "train"))
+    accumulator.Reload()
+    layer_paths = {variable.path.rsplit("/", 1)[0] for variable in trainer.model.trainable_variables}
+    node_names = " ".join(node.name for node in accumulator.Graph().node)
+    # The step's graph holds every layer, in scopes named as the layers are (TensorFlow may number them).
+    for path in layer_paths:
+        scope = "".join(rf"{re.escape(part)}(_\d+)*/" for part in path.split("/")[1:])
+        assert re.search(scope, node_names), (path, node_names[:300])
     images = validation["reconstructions"]
     assert len(images) == EPOCHS
     rows = 1 + (2 if name == "twohead" else 1)
@@ -136,12 +146,12 @@ def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
         else:
             raise AssertionError("TensorBoard exited without serving")
 
-        def get(path, body=None):
+        def get(path, body=None, raw=False):
             request = urllib.request.Request(f"http://{address}{path}", data=body)
             if body is not None:
                 request.add_header("Content-Type", "application/json")
             with urllib.request.urlopen(request, timeout=60) as response:
-                return json.loads(response.read())
+                return response.read() if raw else json.loads(response.read())
 
         runs = get("/data/runs")
         assert {"run/train", "run/validation"} <= set(runs)
@@ -150,6 +160,15 @@ def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
         assert {"epoch_loss", "epoch_head_1_bce"} <= set(scalar_tags["run/validation"])
         assert "reconstructions" in get("/data/plugin/images/tags")["run/validation"]
         assert "code" in get("/data/plugin/histograms/tags")["run/validation"]
+        # The Graphs dashboard draws what this endpoint serves: the training step's op graph, which
+        # must hold the model's layers and the optimizer's update (it was once exported empty).
+        assert get("/data/plugin/graphs/info")["run/train"]["run_graph"]
+        graph = tf.compat.v1.GraphDef()
+        text_format.Parse(get("/data/plugin/graphs/graph?run=run/train&conceptual=false", raw=True), graph)
+        node_names = " ".join(node.name for node in graph.node)
+        assert len(graph.node) > 100
+        assert "head_1" in node_names and "head_2" in node_names, node_names[:500]
+        assert re.search(r"\badam(_\d+)?/", node_names), node_names[:500]  # The optimizer's update, in its scope.
         experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
         assert [info["name"] for info in experiment["hparamInfos"]] == ["model"]
         assert experiment["metricInfos"][0]["name"] == {"tag": "epoch_loss", "group": "validation"}
@@ -158,3 +177,17 @@ def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
         server.wait(timeout=60)
     # It stopped on our signal, not by crashing, and left no process behind.
     assert server.returncode in (0, -signal.SIGTERM)
+
+
+def test_the_graph_of_an_xla_run_is_not_empty(tmp_path, small_images):
+    """TensorFlow exports an XLA-compiled loop's graph empty; the training step's graph is written instead."""
+    keras.utils.set_random_seed(0)
+    model = registry.get("sparse").build()
+    inputs = to_model_inputs(small_images[:256], (784,))
+    trainer = Trainer(model, registry.get("sparse").objective(model), mode="xla", steps_per_loop=4)
+    trainer.fit(inputs, epochs=1, batch_size=64, verbose=0, logdir=str(tmp_path))
+    accumulator = EventAccumulator(str(tmp_path / "train"))
+    accumulator.Reload()
+    node_names = [node.name for node in accumulator.Graph().node]
+    assert any("encoder" in name for name in node_names) and any("decoder" in name for name in node_names)
+    assert trainer.trace_counts["train"] == 1  # Writing the graph traced no training loop.
