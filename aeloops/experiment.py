@@ -144,7 +144,7 @@ def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Call
     if config.dataset.endswith((".npy", ".npz")):
         train = data_lib.load_array_file(config.dataset)
         validation = None
-        if config.dataset.endswith(".npz"):
+        if config.dataset.endswith(".npz") and config.validation:
             with np.load(config.dataset) as archive:
                 validation = archive["x_test"] if "x_test" in archive.files else None
         return Datasets(
@@ -394,6 +394,7 @@ def _run(
         batch_size=config.batch_size,
         validation_data=datasets.validation,
         initial_epoch=initial_epoch,
+        initial_step=int(trainer.step.numpy()),
         callbacks=callbacks,
         verbose=verbose,
     )

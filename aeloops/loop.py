@@ -142,6 +142,7 @@ class Trainer(tf.Module):
             objective = model.default_objective()
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an aeloops Objective, got {type(objective).__name__}.")
+        _check_outputs(model, objective)
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
         self._cache = _Cache()
@@ -523,6 +524,19 @@ def _resolve_parts(
     # file may sort it): the gradient's norm is then summed the same way.
     position = {id(variable): index for index, variable in enumerate(model.trainable_variables)}
     return dict(sorted(parts.items(), key=lambda item: min((position[id(v)] for v in item[1][1]), default=-1)))
+
+
+def _check_outputs(model: keras.Model, objective: Objective) -> None:
+    """Refuses a term that reads an output the model does not return, now rather than deep in a trace."""
+    if getattr(model, "example_shape", None) is None or not hasattr(model, "output_names"):
+        return
+    outputs = model.output_names()
+    for term in objective.terms:
+        if term.output not in outputs:
+            raise ValueError(
+                f"LossTerm {term.name!r} reads output {term.output!r}, but the model returns {list(outputs)}; "
+                "point the term at one of those."
+            )
 
 
 def _check_strategy(optimizers: Mapping[str, keras.optimizers.Optimizer], strategy: tf.distribute.Strategy) -> None:

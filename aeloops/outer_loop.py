@@ -33,12 +33,29 @@ from aeloops.compiled import (
     is_distributed,
 )
 from aeloops.objective import TOTAL
-from aeloops.sources import INPUT, SAMPLE_WEIGHT, DatasetSource, ResidentSource, as_arrays, as_batch_dict, to_tensors
+from aeloops.sources import (
+    INPUT,
+    SAMPLE_WEIGHT,
+    DatasetSource,
+    ResidentSource,
+    as_arrays,
+    as_batch_dict,
+    check_dataset,
+    to_tensors,
+)
 
 if TYPE_CHECKING:
     from aeloops.loop import Trainer
 
-__all__ = ["ModeProbe", "NonFiniteLossError", "XlaRecompileWarning", "evaluate", "fit", "predict"]
+__all__ = [
+    "ModeProbe",
+    "NonFiniteLossError",
+    "XlaRecompileWarning",
+    "check_targets",
+    "evaluate",
+    "fit",
+    "predict",
+]
 
 # How many fixed examples fit(logdir=...) shows in TensorBoard.
 SUMMARY_EXAMPLES = 8
@@ -66,6 +83,7 @@ def fit(
     shuffle: bool = True,
     validation_data: Data | None = None,
     initial_epoch: int = 0,
+    initial_step: int | None = None,
     steps_per_epoch: int | None = None,
     callbacks: Sequence[Callback] = (),
     verbose: int = 1,
@@ -86,6 +104,9 @@ def fit(
       shuffle: reshuffle arrays every epoch, seeded by ``(seed, epoch)``.
       validation_data: like ``data``; evaluated after every epoch.
       initial_epoch: the epoch to start at, when resuming.
+      initial_step: when resuming from a checkpoint taken mid-epoch, the
+        global step it holds: the first epoch then skips the batches it
+        already trained on. By default every epoch runs all of its steps.
       steps_per_epoch: for a ``Dataset``; by default one pass of it.
       callbacks: ``Callback`` objects for checkpoints, summaries, ...
       verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
@@ -119,7 +140,11 @@ def fit(
     for epoch in range(initial_epoch, epochs):
         progress = _progress(trainer, verbose, epoch, epochs, source.steps_per_epoch)
         start = time.perf_counter()
-        logs, steps_run = _run_epoch(trainer, source, epoch, shuffle, batch_size, progress, callbacks, probe)
+        done = 0
+        if initial_step is not None and epoch == initial_epoch:
+            done = initial_step - epoch * source.steps_per_epoch
+            done = done if 0 <= done < source.steps_per_epoch else 0
+        logs, steps_run = _run_epoch(trainer, source, epoch, shuffle, batch_size, progress, callbacks, probe, done)
         if logs is None:  # Stopped mid-epoch: a partial epoch leaves no history row.
             break
         logs["epoch_seconds"] = time.perf_counter() - start
@@ -149,12 +174,10 @@ def _run_epoch(
     progress: keras.utils.Progbar | None,
     callbacks: Sequence[Callback],
     probe: ModeProbe,
+    done: int,
 ) -> tuple[dict[str, float] | None, int]:
-    """Runs the rest of ``epoch``; returns its mean values (None if stopped early) and steps run."""
+    """Runs ``epoch`` from its step ``done``; returns its mean values (None if stopped early) and steps run."""
     steps = source.steps_per_epoch
-    done = int(trainer.step.numpy()) - epoch * steps
-    # A resumed run restarts mid-epoch; anything else starts at step 0.
-    done = done if 0 <= done < steps else 0
     run_loop = _epoch_runner(trainer, source, epoch, shuffle, done)
     sums: dict[str, float] = {}
     counted = 0
@@ -239,8 +262,10 @@ class _Progbar(keras.utils.Progbar):
 
 def _training_source(trainer: Trainer, data: Data, batch_size: int, steps_per_epoch: int | None) -> Source:
     if isinstance(data, tf.data.Dataset):
+        check_dataset(data, getattr(trainer.model, "example_shape", None), "data")
         return DatasetSource(data, steps_per_epoch)
     arrays = as_arrays(data, "data")
+    check_targets(trainer, arrays, "data")
     if len(arrays[INPUT]) < batch_size:
         raise ValueError(
             f"batch_size {batch_size} is larger than the {len(arrays[INPUT])} training examples; lower --batch-size."
@@ -333,9 +358,11 @@ def evaluate(trainer: Trainer, data: Data, batch_size: int = 256) -> dict[str, f
     _check_positive_int("batch_size", batch_size)
     with trainer.averaged_weights():
         if isinstance(data, tf.data.Dataset):
+            check_dataset(data, getattr(trainer.model, "example_shape", None), "validation_data")
             sums, batches = _evaluate_dataset(trainer, data.map(as_batch_dict))
             return {name: value / batches for name, value in sums.items()}
         arrays = as_arrays(data, "validation_data")
+        check_targets(trainer, arrays, "validation_data")
         count = len(arrays[INPUT])
         batches = math.ceil(count / batch_size)
         padded = np.arange(batches * batch_size)
@@ -380,6 +407,24 @@ def predict(trainer: Trainer, data: np.ndarray, batch_size: int = 256) -> dict[s
             for name, value in step(tf.constant(batch)).items():
                 pieces.setdefault(name, []).append(value.numpy()[:size])
     return {name: np.concatenate(parts) for name, parts in pieces.items()}
+
+
+# Losses that read their target as probabilities in [0, 1].
+_CROSS_ENTROPIES = ("bce", "bce_logits", "binary_crossentropy", "binary_crossentropy_from_logits")
+
+
+def check_targets(trainer: Trainer, arrays: Mapping[str, np.ndarray], name: str) -> None:
+    """Refuses cross-entropy targets outside [0, 1] (raw 0-255 pixels, say), which train to a negative loss."""
+    for term in trainer.objective.terms:
+        if term.loss in _CROSS_ENTROPIES and term.target in arrays:
+            values = arrays[term.target]
+            low, high = float(values.min()), float(values.max())
+            if low < 0 or high > 1:
+                raise ValueError(
+                    f"{name}[{term.target!r}] ranges over [{low:g}, {high:g}], but loss term {term.name!r} is a "
+                    "cross-entropy, which needs targets in [0, 1]; scale the data first "
+                    "(aeloops.to_model_inputs divides uint8 pixels by 255)."
+                )
 
 
 def _check_positive_int(name: str, value: Any) -> None:

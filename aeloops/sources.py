@@ -14,7 +14,16 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["INPUT", "SAMPLE_WEIGHT", "DatasetSource", "ResidentSource", "as_arrays", "as_batch_dict", "to_tensors"]
+__all__ = [
+    "INPUT",
+    "SAMPLE_WEIGHT",
+    "DatasetSource",
+    "ResidentSource",
+    "as_arrays",
+    "as_batch_dict",
+    "check_dataset",
+    "to_tensors",
+]
 
 INPUT = "input"
 # The batch entry of per-example weights (0 for the padding of an evaluation batch).
@@ -78,12 +87,38 @@ def as_batch_dict(batch: Any) -> dict[str, tf.Tensor]:
     return dict(batch) if isinstance(batch, Mapping) else {INPUT: batch}
 
 
+_DICT_FORM = "pass one array of inputs, or a dict such as {'input': noisy, 'clean': images}"
+
+
 def as_arrays(data: Any, name: str) -> dict[str, np.ndarray]:
-    """Returns ``data`` (an array or a dict of arrays) as checked NumPy arrays with an ``"input"``."""
+    """Returns ``data`` (an array or a dict of arrays) as checked NumPy arrays with an ``"input"``.
+
+    A Keras-style pair ``(x, x)``, an autoencoder's input and its own
+    target, is read as ``x``; any other pair or list of arrays is refused
+    rather than stacked into one array.
+    """
+    if isinstance(data, (tuple, list)) and data and all(hasattr(item, "shape") for item in data):
+        if len(data) == 2 and (data[1] is data[0] or _same_array(data[0], data[1])):
+            data = data[0]
+        else:
+            raise ValueError(
+                f"{name} is a {type(data).__name__} of {len(data)} arrays, which aeloops does not stack or "
+                f"pair up; {_DICT_FORM}."
+            )
+    if not isinstance(data, Mapping) and not hasattr(data, "__array__") and not isinstance(data, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a NumPy array, a dict of arrays with an {INPUT!r} entry, or a batched "
+            f"tf.data.Dataset; got {type(data).__name__}."
+        )
     arrays = dict(data) if isinstance(data, Mapping) else {INPUT: data}
     if INPUT not in arrays:
         raise ValueError(f"{name} is a dict without an {INPUT!r} entry; it has {sorted(arrays)}.")
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
+    for key, value in arrays.items():
+        if value.ndim == 0 or value.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{name}[{key!r}] must be a numeric array of examples; got {value.dtype} of shape {value.shape}."
+            )
     count = len(arrays[INPUT])
     if count == 0:
         raise ValueError(f"{name} is empty.")
@@ -93,6 +128,27 @@ def as_arrays(data: Any, name: str) -> dict[str, np.ndarray]:
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             raise ValueError(f"{name}[{key!r}] contains NaN or Inf; clean the data before training.")
     return arrays
+
+
+def _same_array(left: Any, right: Any) -> bool:
+    left, right = np.asarray(left), np.asarray(right)
+    return left.shape == right.shape and np.array_equal(left, right)
+
+
+def check_dataset(dataset: tf.data.Dataset, example_shape: tuple[int, ...] | None, name: str) -> None:
+    """Refuses a dataset of ``(x, y)`` tuples or of single examples, with the fix for each."""
+    spec = dataset.element_spec
+    if isinstance(spec, tuple):
+        raise ValueError(
+            f"{name} yields {len(spec)}-tuples; aeloops reads a tensor of inputs or a dict of named tensors: "
+            "dataset.map(lambda x, y: {'input': x}) (or {'input': x, 'clean': y} for a denoising term)."
+        )
+    inputs = spec[INPUT] if isinstance(spec, Mapping) else spec
+    if example_shape is not None and inputs.shape.rank == len(example_shape):
+        raise ValueError(
+            f"{name} yields single examples of shape {tuple(inputs.shape)}; batch it first: "
+            "dataset.batch(64, drop_remainder=True)."
+        )
 
 
 def to_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, tf.Tensor]:
