@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from benchmarks import blog_table, run
+from benchmarks import blog_table, mode_probe, run
 from tests.conftest import SHARED_MNIST
 
 
@@ -35,3 +35,9 @@ def test_blog_table_runs_one_epoch_of_each_model(capsys):
     table = capsys.readouterr().out
     for blog_run in blog_table.RUNS:
         assert f"| {blog_run.name} | 1 | {blog_run.batch_size} |" in table
+
+
+def test_mode_probe_benchmark_times_auto_against_graph(capsys):
+    assert mode_probe.main(["--repeats", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "| auto | graph |" in table and "| graph | graph |" in table  # auto ended in graph mode.
