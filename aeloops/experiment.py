@@ -272,19 +272,49 @@ def make_optimizers(config: TrainConfig) -> keras.optimizers.Optimizer | dict[st
     return parts["model"] if list(parts) == ["model"] else parts
 
 
-def hyperparameters(config: TrainConfig, objective: Objective) -> dict[str, float | str]:
-    """Returns the run's hyperparameters for TensorBoard's HParams dashboard."""
+def _fit(
+    trainer: Trainer,
+    datasets: Datasets,
+    config: TrainConfig,
+    initial_epoch: int,
+    callbacks: list[Callback],
+    verbose: int,
+) -> None:
+    trainer.fit(
+        datasets.train,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        validation_data=datasets.validation,
+        initial_epoch=initial_epoch,
+        initial_step=int(trainer.step.numpy()),
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+
+
+def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | str]:
+    """Returns what TensorBoard's HParams dashboard shows of the run: the values in effect, not the requests.
+
+    Learning rates as numbers (one per part), the optimizer options, the
+    mode in use, every term's weight (a schedule by its description).
+    """
     values: dict[str, float | str] = {
         "model": config.model,
-        "optimizer": config.optimizer,
-        "learning_rate": config.learning_rate if config.learning_rate is not None else "default",
+        "dataset": config.dataset,
         "batch_size": config.batch_size,
-        "mode": config.mode,
+        "mode": trainer.mode,
         "precision": config.precision,
         "seed": config.seed,
+        **trainer.learning_rates(),
     }
-    for term in objective.terms:
-        values[f"weight/{term.name}"] = "scheduled" if callable(term.weight) else float(term.weight)
+    for part, settings in config.optimizer_settings().items():
+        prefix = "" if part == "model" else f"{part}/"
+        values[f"{prefix}optimizer"] = settings["optimizer"]
+        for option in OPTIMIZER_OPTIONS:
+            if settings[option] is not None and settings[option] is not False:
+                values[f"{prefix}{option}"] = settings[option]
+    for term in trainer.objective.terms:
+        values[f"weight/{term.name}"] = schedules.describe(term.weight)
     return values
 
 
@@ -378,7 +408,8 @@ def _run(
         config.summary_every,
         examples=shown,
         config=config.to_dict(),
-        hparams=hyperparameters(config, objective),
+        hparams=hyperparameters(config, trainer),
+        trial_id=run_dir.path.name,
         profile_steps=config.profile_window(),
     )
     # history.json is written before the checkpoint (see above for why).
@@ -388,16 +419,12 @@ def _run(
     if stop_event is not None:
         callbacks.append(_StopOnRequest(stop_event, strategy if config.strategy == "multiworker" else None))
     started = time.perf_counter()
-    trainer.fit(
-        datasets.train,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        validation_data=datasets.validation,
-        initial_epoch=initial_epoch,
-        initial_step=int(trainer.step.numpy()),
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    try:
+        _fit(trainer, datasets, config, initial_epoch, callbacks, verbose)
+    except BaseException:
+        if chief:  # HParams shows the run as failed, rather than forever unknown.
+            summaries.write_status("failed")
+        raise
     if chief and trainer.mode != config.mode:  # "auto" fell back from XLA during the run.
         write_json(run_dir.config, _saved_config(dataclasses.replace(config, mode=trainer.mode)))
     if trainer.stop_training:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-__all__ = ["Schedule", "constant", "cyclical", "linear_warmup"]
+__all__ = ["Schedule", "constant", "cyclical", "describe", "linear_warmup"]
 
 Schedule = Callable[[tf.Tensor], tf.Tensor]
 
@@ -26,7 +26,7 @@ def _check(name: str, value: float, minimum: float) -> None:
 def constant(weight: float) -> Schedule:
     """Returns a schedule that is ``weight`` at every step."""
     _check("weight", weight, 0.0)
-    return lambda step: tf.constant(float(weight), tf.float32)
+    return _described(lambda step: tf.constant(float(weight), tf.float32), f"constant({weight:g})")
 
 
 def linear_warmup(weight: float, steps: int, start: float = 0.0) -> Schedule:
@@ -39,7 +39,7 @@ def linear_warmup(weight: float, steps: int, start: float = 0.0) -> Schedule:
         progress = tf.minimum(tf.cast(step, tf.float32) / float(steps), 1.0)
         return start + (weight - start) * progress
 
-    return schedule
+    return _described(schedule, f"linear_warmup({start:g} to {weight:g} over {steps} steps)")
 
 
 def cyclical(weight: float, period: int, ramp_fraction: float = 0.5) -> Schedule:
@@ -58,4 +58,16 @@ def cyclical(weight: float, period: int, ramp_fraction: float = 0.5) -> Schedule
         position = tf.cast(tf.math.floormod(tf.cast(step, tf.int64), period), tf.float32)
         return weight * tf.minimum(position / ramp, 1.0)
 
+    return _described(schedule, f"cyclical({weight:g}, period {period} steps, ramp {ramp_fraction:g})")
+
+
+def describe(weight: object) -> str | float:
+    """Returns a weight as TensorBoard's HParams shows it: the number, or the schedule's description."""
+    if not callable(weight):
+        return float(weight)
+    return getattr(weight, "description", getattr(weight, "__name__", "scheduled"))
+
+
+def _described(schedule: Schedule, description: str) -> Schedule:
+    schedule.description = description  # What HParams and the run's record show for it.
     return schedule

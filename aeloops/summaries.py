@@ -14,8 +14,9 @@ A run's log directory gets:
 - ``validation/``: the same ``epoch_<term>`` tags (TensorBoard overlays the
   two runs), an image of fixed examples above their reconstructions (one row
   per reconstructing term) and a histogram of their code, by epoch.
-- the directory itself: the run's hyperparameters for the HParams dashboard,
-  with the final validation loss as its metric.
+- the directory itself: the run's hyperparameters (the values in effect)
+  for the HParams dashboard, named by ``trial_id``, and its end: finished,
+  stopped (still running, as far as HParams can say) or failed.
 - ``plugins/profile/``: a profile of the steps in ``profile_steps``, if asked.
 
 >>> writer = SummaryWriter(trainer, "runs/x/tensorboard", every_steps=100,
@@ -27,12 +28,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import summary as hparams_summary
 
 from aeloops.callbacks import Callback
 from aeloops.compiled import is_distributed
@@ -47,7 +51,8 @@ __all__ = ["SummaryWriter", "reconstruction_rows", "training_step_graph"]
 
 # Scalars written by epoch under their own names rather than as epoch_<name>.
 _TIMING = ("epoch_seconds", "samples_per_second")
-HPARAMS_METRIC = "epoch_loss"
+# HParams session statuses: a stopped run can be resumed, so it is still running.
+_STATUSES = {"finished": api_pb2.STATUS_SUCCESS, "stopped": api_pb2.STATUS_RUNNING, "failed": api_pb2.STATUS_FAILURE}
 
 
 def training_step_graph(trainer: Trainer, example_shape: tuple[int, ...]) -> tf.Graph:
@@ -86,6 +91,9 @@ class SummaryWriter(Callback):
         reconstructions, codes and per-term gradient norms are summarized.
       config: the run's settings, written as text once.
       hparams: hyperparameters for the HParams dashboard (flat, scalar values).
+        No experiment summary is written, so TensorBoard takes the union of
+        every run's hyperparameters as its columns.
+      trial_id: the name the HParams dashboard gives this run (its directory, say).
       profile_steps: ``(first, last)`` steps to profile, or None.
     """
 
@@ -98,6 +106,7 @@ class SummaryWriter(Callback):
         examples: np.ndarray | None = None,
         config: Mapping[str, object] | None = None,
         hparams: Mapping[str, object] | None = None,
+        trial_id: str | None = None,
         profile_steps: tuple[int, int] | None = None,
     ) -> None:
         if every_steps < 1:
@@ -110,22 +119,22 @@ class SummaryWriter(Callback):
         self.examples = None if examples is None else np.asarray(examples)
         self.config = dict(config) if config is not None else None
         self.hparams = dict(hparams) if hparams is not None else None
+        self.trial_id = trial_id
         self.profile_steps = profile_steps
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
         self.validation_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "validation"))
         self._last_written_step = -1
         self._profiling = False
+        self._hparams_writer: tf.summary.SummaryWriter | None = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         step = int(trainer.step.numpy())
         self._last_written_step = step
         if self.hparams is not None:
-            with tf.summary.create_file_writer(self.logdir).as_default():
-                hparams_api.hparams_config(
-                    hparams=[hparams_api.HParam(name) for name in self.hparams],
-                    metrics=[hparams_api.Metric(HPARAMS_METRIC, group="validation", display_name="validation loss")],
-                )
-                hparams_api.hparams(self.hparams)
+            # A session per run and no experiment summary: TensorBoard then
+            # shows every run's hyperparameters and scalars as columns.
+            with self._session_writer().as_default():
+                hparams_api.hparams(self.hparams, trial_id=self.trial_id, start_time_secs=time.time())
         with self.train_writer.as_default(step=step):
             if self.config is not None:
                 text = json.dumps(self.config, indent=2, sort_keys=True)
@@ -147,6 +156,21 @@ class SummaryWriter(Callback):
             if self.examples is not None:
                 for name, norm in trainer.term_gradient_norms(self.examples).items():
                     tf.summary.scalar(f"gradient_norm/{name}", norm)
+
+    def write_status(self, outcome: str) -> None:
+        """Ends the HParams session: ``"finished"``, ``"stopped"`` (resumable) or ``"failed"``."""
+        if self.hparams is None:
+            return
+        status = _STATUSES[outcome]
+        with self._session_writer().as_default():
+            end = hparams_summary.session_end_pb(status, end_time_secs=time.time())
+            tf.summary.experimental.write_raw_pb(end.SerializeToString(), step=0)
+        self._session_writer().flush()
+
+    def _session_writer(self) -> tf.summary.SummaryWriter:
+        if self._hparams_writer is None:
+            self._hparams_writer = tf.summary.create_file_writer(self.logdir)
+        return self._hparams_writer
 
     def _profile(self, step: int) -> None:
         if self.profile_steps is None:
@@ -180,6 +204,7 @@ class SummaryWriter(Callback):
         self.validation_writer.flush()
 
     def on_train_end(self, trainer: Trainer, history: Mapping[str, list[float]]) -> None:
+        self.write_status("stopped" if trainer.stop_training else "finished")
         if self._profiling:
             tf.profiler.experimental.stop()
             self._profiling = False

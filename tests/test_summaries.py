@@ -1,5 +1,6 @@
 """TensorBoard summaries: event files read back, and a real TensorBoard server."""
 
+import contextlib
 import json
 import re
 import signal
@@ -14,6 +15,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from aeloops import train
 from aeloops.data import to_model_inputs
 from aeloops.loop import Trainer
 from aeloops.models import registry
@@ -43,7 +45,8 @@ def train_with_summaries(name, images, logdir, objective=None):
     inputs = to_model_inputs(images, model.example_shape)
     trainer = Trainer(model, objective, mode="graph", steps_per_loop=3)
     writer = SummaryWriter(
-        trainer, logdir, every_steps=4, examples=inputs[:6], config={"model": name}, hparams={"model": name}
+        trainer, logdir, every_steps=4, examples=inputs[:6], config={"model": name}, hparams={"model": name},
+        trial_id=f"{name}-trial",
     )
     history = trainer.fit(
         inputs[:512], epochs=EPOCHS, batch_size=64, validation_data=inputs[512:700], callbacks=[writer], verbose=0
@@ -130,10 +133,11 @@ def test_profile_window_is_written(tmp_path, small_images):
     assert list((tmp_path / "plugins" / "profile").rglob("*.xplane.pb"))
 
 
-def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
-    train_with_summaries("twohead", small_images, tmp_path / "run")
+@contextlib.contextmanager
+def tensorboard_server(logdir):
+    """Serves ``logdir`` with a real TensorBoard on a free loopback port; yields ``get(path, body=None, raw=False)``."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(tmp_path), "--port", "0", "--host", "127.0.0.1"],
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", "0", "--host", "127.0.0.1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -153,6 +157,25 @@ def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.read() if raw else json.loads(response.read())
 
+        yield get
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    # It stopped on our signal, not by crashing, and left no process behind.
+    assert server.returncode in (0, -signal.SIGTERM)
+
+
+STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+
+
+def session_groups(get):
+    request = {"experimentName": "", "startIndex": 0, "sliceSize": 100, "allowedStatuses": STATUSES}
+    return get("/data/plugin/hparams/session_groups", json.dumps(request).encode())["sessionGroups"]
+
+
+def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
+    train_with_summaries("twohead", small_images, tmp_path / "run")
+    with tensorboard_server(tmp_path) as get:
         runs = get("/data/runs")
         assert {"run/train", "run/validation"} <= set(runs)
         scalar_tags = get("/data/plugin/scalars/tags")
@@ -171,12 +194,38 @@ def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
         assert re.search(r"\badam(_\d+)?/", node_names), node_names[:500]  # The optimizer's update, in its scope.
         experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
         assert [info["name"] for info in experiment["hparamInfos"]] == ["model"]
-        assert experiment["metricInfos"][0]["name"] == {"tag": "epoch_loss", "group": "validation"}
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-    # It stopped on our signal, not by crashing, and left no process behind.
-    assert server.returncode in (0, -signal.SIGTERM)
+        metrics = [info["name"] for info in experiment["metricInfos"]]
+        assert {"group": "validation", "tag": "epoch_loss"} in metrics
+        assert {"group": "validation", "tag": "epoch_head_2_squared_error"} in metrics
+        [group] = session_groups(get)
+        assert group["name"] == "twohead-trial" and group["sessions"][0]["status"] == "STATUS_SUCCESS"
+
+
+def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    common = ["--dataset", "mnist-sample", "--epochs", "1", "--quiet"]
+    assert train.main([*common, "--model", "sparse", "--run-dir", str(runs / "sparse")]) == 0
+    assert train.main([*common, "--model", "vae", "--set", "objective.kl.schedule=linear_warmup",
+                       "--set", "objective.kl.schedule_steps=50", "--run-dir", str(runs / "vae")]) == 0  # fmt: skip
+    assert train.main([*common, "--learning-rate", "1e9", "--run-dir", str(runs / "diverges")]) == 1
+    capsys.readouterr()
+    with tensorboard_server(runs) as get:
+        experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
+        columns = {info["name"]: info for info in experiment["hparamInfos"]}
+        # Every run's hyperparameters are columns, not only the first run's.
+        assert {"weight/sparsity", "weight/kl", "weight/bce", "learning_rate", "mode", "batch_size"} <= set(columns)
+        assert columns["learning_rate"]["type"] == "DATA_TYPE_FLOAT64"
+        metrics = [info["name"] for info in experiment["metricInfos"]]
+        for tag in ("epoch_loss", "epoch_bce", "epoch_sparsity", "epoch_kl"):
+            assert {"group": "validation", "tag": tag} in metrics, tag
+        groups = {group["name"]: group for group in session_groups(get)}
+        assert set(groups) == {"sparse", "vae", "diverges"}
+        status = {name: group["sessions"][0]["status"] for name, group in groups.items()}
+        assert status == {"sparse": "STATUS_SUCCESS", "vae": "STATUS_SUCCESS", "diverges": "STATUS_FAILURE"}
+        assert groups["vae"]["hparams"]["weight/kl"] == "linear_warmup(0 to 1 over 50 steps)"
+        assert groups["sparse"]["hparams"]["learning_rate"] == pytest.approx(0.001)
+        assert groups["diverges"]["hparams"]["learning_rate"] == pytest.approx(1e9)
+        assert groups["sparse"]["hparams"]["mode"] == "xla"
 
 
 def test_the_graph_of_an_xla_run_is_not_empty(tmp_path, small_images):
