@@ -253,9 +253,8 @@ def write_generated_images(model: VariationalAutoencoder, run_dir: RunDirectory,
     each axis: the Keras blog's "2-D manifold of digits".
     """
     write_png(run_dir.path / "samples.png", image_grid(np.split(model.sample(40, seed=0), 4)))
-    if model.encoder.latent_dim == 2:
-        axis = np.linspace(-2.0, 2.0, side, dtype=np.float32)
-        rows = [np.asarray(model.decode(np.stack([np.full(side, y), axis], axis=1))) for y in axis[::-1]]
+    rows = model.latent_map(side)
+    if rows is not None:
         write_png(run_dir.path / "latent_map.png", image_grid(rows))
 
 
@@ -407,6 +406,7 @@ def _run(
         run_dir.tensorboard,
         config.summary_every,
         examples=shown,
+        histogram_examples=(datasets.validation if datasets.validation is not None else datasets.train)[:1000],
         config=config.to_dict(),
         hparams=hyperparameters(config, trainer),
         trial_id=run_dir.path.name,

@@ -13,7 +13,10 @@ A run's log directory gets:
   config as text, once.
 - ``validation/``: the same ``epoch_<term>`` tags (TensorBoard overlays the
   two runs), an image of fixed examples above their reconstructions (one row
-  per reconstructing term) and a histogram of their code, by epoch.
+  per reconstructing term, each row named, enlarged to be read), a histogram
+  of the codes of a larger fixed subset (a thousand validation images from
+  the CLI), and for a generative model digits decoded from fixed prior draws
+  and, for a 2-D code, the map of its code space, by epoch.
 - the directory itself: the run's hyperparameters (the values in effect)
   for the HParams dashboard, named by ``trial_id``, and its end: finished,
   stopped (still running, as far as HParams can say) or failed.
@@ -40,14 +43,14 @@ from tensorboard.plugins.hparams import summary as hparams_summary
 
 from aeloops.callbacks import Callback
 from aeloops.compiled import is_distributed
-from aeloops.images import image_grid
+from aeloops.images import labeled_grid
 from aeloops.objective import Objective
 from aeloops.sources import INPUT
 
 if TYPE_CHECKING:
     from aeloops.loop import Trainer
 
-__all__ = ["SummaryWriter", "reconstruction_rows", "training_step_graph"]
+__all__ = ["SummaryWriter", "reconstruction_labels", "reconstruction_rows", "training_step_graph"]
 
 # Scalars written by epoch under their own names rather than as epoch_<name>.
 _TIMING = ("epoch_seconds", "samples_per_second")
@@ -69,6 +72,12 @@ def training_step_graph(trainer: Trainer, example_shape: tuple[int, ...]) -> tf.
     return step.get_concrete_function(spec).graph
 
 
+def reconstruction_labels(objective: Objective) -> list[str]:
+    """Returns the name of each row ``reconstruction_rows`` gives: the output each reconstructing term reads."""
+    names = [term.output for term in objective.terms if term.target == "input"]
+    return ["reconstruction"] if len(names) <= 1 else names
+
+
 def reconstruction_rows(objective: Objective, outputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """Returns one image row per term that reconstructs the input, in [0, 1]."""
     rows = []
@@ -88,7 +97,9 @@ class SummaryWriter(Callback):
       logdir: the run's TensorBoard directory.
       every_steps: the cadence of step scalars.
       examples: a few fixed inputs (validation images, say) whose
-        reconstructions, codes and per-term gradient norms are summarized.
+        reconstructions and per-term gradient norms are summarized.
+      histogram_examples: more fixed inputs (a thousand, say) whose codes'
+        histogram is summarized; ``examples`` when not given.
       config: the run's settings, written as text once.
       hparams: hyperparameters for the HParams dashboard (flat, scalar values).
         No experiment summary is written, so TensorBoard takes the union of
@@ -104,6 +115,7 @@ class SummaryWriter(Callback):
         every_steps: int = 100,
         *,
         examples: np.ndarray | None = None,
+        histogram_examples: np.ndarray | None = None,
         config: Mapping[str, object] | None = None,
         hparams: Mapping[str, object] | None = None,
         trial_id: str | None = None,
@@ -117,6 +129,7 @@ class SummaryWriter(Callback):
         self.logdir = os.fspath(logdir)
         self.every_steps = every_steps
         self.examples = None if examples is None else np.asarray(examples)
+        self.histogram_examples = self.examples if histogram_examples is None else np.asarray(histogram_examples)
         self.config = dict(config) if config is not None else None
         self.hparams = dict(hparams) if hparams is not None else None
         self.trial_id = trial_id
@@ -156,6 +169,18 @@ class SummaryWriter(Callback):
             if self.examples is not None:
                 for name, norm in trainer.term_gradient_norms(self.examples).items():
                     tf.summary.scalar(f"gradient_norm/{name}", norm)
+
+    def _generated_images(self, trainer: Trainer) -> None:
+        """For a generative model: digits decoded from prior draws, and the 2-D code space's map."""
+        sample = getattr(trainer.model, "sample", None)
+        if sample is None:
+            return
+        with trainer.averaged_weights():
+            draws = np.split(sample(32, seed=0), 4)  # The same draws every epoch.
+            tf.summary.image("samples", labeled_grid(draws, ["prior"] * 4)[None])
+            latent_map = getattr(trainer.model, "latent_map", lambda: None)()
+        if latent_map is not None:
+            tf.summary.image("latent_map", labeled_grid(latent_map, [""] * len(latent_map), scale=2)[None])
 
     def write_status(self, outcome: str) -> None:
         """Ends the HParams session: ``"finished"``, ``"stopped"`` (resumable) or ``"failed"``."""
@@ -198,8 +223,12 @@ class SummaryWriter(Callback):
             if self.examples is not None:
                 outputs = trainer.predict(self.examples, batch_size=len(self.examples))
                 rows = reconstruction_rows(trainer.objective, outputs)
-                tf.summary.image("reconstructions", image_grid([self.examples, *rows])[None])
-                tf.summary.histogram("code", outputs["code"])
+                labels = ["input", *reconstruction_labels(trainer.objective)]
+                tf.summary.image("reconstructions", labeled_grid([self.examples, *rows], labels)[None])
+            if self.histogram_examples is not None:
+                codes = trainer.predict(self.histogram_examples, batch_size=256)["code"]
+                tf.summary.histogram("code", codes)
+            self._generated_images(trainer)
         self.train_writer.flush()
         self.validation_writer.flush()
 

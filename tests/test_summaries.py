@@ -83,8 +83,14 @@ def test_event_files_hold_every_term(tmp_path, small_images, name):
     images = validation["reconstructions"]
     assert len(images) == EPOCHS
     rows = 1 + (2 if name == "twohead" else 1)
-    # An image summary holds width, height and the PNG bytes.
-    assert (int(images[0][1][0]), int(images[0][1][1])) == (6 * 30 + 2, rows * 30 + 2)
+    # An image summary holds width, height and the PNG bytes: the grid, enlarged 3x, after a margin of labels.
+    width, height = int(images[0][1][0]), int(images[0][1][1])
+    grid_width = (6 * 30 + 2) * 3
+    assert height == (rows * 30 + 2) * 3 and width > grid_width
+    picture = tf.io.decode_png(images[0][1][2]).numpy()[..., 0]
+    margin = picture[:, : width - grid_width]
+    for row in range(rows):  # Every row has its name written beside it.
+        assert (margin[6 + row * 90 : 6 + (row + 1) * 90] < 128).any(), row
     assert len(validation["code"]) == EPOCHS
 
 
@@ -226,6 +232,12 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         assert groups["sparse"]["hparams"]["learning_rate"] == pytest.approx(0.001)
         assert groups["diverges"]["hparams"]["learning_rate"] == pytest.approx(1e9)
         assert groups["sparse"]["hparams"]["mode"] == "xla"
+        # Pictures and histograms of the same runs.
+        image_tags = get("/data/plugin/images/tags")
+        assert {"reconstructions", "samples", "latent_map"} <= set(image_tags["vae/tensorboard/validation"])
+        assert "samples" not in image_tags["sparse/tensorboard/validation"]
+        [(_, _, buckets)] = get("/data/plugin/histograms/histograms?run=sparse/tensorboard/validation&tag=code")
+        assert sum(count for _, _, count in buckets) == 1000 * 32  # 1,000 validation images' 32-unit codes.
 
 
 def test_the_graph_of_an_xla_run_is_not_empty(tmp_path, small_images):

@@ -118,6 +118,16 @@ class VariationalAutoencoder(Autoencoder):
         codes = np.random.default_rng(seed).standard_normal((count, self.encoder.latent_dim)).astype(np.float32)
         return np.asarray(self.decode(codes))
 
+    def latent_map(self, side: int = 15, extent: float = 2.0) -> list[np.ndarray] | None:
+        """Returns rows of decodings of a ``side`` x ``side`` grid of codes over [-extent, extent]^2, for a 2-D code.
+
+        The Keras blog's "2-D manifold of digits"; None for other code sizes.
+        """
+        if self.encoder.latent_dim != 2:
+            return None
+        axis = np.linspace(-extent, extent, side, dtype=np.float32)
+        return [np.asarray(self.decode(np.stack([np.full(side, y), axis], axis=1))) for y in axis[::-1]]
+
     def constructor_arguments(self) -> dict[str, Any]:
         return {
             "input_shape": list(self.example_shape),
