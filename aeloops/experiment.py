@@ -55,6 +55,8 @@ class Datasets(NamedTuple):
     validation: np.ndarray | None
     # The dataset actually used: "mnist-sample" after a fall-back from "mnist".
     name: str
+    # The classes of the validation images (else of the training images), where the dataset has them.
+    labels: np.ndarray | None = None
 
 
 class RunResult(NamedTuple):
@@ -171,6 +173,7 @@ def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Call
         data_lib.to_model_inputs(splits.train_images, example_shape, "training images"),
         data_lib.to_model_inputs(splits.test_images, example_shape, "test images") if config.validation else None,
         used,
+        splits.test_labels if config.validation else splits.train_labels,
     )
 
 
@@ -407,6 +410,7 @@ def _run(
         config.summary_every,
         examples=shown,
         histogram_examples=(datasets.validation if datasets.validation is not None else datasets.train)[:1000],
+        labels=None if datasets.labels is None else datasets.labels[:1000],
         config=config.to_dict(),
         hparams=hyperparameters(config, trainer),
         trial_id=run_dir.path.name,

@@ -21,6 +21,9 @@ A run's log directory gets:
   for the HParams dashboard, named by ``trial_id``, and its end: finished,
   stopped (still running, as far as HParams can say) or failed.
 - ``plugins/profile/``: a profile of the steps in ``profile_steps``, if asked.
+- ``projector-codes-*``, ``projector_config.pbtxt``, ``sprite.png``, ``metadata.tsv``:
+  the codes of the histogram's examples for the Projector, at the end of
+  training, each with its thumbnail and label.
 
 >>> writer = SummaryWriter(trainer, "runs/x/tensorboard", every_steps=100,
 ...                        examples=x_test[:8])                  # doctest: +SKIP
@@ -31,19 +34,21 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import summary as hparams_summary
 
 from aeloops.callbacks import Callback
 from aeloops.compiled import is_distributed
-from aeloops.images import labeled_grid
+from aeloops.images import as_images, labeled_grid, write_png
 from aeloops.objective import Objective
 from aeloops.sources import INPUT
 
@@ -54,8 +59,21 @@ __all__ = ["SummaryWriter", "reconstruction_labels", "reconstruction_rows", "tra
 
 # Scalars written by epoch under their own names rather than as epoch_<name>.
 _TIMING = ("epoch_seconds", "samples_per_second")
+# The name of the codes in the Projector's checkpoint.
+PROJECTOR_TENSOR = "codes/.ATTRIBUTES/VARIABLE_VALUE"
 # HParams session statuses: a stopped run can be resumed, so it is still running.
 _STATUSES = {"finished": api_pb2.STATUS_SUCCESS, "stopped": api_pb2.STATUS_RUNNING, "failed": api_pb2.STATUS_FAILURE}
+
+
+def _sprite(images: np.ndarray) -> np.ndarray:
+    """Returns the Projector's sprite: thumbnails in a square grid, row by row, without padding."""
+    count, height, width = images.shape
+    side = int(np.ceil(np.sqrt(count)))
+    sheet = np.zeros((side * height, side * width), np.float32)
+    for index, image in enumerate(images):
+        row, column = divmod(index, side)
+        sheet[row * height : (row + 1) * height, column * width : (column + 1) * width] = image
+    return (sheet * 255.0 + 0.5).astype(np.uint8)[..., None]
 
 
 def training_step_graph(trainer: Trainer, example_shape: tuple[int, ...]) -> tf.Graph:
@@ -99,7 +117,9 @@ class SummaryWriter(Callback):
       examples: a few fixed inputs (validation images, say) whose
         reconstructions and per-term gradient norms are summarized.
       histogram_examples: more fixed inputs (a thousand, say) whose codes'
-        histogram is summarized; ``examples`` when not given.
+        histogram is summarized, and whose codes the Projector shows at the
+        end of training, with each input's thumbnail; ``examples`` when not given.
+      labels: the class of each of ``histogram_examples``, for the Projector's metadata.
       config: the run's settings, written as text once.
       hparams: hyperparameters for the HParams dashboard (flat, scalar values).
         No experiment summary is written, so TensorBoard takes the union of
@@ -116,6 +136,7 @@ class SummaryWriter(Callback):
         *,
         examples: np.ndarray | None = None,
         histogram_examples: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
         config: Mapping[str, object] | None = None,
         hparams: Mapping[str, object] | None = None,
         trial_id: str | None = None,
@@ -130,6 +151,7 @@ class SummaryWriter(Callback):
         self.every_steps = every_steps
         self.examples = None if examples is None else np.asarray(examples)
         self.histogram_examples = self.examples if histogram_examples is None else np.asarray(histogram_examples)
+        self.labels = None if labels is None else np.asarray(labels)
         self.config = dict(config) if config is not None else None
         self.hparams = dict(hparams) if hparams is not None else None
         self.trial_id = trial_id
@@ -181,6 +203,25 @@ class SummaryWriter(Callback):
             latent_map = getattr(trainer.model, "latent_map", lambda: None)()
         if latent_map is not None:
             tf.summary.image("latent_map", labeled_grid(latent_map, [""] * len(latent_map), scale=2)[None])
+
+    def write_projector(self, trainer: Trainer) -> None:
+        """Writes the codes of ``histogram_examples`` for TensorBoard's Projector, with thumbnails and labels."""
+        directory = pathlib.Path(self.logdir)
+        codes = trainer.predict(self.histogram_examples, batch_size=256)["code"]
+        codes = codes.reshape(len(codes), -1).astype(np.float32)
+        # Saved beside the config, whose Projector finds the newest checkpoint
+        # there: no absolute path, so a run directory can move.
+        tf.train.Checkpoint(codes=tf.Variable(codes)).save(str(directory / "projector-codes"))
+        images = as_images(self.histogram_examples)
+        config = projector.ProjectorConfig()
+        embedding = config.embeddings.add(tensor_name=PROJECTOR_TENSOR)
+        embedding.sprite.image_path = "sprite.png"
+        embedding.sprite.single_image_dim.extend([images.shape[2], images.shape[1]])
+        write_png(directory / "sprite.png", _sprite(images))
+        if self.labels is not None:
+            (directory / "metadata.tsv").write_text("".join(f"{label}\n" for label in self.labels))
+            embedding.metadata_path = "metadata.tsv"
+        projector.visualize_embeddings(str(directory), config)
 
     def write_status(self, outcome: str) -> None:
         """Ends the HParams session: ``"finished"``, ``"stopped"`` (resumable) or ``"failed"``."""
@@ -234,6 +275,8 @@ class SummaryWriter(Callback):
 
     def on_train_end(self, trainer: Trainer, history: Mapping[str, list[float]]) -> None:
         self.write_status("stopped" if trainer.stop_training else "finished")
+        if self.histogram_examples is not None:
+            self.write_projector(trainer)
         if self._profiling:
             tf.profiler.experimental.stop()
             self._profiling = False

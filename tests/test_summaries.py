@@ -16,7 +16,7 @@ from google.protobuf import text_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aeloops import train
-from aeloops.data import to_model_inputs
+from aeloops.data import load_sample, to_model_inputs
 from aeloops.loop import Trainer
 from aeloops.models import registry
 from aeloops.objective import LossTerm, Objective
@@ -238,6 +238,21 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         assert "samples" not in image_tags["sparse/tensorboard/validation"]
         [(_, _, buckets)] = get("/data/plugin/histograms/histograms?run=sparse/tensorboard/validation&tag=code")
         assert sum(count for _, _, count in buckets) == 1000 * 32  # 1,000 validation images' 32-unit codes.
+        # The Projector: 1,000 codes with their thumbnails and digit labels, for each run.
+        run = "sparse/tensorboard"
+        assert {run, "vae/tensorboard"} <= set(get("/data/plugin/projector/runs"))
+        [embedding] = get(f"/data/plugin/projector/info?run={run}")["embeddings"]
+        name = embedding["tensorName"]
+        assert embedding["tensorShape"] == [1000, 32] and embedding["sprite"]["singleImageDim"] == [28, 28]
+        values = np.frombuffer(get(f"/data/plugin/projector/tensor?run={run}&name={name}", raw=True), np.float32)
+        codes = keras.saving.load_model(runs / "sparse" / "model.keras").encode(
+            to_model_inputs(load_sample().test_images[:1000], (784,))
+        )
+        np.testing.assert_allclose(values.reshape(1000, 32), codes, rtol=1e-5, atol=1e-6)
+        labels = get(f"/data/plugin/projector/metadata?run={run}&name={name}", raw=True).decode().split()
+        assert labels == [str(label) for label in load_sample().test_labels[:1000]]
+        sprite = get(f"/data/plugin/projector/sprite_image?run={run}&name={name}", raw=True)
+        assert tf.io.decode_png(sprite).shape == (32 * 28, 32 * 28, 1)
 
 
 def test_the_graph_of_an_xla_run_is_not_empty(tmp_path, small_images):
