@@ -232,7 +232,12 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         assert groups["sparse"]["hparams"]["learning_rate"] == pytest.approx(0.001)
         assert groups["diverges"]["hparams"]["learning_rate"] == pytest.approx(1e9)
         assert groups["sparse"]["hparams"]["mode"] == "xla"
-        # Pictures and histograms of the same runs.
+        # Scalars, graphs, pictures and histograms of the same runs.
+        scalar_tags = get("/data/plugin/scalars/tags")
+        assert {"epoch_loss", "epoch_kl", "epoch_bce"} <= set(scalar_tags["vae/tensorboard/validation"])
+        assert {"epoch_kl", "epoch_weight/kl", "epoch_gradient_norm"} <= set(scalar_tags["vae/tensorboard/train"])
+        for model in ("sparse", "vae"):
+            assert get("/data/plugin/graphs/info")[f"{model}/tensorboard/train"]["run_graph"]
         image_tags = get("/data/plugin/images/tags")
         assert {"reconstructions", "samples", "latent_map"} <= set(image_tags["vae/tensorboard/validation"])
         assert "samples" not in image_tags["sparse/tensorboard/validation"]
