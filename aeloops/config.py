@@ -108,6 +108,7 @@ class TrainConfig:
     validation: bool = _setting(True, "evaluate the test split after each epoch")
     keep_checkpoints: int = _setting(3, "checkpoints kept")
     summary_every: int = _setting(100, "steps between TensorBoard scalars")
+    projector_every: int | None = _setting(None, "also write the Projector's codes every this many epochs")
     on_nonfinite: str = _setting("stop", "stop, or skip the update, when a loss term is NaN or Inf")
     deterministic: bool = _setting(False, "deterministic ops: a resumed run repeats exactly")
     # "first:last" steps to profile for TensorBoard's profile plugin.
@@ -145,7 +146,9 @@ class TrainConfig:
 _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 # Settings that describe how a run is watched, not what it computes: a
 # resumed run may change them.
-RESUMABLE_CHANGES = frozenset({"epochs", "quiet", "resume", "summary_every", "keep_checkpoints", "profile_steps"})
+RESUMABLE_CHANGES = frozenset(
+    {"epochs", "quiet", "resume", "summary_every", "keep_checkpoints", "profile_steps", "projector_every"}
+)
 # Settings with a table of their own in config files and --set (a.b.c=value).
 TABLES = ("objective", "optimizers")
 
@@ -158,6 +161,10 @@ def _expect(name: str, value: Any, kinds: tuple[type, ...], description: str) ->
 
 
 def _validate(config: TrainConfig) -> None:
+    if config.projector_every is not None:
+        _expect("projector_every", config.projector_every, (int,), "a positive integer")
+        if config.projector_every < 1:
+            raise ValueError(f"projector_every must be a positive integer, got {config.projector_every}.")
     for name in ("epochs", "batch_size", "steps_per_loop", "keep_checkpoints", "summary_every"):
         value = getattr(config, name)
         _expect(name, value, (int,), "a positive integer")

@@ -415,6 +415,7 @@ def _run(
         hparams=hyperparameters(config, trainer),
         trial_id=run_dir.path.name,
         profile_steps=config.profile_window(),
+        projector_every=config.projector_every,
     )
     # history.json is written before the checkpoint (see above for why).
     callbacks: list[Callback] = [_HistoryFile(run_dir, history), checkpointer, summaries] if chief else [checkpointer]

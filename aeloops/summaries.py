@@ -126,6 +126,8 @@ class SummaryWriter(Callback):
         every run's hyperparameters as its columns.
       trial_id: the name the HParams dashboard gives this run (its directory, say).
       profile_steps: ``(first, last)`` steps to profile, or None.
+      projector_every: also write the Projector's codes every this many
+        epochs (the Projector shows the newest); at the end only when None.
     """
 
     def __init__(
@@ -141,6 +143,7 @@ class SummaryWriter(Callback):
         hparams: Mapping[str, object] | None = None,
         trial_id: str | None = None,
         profile_steps: tuple[int, int] | None = None,
+        projector_every: int | None = None,
     ) -> None:
         if every_steps < 1:
             raise ValueError(f"every_steps must be at least 1, got {every_steps}.")
@@ -156,6 +159,7 @@ class SummaryWriter(Callback):
         self.hparams = dict(hparams) if hparams is not None else None
         self.trial_id = trial_id
         self.profile_steps = profile_steps
+        self.projector_every = projector_every
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
         self.validation_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "validation"))
         self._last_written_step = -1
@@ -270,6 +274,8 @@ class SummaryWriter(Callback):
                 codes = trainer.predict(self.histogram_examples, batch_size=256)["code"]
                 tf.summary.histogram("code", codes)
             self._generated_images(trainer)
+        if self.projector_every and (epoch + 1) % self.projector_every == 0 and self.histogram_examples is not None:
+            self.write_projector(trainer)
         self.train_writer.flush()
         self.validation_writer.flush()
 

@@ -16,6 +16,7 @@ from google.protobuf import text_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aeloops import train
+from aeloops.callbacks import Callback
 from aeloops.data import load_sample, to_model_inputs
 from aeloops.loop import Trainer
 from aeloops.models import registry
@@ -272,3 +273,22 @@ def test_the_graph_of_an_xla_run_is_not_empty(tmp_path, small_images):
     node_names = [node.name for node in accumulator.Graph().node]
     assert any("encoder" in name for name in node_names) and any("decoder" in name for name in node_names)
     assert trainer.trace_counts["train"] == 1  # Writing the graph traced no training loop.
+
+
+def test_the_projector_can_be_written_every_few_epochs(tmp_path, small_images):
+    keras.utils.set_random_seed(0)
+    model = registry.get("sparse").build()
+    inputs = to_model_inputs(small_images[:256], (784,))
+    trainer = Trainer(model, registry.get("sparse").objective(model), mode="graph", steps_per_loop=4)
+    writer = SummaryWriter(trainer, tmp_path, histogram_examples=inputs[:100], projector_every=1)
+    seen = []
+
+    class AfterEachEpoch(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path)))
+            seen.append(reader.get_tensor("codes/.ATTRIBUTES/VARIABLE_VALUE"))
+
+    trainer.fit(inputs, epochs=2, batch_size=64, verbose=0, callbacks=[writer, AfterEachEpoch()])
+    assert [codes.shape for codes in seen] == [(100, 32), (100, 32)]
+    assert not np.array_equal(seen[0], seen[1])  # Each epoch's own codes.
+    np.testing.assert_allclose(seen[1], model.encode(inputs[:100]).numpy(), rtol=1e-5, atol=1e-6)
