@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,22 +25,19 @@ from aeloops.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, softwar
 from aeloops.images import image_grid, write_png
 from aeloops.loop import Trainer
 from aeloops.models import registry
-from aeloops.models.base import Autoencoder
 from aeloops.models.variational import VariationalAutoencoder
-from aeloops.objective import LossTerm, Objective
 from aeloops.optimizers import make_optimizer
+from aeloops.run_objective import build_objective, unused_outputs
 from aeloops.rundir import RunDirectory, is_chief_task, worker_scratch_dir, write_json
 from aeloops.summaries import SummaryWriter, reconstruction_rows
 
 __all__ = [
     "Datasets",
     "RunResult",
-    "build_objective",
     "load_datasets",
     "make_optimizers",
     "make_strategy",
     "run",
-    "unused_outputs",
 ]
 
 # How many test images reconstructions.png and TensorBoard show.
@@ -77,68 +73,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this task.")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
-
-
-def build_objective(config: TrainConfig, model: Autoencoder) -> Objective:
-    """Returns the model's objective with ``--loss`` and the ``objective.*`` tables applied.
-
-    A table naming one of the model's terms changes its weight or schedule
-    (or its output, loss, target); a table naming a new term adds it, with
-    ``output`` and ``loss`` given (``target`` "input" by default, "none" for
-    a regularizer that reads the output alone).
-    """
-    objective = registry.get(config.model).objective(model, config.loss)
-    terms: list[LossTerm] = []
-    for term in objective.terms:
-        settings = config.objective.get(term.name)
-        terms.append(term if settings is None else _term_with(term, settings))
-    for name, settings in config.objective.items():
-        if name in objective.names:
-            continue
-        missing = [key for key in ("output", "loss") if key not in settings]
-        if missing:
-            raise ValueError(
-                f"Model {config.model} has no loss term {name!r} (its terms are {', '.join(objective.names)}); "
-                f"to add one, give objective.{name}.{missing[0]} (output and loss)."
-            )
-        target = settings.get("target", "input")
-        term = LossTerm(name, settings["output"], settings["loss"], target=None if target == "none" else target)
-        terms.append(_term_with(term, settings))
-    return Objective(terms)
-
-
-def _term_with(term: LossTerm, settings: dict) -> LossTerm:
-    """Returns ``term`` with a config table's settings applied."""
-    changes = {key: settings[key] for key in ("output", "loss") if key in settings}
-    if "target" in settings:
-        changes["target"] = None if settings["target"] == "none" else settings["target"]
-    weight = settings.get("weight", term.weight if not callable(term.weight) else 1.0)
-    steps = settings.get("schedule_steps")
-    schedule = settings.get("schedule", "constant" if "weight" in settings else None)
-    if schedule == "constant":
-        changes["weight"] = float(weight)
-    elif schedule == "linear_warmup":
-        changes["weight"] = schedules.linear_warmup(float(weight), steps)
-    elif schedule == "cyclical":
-        changes["weight"] = schedules.cyclical(float(weight), steps)
-    return dataclasses.replace(term, **changes)
-
-
-def unused_outputs(model: Autoencoder, objective: Objective) -> list[str]:
-    """Returns the model outputs that no loss term reads, leaving out those every model has.
-
-    The code, the reconstruction (and its logits), hidden activations and
-    the outputs a model lists in ``intermediate_outputs`` are there to be
-    looked at; anything else (a penalty the encoder computes, say) probably
-    meant to feed a term.
-    """
-    read = {term.output for term in objective.terms}
-    ordinary = {"code", "reconstruction", "logits", *getattr(model, "intermediate_outputs", ())}
-    return [
-        name
-        for name in model.output_names()
-        if name not in read and name not in ordinary and not re.fullmatch(r"(hidden|code)_\d+", name)
-    ]
 
 
 def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:

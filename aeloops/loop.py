@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import random
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -39,7 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aeloops import outer_loop
+from aeloops import checks, outer_loop
+from aeloops import updates as gradient_updates
 from aeloops.compiled import (
     GRADIENT_NORM,
     LOSS_SCALE_SKIPPED,
@@ -52,7 +52,7 @@ from aeloops.compiled import (
 )
 from aeloops.config import NONFINITE_POLICIES
 from aeloops.objective import LAYER_LOSSES, TOTAL, Objective
-from aeloops.optimizers import OptimizerSpec, inner_optimizer, make_optimizer
+from aeloops.optimizers import OptimizerSpec, inner_optimizer
 from aeloops.sources import INPUT, SAMPLE_WEIGHT, as_arrays, to_tensors
 
 __all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
@@ -135,14 +135,14 @@ class Trainer(tf.Module):
         super().__init__(name="trainer")
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
-        _refuse_keras_steps(model)
+        checks.refuse_keras_steps(model)
         if isinstance(steps_per_loop, bool) or not isinstance(steps_per_loop, int) or steps_per_loop < 1:
             raise ValueError(f"steps_per_loop must be a positive int, got {steps_per_loop!r}.")
         if objective is None:
             objective = model.default_objective()
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an aeloops Objective, got {type(objective).__name__}.")
-        _check_outputs(model, objective)
+        checks.check_outputs(model, objective)
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
         self._cache = _Cache()
@@ -157,9 +157,9 @@ class Trainer(tf.Module):
         self.requested_mode = mode
         self.mode = resolve_mode(mode, model, self.strategy)
         with self.strategy.scope():
-            parts = _resolve_parts(model, optimizer, learning_rate, dict(optimizer_options or {}))
+            parts = gradient_updates.resolve_parts(model, optimizer, learning_rate, dict(optimizer_options or {}))
             self.optimizers = {part: part_optimizer for part, (part_optimizer, _) in parts.items()}
-            _check_strategy(self.optimizers, self.strategy)
+            gradient_updates.check_strategy(self.optimizers, self.strategy)
             for part_optimizer, variables in parts.values():
                 part_optimizer.build(variables)
             # The project's own step: a loss-scaling optimizer skips steps
@@ -238,50 +238,15 @@ class Trainer(tf.Module):
             parts = [(self._cache.parts[0][0], list(variables))]
         else:
             parts = [(optimizer, list(variables if variables is not None else self.model.trainable_variables))]
-        scale = _loss_scale(parts)
-        all_variables = [variable for _, part_variables in parts for variable in part_variables]
-        gradients = tape.gradient(loss, all_variables, output_gradients=None if scale is None else scale)
-        replicas = self.strategy.num_replicas_in_sync
-        summed = _all_reduce(gradients) if replicas > 1 else list(gradients)
-        unscale = 1.0 if scale is None else 1.0 / scale
-        norm = tf.linalg.global_norm([g for g in summed if g is not None]) * unscale
-        finite = tf.math.is_finite(tf.cast(loss, tf.float32))
-        loss_scale_skipped = None
-        if scale is None:
-            finite = tf.logical_and(finite, tf.math.is_finite(norm))
-        else:  # Overflowing scaled gradients are the loss scaler's business.
-            loss_scale_skipped = tf.cast(tf.logical_not(tf.math.is_finite(norm)), tf.float32)
-        updates, clipped, offset = [], [], 0
-        clips = any(_clips(part_optimizer) for part_optimizer, _ in parts)
-        for part_optimizer, part_variables in parts:
-            part_gradients = gradients[offset : offset + len(part_variables)]
-            part_summed = summed[offset : offset + len(part_variables)]
-            offset += len(part_variables)
-            clipped_part = _clip(part_optimizer, [None if g is None else g * unscale for g in part_summed])
-            clipped.extend(g for g in clipped_part if g is not None)
-            if replicas > 1 and _clips(part_optimizer):
-                # Keras clips each replica's share before summing them; clip
-                # the sum instead, as one device would, and hand each replica
-                # its share (which the optimizer's own clipping then leaves be).
-                factor = (1.0 if scale is None else scale) / replicas
-                part_gradients = [None if g is None else g * factor for g in clipped_part]
-            updates.append((part_optimizer, part_gradients, part_variables))
-
-        def apply() -> tf.Operation:
-            for part_optimizer, part_gradients, part_variables in updates:
-                pairs = [(g, v) for g, v in zip(part_gradients, part_variables) if g is not None]
-                part_optimizer.apply_gradients(pairs)
-            return tf.no_op()
-
+        plan = gradient_updates.plan(loss, tape, parts, self.strategy.num_replicas_in_sync)
         if self.on_nonfinite == "skip":
-            tf.cond(finite, apply, tf.no_op)
+            tf.cond(plan.finite, plan.apply, tf.no_op)
         else:
-            apply()
+            plan.apply()
         recorded = getattr(self._cache.local, "updates", None)
         if recorded is not None:
-            clipped_norm = tf.linalg.global_norm(clipped) if clips else None
-            recorded.append(_Update(name, norm, clipped_norm, finite, loss_scale_skipped))
-        return norm
+            recorded.append(_Update(name, plan.norm, plan.clipped_norm, plan.finite, plan.loss_scale_skipped))
+        return plan.norm
 
     # ------------------------------------------------------------------
     # The library's wrappers: what runs around every step, whoever wrote it.
@@ -291,7 +256,7 @@ class Trainer(tf.Module):
         step = self.step.read_value()
         self._cache.local.updates = updates = []
         try:
-            results = _check_results(self.train_step(batch), "train_step")
+            results = checks.check_results(self.train_step(batch), "train_step")
         finally:
             self._cache.local.updates = None
         names = [update.name for update in updates]
@@ -334,7 +299,7 @@ class Trainer(tf.Module):
 
     def run_test_step(self, batch: Batch) -> dict[str, tf.Tensor]:
         """Runs ``test_step`` on one replica; returns what the evaluation loop sums."""
-        return _check_results(self.test_step(batch), "test_step")
+        return checks.check_results(self.test_step(batch), "test_step")
 
     def loop_function(self, method: str, kind: str) -> Callable[..., dict[str, tf.Tensor]]:
         """Returns the compiled loop of ``kind`` (see ``aeloops.compiled``) over the ``"train"`` or ``"test"`` step.
@@ -388,34 +353,21 @@ class Trainer(tf.Module):
         summaries' pictures and the saved model use the average, training
         the raw weights. The swap is exact and undone on leaving.
         """
-        pairs = [] if self._cache.swapped else _average_pairs(self.optimizers.values())
+        pairs = [] if self._cache.swapped else gradient_updates.average_pairs(self.optimizers.values())
         if not pairs:
             yield
             return
-        _swap(pairs)
+        gradient_updates.swap(pairs)
         self._cache.swapped = True
         try:
             yield
         finally:
-            _swap(pairs)
+            gradient_updates.swap(pairs)
             self._cache.swapped = False
 
     def check_checkpointable(self) -> None:
         """Raises a ValueError naming any state this trainer holds that a checkpoint would drop or restore wrongly."""
-        problems = []
-        for path, value in _attributes(self):
-            if isinstance(value, keras.optimizers.Optimizer) and not inner_optimizer(value).built:
-                problems.append(
-                    f"trainer.{path} is an optimizer with no variables yet, so its slots would be left out of "
-                    f"checkpoints; build it in __init__: self.{path}.build(<its variables>)"
-                )
-            elif isinstance(value, keras.layers.Layer) and not value.built:
-                problems.append(f"trainer.{path} is a Keras layer that is not built; build it in __init__")
-            elif isinstance(value, (np.random.Generator, np.random.RandomState, random.Random)):
-                problems.append(
-                    f"trainer.{path} is a {type(value).__name__}, whose state checkpoints cannot hold; "
-                    "use a tf.random.Generator"
-                )
+        problems = checks.checkpoint_problems(self)
         if problems:
             raise ValueError("; ".join(problems) + ".")
 
@@ -479,150 +431,3 @@ def _counter(name: str, initial: int) -> tf.Variable:
     return tf.Variable(
         initial, dtype=tf.int64, trainable=False, name=name, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
     )
-
-
-def _refuse_keras_steps(model: keras.Model) -> None:
-    """Refuses a model whose own ``train_step``/``test_step`` would be silently ignored."""
-    for method in ("train_step", "test_step"):
-        owner = next(cls for cls in type(model).__mro__ if method in vars(cls))
-        if not owner.__module__.startswith(("keras", "aeloops.models")):
-            raise ValueError(
-                f"{type(model).__name__} overrides Keras's {method}, which aeloops.Trainer never calls; "
-                f"move that code into a Trainer subclass's {method} (see README, 'Writing your own train step')."
-            )
-
-
-def _resolve_parts(
-    model: keras.Model, optimizer: OptimizerSpec, learning_rate: float | None, options: dict[str, Any]
-) -> dict[str, tuple[keras.optimizers.Optimizer, list[tf.Variable]]]:
-    """Returns ``{part: (optimizer, variables)}`` covering every trainable variable once."""
-    if not isinstance(optimizer, Mapping):
-        return {"model": (make_optimizer(optimizer, learning_rate, **options), list(model.trainable_variables))}
-    if learning_rate is not None or options:
-        raise ValueError("With one optimizer per part, give each part its own learning rate and options.")
-    parts, owner = {}, {}
-    for path, part_optimizer in optimizer.items():
-        target = model
-        for attribute in path.split("."):  # "encoder.hidden_layers.0": attributes, and list indices.
-            if attribute.isdigit() and isinstance(target, Sequence) and int(attribute) < len(target):
-                target = target[int(attribute)]
-            else:
-                target = getattr(target, attribute, None)
-        if not isinstance(target, keras.layers.Layer):
-            raise ValueError(f"optimizer part {path!r} names no layer of {type(model).__name__} (model.{path}).")
-        variables = list(target.trainable_variables)
-        for variable in variables:
-            if id(variable) in owner:
-                first = owner[id(variable)]
-                raise ValueError(f"{variable.path} belongs to two optimizer parts, {first!r} and {path!r}.")
-            owner[id(variable)] = path
-        parts[path] = (make_optimizer(part_optimizer), variables)
-    missing = [variable.path for variable in model.trainable_variables if id(variable) not in owner]
-    if missing:
-        raise ValueError(f"No optimizer part covers {', '.join(missing[:3])}; add a part for them.")
-    # In the model's own order, whatever order the mapping came in (a config
-    # file may sort it): the gradient's norm is then summed the same way.
-    position = {id(variable): index for index, variable in enumerate(model.trainable_variables)}
-    return dict(sorted(parts.items(), key=lambda item: min((position[id(v)] for v in item[1][1]), default=-1)))
-
-
-def _check_outputs(model: keras.Model, objective: Objective) -> None:
-    """Refuses a term that reads an output the model does not return, now rather than deep in a trace."""
-    if getattr(model, "example_shape", None) is None or not hasattr(model, "output_names"):
-        return
-    outputs = model.output_names()
-    for term in objective.terms:
-        if term.output not in outputs:
-            raise ValueError(
-                f"LossTerm {term.name!r} reads output {term.output!r}, but the model returns {list(outputs)}; "
-                "point the term at one of those."
-            )
-
-
-def _check_strategy(optimizers: Mapping[str, keras.optimizers.Optimizer], strategy: tf.distribute.Strategy) -> None:
-    for part, optimizer in optimizers.items():
-        if getattr(inner_optimizer(optimizer), "_distribution_strategy", strategy) is not strategy:
-            where = "The optimizer" if part == "model" else f"The optimizer of part {part!r}"
-            raise ValueError(
-                f"{where} was created outside the trainer's strategy; create it under `with strategy.scope():` "
-                "(or pass its name and let the trainer create it)."
-            )
-
-
-def _check_results(results: Any, method: str) -> dict[str, tf.Tensor]:
-    if not isinstance(results, Mapping):
-        raise TypeError(f"{method} must return a dict of scalar tensors to log, got {type(results).__name__}.")
-    checked = {}
-    for name, value in results.items():
-        value = tf.convert_to_tensor(value)
-        if value.shape.rank != 0:
-            raise ValueError(f"{method} returned {name!r} with shape {value.shape}; return scalars (reduce it first).")
-        if name in _RESERVED or name.startswith((WEIGHT_PREFIX, WEIGHTED_PREFIX)):
-            raise ValueError(f"{method} returned {name!r}, a name the library logs itself; rename it.")
-        checked[name] = tf.cast(value, tf.float32)
-    return checked
-
-
-def _loss_scale(parts: Sequence[tuple[keras.optimizers.Optimizer, Any]]) -> tf.Tensor | None:
-    scaling = [isinstance(opt, keras.optimizers.LossScaleOptimizer) for opt, _ in parts]
-    if not any(scaling):
-        return None
-    if not all(scaling):
-        raise ValueError("One update cannot mix loss-scaling optimizers with others; optimize them separately.")
-    return tf.cast(tf.convert_to_tensor(parts[0][0].dynamic_scale), tf.float32)
-
-
-def _all_reduce(gradients: Sequence[tf.Tensor | None]) -> list[tf.Tensor | None]:
-    present = [g for g in gradients if g is not None]
-    summed = iter(tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, present))
-    return [None if g is None else next(summed) for g in gradients]
-
-
-def _clips(optimizer: keras.optimizers.Optimizer) -> bool:
-    inner = inner_optimizer(optimizer)
-    return bool(inner.clipnorm or inner.global_clipnorm or inner.clipvalue)
-
-
-def _clip(optimizer: keras.optimizers.Optimizer, gradients: list[tf.Tensor | None]) -> list[tf.Tensor | None]:
-    """Returns ``gradients`` clipped as ``optimizer``'s options say (Keras's rules, on whole gradients)."""
-    inner = inner_optimizer(optimizer)
-    if inner.clipnorm:
-        return [None if g is None else tf.clip_by_norm(g, inner.clipnorm) for g in gradients]
-    if inner.global_clipnorm:
-        present = [g for g in gradients if g is not None]
-        clipped = iter(tf.clip_by_global_norm(present, inner.global_clipnorm)[0])
-        return [None if g is None else next(clipped) for g in gradients]
-    if inner.clipvalue:
-        return [None if g is None else tf.clip_by_value(g, -inner.clipvalue, inner.clipvalue) for g in gradients]
-    return gradients
-
-
-def _average_pairs(optimizers: Any) -> list[tuple[tf.Variable, tf.Variable]]:
-    pairs = []
-    for optimizer in optimizers:
-        inner = inner_optimizer(optimizer)
-        if inner.use_ema:
-            # Keras keeps the averages beside the variables they follow, in order.
-            for variable, average in zip(inner._trainable_variables, inner._model_variables_moving_average):
-                if average is not None:
-                    pairs.append((variable, average))
-    return pairs
-
-
-def _swap(pairs: Sequence[tuple[tf.Variable, tf.Variable]]) -> None:
-    for variable, average in pairs:
-        current = tf.identity(variable.value)
-        variable.assign(average.value)
-        average.assign(current)
-
-
-def _attributes(trainer: Trainer) -> Iterator[tuple[str, Any]]:
-    """Yields ``(path, value)`` for the trainer's attributes, looking into dicts and lists."""
-    pending = [(name, value) for name, value in vars(trainer).items() if not name.startswith("_")]
-    while pending:
-        path, value = pending.pop()
-        yield path, value
-        if isinstance(value, Mapping):
-            pending.extend((f"{path}[{key!r}]", item) for key, item in value.items())
-        elif isinstance(value, (list, tuple)):
-            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))

@@ -77,7 +77,7 @@ def test_adversarial_example_trains_and_resumes_bit_exactly(tmp_path):
 
 
 def test_contractive_example_falls_back_from_recompiling_xla_to_graph_mode():
-    from aeloops.outer_loop import XlaRecompileWarning
+    from aeloops.mode_probe import XlaRecompileWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

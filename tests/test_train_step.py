@@ -329,7 +329,7 @@ class FakeTrainer:
     ],
 )
 def test_mode_probe_falls_back_only_from_auto_and_only_on_recompiles(requested, times, mode, warned):
-    from aeloops.outer_loop import ModeProbe, XlaRecompileWarning
+    from aeloops.mode_probe import ModeProbe, XlaRecompileWarning
 
     trainer = FakeTrainer(requested)
     probe = ModeProbe(trainer)
@@ -341,7 +341,7 @@ def test_mode_probe_falls_back_only_from_auto_and_only_on_recompiles(requested, 
 
 
 def test_mode_probe_restores_a_resumed_runs_fallback():
-    from aeloops.outer_loop import ModeProbe
+    from aeloops.mode_probe import ModeProbe
 
     trainer = FakeTrainer("auto", fallback=1)
     ModeProbe(trainer)
