@@ -52,6 +52,7 @@ def check_outputs(model: keras.Model, objective: Objective) -> None:
 
 
 def check_results(results: Any, method: str) -> dict[str, tf.Tensor]:
+    """Returns a step's results as float32 scalars, refusing anything else and the library's own names."""
     if not isinstance(results, Mapping):
         raise TypeError(f"{method} must return a dict of scalar tensors to log, got {type(results).__name__}.")
     checked = {}

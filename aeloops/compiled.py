@@ -41,6 +41,7 @@ __all__ = [
     "WEIGHTED_PREFIX",
     "WEIGHT_PREFIX",
     "build_loop",
+    "gather_batch",
     "is_distributed",
     "resolve_mode",
 ]

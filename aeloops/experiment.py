@@ -208,26 +208,6 @@ def make_optimizers(config: TrainConfig) -> keras.optimizers.Optimizer | dict[st
     return parts["model"] if list(parts) == ["model"] else parts
 
 
-def _fit(
-    trainer: Trainer,
-    datasets: Datasets,
-    config: TrainConfig,
-    initial_epoch: int,
-    callbacks: list[Callback],
-    verbose: int,
-) -> None:
-    trainer.fit(
-        datasets.train,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        validation_data=datasets.validation,
-        initial_epoch=initial_epoch,
-        initial_step=int(trainer.step.numpy()),
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-
-
 def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | str]:
     """Returns what TensorBoard's HParams dashboard shows of the run: the values in effect, not the requests.
 
@@ -337,13 +317,15 @@ def _run(
         log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
         if chief:  # A resume may extend the run (--epochs); config.json keeps describing the whole run.
             write_json(run_dir.config, _saved_config(config))
-    shown = (datasets.validation if datasets.validation is not None else datasets.train)[:GRID_EXAMPLES]
+    # Fixed examples for the pictures (the first few) and the codes' histogram and Projector (the first 1,000).
+    fixed = datasets.validation if datasets.validation is not None else datasets.train
+    shown = fixed[:GRID_EXAMPLES]
     summaries = SummaryWriter(
         trainer,
         run_dir.tensorboard,
         config.summary_every,
         examples=shown,
-        histogram_examples=(datasets.validation if datasets.validation is not None else datasets.train)[:1000],
+        histogram_examples=fixed[:1000],
         labels=None if datasets.labels is None else datasets.labels[:1000],
         config=config.to_dict(),
         hparams=hyperparameters(config, trainer),
@@ -359,7 +341,16 @@ def _run(
         callbacks.append(_StopOnRequest(stop_event, strategy if config.strategy == "multiworker" else None))
     started = time.perf_counter()
     try:
-        _fit(trainer, datasets, config, initial_epoch, callbacks, verbose)
+        trainer.fit(
+            datasets.train,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            validation_data=datasets.validation,
+            initial_epoch=initial_epoch,
+            initial_step=int(trainer.step.numpy()),
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     except BaseException:
         if chief:  # HParams shows the run as failed, rather than forever unknown.
             summaries.write_status("failed")

@@ -60,8 +60,6 @@ __all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
 NonFiniteLossError = outer_loop.NonFiniteLossError
 Batch = Mapping[str, tf.Tensor]
 Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
-# Names the library adds to a step's results; a train step must not return them.
-_RESERVED = (GRADIENT_NORM, NONFINITE_STEPS, LOSS_SCALE_SKIPPED)
 
 
 @dataclasses.dataclass

@@ -31,7 +31,7 @@ def build_objective(config: TrainConfig, model: Autoencoder) -> Objective:
     terms: list[LossTerm] = []
     for term in objective.terms:
         settings = config.objective.get(term.name)
-        terms.append(term if settings is None else _term_with(term, settings))
+        terms.append(term if settings is None else dataclasses.replace(term, **_changes(settings, term.weight)))
     for name, settings in config.objective.items():
         if name in objective.names:
             continue
@@ -41,27 +41,24 @@ def build_objective(config: TrainConfig, model: Autoencoder) -> Objective:
                 f"Model {config.model} has no loss term {name!r} (its terms are {', '.join(objective.names)}); "
                 f"to add one, give objective.{name}.{missing[0]} (output and loss)."
             )
-        target = settings.get("target", "input")
-        term = LossTerm(name, settings["output"], settings["loss"], target=None if target == "none" else target)
-        terms.append(_term_with(term, settings))
+        terms.append(LossTerm(name, **{"target": "input", **_changes(settings, 1.0)}))
     return Objective(terms)
 
 
-def _term_with(term: LossTerm, settings: dict) -> LossTerm:
-    """Returns ``term`` with a config table's settings applied."""
+def _changes(settings: dict, weight: float | schedules.Schedule) -> dict:
+    """Returns the ``LossTerm`` fields a config table sets; ``weight`` is the term's current one."""
     changes = {key: settings[key] for key in ("output", "loss") if key in settings}
     if "target" in settings:
         changes["target"] = None if settings["target"] == "none" else settings["target"]
-    weight = settings.get("weight", term.weight if not callable(term.weight) else 1.0)
-    steps = settings.get("schedule_steps")
+    value = float(settings.get("weight", 1.0 if callable(weight) else weight))
     schedule = settings.get("schedule", "constant" if "weight" in settings else None)
     if schedule == "constant":
-        changes["weight"] = float(weight)
+        changes["weight"] = value
     elif schedule == "linear_warmup":
-        changes["weight"] = schedules.linear_warmup(float(weight), steps)
+        changes["weight"] = schedules.linear_warmup(value, settings["schedule_steps"])
     elif schedule == "cyclical":
-        changes["weight"] = schedules.cyclical(float(weight), steps)
-    return dataclasses.replace(term, **changes)
+        changes["weight"] = schedules.cyclical(value, settings["schedule_steps"])
+    return changes
 
 
 def unused_outputs(model: Autoencoder, objective: Objective) -> list[str]:

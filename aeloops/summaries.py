@@ -48,7 +48,7 @@ from tensorboard.plugins.hparams import summary as hparams_summary
 
 from aeloops.callbacks import Callback
 from aeloops.compiled import is_distributed
-from aeloops.images import as_images, labeled_grid, write_png
+from aeloops.images import as_images, image_grid, labeled_grid, write_png
 from aeloops.objective import Objective
 from aeloops.sources import INPUT
 
@@ -67,13 +67,9 @@ _STATUSES = {"finished": api_pb2.STATUS_SUCCESS, "stopped": api_pb2.STATUS_RUNNI
 
 def _sprite(images: np.ndarray) -> np.ndarray:
     """Returns the Projector's sprite: thumbnails in a square grid, row by row, without padding."""
-    count, height, width = images.shape
-    side = int(np.ceil(np.sqrt(count)))
-    sheet = np.zeros((side * height, side * width), np.float32)
-    for index, image in enumerate(images):
-        row, column = divmod(index, side)
-        sheet[row * height : (row + 1) * height, column * width : (column + 1) * width] = image
-    return (sheet * 255.0 + 0.5).astype(np.uint8)[..., None]
+    side = int(np.ceil(np.sqrt(len(images))))
+    filled = np.concatenate([images, np.zeros((side * side - len(images), *images.shape[1:]), images.dtype)])
+    return image_grid(np.split(filled, side), padding=0)
 
 
 def training_step_graph(trainer: Trainer, example_shape: tuple[int, ...]) -> tf.Graph:
@@ -165,6 +161,7 @@ class SummaryWriter(Callback):
         self._last_written_step = -1
         self._profiling = False
         self._hparams_writer: tf.summary.SummaryWriter | None = None
+        self._codes_at: tuple[int, np.ndarray] | None = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         step = int(trainer.step.numpy())
@@ -211,7 +208,7 @@ class SummaryWriter(Callback):
     def write_projector(self, trainer: Trainer) -> None:
         """Writes the codes of ``histogram_examples`` for TensorBoard's Projector, with thumbnails and labels."""
         directory = pathlib.Path(self.logdir)
-        codes = trainer.predict(self.histogram_examples, batch_size=256)["code"]
+        codes = self._codes(trainer)
         codes = codes.reshape(len(codes), -1).astype(np.float32)
         # Saved beside the config, whose Projector finds the newest checkpoint
         # there: no absolute path, so a run directory can move.
@@ -226,6 +223,13 @@ class SummaryWriter(Callback):
             (directory / "metadata.tsv").write_text("".join(f"{label}\n" for label in self.labels))
             embedding.metadata_path = "metadata.tsv"
         projector.visualize_embeddings(str(directory), config)
+
+    def _codes(self, trainer: Trainer) -> np.ndarray:
+        """Returns the codes of ``histogram_examples`` at the trainer's step, computed once per step."""
+        step = int(trainer.step.numpy())
+        if self._codes_at is None or self._codes_at[0] != step:
+            self._codes_at = (step, trainer.predict(self.histogram_examples, batch_size=256)["code"])
+        return self._codes_at[1]
 
     def write_status(self, outcome: str) -> None:
         """Ends the HParams session: ``"finished"``, ``"stopped"`` (resumable) or ``"failed"``."""
@@ -271,8 +275,7 @@ class SummaryWriter(Callback):
                 labels = ["input", *reconstruction_labels(trainer.objective)]
                 tf.summary.image("reconstructions", labeled_grid([self.examples, *rows], labels)[None])
             if self.histogram_examples is not None:
-                codes = trainer.predict(self.histogram_examples, batch_size=256)["code"]
-                tf.summary.histogram("code", codes)
+                tf.summary.histogram("code", self._codes(trainer))
             self._generated_images(trainer)
         if self.projector_every and (epoch + 1) % self.projector_every == 0 and self.histogram_examples is not None:
             self.write_projector(trainer)

@@ -198,9 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr_filter = StderrFilter()
     if not args.show_tf_logs:
         stderr_filter.start()
+    format_warning = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         return _main(args, catcher)
-    finally:
+    finally:  # main() may run inside a larger program: leave it as found.
+        warnings.formatwarning = format_warning
         stderr_filter.stop()
         catcher.uninstall()
 
@@ -219,7 +222,6 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
         if not config.resume and (config.strategy != "multiworker" or is_chief_task()):
             run_dir.check_new()  # Fail before importing TensorFlow; created once all else checks out.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        warnings.formatwarning = _one_line_warning
         from aeloops import experiment  # Deferred: imports TensorFlow.
 
         verbose = 2 if config.quiet or not sys.stdout.isatty() else 1

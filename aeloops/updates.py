@@ -63,6 +63,7 @@ def resolve_parts(
 
 
 def check_strategy(optimizers: Mapping[str, keras.optimizers.Optimizer], strategy: tf.distribute.Strategy) -> None:
+    """Refuses an optimizer created outside ``strategy`` (its variables would not be mirrored)."""
     for part, optimizer in optimizers.items():
         if getattr(inner_optimizer(optimizer), "_distribution_strategy", strategy) is not strategy:
             where = "The optimizer" if part == "model" else f"The optimizer of part {part!r}"
@@ -73,6 +74,7 @@ def check_strategy(optimizers: Mapping[str, keras.optimizers.Optimizer], strateg
 
 
 def loss_scale(parts: Sequence[tuple[keras.optimizers.Optimizer, Any]]) -> tf.Tensor | None:
+    """Returns the parts' dynamic loss scale when they scale losses (``mixed_float16``), else None."""
     scaling = [isinstance(opt, keras.optimizers.LossScaleOptimizer) for opt, _ in parts]
     if not any(scaling):
         return None
@@ -82,12 +84,14 @@ def loss_scale(parts: Sequence[tuple[keras.optimizers.Optimizer, Any]]) -> tf.Te
 
 
 def all_reduce(gradients: Sequence[tf.Tensor | None]) -> list[tf.Tensor | None]:
+    """Returns ``gradients`` summed over replicas, Nones kept in place."""
     present = [g for g in gradients if g is not None]
     summed = iter(tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, present))
     return [None if g is None else next(summed) for g in gradients]
 
 
 def clips(optimizer: keras.optimizers.Optimizer) -> bool:
+    """Returns whether ``optimizer`` clips gradients (``clipnorm``, ``global_clipnorm`` or ``clipvalue``)."""
     inner = inner_optimizer(optimizer)
     return bool(inner.clipnorm or inner.global_clipnorm or inner.clipvalue)
 
@@ -107,6 +111,7 @@ def clip(optimizer: keras.optimizers.Optimizer, gradients: list[tf.Tensor | None
 
 
 def average_pairs(optimizers: Any) -> list[tuple[tf.Variable, tf.Variable]]:
+    """Returns ``(variable, moving average)`` pairs of every optimizer that keeps averages (``use_ema``)."""
     pairs = []
     for optimizer in optimizers:
         inner = inner_optimizer(optimizer)
@@ -119,6 +124,7 @@ def average_pairs(optimizers: Any) -> list[tuple[tf.Variable, tf.Variable]]:
 
 
 def swap(pairs: Sequence[tuple[tf.Variable, tf.Variable]]) -> None:
+    """Exchanges each variable's value with its moving average's, exactly."""
     for variable, average in pairs:
         current = tf.identity(variable.value)
         variable.assign(average.value)
@@ -158,18 +164,23 @@ def plan(
     else:  # Overflowing scaled gradients are the loss scaler's business.
         loss_scale_skipped = tf.cast(tf.logical_not(tf.math.is_finite(norm)), tf.float32)
     steps, clipped, offset = [], [], 0
+    any_clipping = any(clips(part_optimizer) for part_optimizer, _ in parts)
     for part_optimizer, part_variables in parts:
         part_gradients = gradients[offset : offset + len(part_variables)]
         part_summed = summed[offset : offset + len(part_variables)]
         offset += len(part_variables)
-        clipped_part = clip(part_optimizer, [None if g is None else g * unscale for g in part_summed])
-        clipped.extend(g for g in clipped_part if g is not None)
-        if replicas > 1 and clips(part_optimizer):
-            # Keras clips each replica's share before summing them; clip the
-            # sum instead, as one device would, and hand each replica its
-            # share (which the optimizer's own clipping then leaves be).
-            factor = (1.0 if scale is None else scale) / replicas
-            part_gradients = [None if g is None else g * factor for g in clipped_part]
+        if not clips(part_optimizer):
+            # Its gradient counts as it is in the clipped norm; no arithmetic needed.
+            clipped.extend(g if scale is None else g * unscale for g in part_summed if g is not None)
+        else:
+            clipped_part = clip(part_optimizer, [None if g is None else g * unscale for g in part_summed])
+            clipped.extend(g for g in clipped_part if g is not None)
+            if replicas > 1:
+                # Keras clips each replica's share before summing them; clip
+                # the sum instead, as one device would, and hand each replica
+                # its share (which the optimizer's own clipping then leaves be).
+                factor = (1.0 if scale is None else scale) / replicas
+                part_gradients = [None if g is None else g * factor for g in clipped_part]
         steps.append((part_optimizer, part_gradients, part_variables))
 
     def apply() -> tf.Operation:
@@ -177,6 +188,5 @@ def plan(
             part_optimizer.apply_gradients([(g, v) for g, v in zip(part_gradients, part_variables) if g is not None])
         return tf.no_op()
 
-    any_clipping = any(clips(part_optimizer) for part_optimizer, _ in parts)
     clipped_norm = tf.linalg.global_norm(clipped) if any_clipping else None
     return Plan(apply, norm, clipped_norm, finite, loss_scale_skipped)
