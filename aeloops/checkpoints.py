@@ -8,17 +8,28 @@ a ``tf.random.Generator``); and the state of every Keras ``SeedGenerator``
 order needs no saving: each epoch's shuffle is seeded by ``(seed, epoch)``
 and the position inside it follows from the step.
 ``tf.train.CheckpointManager`` writes atomically and prunes old checkpoints.
+
+Beside the trainer, each checkpoint holds a run record (JSON in a string
+variable): the sums of the epoch in progress (``Trainer.epoch_progress``), so
+a resumed epoch's history row is exact, and whatever ``metadata`` the
+caller keeps current (the CLI keeps its settings, a fingerprint of the data
+and the history), which can be read without building the model
+(``aeloops.checkpoint_files.read_record``).
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import keras
 import tensorflow as tf
 
-from aeloops.callbacks import Callback
+from aeloops import checkpoint_files
+from aeloops.callbacks import Callback, EpochProgress
+from aeloops.rundir import RunWriteError
 
 if TYPE_CHECKING:
     from aeloops.loop import Trainer
@@ -38,6 +49,27 @@ def _seed_generator_states(trainer: Trainer) -> list[tf.Variable]:
     return states
 
 
+def _restore_into(objects: dict[str, Any], prefix: str) -> str | None:
+    """Restores checkpoint ``prefix`` into ``objects``; returns the first line of what went wrong, or None."""
+    checkpoint = tf.train.Checkpoint(**objects)
+    problem = None
+    try:
+        # Every object the trainer holds must come back: a part left out
+        # would resume from its initial value, silently. (The checkpoint
+        # may hold more: TensorFlow's preemption handler adds its own.)
+        checkpoint.restore(prefix).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, OSError) as error:
+        text = str(error).strip()
+        problem = text.splitlines()[0][:300] if text else type(error).__name__
+    if problem is not None:
+        # A failed restore leaves TensorFlow's coordinator to log every value
+        # it did not restore when collected; the failure is reported once, by us.
+        del checkpoint
+        with checkpoint_files.quiet_tensorflow_logs():
+            gc.collect()
+    return problem
+
+
 class Checkpointer(Callback):
     """Saves ``trainer`` every epoch (and on demand) and restores the latest save.
 
@@ -52,22 +84,32 @@ class Checkpointer(Callback):
         directory: str | os.PathLike,
         max_to_keep: int = 3,
         write_directory: str | os.PathLike | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         """Reads checkpoints from ``directory``; writes them there too unless ``write_directory`` is given.
 
         Under ``MultiWorkerMirroredStrategy`` every worker must take part in
         a save; a non-chief worker passes a scratch ``write_directory`` so
         that only the chief writes the run's own checkpoints.
+        ``metadata`` (JSON-ready values) is saved with every checkpoint as
+        it is at that moment; ``restore`` puts the saved one in
+        ``restored_metadata``.
         """
         if max_to_keep < 1:
             raise ValueError(f"max_to_keep must be at least 1, got {max_to_keep}.")
         self.trainer = trainer
         self.read_directory = os.fspath(directory)
         self.directory = os.fspath(write_directory if write_directory is not None else directory)
+        self.metadata = metadata if metadata is not None else {}
+        self.restored_metadata: dict[str, Any] | None = None
         trainer.check_checkpointable()
-        self.checkpoint = tf.train.Checkpoint(trainer=trainer, seed_generators=_seed_generator_states(trainer))
+        # A state file lost or damaged is rebuilt from the checkpoint files before the manager reads it.
+        self.repair = checkpoint_files.repair_state_file(self.read_directory)
+        self.run_record = tf.Variable("", dtype=tf.string, trainable=False, name="run_record")
+        self._objects = {"trainer": trainer, "seed_generators": _seed_generator_states(trainer)}
+        self.checkpoint = tf.train.Checkpoint(**self._objects, run_record=self.run_record)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, self.directory, max_to_keep=max_to_keep, checkpoint_name="ckpt"
+            self.checkpoint, self.directory, max_to_keep=max_to_keep, checkpoint_name=checkpoint_files.PREFIX
         )
 
     @property
@@ -81,44 +123,103 @@ class Checkpointer(Callback):
     def latest(self) -> str | None:
         """The prefix of the newest checkpoint whose files exist, or None.
 
-        A checkpoint whose files were removed (say, because they were
-        corrupt) is passed over for the one before it.
+        A checkpoint whose files were moved away (say, because they were
+        damaged) is passed over for the one before it.
         """
         for prefix in reversed(self.manager.checkpoints):
             if tf.io.gfile.exists(f"{prefix}.index"):
                 return prefix
         return None
 
+    def read_latest_record(self) -> dict[str, Any] | None:
+        """Returns the run record of the newest checkpoint without restoring it (None if it has none).
+
+        Raises:
+          ValueError: when that checkpoint is damaged, with what to do.
+        """
+        latest = self.latest_to_restore
+        if latest is None:
+            return None
+        try:
+            return checkpoint_files.read_record(latest)
+        except ValueError as error:
+            raise ValueError(self._damaged(latest, str(error))) from None
+
     def restore(self) -> bool:
         """Restores the newest checkpoint; returns False when there is none.
 
         Raises:
-          ValueError: when the checkpoint is unreadable or does not fit the model.
+          ValueError: when the checkpoint is damaged or does not fit the
+            trainer, saying which and what to do; nothing is removed.
         """
         latest = self.latest_to_restore
         if latest is None:
             return False
         try:
-            status = self.checkpoint.restore(latest)
-            # Every object the trainer holds must come back: a part left out
-            # would resume from its initial value, silently. (The checkpoint
-            # may hold more: TensorFlow's preemption handler adds its own.)
-            status.assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, OSError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ValueError(
-                f"Cannot restore checkpoint {latest}: {first_line[:300]}. "
-                f"It is corrupt or from a different model; delete {os.path.basename(latest)}.* to resume "
-                "from the checkpoint before it."
-            ) from None
+            has_record = checkpoint_files.read_record(latest) is not None
+        except ValueError:
+            has_record = True  # Unreadable: the restore below fails and says why.
+        # A checkpoint written without a run record (by a plain tf.train.Checkpoint) restores without one.
+        objects = {**self._objects, "run_record": self.run_record} if has_record else self._objects
+        problem = _restore_into(objects, latest)
+        if problem is not None:
+            raise ValueError(self._diagnose(latest, problem)) from None
+        record = json.loads(self.run_record.numpy().decode("utf-8") or "{}") if has_record else {}
+        self.restored_metadata = record.get("metadata")
+        progress = record.get("epoch_progress")
+        self.trainer.epoch_progress = None if progress is None else EpochProgress.from_json(progress)
         return True
+
+    def _diagnose(self, latest: str, mismatch: str) -> str:
+        """Tells a damaged checkpoint from one that does not fit, and says what to do about each."""
+        problem = checkpoint_files.damage(latest)
+        if problem is not None:
+            return self._damaged(latest, problem)
+        return (
+            f"Checkpoint {latest} is intact but does not fit this trainer ({mismatch}): the model, its "
+            "settings or the trainer's code differ from those it was saved with. Put them back as they were "
+            "to resume; nothing was changed."
+        )
+
+    def _damaged(self, latest: str, problem: str) -> str:
+        """The message for a damaged newest checkpoint: move it aside (never delete) if an older one loads."""
+        name = os.path.basename(latest)
+        older = [
+            f"{checkpoint_files.PREFIX}-{number}"
+            for number in reversed(checkpoint_files.numbers(self.read_directory))
+            if f"{checkpoint_files.PREFIX}-{number}" != name
+        ]
+        intact = next(
+            (other for other in older if checkpoint_files.damage(os.path.join(self.read_directory, other)) is None),
+            None,
+        )
+        if intact is None:
+            return f"Checkpoint {latest} is damaged ({problem}) and no other checkpoint loads; start a new run."
+        aside = os.path.join(self.read_directory, "damaged")
+        return (
+            f"Checkpoint {latest} is damaged ({problem}); {intact} is intact. To resume from it, move the damaged "
+            f"files aside (nothing else changes): mkdir -p {aside} && mv {latest}.* {aside}/"
+        )
 
     def save(self) -> str | None:
         """Saves now, numbered by the step, unless this step is already saved."""
         step = int(self.trainer.step.numpy())
-        if self.latest is not None and self.latest.endswith(f"ckpt-{step}"):
+        if self.latest is not None and self.latest.endswith(f"{checkpoint_files.PREFIX}-{step}"):
             return None
-        return self.manager.save(checkpoint_number=step)
+        progress = self.trainer.epoch_progress
+        record = {"metadata": self.metadata, "epoch_progress": None if progress is None else progress.to_json()}
+        self.run_record.assign(json.dumps(record))
+        previous = self.latest
+        try:
+            return self.manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as error:
+            text = str(error).strip()
+            cause = text.splitlines()[0][:200] if text else type(error).__name__
+            kept = f"{previous} is intact, and --resume continues from it" if previous else "no earlier checkpoint"
+            raise RunWriteError(
+                f"Cannot save a checkpoint in {self.directory}: {cause}. {kept[0].upper()}{kept[1:]}; "
+                "free space or fix the permissions first."
+            ) from None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         # A save before the first step makes a run resumable from its very start.

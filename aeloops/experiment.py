@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops import data as data_lib
-from aeloops import schedules
+from aeloops import run_record, schedules
 from aeloops.callbacks import Callback
 from aeloops.checkpoints import Checkpointer
 from aeloops.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, software_versions
@@ -28,7 +28,7 @@ from aeloops.models import registry
 from aeloops.models.variational import VariationalAutoencoder
 from aeloops.optimizers import make_optimizer
 from aeloops.run_objective import build_objective, unused_outputs
-from aeloops.rundir import RunDirectory, is_chief_task, worker_scratch_dir, write_json
+from aeloops.rundir import RunDirectory, is_chief_task, keep_aside, worker_scratch_dir, write_json, writing
 from aeloops.summaries import SummaryWriter, reconstruction_rows
 
 __all__ = [
@@ -166,12 +166,23 @@ class _StopOnRequest(Callback):
         flags = self.strategy.run(lambda: tf.identity(requested))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None)
 
-    def on_loop_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+    def _check(self, trainer: Trainer) -> None:
         requested = self.event.is_set()
         if self._agree is not None:
             requested = float(self._agree(tf.constant(float(requested)))) > 0
         if requested:
             trainer.stop_training = True
+
+    # Checked at every point where stopping loses nothing: before the first
+    # step, after each compiled call, and after each epoch's validation.
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self._check(trainer)
+
+    def on_loop_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        self._check(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        self._check(trainer)
 
 
 def _saved_config(config: TrainConfig) -> dict:
@@ -232,6 +243,48 @@ def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | 
     for term in trainer.objective.terms:
         values[f"weight/{term.name}"] = schedules.describe(term.weight)
     return values
+
+
+def _stop_requested(stop_event: threading.Event | None) -> bool:
+    return stop_event is not None and stop_event.is_set()
+
+
+def _restore(
+    checkpointer: Checkpointer, record: dict, run_dir: RunDirectory, chief: bool, log: Callable[[str], None]
+) -> dict[str, list[float]]:
+    """Restores the newest checkpoint after checking it against the run now; returns the history it holds.
+
+    The checkpoint's history is the record: history.json, if missing,
+    damaged or ahead of the checkpoint (a kill between the two writes),
+    is rewritten from it; a damaged one is kept as history.json.damaged.
+    """
+    if checkpointer.repair:
+        log(checkpointer.repair)
+    latest = checkpointer.latest_to_restore
+    if latest is None:
+        raise ValueError(f"Cannot resume {run_dir.path}: it has no checkpoint yet.")
+    saved = (checkpointer.read_latest_record() or {}).get("metadata")
+    if saved:
+        run_record.check_against(saved, record, os.path.basename(latest), str(run_dir.config))
+    checkpointer.restore()
+    if not saved or "history" not in saved:  # A checkpoint without a record: trust history.json up to its step.
+        return run_dir.read_history()
+    history = saved["history"]
+    if not chief:
+        return history
+    if not run_dir.history.exists():
+        log(f"history.json was missing; rebuilt it from {os.path.basename(latest)}.")
+        write_json(run_dir.history, history)
+        return history
+    try:
+        written = run_dir.read_history()
+    except ValueError as error:
+        kept = keep_aside(run_dir.history)
+        log(f"{error} Kept it as {kept.name} and rebuilt history.json from {os.path.basename(latest)}.")
+        written = None
+    if written != history:
+        write_json(run_dir.history, history)
+    return history
 
 
 def run(
@@ -298,21 +351,30 @@ def _run(
     # config.json records what the run uses, not what was asked: the dataset
     # after any fall-back and the mode "auto" chose, so --config repeats it.
     config = dataclasses.replace(config, dataset=datasets.name, mode=trainer.mode)
+    if _stop_requested(stop_event):
+        log("Stopped before training began; nothing was written.")
+        return RunResult({}, stopped=True)
     if chief and not config.resume:
         run_dir.create(_saved_config(config))
     scratch = None if chief else worker_scratch_dir(run_dir.path) / "checkpoints"
-    checkpointer = Checkpointer(trainer, run_dir.checkpoints, config.keep_checkpoints, write_directory=scratch)
+    # Every checkpoint records what it was trained on and the history up to its step.
     history: dict[str, list[float]] = {}
+    record = {
+        "settings": run_record.settings(_saved_config(config)),
+        "data": {
+            "train": run_record.fingerprint(datasets.train),
+            "validation": run_record.fingerprint(datasets.validation),
+        },
+        "dataset": config.dataset,
+        "history": history,
+    }
+    checkpointer = Checkpointer(
+        trainer, run_dir.checkpoints, config.keep_checkpoints, write_directory=scratch, metadata=record
+    )
     if config.resume:
-        if not checkpointer.restore():
-            raise ValueError(f"Cannot resume {run_dir.path}: it has no checkpoint yet.")
-        history = run_dir.read_history()
+        history.update(_restore(checkpointer, record, run_dir, chief, log))
     steps_per_epoch = len(datasets.train) // config.batch_size
     initial_epoch = min(int(trainer.step.numpy()) // steps_per_epoch, config.epochs)
-    # A kill between writing history.json and the checkpoint leaves rows the
-    # checkpoint does not cover; those epochs run again.
-    kept = sum(1 for epoch in history.get("epoch", []) if epoch <= initial_epoch)
-    history = {name: values[:kept] for name, values in history.items()}
     if config.resume:
         log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
         if chief:  # A resume may extend the run (--epochs); config.json keeps describing the whole run.
@@ -333,7 +395,8 @@ def _run(
         profile_steps=config.profile_window(),
         projector_every=config.projector_every,
     )
-    # history.json is written before the checkpoint (see above for why).
+    # history.json is written before the checkpoint: a kill between the two leaves it ahead, and a
+    # resume rewrites it from the checkpoint's own history.
     callbacks: list[Callback] = [_HistoryFile(run_dir, history), checkpointer, summaries] if chief else [checkpointer]
     if config.strategy == "multiworker":
         callbacks.append(_PreemptionHandling(strategy, checkpointer))
@@ -364,14 +427,15 @@ def _run(
         log(f"Finished as a worker in {time.perf_counter() - started:.1f} s; the chief wrote {run_dir.path}.")
         return RunResult(history, stopped=False)
     outputs = trainer.predict(shown, batch_size=len(shown))
-    write_png(run_dir.reconstructions, image_grid([shown, *reconstruction_rows(objective, outputs)]))
-    # What a run leaves for use carries the weights' moving average, if kept.
-    with trainer.averaged_weights():
-        if isinstance(model, VariationalAutoencoder):
-            write_generated_images(model, run_dir)
-        partial_model = run_dir.path / "model.partial.keras"
-        model.save(partial_model)
-    os.replace(partial_model, run_dir.model)
+    with writing(run_dir.path):
+        write_png(run_dir.reconstructions, image_grid([shown, *reconstruction_rows(objective, outputs)]))
+        # What a run leaves for use carries the weights' moving average, if kept.
+        with trainer.averaged_weights():
+            if isinstance(model, VariationalAutoencoder):
+                write_generated_images(model, run_dir)
+            partial_model = run_dir.path / "model.partial.keras"
+            model.save(partial_model)
+        os.replace(partial_model, run_dir.model)
     log(f"Finished in {time.perf_counter() - started:.1f} s; the run is in {run_dir.path}.")
     log(f"  Reconstructions (inputs above, outputs below): {run_dir.reconstructions}")
     log(f"  TensorBoard: tensorboard --logdir {run_dir.tensorboard}  (then open http://localhost:6006)")

@@ -171,6 +171,8 @@ class Trainer(tf.Module):
         self._cache.parts = list(parts.values())
         # Set (by a callback or a signal handler) to stop after the current compiled call.
         self.stop_training = False
+        # The epoch in progress (an aeloops.callbacks.EpochProgress), kept by fit and saved in checkpoints.
+        self.epoch_progress = None
 
     # ------------------------------------------------------------------
     # The researcher's levers.

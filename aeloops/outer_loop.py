@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aeloops.callbacks import Callback
+from aeloops.callbacks import Callback, EpochProgress
 from aeloops.compiled import (
     GRADIENT_NORM,
     LOSS_SCALE_SKIPPED,
@@ -134,12 +134,19 @@ def fit(
     for epoch in range(initial_epoch, epochs):
         progress = _progress(trainer, verbose, epoch, epochs, source.steps_per_epoch)
         start = time.perf_counter()
+        if trainer.stop_training:  # Asked to stop before this epoch began (say, during validation).
+            break
         done = 0
         if initial_step is not None and epoch == initial_epoch:
             done = initial_step - epoch * source.steps_per_epoch
             done = done if 0 <= done < source.steps_per_epoch else 0
-        logs, steps_run = _run_epoch(trainer, source, epoch, shuffle, batch_size, progress, callbacks, probe, done)
-        if logs is None:  # Stopped mid-epoch: a partial epoch leaves no history row.
+        carried = trainer.epoch_progress if done else None
+        if carried is not None and (carried.epoch, carried.steps) != (epoch, done):
+            carried = None  # Progress of another epoch or step: this epoch's row counts the steps run now.
+        logs, steps_run = _run_epoch(
+            trainer, source, epoch, shuffle, batch_size, progress, callbacks, probe, done, carried
+        )
+        if logs is None:  # Stopped mid-epoch: the checkpoint keeps trainer.epoch_progress for the resume.
             break
         logs["epoch_seconds"] = time.perf_counter() - start
         logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
@@ -169,12 +176,18 @@ def _run_epoch(
     callbacks: Sequence[Callback],
     probe: ModeProbe,
     done: int,
+    carried: EpochProgress | None,
 ) -> tuple[dict[str, float] | None, int]:
-    """Runs ``epoch`` from its step ``done``; returns its mean values (None if stopped early) and steps run."""
+    """Runs ``epoch`` from its step ``done``; returns its mean values (None if stopped early) and steps run.
+
+    ``carried`` holds the sums of the epoch's steps before ``done``, run
+    before a resume; the means then cover the whole epoch.
+    """
     steps = source.steps_per_epoch
     run_loop = _epoch_runner(trainer, source, epoch, shuffle, done)
-    sums: dict[str, float] = {}
-    counted = 0
+    sums: dict[str, float] = dict(carried.sums) if carried is not None else {}
+    counted = done if carried is not None else 0
+    steps_run = 0
     started = time.perf_counter()
     while done < steps:
         count = min(trainer.steps_per_loop, steps - done)
@@ -187,14 +200,17 @@ def _run_epoch(
         sums = {name: sums.get(name, 0.0) + value for name, value in results.items()}
         done += count
         counted += count
+        steps_run += count
+        trainer.epoch_progress = EpochProgress(epoch, done, sums)
         if progress is not None and done < steps:  # fit() shows the epoch's last values.
-            throughput = counted * batch_size / (time.perf_counter() - started)
+            throughput = steps_run * batch_size / (time.perf_counter() - started)
             progress.update(done, [*means(trainer, sums, counted).items(), ("samples_per_second", throughput)])
         for callback in callbacks:
             callback.on_loop_end(trainer, means(trainer, results, count))
         if trainer.stop_training and done < steps:
-            return None, counted
-    return means(trainer, sums, counted), counted
+            return None, steps_run
+    trainer.epoch_progress = None  # The epoch is whole: its row goes to the history, not to checkpoints.
+    return means(trainer, sums, counted), steps_run
 
 
 def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, float]:
@@ -367,4 +383,3 @@ def check_targets(trainer: Trainer, arrays: Mapping[str, np.ndarray], name: str)
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}.")
-

@@ -10,17 +10,29 @@ Layout::
     tensorboard/         event files: ``tensorboard --logdir <run>/tensorboard``
     reconstructions.png  test inputs above their reconstructions
     model.keras          the trained model, for keras.saving.load_model
+    .lock                held by the process writing the run (see RunDirectory.lock)
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import pathlib
+import socket
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["RunDirectory", "default_run_dir", "is_chief_task", "write_json"]
+try:
+    import fcntl
+except ImportError:  # Not POSIX: run directories are not locked.
+    fcntl = None
+
+__all__ = ["RunDirectory", "RunWriteError", "default_run_dir", "is_chief_task", "keep_aside", "write_json", "writing"]
+
+LOCK_FILE = ".lock"
 
 
 def is_chief_task() -> bool:
@@ -55,11 +67,61 @@ def default_run_dir(model: str, now: datetime.datetime | None = None) -> str:
     return os.path.join("runs", f"{model}-{now:%Y%m%d-%H%M%S}")
 
 
+class RunWriteError(RuntimeError):
+    """A file of the run could not be written (disk full, permissions); the message names it and the cause."""
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turns an ``OSError`` raised while writing ``path`` into a ``RunWriteError`` naming the path and the cause."""
+    try:
+        yield
+    except OSError as error:
+        cause = error.strerror or str(error) or type(error).__name__
+        raise RunWriteError(f"Cannot write {os.fsdecode(path)}: {cause}.") from None
+
+
+def keep_aside(path: str | os.PathLike) -> pathlib.Path:
+    """Renames a damaged file to ``<name>.damaged`` (``.damaged-2``, ... if taken) and returns the new path."""
+    path = pathlib.Path(path)
+    candidate, number = path.with_name(f"{path.name}.damaged"), 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.name}.damaged-{number}")
+    os.replace(path, candidate)
+    return candidate
+
+
 def write_json(path: pathlib.Path, data: Any) -> None:
-    """Writes ``data`` as JSON through a temporary file, so a crash never leaves half a file."""
+    """Writes ``data`` as JSON through a temporary file, so a crash never leaves half a file.
+
+    Raises:
+      RunWriteError: when the file cannot be written; ``path`` is left as it was.
+    """
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        with writing(path):
+            partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            os.replace(partial, path)
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+
+
+def _unwritable(directory: pathlib.Path) -> str | None:
+    """Returns why a file cannot be created in ``directory`` (if it exists), or None.
+
+    It tries, rather than asking ``os.access``: root passes every access
+    check, yet a read-only or full file system still refuses the write.
+    """
+    if not directory.is_dir():
+        return None
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    return None
 
 
 class RunDirectory:
@@ -76,10 +138,65 @@ class RunDirectory:
 
     def check_new(self) -> None:
         """Refuses a directory that already holds files: nothing saved is overwritten."""
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+        try:
+            os.fsencode(self.path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"Run directory {os.fsdecode(self.path)!r} is not valid UTF-8, which TensorBoard and "
+                "TensorFlow's file functions need; choose another --run-dir."
+            ) from None
+        if self.path.exists() and (not self.path.is_dir() or self._holds_files()):
             raise ValueError(
                 f"Run directory {self.path} already exists; pass --resume to continue it or choose another --run-dir."
             )
+
+    def _holds_files(self) -> bool:
+        return any(entry.name != LOCK_FILE for entry in self.path.iterdir())
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds the run directory for this process, creating it if needed; refuses one another process holds.
+
+        The lock is an ``flock`` on ``.lock``, which the operating system
+        releases when its process ends, however it ends: a lock left by a
+        killed run is simply taken over. A directory this call created and
+        the run left empty is removed again.
+
+        Raises:
+          ValueError: naming the process that holds the directory.
+        """
+        created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until the end.
+        except OSError as error:
+            raise ValueError(f"Cannot write to run directory {self.path}: {error.strerror}.") from None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise ValueError(
+                        f"Run directory {self.path} is in use by {holder}; wait for that run to end, or stop it "
+                        "(it saves a checkpoint) and then --resume."
+                    ) from None
+            handle.seek(0)
+            handle.truncate()
+            started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            handle.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
+            handle.flush()
+            yield
+        finally:
+            # Emptied, not removed: another process may have it open, and must lock this same file.
+            with contextlib.suppress(OSError):
+                handle.truncate(0)
+            handle.close()
+            if created and self.path.is_dir() and not self._holds_files():
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
 
     def create(self, config: dict[str, Any]) -> None:
         """Creates a new run directory holding ``config.json``."""
@@ -94,13 +211,15 @@ class RunDirectory:
         """Checks that this directory holds a run that ``--resume`` can continue."""
         if not self.config.is_file():
             raise ValueError(f"Cannot resume {self.path}: it holds no config.json; give --run-dir of an earlier run.")
-        if not (self.checkpoints / "checkpoint").is_file():
+        if not (self.checkpoints / "checkpoint").is_file() and not any(self.checkpoints.glob("ckpt-*.index")):
             raise ValueError(
                 f"Cannot resume {self.path}: it stopped before training began and has no checkpoint; "
                 "remove it or choose another --run-dir to start again."
             )
-        if not os.access(self.path, os.W_OK):
-            raise ValueError(f"Cannot resume {self.path}: the directory is not writable.")
+        for directory in (self.path, self.checkpoints, self.tensorboard):
+            problem = _unwritable(directory)
+            if problem:
+                raise ValueError(f"Cannot resume {self.path}: {directory} is not writable ({problem}); fix that first.")
 
     def read_history(self) -> dict[str, list[float]]:
         """Returns the saved history, or an empty one."""

@@ -11,6 +11,7 @@ TensorFlow is imported only once training starts, so ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aeloops import config as config_lib
-from aeloops.rundir import RunDirectory, default_run_dir, is_chief_task
+from aeloops.rundir import RunDirectory, RunWriteError, default_run_dir, is_chief_task
 from aeloops.stderr_filter import SHOW_ALL_VARIABLE, StderrFilter
 
 __all__ = ["build_parser", "main", "resolve_config"]
@@ -219,15 +220,21 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
         if note:
             print(note)
         config_lib.check_names(config)  # Before TensorFlow loads: a typo fails at once.
-        if not config.resume and (config.strategy != "multiworker" or is_chief_task()):
+        chief = config.strategy != "multiworker" or is_chief_task()
+        if not config.resume and chief:
             run_dir.check_new()  # Fail before importing TensorFlow; created once all else checks out.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from aeloops import experiment  # Deferred: imports TensorFlow.
+        # One process writes a run directory at a time; the others are refused before TensorFlow loads.
+        with run_dir.lock() if chief else contextlib.nullcontext():
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            from aeloops import experiment  # Deferred: imports TensorFlow.
 
-        verbose = 2 if config.quiet or not sys.stdout.isatty() else 1
-        result = experiment.run(config, run_dir, verbose=verbose, stop_event=catcher.event)
+            verbose = 2 if config.quiet or not sys.stdout.isatty() else 1
+            result = experiment.run(config, run_dir, verbose=verbose, stop_event=catcher.event)
     except (ValueError, TypeError) as error:
         return _fail(" ".join(str(error).split()))
+    except RunWriteError as error:  # Disk full, permissions: what failed and where, and that resuming is safe.
+        print(f"aeloops.train: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_INTERNAL
     except FloatingPointError as error:  # A loss turned NaN or Inf: the run failed, not the user.
         print(f"aeloops.train: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_INTERNAL

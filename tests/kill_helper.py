@@ -1,11 +1,13 @@
-"""Runs ``python -m aeloops.train`` and kills itself with SIGKILL at a chosen point.
+"""Runs ``python -m aeloops.train`` and kills itself with SIGKILL (or signals itself) at a chosen point.
 
 Usage: ``python -m tests.kill_helper POINT STEP -- <train arguments>`` where
 POINT is one of ``step`` (after the compiled call that reaches STEP),
 ``validation`` (inside the first evaluation at or after STEP), ``save`` (once
 the checkpoint of STEP is fully written) or ``mid_save`` (while writing the
 checkpoint of STEP: part of its files exist, the state file is not updated).
-A test stand-in for a crash, a preemption or an OOM kill.
+A test stand-in for a crash, a preemption or an OOM kill. With POINT
+prefixed ``term-`` (``term-step``, ``term-validation``) the process sends
+itself SIGTERM there instead, as a preemption notice would, and carries on.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ import sys
 
 from aeloops import checkpoints, outer_loop, summaries, train
 
+_SIGNAL = [signal.SIGKILL]
+_SENT = []
+
 
 def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+    if not _SENT:  # A notice is sent once; a kill ends everything anyway.
+        _SENT.append(True)
+        os.kill(os.getpid(), _SIGNAL[0])
 
 
 def install(point: str, at_step: int) -> None:
-    """Patches the library so that the process dies at ``point``."""
+    """Patches the library so that the process dies (or is signalled) at ``point``."""
+    if point.startswith("term-"):
+        _SIGNAL[0], point = signal.SIGTERM, point[len("term-") :]
     if point == "step":
         original_loop_end = summaries.SummaryWriter.on_loop_end
 

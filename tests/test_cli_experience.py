@@ -127,7 +127,7 @@ def test_import_aeloops_alone_loads_no_tensorflow():
     assert result.stdout.split() == ["False", "False"]
 
 
-MY_MODELS = '''
+MY_MODELS = """
 import keras
 import tensorflow as tf
 from aeloops.models import Autoencoder, DenseDecoder, Encoder
@@ -145,7 +145,7 @@ class EnergyEncoder(Encoder):
 
 def build():
     return Autoencoder(EnergyEncoder(), DenseDecoder(units=(), output_units=784), input_shape=(784,))
-'''
+"""
 
 
 def test_a_model_output_no_term_reads_is_named_and_a_term_can_be_declared_in_toml(tmp_path):

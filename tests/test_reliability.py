@@ -48,16 +48,25 @@ def final_weights(run_dir):
     return [variable.numpy() for variable in load_model(run_dir / "model.keras").weights]
 
 
+# What a run's history holds that depends on the clock, not on what was computed.
+TIMINGS = ("epoch_seconds", "samples_per_second")
+
+
+def recorded_history(run_dir):
+    history = json.loads((run_dir / "history.json").read_text())
+    return {name: values for name, values in history.items() if name not in TIMINGS}
+
+
 @pytest.fixture(scope="module")
 def reference(images_file, tmp_path_factory):
-    """Final weights of uninterrupted runs, per mode."""
-    weights = {}
+    """Final weights and history of uninterrupted runs, per mode."""
+    results = {}
     for mode in ("graph", "xla"):
         run_dir = tmp_path_factory.mktemp("reference") / mode
         code, _, stderr = train(*arguments(images_file, run_dir, mode))
         assert code == 0, stderr
-        weights[mode] = final_weights(run_dir)
-    return weights
+        results[mode] = final_weights(run_dir), recorded_history(run_dir)
+    return results
 
 
 KILL_POINTS = [
@@ -68,28 +77,42 @@ KILL_POINTS = [
     ("mid_save", 64, "graph"),  # While a checkpoint is being written.
     ("step", 45, "xla"),
     ("mid_save", 32, "xla"),
+    # SIGTERM, as a preemption notice: mid-epoch it stops after that compiled call (steps 42-47) and saves the
+    # epoch's partial sums; during validation it stops when that epoch is whole.
+    ("term-step", 45, "graph"),
+    ("term-validation", 40, "xla"),
 ]
 
 
 @pytest.mark.parametrize(("point", "step", "mode"), KILL_POINTS, ids=[f"{p}-{s}-{m}" for p, s, m in KILL_POINTS])
-def test_sigkill_then_resume_ends_bit_identical(images_file, reference, tmp_path, point, step, mode):
+def test_killed_or_stopped_then_resumed_ends_bit_identical(images_file, reference, tmp_path, point, step, mode):
     run_dir = tmp_path / "run"
     helper = [sys.executable, "-m", "tests.kill_helper", point, str(step), "--"]
-    code, _, stderr = run([*helper, *arguments(images_file, run_dir, mode)])
-    assert code == -signal.SIGKILL, stderr
-    assert not (run_dir / "model.keras").exists()
+    code, stdout, stderr = run([*helper, *arguments(images_file, run_dir, mode)])
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if point.startswith("term-"):
+        assert code == 128 + signal.SIGTERM, stderr
+        # Stopped promptly: within the compiled call it was in, or at the end of the epoch it validated.
+        assert latest.endswith("ckpt-47" if point == "term-step" else f"ckpt-{2 * STEPS_PER_EPOCH}"), stdout
+    else:
+        assert code == -signal.SIGKILL, stderr
+    assert not (run_dir / "model.keras").exists()
     assert latest is not None  # A killed run is always resumable, even from step 0.
     code, stdout, stderr = train("--resume", "--run-dir", str(run_dir), "--quiet")
     assert code == 0, stderr
     assert f"at step {latest.rsplit('-', 1)[1]}" in stdout
-    history = json.loads((run_dir / "history.json").read_text())
-    assert history["epoch"] == list(range(1, EPOCHS + 1))
-    for ours, theirs in zip(final_weights(run_dir), reference[mode]):
+    weights, history = reference[mode]
+    # The record is as exact as the weights: every row, a resumed epoch's included.
+    assert recorded_history(run_dir) == history
+    for ours, theirs in zip(final_weights(run_dir), weights):
         np.testing.assert_array_equal(ours, theirs)
 
 
-def test_corrupt_checkpoint_exits_2_and_changes_nothing(images_file, tmp_path):
+def checkpoint_files(run_dir):
+    return {path.name: path.read_bytes() for path in (run_dir / "checkpoints").glob("ckpt-*")}
+
+
+def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_checkpoint(images_file, tmp_path):
     run_dir = tmp_path / "run"
     code, _, stderr = train(*arguments(images_file, run_dir, "graph"))
     assert code == 0, stderr
@@ -98,18 +121,25 @@ def test_corrupt_checkpoint_exits_2_and_changes_nothing(images_file, tmp_path):
     with open(data_file, "r+b") as stream:
         stream.truncate(os.path.getsize(data_file) // 2)
     before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    assert (run_dir / ".lock").read_text() == ""  # Released: no process named.
+    intact = {
+        name: content
+        for name, content in checkpoint_files(run_dir).items()
+        if not name.startswith(os.path.basename(latest))
+    }
     code, _, stderr = train("--resume", "--run-dir", str(run_dir), "--epochs", "4", "--quiet")
     assert code == 2
     lines = stderr.strip().splitlines()
-    assert lines[-1].startswith("aeloops.train: error: Cannot restore checkpoint") and latest in lines[-1]
+    assert len(lines) == 1 and lines[0].startswith(f"aeloops.train: error: Checkpoint {latest} is damaged"), stderr
     assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
-    # As the message says: without the corrupt files, the run resumes from the checkpoint before.
-    previous_step = (EPOCHS - 1) * STEPS_PER_EPOCH
-    for path in run_dir.glob(f"checkpoints/{os.path.basename(latest)}.*"):
-        path.unlink()
+    # The advice, followed literally, moves only the damaged files.
+    command = lines[0].split("(nothing else changes): ", 1)[1]
+    subprocess.run(command, shell=True, check=True)
+    assert {name: content for name, content in checkpoint_files(run_dir).items()} == intact
+    assert (run_dir / "checkpoints" / "damaged" / os.path.basename(data_file)).is_file()
     code, stdout, stderr = train("--resume", "--run-dir", str(run_dir), "--epochs", "4", "--quiet")
     assert code == 0, stderr
-    assert f"Resuming {run_dir} at step {previous_step} (epoch {EPOCHS})" in stdout
+    assert f"Resuming {run_dir} at step {(EPOCHS - 1) * STEPS_PER_EPOCH} (epoch {EPOCHS})" in stdout
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2, 3, 4]
 
 

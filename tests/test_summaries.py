@@ -46,7 +46,12 @@ def train_with_summaries(name, images, logdir, objective=None):
     inputs = to_model_inputs(images, model.example_shape)
     trainer = Trainer(model, objective, mode="graph", steps_per_loop=3)
     writer = SummaryWriter(
-        trainer, logdir, every_steps=4, examples=inputs[:6], config={"model": name}, hparams={"model": name},
+        trainer,
+        logdir,
+        every_steps=4,
+        examples=inputs[:6],
+        config={"model": name},
+        hparams={"model": name},
         trial_id=f"{name}-trial",
     )
     history = trainer.fit(

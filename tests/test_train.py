@@ -129,7 +129,8 @@ def test_signal_saves_and_resume_finishes_like_an_uninterrupted_run(tmp_path, si
     history = json.loads((stopped / "history.json").read_text())
     assert history["epoch"] == [1]
     saved_step = int(tf.train.latest_checkpoint(str(stopped / "checkpoints")).rsplit("-", 1)[1])
-    assert 1875 < saved_step < 3 * 1875
+    # The signal came as epoch 1 ended: the run stops there, or a few one-step calls into epoch 2.
+    assert 1875 <= saved_step < 1875 + 100
     assert not (stopped / "model.keras").exists()
 
     code, stdout, stderr = run_cli("--resume", "--run-dir", str(stopped), "--quiet")

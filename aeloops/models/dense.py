@@ -20,6 +20,7 @@ from aeloops.models.base import (
 
 __all__ = ["DenseAutoencoder", "DenseDecoder", "DenseEncoder"]
 
+
 @keras.saving.register_keras_serializable(package="aeloops")
 class DenseEncoder(Encoder):
     """A stack of Dense layers; the last one's activation is the code.
