@@ -171,6 +171,7 @@ class RunDirectory:
             handle = open(self.path / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until the end.
         except OSError as error:
             raise ValueError(f"Cannot write to run directory {self.path}: {error.strerror}.") from None
+        held = False
         try:
             if fcntl is not None:
                 try:
@@ -182,6 +183,7 @@ class RunDirectory:
                         f"Run directory {self.path} is in use by {holder}; wait for that run to end, or stop it "
                         "(it saves a checkpoint) and then --resume."
                     ) from None
+            held = True
             handle.seek(0)
             handle.truncate()
             started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -190,8 +192,9 @@ class RunDirectory:
             yield
         finally:
             # Emptied, not removed: another process may have it open, and must lock this same file.
-            with contextlib.suppress(OSError):
-                handle.truncate(0)
+            if held:
+                with contextlib.suppress(OSError):
+                    handle.truncate(0)
             handle.close()
             if created and self.path.is_dir() and not self._holds_files():
                 (self.path / LOCK_FILE).unlink(missing_ok=True)

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from aeloops.callbacks import Callback
 from aeloops.checkpoints import Checkpointer
 from aeloops.data import to_model_inputs
 from aeloops.loop import Trainer
@@ -15,23 +16,42 @@ def fresh_trainer(name):
     return Trainer(model, spec.objective(model), mode="graph", steps_per_loop=3)
 
 
+class StopAt(Callback):
+    """Stops training after the compiled call that reaches ``step``, as a signal would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_loop_end(self, trainer, logs):
+        if int(trainer.step.numpy()) >= self.step:
+            trainer.stop_training = True
+
+
+def without_timings(history):
+    return {name: values for name, values in history.items() if name not in ("epoch_seconds", "samples_per_second")}
+
+
 @pytest.mark.parametrize("name", ["denoising", "vae"])
-def test_resume_restores_noise_and_sampling_state_exactly(tmp_path, small_images, name):
-    """Models that draw random numbers in training (input noise, VAE sampling) resume exactly."""
+def test_resume_mid_epoch_restores_random_state_and_the_epochs_record_exactly(tmp_path, small_images, name):
+    """Models that draw random numbers in training (input noise, VAE sampling) resume exactly, history included."""
     images = to_model_inputs(small_images[:256], registry.get(name).build().example_shape)
     uninterrupted = fresh_trainer(name)
-    uninterrupted.fit(images, epochs=2, batch_size=32, verbose=0)
+    expected = uninterrupted.fit(images, epochs=2, batch_size=32, verbose=0)
 
     first = fresh_trainer(name)
     checkpointer = Checkpointer(first, tmp_path)
-    first.fit(images, epochs=1, batch_size=32, callbacks=[checkpointer], verbose=0)
+    # 8 steps an epoch, 3 per call: epoch 2 stops after its first call, at step 11.
+    first.fit(images, epochs=2, batch_size=32, callbacks=[checkpointer, StopAt(9)], verbose=0)
     # A new process would build everything afresh, with other random state.
     keras.utils.set_random_seed(123)
     resumed = fresh_trainer(name)
     keras.utils.set_random_seed(456)
     assert Checkpointer(resumed, tmp_path).restore()
-    assert int(resumed.step.numpy()) == 8
-    resumed.fit(images, epochs=2, initial_epoch=1, batch_size=32, verbose=0)
+    assert int(resumed.step.numpy()) == 11
+    assert resumed.epoch_progress.epoch == 1 and resumed.epoch_progress.steps == 3
+    history = resumed.fit(images, epochs=2, initial_epoch=1, initial_step=11, batch_size=32, verbose=0)
+    # The resumed epoch's row averages all 8 of its steps, 3 of them run before the stop.
+    assert without_timings(history) == {name: values[1:] for name, values in without_timings(expected).items()}
     for ours, theirs in zip(resumed.model.weights, uninterrupted.model.weights):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
 

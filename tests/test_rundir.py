@@ -1,8 +1,19 @@
+import errno
 import json
+import os
+import pathlib
 
 import pytest
 
-from aeloops.rundir import RunDirectory, default_run_dir, is_chief_task, worker_scratch_dir
+from aeloops.rundir import (
+    RunDirectory,
+    RunWriteError,
+    default_run_dir,
+    is_chief_task,
+    keep_aside,
+    worker_scratch_dir,
+    write_json,
+)
 
 
 def test_create_writes_config_and_refuses_to_reuse_a_directory(tmp_path):
@@ -44,3 +55,32 @@ def test_default_name_and_chief_election(monkeypatch, tmp_path):
     monkeypatch.setenv("TF_CONFIG", "{broken")
     with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
         is_chief_task()
+
+
+def test_write_json_fails_in_one_line_and_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "history.json"
+    write_json(path, {"epoch": [1]})
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pathlib.Path, "write_text", no_space)
+    with pytest.raises(RunWriteError, match="Cannot write .*history.json: No space left on device"):
+        write_json(path, {"epoch": [1, 2]})
+    assert json.loads(path.read_text()) == {"epoch": [1]}
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_keep_aside_never_overwrites(tmp_path):
+    for content in ("first", "second"):
+        (tmp_path / "checkpoint").write_text(content)
+        keep_aside(tmp_path / "checkpoint")
+    assert (tmp_path / "checkpoint.damaged").read_text() == "first"
+    assert (tmp_path / "checkpoint.damaged-2").read_text() == "second"
+
+
+def test_non_utf8_run_directory_is_refused_before_anything_is_written(tmp_path):
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/run-\xff")
+    with pytest.raises(ValueError, match="is not valid UTF-8"):
+        RunDirectory(name).check_new()
+    assert list(tmp_path.iterdir()) == []

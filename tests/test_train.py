@@ -183,6 +183,7 @@ def bad_inputs(tmp_path):
         (["--set", "epochs"], "key=value"),
         (["--set", "objective.nope.weight=1"], "has no loss term 'nope'"),
         (["--run-dir", str(tmp_path / "a_file" / "run")], "Cannot write to run directory"),
+        (["--run-dir", os.fsdecode(os.fsencode(str(tmp_path)) + b"/run-\xff")], "is not valid UTF-8"),
         (["--resume"], "--resume needs --run-dir"),
         (["--resume", "--run-dir", str(tmp_path / "missing_run")], "holds no config.json"),
         (["--resume", "--run-dir", str(tmp_path / "no_checkpoint")], "no checkpoint"),
