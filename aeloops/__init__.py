@@ -31,6 +31,7 @@ _EXPORTS = {
     "LossTerm": "aeloops.objective",
     "MultiHeadAutoencoder": "aeloops.models",
     "Objective": "aeloops.objective",
+    "StepError": "aeloops.objective",
     "SequenceAutoencoder": "aeloops.models",
     "Trainer": "aeloops.loop",
     "TransposedConvAutoencoder": "aeloops.models",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -60,7 +61,11 @@ def _restore_into(objects: dict[str, Any], prefix: str) -> str | None:
         checkpoint.restore(prefix).assert_existing_objects_matched()
     except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, OSError) as error:
         text = str(error).strip()
-        problem = text.splitlines()[0][:300] if text else type(error).__name__
+        unbound = re.search(r"Found (\d+) Python objects that were not bound.*?path=([^,\s]+)", text, re.DOTALL)
+        if unbound:  # TensorFlow lists the objects with their values; the count and a name say it.
+            problem = f"{unbound[1]} of the trainer's objects have no value in it, {unbound[2]} among them"
+        else:
+            problem = text.splitlines()[0][:300] if text else type(error).__name__
     if problem is not None:
         # A failed restore leaves TensorFlow's coordinator to log every value
         # it did not restore when collected; the failure is reported once, by us.

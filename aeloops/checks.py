@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.compiled import GRADIENT_NORM, LOSS_SCALE_SKIPPED, NONFINITE_STEPS, WEIGHT_PREFIX, WEIGHTED_PREFIX
-from aeloops.objective import Objective
+from aeloops.objective import Objective, StepError
 from aeloops.optimizers import inner_optimizer
 
 if TYPE_CHECKING:
@@ -54,14 +54,14 @@ def check_outputs(model: keras.Model, objective: Objective) -> None:
 def check_results(results: Any, method: str) -> dict[str, tf.Tensor]:
     """Returns a step's results as float32 scalars, refusing anything else and the library's own names."""
     if not isinstance(results, Mapping):
-        raise TypeError(f"{method} must return a dict of scalar tensors to log, got {type(results).__name__}.")
+        raise StepError(f"{method} must return a dict of scalar tensors to log, got {type(results).__name__}.")
     checked = {}
     for name, value in results.items():
         value = tf.convert_to_tensor(value)
         if value.shape.rank != 0:
-            raise ValueError(f"{method} returned {name!r} with shape {value.shape}; return scalars (reduce it first).")
+            raise StepError(f"{method} returned {name!r} with shape {value.shape}; return scalars (reduce it first).")
         if name in RESERVED or name.startswith((WEIGHT_PREFIX, WEIGHTED_PREFIX)):
-            raise ValueError(f"{method} returned {name!r}, a name the library logs itself; rename it.")
+            raise StepError(f"{method} returned {name!r}, a name the library logs itself; rename it.")
         checked[name] = tf.cast(value, tf.float32)
     return checked
 

@@ -27,8 +27,9 @@ from aeloops.loop import Trainer
 from aeloops.models import registry
 from aeloops.models.variational import VariationalAutoencoder
 from aeloops.optimizers import make_optimizer
+from aeloops.run_callbacks import HistoryFile, PreemptionHandling, StopOnRequest
 from aeloops.run_objective import build_objective, unused_outputs
-from aeloops.rundir import RunDirectory, is_chief_task, keep_aside, worker_scratch_dir, write_json, writing
+from aeloops.rundir import RunDirectory, is_chief_task, worker_scratch_dir, write_json, writing
 from aeloops.summaries import SummaryWriter, reconstruction_rows
 
 __all__ = [
@@ -111,80 +112,6 @@ def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Call
     )
 
 
-class _HistoryFile(Callback):
-    """Appends each finished epoch to history.json, so a kill loses at most one epoch."""
-
-    def __init__(self, run_dir: RunDirectory, history: dict[str, list[float]]) -> None:
-        self.run_dir = run_dir
-        self.history = history
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
-        for name, value in logs.items():
-            self.history.setdefault(name, []).append(value)
-        self.history.setdefault("epoch", []).append(epoch + 1)
-        write_json(self.run_dir.history, self.history)
-
-
-class _PreemptionHandling(Callback):
-    """TensorFlow's preemption handling for ``MultiWorkerMirroredStrategy``.
-
-    ``tf.distribute.experimental.PreemptionCheckpointHandler`` watches every
-    worker for SIGTERM; after each compiled call all workers ask it whether
-    one was signalled, and if so they save a checkpoint together and stop.
-    """
-
-    def __init__(self, strategy: tf.distribute.Strategy, checkpointer: Checkpointer) -> None:
-        self.preempted = False
-        config = tf.distribute.experimental.TerminationConfig(exit_fn=self._on_preemption)
-        self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-            strategy.cluster_resolver, checkpointer.manager, termination_config=config
-        )
-
-    def _on_preemption(self) -> None:
-        self.preempted = True  # Stop as a signalled run does, instead of exiting at once.
-
-    def on_loop_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
-        self.handler.save_checkpoint_if_preempted()
-        if self.preempted:
-            trainer.stop_training = True
-
-
-class _StopOnRequest(Callback):
-    """Stops training after the current compiled call once ``event`` is set.
-
-    With a multi-worker ``strategy`` the workers agree first (a SUM all-reduce
-    of their flags after every compiled call), so a signal to one worker
-    stops all of them at the same step and they save together.
-    """
-
-    def __init__(self, event: threading.Event, strategy: tf.distribute.Strategy | None = None) -> None:
-        self.event = event
-        self.strategy = strategy
-        self._agree = None if strategy is None else tf.function(self._requests_across_workers)
-
-    def _requests_across_workers(self, requested: tf.Tensor) -> tf.Tensor:
-        flags = self.strategy.run(lambda: tf.identity(requested))
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None)
-
-    def _check(self, trainer: Trainer) -> None:
-        requested = self.event.is_set()
-        if self._agree is not None:
-            requested = float(self._agree(tf.constant(float(requested)))) > 0
-        if requested:
-            trainer.stop_training = True
-
-    # Checked at every point where stopping loses nothing: before the first
-    # step, after each compiled call, and after each epoch's validation.
-    def on_train_begin(self, trainer: Trainer) -> None:
-        self._check(trainer)
-
-    def on_loop_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
-        self._check(trainer)
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
-        self._check(trainer)
-
-
 def _saved_config(config: TrainConfig) -> dict:
     """Returns config.json's content: without run_dir, so `--config <run>/config.json` repeats the run elsewhere.
 
@@ -247,44 +174,6 @@ def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | 
 
 def _stop_requested(stop_event: threading.Event | None) -> bool:
     return stop_event is not None and stop_event.is_set()
-
-
-def _restore(
-    checkpointer: Checkpointer, record: dict, run_dir: RunDirectory, chief: bool, log: Callable[[str], None]
-) -> dict[str, list[float]]:
-    """Restores the newest checkpoint after checking it against the run now; returns the history it holds.
-
-    The checkpoint's history is the record: history.json, if missing,
-    damaged or ahead of the checkpoint (a kill between the two writes),
-    is rewritten from it; a damaged one is kept as history.json.damaged.
-    """
-    if checkpointer.repair:
-        log(checkpointer.repair)
-    latest = checkpointer.latest_to_restore
-    if latest is None:
-        raise ValueError(f"Cannot resume {run_dir.path}: it has no checkpoint yet.")
-    saved = (checkpointer.read_latest_record() or {}).get("metadata")
-    if saved:
-        run_record.check_against(saved, record, os.path.basename(latest), str(run_dir.config))
-    checkpointer.restore()
-    if not saved or "history" not in saved:  # A checkpoint without a record: trust history.json up to its step.
-        return run_dir.read_history()
-    history = saved["history"]
-    if not chief:
-        return history
-    if not run_dir.history.exists():
-        log(f"history.json was missing; rebuilt it from {os.path.basename(latest)}.")
-        write_json(run_dir.history, history)
-        return history
-    try:
-        written = run_dir.read_history()
-    except ValueError as error:
-        kept = keep_aside(run_dir.history)
-        log(f"{error} Kept it as {kept.name} and rebuilt history.json from {os.path.basename(latest)}.")
-        written = None
-    if written != history:
-        write_json(run_dir.history, history)
-    return history
 
 
 def run(
@@ -372,7 +261,7 @@ def _run(
         trainer, run_dir.checkpoints, config.keep_checkpoints, write_directory=scratch, metadata=record
     )
     if config.resume:
-        history.update(_restore(checkpointer, record, run_dir, chief, log))
+        history.update(run_record.restore(checkpointer, record, run_dir, chief, log))
     steps_per_epoch = len(datasets.train) // config.batch_size
     initial_epoch = min(int(trainer.step.numpy()) // steps_per_epoch, config.epochs)
     if config.resume:
@@ -397,11 +286,11 @@ def _run(
     )
     # history.json is written before the checkpoint: a kill between the two leaves it ahead, and a
     # resume rewrites it from the checkpoint's own history.
-    callbacks: list[Callback] = [_HistoryFile(run_dir, history), checkpointer, summaries] if chief else [checkpointer]
+    callbacks: list[Callback] = [HistoryFile(run_dir, history), checkpointer, summaries] if chief else [checkpointer]
     if config.strategy == "multiworker":
-        callbacks.append(_PreemptionHandling(strategy, checkpointer))
+        callbacks.append(PreemptionHandling(strategy, checkpointer))
     if stop_event is not None:
-        callbacks.append(_StopOnRequest(stop_event, strategy if config.strategy == "multiworker" else None))
+        callbacks.append(StopOnRequest(stop_event, strategy if config.strategy == "multiworker" else None))
     started = time.perf_counter()
     try:
         trainer.fit(

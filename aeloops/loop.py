@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -51,7 +52,7 @@ from aeloops.compiled import (
     resolve_mode,
 )
 from aeloops.config import NONFINITE_POLICIES
-from aeloops.objective import LAYER_LOSSES, TOTAL, Objective
+from aeloops.objective import LAYER_LOSSES, TOTAL, Objective, StepError
 from aeloops.optimizers import OptimizerSpec, inner_optimizer
 from aeloops.sources import INPUT, SAMPLE_WEIGHT, as_arrays, to_tensors
 
@@ -314,8 +315,8 @@ class Trainer(tf.Module):
             def count_trace() -> None:
                 self._cache.trace_counts[counter] += 1
 
-            self._cache.functions[key] = build_loop(
-                step, kind, mode=self.mode, strategy=self.strategy, on_trace=count_trace
+            self._cache.functions[key] = _raising_step_errors_plainly(
+                build_loop(step, kind, mode=self.mode, strategy=self.strategy, on_trace=count_trace)
             )
         return self._cache.functions[key]
 
@@ -431,3 +432,35 @@ def _counter(name: str, initial: int) -> tf.Variable:
     return tf.Variable(
         initial, dtype=tf.int64, trainable=False, name=name, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
     )
+
+
+def _raising_step_errors_plainly(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps a compiled loop so that a ``StepError`` raised while tracing it reaches the caller as raised.
+
+    AutoGraph re-raises errors from traced code as a new exception whose
+    message holds a trace through the library; the original is kept as
+    its context.
+    """
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            original = _step_error_in(error)
+            if original is None:
+                raise
+            raise original.with_traceback(None) from None
+
+    return call
+
+
+def _step_error_in(error: BaseException) -> StepError | None:
+    """Returns the ``StepError`` that ``error`` is or was raised in handling, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, StepError) and "in user code:" not in str(error):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

@@ -20,7 +20,7 @@ import tensorflow as tf
 from aeloops import losses as losses_lib
 from aeloops import regularizers
 
-__all__ = ["LAYER_LOSSES", "TOTAL", "LossTerm", "Objective", "Weight"]
+__all__ = ["LAYER_LOSSES", "TOTAL", "LossTerm", "Objective", "StepError", "Weight"]
 
 TOTAL = "loss"
 LAYER_LOSSES = "layer_losses"
@@ -29,6 +29,14 @@ LAYER_LOSSES = "layer_losses"
 Weight = Union[float, Callable[[tf.Tensor], tf.Tensor]]
 
 _REGULARIZERS = {"l1": regularizers.l1_activity, "l2": regularizers.l2_activity, "sum": regularizers.sum_activity}
+
+
+class StepError(ValueError):
+    """A mistake in an objective or in what a step returns, found while the step is traced.
+
+    The trainer's compiled loops raise it as it was raised, without the
+    trace through TensorFlow's own code that comes with it.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +108,7 @@ class LossTerm:
     def per_example(self, outputs: Mapping[str, tf.Tensor], batch: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Returns this term's float32 value for each example of the batch."""
         if self.output not in outputs:
-            raise ValueError(
+            raise StepError(
                 f"LossTerm {self.name!r} reads output {self.output!r}, but the model "
                 f"returns {sorted(outputs)}; point the term at one of those."
             )
@@ -109,7 +117,7 @@ class LossTerm:
             values = self.function(prediction)
         else:
             if self.target not in batch:
-                raise ValueError(
+                raise StepError(
                     f"LossTerm {self.name!r} compares with batch entry {self.target!r}, "
                     f"but the batch holds {sorted(batch)}."
                 )
@@ -117,7 +125,7 @@ class LossTerm:
             values = self.function(target, prediction)
         values = tf.convert_to_tensor(values)
         if values.shape.rank == 0:
-            raise ValueError(
+            raise StepError(
                 f"LossTerm {self.name!r}: its loss returned a scalar; it must return one value per "
                 "example (shape (batch, ...)), leaving the batch average to the objective."
             )

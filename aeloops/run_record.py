@@ -13,14 +13,17 @@ checkpoint, so history.json always matches the weights.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from aeloops.checkpoints import Checkpointer
 from aeloops.config import RESUMABLE_CHANGES, VERSIONS_KEY
+from aeloops.rundir import RunDirectory, keep_aside, write_json
 
-__all__ = ["check_against", "fingerprint", "settings"]
+__all__ = ["check_against", "fingerprint", "restore", "settings"]
 
 # Settings a resume may change, beyond how a run is watched: the data's path
 # (its content is fingerprinted) and the mode (it changes speed, not the math).
@@ -81,3 +84,41 @@ def check_against(record: Mapping[str, Any], current: Mapping[str, Any], checkpo
 
 def _shown(value: Any) -> str:
     return "None (the default)" if value is None else repr(value)
+
+
+def restore(
+    checkpointer: Checkpointer, record: dict, run_dir: RunDirectory, chief: bool, log: Callable[[str], None]
+) -> dict[str, list[float]]:
+    """Restores the newest checkpoint after checking it against the run now; returns the history it holds.
+
+    The checkpoint's history is the record: history.json, if missing,
+    damaged or ahead of the checkpoint (a kill between the two writes),
+    is rewritten from it; a damaged one is kept as history.json.damaged.
+    """
+    if checkpointer.repair:
+        log(checkpointer.repair)
+    latest = checkpointer.latest_to_restore
+    if latest is None:
+        raise ValueError(f"Cannot resume {run_dir.path}: it has no checkpoint yet.")
+    saved = (checkpointer.read_latest_record() or {}).get("metadata")
+    if saved:
+        check_against(saved, record, os.path.basename(latest), str(run_dir.config))
+    checkpointer.restore()
+    if not saved or "history" not in saved:  # A checkpoint without a record: trust history.json up to its step.
+        return run_dir.read_history()
+    history = saved["history"]
+    if not chief:
+        return history
+    if not run_dir.history.exists():
+        log(f"history.json was missing; rebuilt it from {os.path.basename(latest)}.")
+        write_json(run_dir.history, history)
+        return history
+    try:
+        written = run_dir.read_history()
+    except ValueError as error:
+        kept = keep_aside(run_dir.history)
+        log(f"{error} Kept it as {kept.name} and rebuilt history.json from {os.path.basename(latest)}.")
+        written = None
+    if written != history:
+        write_json(run_dir.history, history)
+    return history

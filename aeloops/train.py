@@ -21,7 +21,7 @@ import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aeloops import config as config_lib
@@ -158,11 +158,17 @@ def _list_models() -> None:
 
 
 class _SignalCatcher:
-    """Turns the first SIGINT or SIGTERM into a stop request; a second one acts as usual."""
+    """Turns the first SIGINT or SIGTERM into a stop request; a second one stops at once.
+
+    Stopping at once corrupts nothing: checkpoints, history.json and
+    model.keras are each written to a temporary name and then renamed.
+    """
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal_number: int | None = None
+        # Called before a second signal ends the process (to flush the filtered stderr).
+        self.before_exit: Callable[[], None] | None = None
 
     def install(self) -> None:
         self.previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -173,11 +179,16 @@ class _SignalCatcher:
 
     def _handle(self, number: int, frame: Any) -> None:
         if self.event.is_set():
+            if self.before_exit is not None:
+                self.before_exit()
+            print("aeloops.train: stopped at once; the checkpoints saved so far are intact.", file=sys.stderr)
             signal.signal(number, signal.SIG_DFL)
             os.kill(os.getpid(), number)
             return
         self.signal_number = number
         self.event.set()
+        again = "Ctrl-C" if number == signal.SIGINT else "the signal"
+        print(f"Stopping after the current compiled call, with a checkpoint ({again} again stops at once).", flush=True)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> str:
@@ -199,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr_filter = StderrFilter()
     if not args.show_tf_logs:
         stderr_filter.start()
+        catcher.before_exit = stderr_filter.stop
     format_warning = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
     try:

@@ -1,6 +1,7 @@
 """What the library makes of the data and objectives it is given: understood, or refused with the fix."""
 
 import json
+import traceback
 
 import keras
 import numpy as np
@@ -11,7 +12,7 @@ from aeloops import train
 from aeloops.data import to_model_inputs
 from aeloops.loop import Trainer
 from aeloops.models import registry
-from aeloops.objective import LossTerm, Objective
+from aeloops.objective import LossTerm, Objective, StepError
 
 
 def dense_trainer():
@@ -66,6 +67,22 @@ def test_a_term_reading_a_missing_output_is_refused_when_the_trainer_is_built():
     objective = Objective([LossTerm("bce", output="logit", loss="bce_logits")])
     with pytest.raises(ValueError, match=r"reads output 'logit', but the model returns \['code', "):
         Trainer(model, objective)
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_a_mistake_found_while_tracing_is_raised_as_written_not_inside_a_trace(images, mode):
+    model = registry.get("dense").build()
+    scalar_loss = LossTerm("bad", output="logits", loss=lambda target, output: tf.reduce_mean(output))
+    trainer = Trainer(model, Objective([scalar_loss]), mode=mode)
+    with pytest.raises(StepError) as raised:
+        trainer.fit(images, batch_size=32, verbose=0)
+    assert str(raised.value) == (
+        "LossTerm 'bad': its loss returned a scalar; it must return one value per example (shape (batch, ...)), "
+        "leaving the batch average to the objective."
+    )
+    assert "site-packages/tensorflow" not in "".join(traceback.format_tb(raised.value.__traceback__))
+    with pytest.raises(StepError, match="^LossTerm 'bad': its loss returned a scalar"):
+        trainer.evaluate(images)
 
 
 def test_no_validation_means_none_whatever_the_file_holds(tmp_path, small_images, small_test_images, capsys):
