@@ -7,7 +7,8 @@ the checkpoint of STEP is fully written) or ``mid_save`` (while writing the
 checkpoint of STEP: part of its files exist, the state file is not updated).
 A test stand-in for a crash, a preemption or an OOM kill. With POINT
 prefixed ``term-`` (``term-step``, ``term-validation``) the process sends
-itself SIGTERM there instead, as a preemption notice would, and carries on.
+itself SIGTERM there instead, as a preemption notice would, and carries on;
+with ``int2-`` it sends itself SIGINT twice, as a user pressing Ctrl-C twice.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ _SENT = []
 def _die() -> None:
     if not _SENT:  # A notice is sent once; a kill ends everything anyway.
         _SENT.append(True)
-        os.kill(os.getpid(), _SIGNAL[0])
+        for number in _SIGNAL:
+            os.kill(os.getpid(), number)
 
 
 def install(point: str, at_step: int) -> None:
     """Patches the library so that the process dies (or is signalled) at ``point``."""
     if point.startswith("term-"):
         _SIGNAL[0], point = signal.SIGTERM, point[len("term-") :]
+    elif point.startswith("int2-"):  # Ctrl-C pressed twice.
+        _SIGNAL[:], point = [signal.SIGINT, signal.SIGINT], point[len("int2-") :]
     if point == "step":
         original_loop_end = summaries.SummaryWriter.on_loop_end
 

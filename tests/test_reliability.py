@@ -81,6 +81,8 @@ KILL_POINTS = [
     # epoch's partial sums; during validation it stops when that epoch is whole.
     ("term-step", 45, "graph"),
     ("term-validation", 40, "xla"),
+    # Ctrl-C twice: the second stops at once, whatever was being written.
+    ("int2-step", 45, "graph"),
 ]
 
 
@@ -94,6 +96,11 @@ def test_killed_or_stopped_then_resumed_ends_bit_identical(images_file, referenc
         assert code == 128 + signal.SIGTERM, stderr
         # Stopped promptly: within the compiled call it was in, or at the end of the epoch it validated.
         assert latest.endswith("ckpt-47" if point == "term-step" else f"ckpt-{2 * STEPS_PER_EPOCH}"), stdout
+    elif point.startswith("int2-"):
+        assert code == -signal.SIGINT, stderr
+        assert stderr.strip().splitlines()[-1] == (
+            "aeloops.train: stopped at once; the checkpoints saved so far are intact."
+        )
     else:
         assert code == -signal.SIGKILL, stderr
     assert not (run_dir / "model.keras").exists()
