@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import keras
@@ -35,9 +36,11 @@ from aeloops.summaries import SummaryWriter, reconstruction_rows
 __all__ = [
     "Datasets",
     "RunResult",
+    "build_trainer",
     "load_datasets",
     "make_optimizers",
     "make_strategy",
+    "precision",
     "run",
 ]
 
@@ -176,6 +179,38 @@ def _stop_requested(stop_event: threading.Event | None) -> bool:
     return stop_event is not None and stop_event.is_set()
 
 
+def build_trainer(config: TrainConfig) -> Trainer:
+    """Returns the trainer ``config`` describes (model, objective, optimizers, strategy), without data.
+
+    Call it under ``precision(config)``; ``run`` does.
+    """
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
+        model = registry.get(config.model).build()
+        optimizers = make_optimizers(config)
+    return Trainer(
+        model,
+        build_objective(config, model),
+        optimizers,
+        mode=config.mode,
+        steps_per_loop=config.steps_per_loop,
+        strategy=strategy,
+        seed=config.seed,
+        on_nonfinite=config.on_nonfinite,
+    )
+
+
+@contextlib.contextmanager
+def precision(config: TrainConfig) -> Iterator[None]:
+    """Sets Keras's global dtype policy to ``config.precision`` for the block, then puts the old one back."""
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        yield
+    finally:  # The policy is process-wide; leave it as it was found.
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
 def run(
     config: TrainConfig,
     run_dir: RunDirectory,
@@ -189,12 +224,8 @@ def run(
     With ``config.resume`` the newest checkpoint in ``run_dir`` is restored
     and training continues at its step; ``history.json`` keeps growing.
     """
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(config.precision)
-    try:
+    with precision(config):
         return _run(config, run_dir, verbose, log, stop_event)
-    finally:  # The policy is process-wide; leave it as it was found.
-        keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _run(
@@ -207,11 +238,8 @@ def _run(
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(config.strategy)
-    with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
-        model = registry.get(config.model).build()
-        optimizers = make_optimizers(config)
-    objective = build_objective(config, model)
+    trainer = build_trainer(config)
+    model, objective, strategy = trainer.model, trainer.objective, trainer.strategy
     unused = unused_outputs(model, objective)
     if unused:
         names = ", ".join(repr(name) for name in unused)
@@ -224,16 +252,6 @@ def _run(
         raise ValueError(
             f"--batch-size {config.batch_size} is larger than the {len(datasets.train)} training examples; lower it."
         )
-    trainer = Trainer(
-        model,
-        objective,
-        optimizers,
-        mode=config.mode,
-        steps_per_loop=config.steps_per_loop,
-        strategy=strategy,
-        seed=config.seed,
-        on_nonfinite=config.on_nonfinite,
-    )
     # Under MultiWorkerMirroredStrategy only the chief writes the run directory;
     # the other workers take part in every save, into scratch directories.
     chief = config.strategy != "multiworker" or is_chief_task()

@@ -1,0 +1,117 @@
+"""Export for serving: ``python -m aeloops.export RUN_DIR --out DIR`` and ``export(model, path)``.
+
+Writes a TensorFlow SavedModel that TensorFlow alone can load (no aeloops
+needed), with the signatures ``encode``, ``decode``, ``reconstruct`` and
+``anomaly_score`` (and ``sample`` for a variational model); see
+``aeloops.serving`` for what each returns. From a run directory the export
+holds the newest checkpoint's weights (``--best``: the best checkpoint's),
+as the optimizer's moving average where the run keeps one.
+
+>>> from aeloops.export import export
+>>> export(model, "exported/dense")                                 # doctest: +SKIP
+>>> served = tf.saved_model.load("exported/dense")                  # doctest: +SKIP
+>>> served.signatures["anomaly_score"](inputs=images)["score"]      # doctest: +SKIP
+
+TensorFlow is imported only once the arguments check out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from aeloops import config as config_lib
+from aeloops.rundir import RunDirectory
+from aeloops.stderr_filter import StderrFilter
+
+if TYPE_CHECKING:
+    from aeloops.models.base import Autoencoder
+    from aeloops.objective import Objective
+
+__all__ = ["export", "export_run", "main"]
+
+EXIT_USAGE = 2
+BEST = "best"
+
+
+def export(
+    model: Autoencoder, path: str | os.PathLike, objective: Objective | None = None, *, step: int = 0
+) -> pathlib.Path:
+    """Writes ``model`` as a SavedModel at the new directory ``path``; see ``aeloops.serving.write_saved_model``."""
+    from aeloops.serving import write_saved_model  # Deferred: imports TensorFlow.
+
+    return write_saved_model(model, path, objective, step=step)
+
+
+def checked_source(run_dir: RunDirectory, best: bool) -> pathlib.Path:
+    """Returns the checkpoint directory to export from, refusing a run that has none (no TensorFlow needed)."""
+    if not run_dir.config.is_file():
+        raise ValueError(f"{run_dir.path} holds no config.json; give the --run-dir of a training run.")
+    source = run_dir.checkpoints / BEST if best else run_dir.checkpoints
+    if not any(source.glob("ckpt-*.index")):
+        if best:
+            raise ValueError(
+                f"{run_dir.path} has no best checkpoint ({source}); runs keep one when they monitor a value "
+                "(validation data, or --monitor). Export the newest checkpoint: drop --best."
+            )
+        raise ValueError(f"{run_dir.path} has no checkpoint to export; train it first.")
+    return source
+
+
+def export_run(run_dir: RunDirectory, out: str | os.PathLike, best: bool = False) -> str:
+    """Exports the newest (or best) checkpoint of ``run_dir`` to ``out``; returns a line saying what was written."""
+    source = checked_source(run_dir, best)
+    config = config_lib.merge(config_lib.TrainConfig(), config_lib.load_config_file(run_dir.config), "config.json")
+    from aeloops import experiment  # Deferred: imports TensorFlow.
+    from aeloops.checkpoints import Checkpointer
+
+    with experiment.precision(config):
+        trainer = experiment.build_trainer(config)
+        checkpointer = Checkpointer(trainer, source, max_to_keep=1)
+        checkpointer.restore()
+        step = int(trainer.step.numpy())
+        # What is served is what was validated: the weights' moving average, where the run keeps one.
+        with trainer.averaged_weights():
+            path = export(trainer.model, out, trainer.objective, step=step)
+    which = f"the best checkpoint (step {step})" if best else f"the newest checkpoint (step {step})"
+    from aeloops.serving import signature_names
+
+    return f"Exported {which} of {run_dir.path} to {path}: signatures {', '.join(signature_names(trainer.model))}."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the export command's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m aeloops.export",
+        description="Export a training run's model as a TensorFlow SavedModel for serving.",
+        epilog="Example: python -m aeloops.export runs/dense --out exported/dense",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by python -m aeloops.train")
+    parser.add_argument("--out", required=True, help="the SavedModel directory to create (must not exist)")
+    parser.add_argument("--best", action="store_true", help="export the best checkpoint instead of the newest")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the export command and returns its exit status."""
+    args = build_parser().parse_args(argv)
+    run_dir = RunDirectory(args.run_dir)
+    try:
+        if pathlib.Path(args.out).exists():
+            raise ValueError(f"--out {args.out} already exists; choose a new directory.")
+        checked_source(run_dir, args.best)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
+            print(export_run(run_dir, args.out, args.best))
+    except (ValueError, TypeError) as error:
+        print(f"aeloops.export: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""SavedModel exports, loaded and served by TensorFlow alone, in a process that cannot import aeloops."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeloops import export as export_cli
+from aeloops.anomaly import anomaly_scores
+from aeloops.export import export
+from aeloops.loop import Trainer
+from aeloops.models import registry
+
+# Run in a fresh interpreter: aeloops is made unimportable, so only TensorFlow can read the exports.
+SERVE = """
+import json, sys
+import numpy as np
+sys.modules["aeloops"] = None
+import tensorflow as tf
+requests = json.loads(sys.argv[1])
+results = {}
+for name, request in requests.items():
+    served = tf.saved_model.load(request["path"])
+    inputs = np.load(request["inputs"])
+    for signature, arguments in request["calls"].items():
+        function = served.signatures[signature]
+        outputs = function(**{key: tf.constant(inputs[value]) for key, value in arguments.items()})
+        assert set(outputs) == set(function.structured_outputs), signature
+        for key, value in outputs.items():
+            results[f"{name}/{signature}/{key}"] = value.numpy()
+np.savez(sys.argv[2], **results)
+"""
+
+
+def serve(requests, tmp_path):
+    """Calls each export's signatures in a process without aeloops; returns every output by name."""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = tmp_path / "served.npz"
+    command = [sys.executable, "-c", SERVE, json.dumps(requests), str(out)]
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    with np.load(out) as served:
+        return dict(served)
+
+
+def test_every_registered_model_is_served_by_tensorflow_alone_as_it_computes(tmp_path):
+    rng = np.random.default_rng(0)
+    requests, expected = {}, {}
+    for name in registry.names():
+        spec = registry.get(name)
+        model = spec.build()
+        trainer = Trainer(model, spec.objective(model), mode="graph")
+        # Two batch sizes through one signature: the batch dimension is dynamic.
+        images = rng.random((5, *model.example_shape), dtype=np.float32)
+        codes = np.asarray(model.encode(images[:3]))
+        inputs = {"images": images, "one": images[:1], "codes": codes, "count": np.int32(4), "seed": np.int32(7)}
+        np.savez(tmp_path / f"{name}.npz", **inputs)
+        path = export(model, tmp_path / "exports" / name, trainer.objective)
+        calls = {
+            "encode": {"inputs": "images"},
+            "decode": {"code": "codes"},
+            "reconstruct": {"inputs": "one"},
+            "anomaly_score": {"inputs": "images"},
+        }
+        expected[f"{name}/encode/code"] = codes_of = np.asarray(model.encode(images))
+        expected[f"{name}/decode/reconstruction"] = np.asarray(model.decode(codes))
+        expected[f"{name}/reconstruct/reconstruction"] = np.asarray(model.reconstruct(images[:1]))
+        expected[f"{name}/anomaly_score/score"] = anomaly_scores(trainer, images)
+        if name == "vae":
+            calls["sample"] = {"count": "count", "seed": "seed"}
+            prior = tf.random.stateless_normal((4, codes_of.shape[1]), seed=[7, 0])
+            expected[f"{name}/sample/reconstruction"] = np.asarray(model.decode(prior))
+        requests[name] = {"path": str(path), "inputs": str(tmp_path / f"{name}.npz"), "calls": calls}
+    served = serve(requests, tmp_path)
+    assert set(served) == set(expected)
+    for key, value in expected.items():
+        np.testing.assert_allclose(served[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_export_refuses_an_existing_directory_and_leaves_nothing_behind(tmp_path):
+    model = registry.get("dense").build()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="already exists; export to a new directory"):
+        export(model, tmp_path / "taken")
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "keep me"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["taken"]
+
+
+def test_export_command_refuses_what_it_cannot_export_in_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "untrained").mkdir()
+    (tmp_path / "untrained" / "config.json").write_text("{}")
+    cases = [
+        ([str(tmp_path / "empty"), "--out", str(tmp_path / "out")], "holds no config.json"),
+        ([str(tmp_path / "untrained"), "--out", str(tmp_path / "out")], "has no checkpoint to export"),
+        ([str(tmp_path / "untrained"), "--best", "--out", str(tmp_path / "out")], "drop --best"),
+        ([str(tmp_path / "untrained"), "--out", str(tmp_path / "empty")], "already exists"),
+    ]
+    for arguments, message in cases:
+        assert export_cli.main(arguments) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("aeloops.export: error: ") and message in lines[0], lines
+    assert not (tmp_path / "out").exists()
