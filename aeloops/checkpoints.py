@@ -107,6 +107,7 @@ class Checkpointer(Callback):
         self.directory = os.fspath(write_directory if write_directory is not None else directory)
         self.metadata = metadata if metadata is not None else {}
         self.restored_metadata: dict[str, Any] | None = None
+        self._tracked: dict[str, dict[str, Any]] = {}
         trainer.check_checkpointable()
         # A state file lost or damaged is rebuilt from the checkpoint files before the manager reads it.
         self.repair = checkpoint_files.repair_state_file(self.read_directory)
@@ -116,6 +117,15 @@ class Checkpointer(Callback):
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.directory, max_to_keep=max_to_keep, checkpoint_name=checkpoint_files.PREFIX
         )
+
+    def track(self, name: str, state: dict[str, Any]) -> None:
+        """Saves ``state`` (JSON values its owner keeps current) with every checkpoint; ``restore`` refills it in place.
+
+        What early stopping and plateau reductions decide depends on such
+        state; tracked, a killed and resumed run decides as one left alone.
+        """
+        self.metadata[name] = state
+        self._tracked[name] = state
 
     @property
     def latest_to_restore(self) -> str | None:
@@ -171,6 +181,10 @@ class Checkpointer(Callback):
             raise ValueError(self._diagnose(latest, problem)) from None
         record = json.loads(self.run_record.numpy().decode("utf-8") or "{}") if has_record else {}
         self.restored_metadata = record.get("metadata")
+        for name, state in self._tracked.items():
+            if name in (self.restored_metadata or {}):
+                state.clear()
+                state.update(self.restored_metadata[name])
         progress = record.get("epoch_progress")
         self.trainer.epoch_progress = None if progress is None else EpochProgress.from_json(progress)
         return True

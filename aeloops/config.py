@@ -26,6 +26,7 @@ import tomllib
 __all__ = [
     "BUILTIN_MODELS",
     "DATASETS",
+    "LR_SCHEDULES",
     "MODES",
     "NONFINITE_POLICIES",
     "OPTIMIZER_OPTIONS",
@@ -44,6 +45,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
 NONFINITE_POLICIES = ("stop", "skip")
+LR_SCHEDULES = ("constant", "cosine", "step", "plateau")
 # What a config file may say of a loss term (objective.<term>.<setting>):
 # its weight and schedule for a model's own terms; output and loss (and a
 # target) as well to declare a new one.
@@ -111,6 +113,17 @@ class TrainConfig:
     projector_every: int | None = _setting(None, "also write the Projector's codes every this many epochs")
     on_nonfinite: str = _setting("stop", "stop, or skip the update, when a loss term is NaN or Inf")
     deterministic: bool = _setting(False, "deterministic ops: a resumed run repeats exactly")
+    # What is watched each epoch: the best checkpoint, early stopping and plateau reductions.
+    monitor: str | None = _setting(None, "value watched for the best checkpoint (default val_loss, else loss)")
+    min_delta: float = _setting(0.0, "the least change of --monitor that counts as an improvement")
+    early_stopping_patience: int | None = _setting(None, "stop after this many epochs without improvement")
+    restore_best: bool = _setting(False, "write model.keras and the pictures from the best checkpoint")
+    lr_schedule: str = _setting("constant", ", ".join(LR_SCHEDULES))
+    warmup_steps: int = _setting(0, "linear warm-up steps (lr schedules cosine and step)")
+    decay_steps: int | None = _setting(None, "cosine: steps to decay over (default the whole run); step: steps apart")
+    lr_factor: float = _setting(0.5, "step and plateau: the factor that lowers the learning rate")
+    lr_patience: int = _setting(3, "plateau: epochs without improvement of --monitor before lowering it")
+    min_learning_rate: float = _setting(0.0, "the learning rate the schedules never go below")
     # "first:last" steps to profile for TensorBoard's profile plugin.
     profile_steps: str | None = _setting(None, "profile these steps for TensorBoard, e.g. 10:20", metavar="FIRST:LAST")
     quiet: bool = _setting(False, "one line per epoch, no progress bar")
@@ -175,10 +188,11 @@ def _validate(config: TrainConfig) -> None:
         _expect(name, getattr(config, name), (str,), "a string")
         if not getattr(config, name):
             raise ValueError(f"{name} must not be empty.")
-    for name in ("data_dir", "loss", "run_dir", "profile_steps"):
+    _validate_watching(config)
+    for name in ("data_dir", "loss", "run_dir", "profile_steps", "monitor"):
         if getattr(config, name) is not None:
             _expect(name, getattr(config, name), (str,), "a string")
-    for name in ("resume", "validation", "quiet", "deterministic"):
+    for name in ("resume", "validation", "quiet", "deterministic", "restore_best"):
         _expect(name, getattr(config, name), (bool,), "true or false")
     _validate_optimizer_settings({name: getattr(config, name) for name in PART_SETTINGS}, "")
     for name, choices in (
@@ -186,6 +200,7 @@ def _validate(config: TrainConfig) -> None:
         ("precision", PRECISIONS),
         ("strategy", STRATEGIES),
         ("on_nonfinite", NONFINITE_POLICIES),
+        ("lr_schedule", LR_SCHEDULES),
     ):
         if getattr(config, name) not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(config, name)!r}.")
@@ -208,6 +223,27 @@ def _validate(config: TrainConfig) -> None:
             if key not in PART_SETTINGS:
                 raise ValueError(f"Unknown setting optimizers.{part}.{key}; a part accepts {', '.join(PART_SETTINGS)}.")
         _validate_optimizer_settings(settings, f"optimizers.{part}.")
+
+
+def _validate_watching(config: TrainConfig) -> None:
+    """Checks the settings of early stopping and learning-rate schedules, naming the flag at fault."""
+    for name, low in (("early_stopping_patience", 1), ("decay_steps", 1), ("lr_patience", 1), ("warmup_steps", 0)):
+        value = getattr(config, name)
+        if value is not None:
+            _expect(name, value, (int,), "an integer")
+            if value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value}.")
+    for name, test, rule in (
+        ("min_delta", lambda value: value >= 0, ">= 0"),
+        ("lr_factor", lambda value: 0 < value < 1, "between 0 and 1 (exclusive), so the rate falls and stays > 0"),
+        ("min_learning_rate", lambda value: value >= 0, ">= 0"),
+    ):
+        value = getattr(config, name)
+        _expect(name, value, (int, float), "a number")
+        if not (math.isfinite(value) and test(value)):
+            raise ValueError(f"{name} must be {rule}, got {value}.")
+    if config.lr_schedule == "step" and config.decay_steps is None:
+        raise ValueError("lr_schedule 'step' needs decay_steps: the number of steps between reductions.")
 
 
 def _validate_term_settings(term: str, settings: dict[str, Any]) -> None:

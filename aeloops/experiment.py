@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops import data as data_lib
-from aeloops import run_record, schedules
+from aeloops import run_record, schedules, watching
 from aeloops.callbacks import Callback
 from aeloops.checkpoints import Checkpointer
 from aeloops.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, software_versions
@@ -142,7 +142,9 @@ def make_optimizers(config: TrainConfig) -> keras.optimizers.Optimizer | dict[st
     for part, settings in config.optimizer_settings().items():
         options = {name: settings[name] for name in OPTIMIZER_OPTIONS}
         try:
-            parts[part] = make_optimizer(settings["optimizer"], settings["learning_rate"], **options)
+            parts[part] = make_optimizer(
+                settings["optimizer"], settings["learning_rate"], watching.learning_rate_schedule(config), **options
+            )
         except ValueError as error:
             where = "" if part == "model" else f"optimizers.{part}: "
             raise ValueError(f"{where}{error}") from None
@@ -179,14 +181,17 @@ def _stop_requested(stop_event: threading.Event | None) -> bool:
     return stop_event is not None and stop_event.is_set()
 
 
-def build_trainer(config: TrainConfig) -> Trainer:
+def build_trainer(
+    config: TrainConfig, model: keras.Model | None = None, strategy: tf.distribute.Strategy | None = None
+) -> Trainer:
     """Returns the trainer ``config`` describes (model, objective, optimizers, strategy), without data.
 
-    Call it under ``precision(config)``; ``run`` does.
+    Builds the model and the strategy unless given. Call it under
+    ``precision(config)``; ``run`` does.
     """
-    strategy = make_strategy(config.strategy)
+    strategy = strategy or make_strategy(config.strategy)
     with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
-        model = registry.get(config.model).build()
+        model = model or registry.get(config.model).build()
         optimizers = make_optimizers(config)
     return Trainer(
         model,
@@ -238,19 +243,25 @@ def _run(
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    trainer = build_trainer(config)
-    model, objective, strategy = trainer.model, trainer.objective, trainer.strategy
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
+        model = registry.get(config.model).build()
+    datasets = load_datasets(config, model.example_shape, log)
+    if len(datasets.train) < config.batch_size:
+        raise ValueError(
+            f"--batch-size {config.batch_size} is larger than the {len(datasets.train)} training examples; lower it."
+        )
+    steps_per_epoch = len(datasets.train) // config.batch_size
+    config = watching.resolve(config, steps_per_epoch, has_validation=datasets.validation is not None)
+    trainer = build_trainer(config, model, strategy)
+    objective = trainer.objective
+    watching.check_monitor(config, objective, has_validation=datasets.validation is not None)
     unused = unused_outputs(model, objective)
     if unused:
         names = ", ".join(repr(name) for name in unused)
         log(
             f"Note: no loss term reads the model's output {names}; add one with "
             f"--set objective.<name>.output={unused[0]} and .loss=... (README, 'The command-line trainer')."
-        )
-    datasets = load_datasets(config, model.example_shape, log)
-    if len(datasets.train) < config.batch_size:
-        raise ValueError(
-            f"--batch-size {config.batch_size} is larger than the {len(datasets.train)} training examples; lower it."
         )
     # Under MultiWorkerMirroredStrategy only the chief writes the run directory;
     # the other workers take part in every save, into scratch directories.
@@ -278,10 +289,16 @@ def _run(
     checkpointer = Checkpointer(
         trainer, run_dir.checkpoints, config.keep_checkpoints, write_directory=scratch, metadata=record
     )
+    # The best checkpoint, early stopping and plateau reductions; their state is in every checkpoint.
+    watchers = watching.make_watchers(config, trainer, (scratch or run_dir.checkpoints) / "best")
+    for name, watcher in watchers.items():
+        checkpointer.track(name, watcher.state)
     if config.resume:
         history.update(run_record.restore(checkpointer, record, run_dir, chief, log))
-    steps_per_epoch = len(datasets.train) // config.batch_size
-    initial_epoch = min(int(trainer.step.numpy()) // steps_per_epoch, config.epochs)
+    stopper = watchers["early_stopping"]
+    # A run that stopped early is finished: resuming it only writes its outputs again.
+    epochs = stopper.state["stopped"] or config.epochs
+    initial_epoch = min(int(trainer.step.numpy()) // steps_per_epoch, epochs)
     if config.resume:
         log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
         if chief:  # A resume may extend the run (--epochs); config.json keeps describing the whole run.
@@ -304,7 +321,9 @@ def _run(
     )
     # history.json is written before the checkpoint: a kill between the two leaves it ahead, and a
     # resume rewrites it from the checkpoint's own history.
-    callbacks: list[Callback] = [HistoryFile(run_dir, history), checkpointer, summaries] if chief else [checkpointer]
+    callbacks: list[Callback] = [HistoryFile(run_dir, history)] if chief else []
+    # Watchers decide before the checkpoint of the epoch saves what they decided.
+    callbacks += [*watchers.values(), checkpointer, *([summaries] if chief else [])]
     if config.strategy == "multiworker":
         callbacks.append(PreemptionHandling(strategy, checkpointer))
     if stop_event is not None:
@@ -313,7 +332,7 @@ def _run(
     try:
         trainer.fit(
             datasets.train,
-            epochs=config.epochs,
+            epochs=epochs,
             batch_size=config.batch_size,
             validation_data=datasets.validation,
             initial_epoch=initial_epoch,
@@ -327,9 +346,16 @@ def _run(
         raise
     if chief and trainer.mode != config.mode:  # "auto" fell back from XLA during the run.
         write_json(run_dir.config, _saved_config(dataclasses.replace(config, mode=trainer.mode)))
-    if trainer.stop_training:
+    if trainer.stop_training and not stopper.state["stopped"]:
         log(f"Stopped at step {int(trainer.step.numpy())}; checkpoint saved in {run_dir.checkpoints}.")
         return RunResult(history, stopped=True)
+    if chief:
+        log(stopper.describe())
+        restored = config.restore_best and stopper.restore_best()
+        if restored:
+            log("model.keras and the pictures hold the best checkpoint's weights.")
+        # Which model model.keras is, and the best one's place in the run.
+        write_json(run_dir.best, {**stopper.summary(), "model.keras": "best" if restored else "last"})
     if not chief:
         log(f"Finished as a worker in {time.perf_counter() - started:.1f} s; the chief wrote {run_dir.path}.")
         return RunResult(history, stopped=False)

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
@@ -42,10 +42,15 @@ def names() -> list[str]:
 
 
 def make_optimizer(
-    optimizer: str | keras.optimizers.Optimizer, learning_rate: float | None = None, **options: Any
+    optimizer: str | keras.optimizers.Optimizer,
+    learning_rate: float | None = None,
+    schedule: Callable[[float], float | keras.optimizers.schedules.LearningRateSchedule] | None = None,
+    **options: Any,
 ) -> keras.optimizers.Optimizer:
     """Returns a Keras optimizer from a name (or the instance given).
 
+    ``schedule`` turns the learning rate (given, or the optimizer's
+    default) into the one used, such as ``aeloops.lr_schedules.schedule``.
     ``options`` are Keras optimizer arguments (``clipnorm``,
     ``global_clipnorm``, ``clipvalue``, ``use_ema``, ``ema_momentum``,
     ``gradient_accumulation_steps``); None leaves Keras's default. Under a
@@ -57,7 +62,7 @@ def make_optimizer(
         raise ValueError(f"Unknown optimizer option {unknown[0]!r}; choose from {', '.join(OPTIONS)}.")
     options = {name: value for name, value in options.items() if value is not None}
     if isinstance(optimizer, keras.optimizers.Optimizer):
-        if learning_rate is not None or options:
+        if learning_rate is not None or schedule is not None or options:
             raise ValueError(
                 "Pass learning_rate and optimizer options only with an optimizer name; "
                 "an optimizer instance carries its own."
@@ -74,10 +79,9 @@ def make_optimizer(
         or not (math.isfinite(learning_rate) and learning_rate > 0)
     ):
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
+    rate = float(learning_rate) if schedule is None else schedule(float(learning_rate))
     try:
-        instance = keras.optimizers.get(
-            {"class_name": name, "config": {"learning_rate": float(learning_rate), **options}}
-        )
+        instance = type(keras.optimizers.get(name))(learning_rate=rate, **options)
     except ValueError as error:  # Keras's own checks (one clipping option, accumulation >= 2, ...).
         raise ValueError(f"Optimizer {name}: {' '.join(str(error).split())}") from None
     if keras.mixed_precision.global_policy().name == "mixed_float16":

@@ -148,6 +148,7 @@ def fit(
         )
         if logs is None:  # Stopped mid-epoch: the checkpoint keeps trainer.epoch_progress for the resume.
             break
+        logs.update(trainer.learning_rates())  # The rate in effect at the epoch's end, schedules included.
         logs["epoch_seconds"] = time.perf_counter() - start
         logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
         if validation_data is not None:

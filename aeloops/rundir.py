@@ -6,10 +6,11 @@ Layout::
 
     config.json          the resolved TrainConfig; ``--config`` it to repeat the run
     history.json         Keras-shaped history plus wall time and samples/s per epoch
-    checkpoints/         tf.train.CheckpointManager checkpoints, for --resume
+    checkpoints/         tf.train.CheckpointManager checkpoints, for --resume; best/ the best one
     tensorboard/         event files: ``tensorboard --logdir <run>/tensorboard``
     reconstructions.png  test inputs above their reconstructions
     model.keras          the trained model, for keras.saving.load_model
+    best.json            the monitored value's best epoch, and whether model.keras is the best or the last
     .lock                held by the process writing the run (see RunDirectory.lock)
 """
 
@@ -135,6 +136,7 @@ class RunDirectory:
         self.tensorboard = self.path / "tensorboard"
         self.reconstructions = self.path / "reconstructions.png"
         self.model = self.path / "model.keras"
+        self.best = self.path / "best.json"
 
     def check_new(self) -> None:
         """Refuses a directory that already holds files: nothing saved is overwritten."""

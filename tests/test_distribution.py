@@ -86,6 +86,8 @@ def checkpoint_values(directory):
         "_CHECKPOINTABLE_OBJECT_GRAPH",
         "save_counter/.ATTRIBUTES/VARIABLE_VALUE",
         "checkpointed_runs/.ATTRIBUTES/VARIABLE_VALUE",
+        # The run's record (settings, history): only the chief keeps the history.
+        "run_record/.ATTRIBUTES/VARIABLE_VALUE",
     )
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if name not in skipped}
 
