@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from aeloops import export as export_cli
+from aeloops import train
 from aeloops.anomaly import anomaly_scores
 from aeloops.export import export
 from aeloops.loop import Trainer
@@ -106,3 +108,21 @@ def test_export_command_refuses_what_it_cannot_export_in_one_line(tmp_path, caps
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("aeloops.export: error: ") and message in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+def test_the_export_of_a_runs_best_checkpoint_serves_its_averaged_weights(tmp_path, mnist, capsys):
+    images = tmp_path / "images.npz"
+    np.savez(images, x_train=mnist.train_images[:512], x_test=mnist.test_images[:128])
+    run_dir = tmp_path / "run"
+    arguments = ["--dataset", str(images), "--epochs", "3", "--batch-size", "64", "--use-ema", "--restore-best"]
+    assert train.main([*arguments, "--mode", "graph", "--quiet", "--run-dir", str(run_dir)]) == 0
+    assert export_cli.main([str(run_dir), "--best", "--out", str(tmp_path / "served")]) == 0
+    best = json.loads((run_dir / "best.json").read_text())
+    assert f"Exported the best checkpoint (step {best['best_step']}) of {run_dir}" in capsys.readouterr().out
+    # model.keras is the best checkpoint's moving average; so is what is served.
+    model = keras.saving.load_model(run_dir / "model.keras")
+    inputs = mnist.test_images[:7].reshape(7, 784).astype(np.float32) / 255
+    np.savez(tmp_path / "inputs.npz", images=inputs)
+    request = {"path": str(tmp_path / "served"), "inputs": str(tmp_path / "inputs.npz")}
+    served = serve({"run": {**request, "calls": {"reconstruct": {"inputs": "images"}}}}, tmp_path)
+    np.testing.assert_allclose(served["run/reconstruct/reconstruction"], model.reconstruct(inputs), atol=1e-5)
