@@ -69,15 +69,13 @@ def is_distributed(strategy: tf.distribute.Strategy) -> bool:
 
 
 def resolve_mode(mode: str, model: keras.Model, strategy: tf.distribute.Strategy | None = None) -> str:
-    """Returns the concrete mode for ``mode``; ``"auto"`` picks XLA unless it is known to be slower or unsupported.
+    """Returns the mode a trainer starts in: ``mode`` itself, or graph mode for ``"auto"``.
 
-    On a CPU, XLA compiles convolutions to much slower code than TensorFlow's
-    oneDNN kernels (about 10x for the seed's conv model), so ``"auto"`` means
-    ``"graph"`` for a model with convolution kernels (weights of rank 3 or
-    more) when no GPU is visible, and under a distribution strategy (as in
-    Keras's ``fit``); ``"xla"`` otherwise. The outer loop then watches the
-    first compiled calls and falls back to graph mode if XLA recompiles on
-    every call (see ``aeloops.outer_loop.ModeProbe``).
+    ``"auto"`` does not guess: ``fit`` times graph mode and then XLA on the
+    run's first steps and keeps the faster (``aeloops.mode_probe``); which
+    one wins depends on the model and the machine (XLA's convolutions are
+    slower than oneDNN's on CPUs; a nested ``GradientTape`` makes XLA
+    compile on every call).
 
     Raises:
       ValueError: for ``"xla"`` under a multi-device strategy on CPUs, which
@@ -93,12 +91,8 @@ def resolve_mode(mode: str, model: keras.Model, strategy: tf.distribute.Strategy
             "mode='xla' under a distribution strategy over several CPU devices is not supported by "
             "TensorFlow (XLA cannot reach variables on other devices); use mode='graph'."
         )
-    if mode != "auto":
-        return mode
-    has_convolutions = any(len(variable.shape) >= 3 for variable in model.trainable_variables)
-    if distributed or (has_convolutions and not on_gpus):
-        return "graph"
-    return "xla"
+    # "auto" starts in graph mode; fit() then times XLA against it (aeloops.mode_probe).
+    return "graph" if mode == "auto" else mode
 
 
 def build_loop(

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops import data as data_lib
-from aeloops import run_record, schedules, watching
+from aeloops import mode_probe, run_record, schedules, watching
 from aeloops.callbacks import Callback
 from aeloops.checkpoints import Checkpointer
 from aeloops.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, software_versions
@@ -267,8 +267,10 @@ def _run(
     # the other workers take part in every save, into scratch directories.
     chief = config.strategy != "multiworker" or is_chief_task()
     # config.json records what the run uses, not what was asked: the dataset
-    # after any fall-back and the mode "auto" chose, so --config repeats it.
-    config = dataclasses.replace(config, dataset=datasets.name, mode=trainer.mode)
+    # after any fall-back, and the mode "auto" chose once it has (see below).
+    config = dataclasses.replace(
+        config, dataset=datasets.name, mode=config.mode if config.mode == "auto" else trainer.mode
+    )
     if _stop_requested(stop_event):
         log("Stopped before training began; nothing was written.")
         return RunResult({}, stopped=True)
@@ -344,7 +346,9 @@ def _run(
         if chief:  # HParams shows the run as failed, rather than forever unknown.
             summaries.write_status("failed")
         raise
-    if chief and trainer.mode != config.mode:  # "auto" fell back from XLA during the run.
+    if trainer.mode_report is not None:
+        log(mode_probe.describe(trainer.mode_report))
+    if chief and config.mode == "auto" and int(trainer.mode_choice.numpy()):  # What "auto" chose.
         write_json(run_dir.config, _saved_config(dataclasses.replace(config, mode=trainer.mode)))
     if trainer.stop_training and not stopper.state["stopped"]:
         log(f"Stopped at step {int(trainer.step.numpy())}; checkpoint saved in {run_dir.checkpoints}.")

@@ -52,6 +52,7 @@ from aeloops.compiled import (
     resolve_mode,
 )
 from aeloops.config import NONFINITE_POLICIES
+from aeloops.mode_probe import CHOICES
 from aeloops.objective import LAYER_LOSSES, TOTAL, Objective, StepError
 from aeloops.optimizers import OptimizerSpec, inner_optimizer
 from aeloops.sources import INPUT, SAMPLE_WEIGHT, as_arrays, to_tensors
@@ -78,12 +79,14 @@ class _Cache:
     """Python state a checkpoint must not see: compiled functions, trace counts, the step's updates."""
 
     def __init__(self) -> None:
-        self.functions: dict[tuple[str, str], Callable[..., Any]] = {}
+        self.functions: dict[tuple[str, str, str], Callable[..., Any]] = {}
         self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
         # MirroredStrategy runs each replica's step in a thread of its own.
         self.local = threading.local()
         self.parts: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]] = []
         self.swapped = False
+        # What mode="auto" measured and chose (aeloops.mode_probe), once it has.
+        self.mode_report: dict[str, Any] | None = None
 
 
 class Trainer(tf.Module):
@@ -166,9 +169,9 @@ class Trainer(tf.Module):
             self.step = _counter("step", 0)
             # The first step whose loss terms were not finite (-1: none yet).
             self.first_nonfinite_step = _counter("first_nonfinite_step", -1)
-            # 1 once "auto" fell back from XLA to graph mode; checkpointed, so
-            # a resumed run compiles as the run it continues did.
-            self.xla_fallback = _counter("xla_fallback", 0)
+            # The mode "auto" chose (aeloops.mode_probe.CHOICES; 0 before it has):
+            # checkpointed, so a resumed run compiles as the run it continues did.
+            self.mode_choice = _counter("mode_choice", 0)
         self._cache.parts = list(parts.values())
         # Set (by a callback or a signal handler) to stop after the current compiled call.
         self.stop_training = False
@@ -305,9 +308,10 @@ class Trainer(tf.Module):
     def loop_function(self, method: str, kind: str) -> Callable[..., dict[str, tf.Tensor]]:
         """Returns the compiled loop of ``kind`` (see ``aeloops.compiled``) over the ``"train"`` or ``"test"`` step.
 
-        Built once per (method, kind) and cached, so nothing retraces.
+        Built once per (method, kind, mode) and cached, so nothing retraces,
+        even when ``"auto"`` switches modes back and forth while it measures.
         """
-        key = (method, kind)
+        key = (method, kind, self.mode)
         if key not in self._cache.functions:
             step = {"train": self.run_train_step, "test": self.run_test_step}[method]
             counter = "train" if method == "train" else "eval"
@@ -321,9 +325,24 @@ class Trainer(tf.Module):
         return self._cache.functions[key]
 
     def use_mode(self, mode: str) -> None:
-        """Compiles every loop afresh in ``mode`` from now on (the outer loop's fall-back from XLA)."""
+        """Runs the compiled loops in ``mode`` from now on (compiled once per mode; see ``loop_function``)."""
         self.mode = resolve_mode(mode, self.model, self.strategy)
-        self._cache.functions.clear()
+
+    @property
+    def auto_candidates(self) -> tuple[str, ...]:
+        """What ``mode="auto"`` chooses between: XLA is no option across several replicas."""
+        return ("graph",) if is_distributed(self.strategy) else ("graph", "xla")
+
+    @property
+    def mode_report(self) -> dict[str, Any] | None:
+        """What ``mode="auto"`` timed and chose, why, and what measuring cost; None until it has chosen."""
+        return self._cache.mode_report
+
+    def settle_mode(self, mode: str, report: dict[str, Any]) -> None:
+        """Keeps ``mode`` for the rest of the run, as ``mode="auto"`` chose it (checkpointed), and why."""
+        self.use_mode(mode)
+        self.mode_choice.assign(next(number for number, name in CHOICES.items() if name == mode))
+        self._cache.mode_report = report
 
     @property
     def trace_counts(self) -> dict[str, int]:
@@ -389,7 +408,7 @@ class Trainer(tf.Module):
 
     def predict_function(self) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
         """Returns the compiled forward pass used by ``predict``."""
-        key = ("predict", "batch")
+        key = ("predict", "batch", self.mode)
         if key not in self._cache.functions:
 
             def forward(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -407,7 +426,7 @@ class Trainer(tf.Module):
         Shows which term drives the update: TensorBoard plots these beside
         the terms. Weights are taken at the current step.
         """
-        key = ("term_gradient_norms", "batch")
+        key = ("term_gradient_norms", "batch", self.mode)
         if key not in self._cache.functions:
             function = self._term_gradient_norms
             self._cache.functions[key] = function if self.mode == "eager" else tf.function(function)

@@ -1,76 +1,142 @@
-"""The XLA recompile probe: ``mode="auto"`` falls back to graph mode when XLA compiles on every call.
+"""How ``mode="auto"`` chooses between graph and XLA: by timing both on the run's first real steps.
 
->>> probe = ModeProbe(trainer)              # doctest: +SKIP
->>> probe.record(steps, seconds)            # after each compiled call; True if the mode changed  # doctest: +SKIP
+>>> probe = ModeProbe(trainer, remaining_steps=9370)  # doctest: +SKIP
+>>> probe.record(steps, seconds)     # after each compiled call; True when the trainer's mode changed  # doctest: +SKIP
+>>> trainer.mode_report              # what was measured and chosen, and what measuring cost  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aeloops.loop import Trainer
 
-__all__ = ["ModeProbe", "XlaRecompileWarning"]
+__all__ = ["CHOICES", "ModeProbe", "XlaRecompileWarning", "describe"]
+
+# The values of Trainer.mode_choice, a checkpointed counter: 0 while undecided.
+CHOICES = {1: "xla", 2: "graph"}
+# XLA is tried only when the rest of the run in graph mode would take this many
+# times graph mode's first call (its tracing and compilation): so trying XLA,
+# which costs about two of its own compilations at worst (when it recompiles on
+# every call, as a model with a nested GradientTape makes it), stays a small
+# part of the run. A short run stays in graph mode.
+TRY_XLA_AFTER = 40.0
+# XLA must be this much faster per step to be chosen: timings are noisy.
+MARGIN = 0.95
 
 
 class XlaRecompileWarning(RuntimeWarning):
-    """XLA compiled the training loop again on every call (see ``ModeProbe``)."""
+    """XLA compiled the training loop again on every call (an explicit ``mode="xla"`` only)."""
 
 
 class ModeProbe:
-    """Watches the first compiled training calls for an XLA loop that recompiles on every call.
+    """Times the first compiled training calls and settles a trainer's mode.
 
-    XLA can fold variables into the program as constants (a model that
-    computes a nested ``GradientTape.batch_jacobian`` does), and then
-    compiles again on every call without retracing, each call costing a
-    full compilation. The probe compares the first two calls of equal
-    length: when the second takes more than half as long as the first
-    (which includes the compilation), XLA is recompiling. Two calls are the
-    fewest that show it; each costs a compilation, so it looks no further. A
-    trainer in ``"auto"`` mode then falls back to graph mode, and says so;
-    an explicit ``"xla"`` trainer only warns.
+    With ``mode="auto"`` the trainer starts in graph mode, which compiles
+    fast and is never far from the best. The probe times two calls of equal
+    length (the first includes tracing and compilation, the second is the
+    steady rate); if the rest of the run is long enough (see
+    ``TRY_XLA_AFTER``) it then times two XLA calls, and keeps the faster
+    mode per step, switching back without compiling again. Every timed step
+    is a real training step, so what measuring costs is only the slower
+    mode's calls beyond what the faster would have taken; ``mode_report``
+    says it. The choice is checkpointed (``Trainer.mode_choice``): a resumed
+    run takes it up without measuring again.
+
+    With an explicit ``mode="xla"`` it only warns when XLA compiles again on
+    its second call (a model whose weights XLA folds into the program).
     """
 
-    # Calls shorter than this are not worth a switch, and too noisy to judge.
+    # Calls shorter than this are too noisy to judge a recompilation by.
     MIN_FIRST_CALL_SECONDS = 0.2
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, trainer: Trainer, remaining_steps: int | None = None) -> None:
         self.trainer = trainer
-        self.times: list[float] = []
+        self.remaining_steps = remaining_steps
         self.count: int | None = None
-        self.active = trainer.mode == "xla"
-        if trainer.mode == "xla" and int(trainer.xla_fallback.numpy()):
-            trainer.use_mode("graph")  # This run already fell back before it was resumed.
+        self.steps_seen = 0
+        self.times: dict[str, list[float]] = {"graph": [], "xla": []}
+        choice = int(trainer.mode_choice.numpy())
+        self.active = trainer.requested_mode == "auto" and trainer.auto_candidates == ("graph", "xla")
+        if trainer.requested_mode == "auto" and choice:
+            trainer.use_mode(CHOICES[choice])  # Chosen before this run was resumed.
             self.active = False
+        self.watch_recompiles = trainer.requested_mode == "xla"
 
     def record(self, count: int, seconds: float) -> bool:
         """Records one call's length; returns True when the trainer's mode was changed."""
-        if not self.active:
+        self.steps_seen += count
+        if not (self.active or self.watch_recompiles):
             return False
         if self.count is None:
             self.count = count
-        if count != self.count:
+        if count != self.count:  # Only calls of one length compare (an epoch's last call may be shorter).
             return False
-        self.times.append(seconds)
-        if len(self.times) < 2:
+        times = self.times[self.trainer.mode]
+        times.append(seconds)
+        if len(times) < 2:
             return False
+        if self.watch_recompiles:
+            self.watch_recompiles = False
+            self._warn_if_recompiling(*times)
+            return False
+        if self.trainer.mode == "graph" and not self.times["xla"]:
+            return self._after_graph()
+        return self._after_xla()
+
+    def _after_graph(self) -> bool:
+        first, steady = self.times["graph"]
+        remaining = None if self.remaining_steps is None else self.remaining_steps - self.steps_seen
+        rest = None if remaining is None else remaining * steady / self.count
+        if rest is not None and rest < TRY_XLA_AFTER * first:
+            return self._choose("graph", f"the rest of the run ({rest:.1f} s) is too short to repay an XLA compilation")
+        self.trainer.use_mode("xla")
+        return True
+
+    def _after_xla(self) -> bool:
+        graph_rate, xla_rate = (self.times[mode][1] / self.count for mode in ("graph", "xla"))
+        chosen = "xla" if xla_rate < MARGIN * graph_rate else "graph"
+        return self._choose(chosen, f"{1000 * graph_rate:.3g} ms/step in graph mode, {1000 * xla_rate:.3g} in XLA")
+
+    def _choose(self, mode: str, reason: str) -> bool:
         self.active = False
-        first, second = self.times
+        changed = mode != self.trainer.mode
+        # Compiled already in either mode: switching back costs nothing.
+        self.trainer.settle_mode(mode, _report(mode, reason, self.times, self.count))
+        return changed
+
+    def _warn_if_recompiling(self, first: float, second: float) -> None:
         if first < self.MIN_FIRST_CALL_SECONDS or second < 0.5 * first:
-            return False
-        if self.trainer.requested_mode == "auto":
-            self.trainer.use_mode("graph")
-            self.trainer.xla_fallback.assign(1)  # Checkpointed: a resumed run compiles as this one does.
-            action = "mode 'auto' switched to graph mode"
-        else:
-            action = "consider mode='graph' (--mode graph)"
+            return
         warnings.warn(
             f"XLA compiled the training loop again on its second call ({first:.2f} s, then {second:.2f} s "
-            f"for {count} steps each), as it does when a model folds its weights into the program (for example "
-            f"a nested GradientTape.batch_jacobian); {action}.",
+            f"for {self.count} steps each), as it does when a model folds its weights into the program (for "
+            "example a nested GradientTape.batch_jacobian); consider mode='auto' or 'graph' (--mode).",
             XlaRecompileWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
-        return self.trainer.mode == "graph"
+
+
+def _report(mode: str, reason: str, times: dict[str, list[float]], count: int) -> dict[str, Any]:
+    """What ``mode_report`` holds: the choice, why, the calls timed, and the seconds measuring cost."""
+    rate = times[mode][1] / count
+    other = "xla" if mode == "graph" else "graph"
+    # The losing mode's calls, beyond what the chosen mode would have taken for their steps.
+    cost = max(sum(times[other]) - len(times[other]) * count * rate, 0.0)
+    return {
+        "mode": mode,
+        "reason": reason,
+        "steps_per_call": count,
+        "seconds": {name: [round(value, 4) for value in values] for name, values in times.items() if values},
+        "measuring_cost_seconds": round(cost, 3),
+    }
+
+
+def describe(report: dict[str, Any]) -> str:
+    """Returns one line saying what ``mode="auto"`` chose and why."""
+    return (
+        f"Mode 'auto' chose {report['mode']}: {report['reason']} (measuring cost "
+        f"{report['measuring_cost_seconds']:.1f} s)."
+    )

@@ -128,7 +128,7 @@ def fit(
         callbacks = [*callbacks, SummaryWriter(trainer, logdir, summary_every, examples=examples)]
     history: dict[str, list[float]] = {}
     trainer.stop_training = False
-    probe = ModeProbe(trainer)
+    probe = ModeProbe(trainer, remaining_steps=(epochs - initial_epoch) * source.steps_per_epoch)
     for callback in callbacks:
         callback.on_train_begin(trainer)
     for epoch in range(initial_epoch, epochs):

@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from benchmarks import blog_table, mode_probe, run
+from benchmarks import blog_table, mode_choice, run
 from tests.conftest import SHARED_MNIST
 
 
@@ -37,7 +37,12 @@ def test_blog_table_runs_one_epoch_of_each_model(capsys):
         assert f"| {blog_run.name} | 1 | {blog_run.batch_size} |" in table
 
 
-def test_mode_probe_benchmark_times_auto_against_graph(capsys):
-    assert mode_probe.main(["--repeats", "1"]) == 0
-    table = capsys.readouterr().out
-    assert "| auto | graph |" in table and "| graph | graph |" in table  # auto ended in graph mode.
+def test_mode_choice_benchmark_prints_auto_against_each_fixed_mode(capsys):
+    assert mode_choice.main(["--models", "dense", "--examples", "2048", "--epochs", "1", "--repeats", "1"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[0] == "dense" and cells[4] == "graph"  # One short epoch never repays compiling XLA.
+    seconds = [float(cell.removesuffix(" s")) for cell in cells[1:4]]
+    assert all(value > 0 for value in seconds)
+    # The ratio is of the unrounded medians.
+    assert float(cells[5].removesuffix("x")) == pytest.approx(seconds[2] / min(seconds[:2]), abs=0.06)

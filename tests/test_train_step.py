@@ -311,41 +311,85 @@ def test_stop_policy_names_the_step_for_an_overridden_step(images):
 class FakeTrainer:
     """What ModeProbe reads and changes of a trainer."""
 
-    def __init__(self, requested_mode, fallback=0):
-        self.mode, self.requested_mode = "xla", requested_mode
-        self.xla_fallback = tf.Variable(fallback, dtype=tf.int64)
+    def __init__(self, requested_mode, choice=0):
+        self.requested_mode = requested_mode
+        self.mode = "xla" if requested_mode == "xla" else "graph"
+        self.mode_choice = tf.Variable(choice, dtype=tf.int64)
+        self.auto_candidates = ("graph", "xla")
+        self.mode_report = None
 
     def use_mode(self, mode):
         self.mode = mode
 
+    def settle_mode(self, mode, report):
+        self.mode, self.mode_report = mode, report
+        self.mode_choice.assign({"xla": 1, "graph": 2}[mode])
 
+
+# 50-step calls; a long run unless said otherwise.
 @pytest.mark.parametrize(
-    ("requested", "times", "mode", "warned"),
+    ("times", "remaining", "chosen", "changes"),
     [
-        ("auto", [8.0, 7.5], "graph", True),  # Compiles again on the second call.
-        ("auto", [8.0, 0.05], "xla", False),  # Compiled once.
-        ("auto", [0.1, 0.1], "xla", False),  # Too short to matter, and to judge.
-        ("xla", [8.0, 7.5], "xla", True),  # An explicit choice is kept, with a warning.
+        ({"graph": [2.0, 0.5], "xla": [5.0, 0.2]}, 100_000, "xla", [False, True, False, False]),
+        ({"graph": [1.0, 0.2], "xla": [6.0, 0.8]}, 100_000, "graph", [False, True, False, True]),
+        ({"graph": [1.0, 0.2], "xla": [8.0, 7.5]}, 100_000, "graph", [False, True, False, True]),  # Recompiles.
+        ({"graph": [1.0, 0.2]}, 1_000, "graph", [False, False]),  # Too short a run to repay compiling XLA.
     ],
+    ids=["xla-faster", "graph-faster", "xla-recompiles", "short-run"],
 )
-def test_mode_probe_falls_back_only_from_auto_and_only_on_recompiles(requested, times, mode, warned):
-    from aeloops.mode_probe import ModeProbe, XlaRecompileWarning
-
-    trainer = FakeTrainer(requested)
-    probe = ModeProbe(trainer)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        changed = [probe.record(50, seconds) for seconds in times] + [probe.record(50, 9.0)]
-    assert trainer.mode == mode and changed == [False, mode == "graph", False]
-    assert any(warning.category is XlaRecompileWarning for warning in caught) == warned
-
-
-def test_mode_probe_restores_a_resumed_runs_fallback():
+def test_auto_mode_times_graph_then_xla_and_keeps_the_faster(times, remaining, chosen, changes):
     from aeloops.mode_probe import ModeProbe
 
-    trainer = FakeTrainer("auto", fallback=1)
-    ModeProbe(trainer)
-    assert trainer.mode == "graph"
+    trainer = FakeTrainer("auto")
+    probe = ModeProbe(trainer, remaining_steps=remaining)
+    seen = []
+    for mode in ("graph", "xla"):
+        for seconds in times.get(mode, []):
+            assert trainer.mode == mode
+            seen.append(probe.record(50, seconds))
+    assert seen == changes and trainer.mode == chosen
+    assert probe.record(50, 9.0) is False and trainer.mode == chosen  # Decided once.
+    assert int(trainer.mode_choice.numpy()) == {"xla": 1, "graph": 2}[chosen]
+    report = trainer.mode_report
+    assert report["mode"] == chosen and report["seconds"] == {mode: values for mode, values in times.items()}
+    # The slower mode's calls beyond what the chosen one would have taken for the same steps.
+    other = "xla" if chosen == "graph" else "graph"
+    expected = sum(times.get(other, [])) - len(times.get(other, [])) * times[chosen][1]
+    assert report["measuring_cost_seconds"] == pytest.approx(max(expected, 0.0), abs=1e-3)
+
+
+def test_auto_mode_on_a_real_trainer_compiles_each_mode_once_and_a_resume_keeps_the_choice(
+    images, tmp_path, monkeypatch
+):
+    from aeloops import mode_probe
+
+    monkeypatch.setattr(mode_probe, "TRY_XLA_AFTER", 0.0)  # Any run is long enough to try XLA.
+    trainer = Trainer(dense(), mode="auto", steps_per_loop=2)
+    checkpointer = Checkpointer(trainer, tmp_path)
+    trainer.fit(images, epochs=2, batch_size=64, verbose=0, callbacks=[checkpointer])  # 8 calls of 2 steps.
+    report = trainer.mode_report
+    assert trainer.mode == report["mode"] and set(report["seconds"]) == {"graph", "xla"}
+    assert trainer.trace_counts["train"] == 2  # Once per mode, however often it switched.
+    resumed = Trainer(dense(1), mode="auto", steps_per_loop=2)
+    assert Checkpointer(resumed, tmp_path).restore()
+    resumed.fit(images, epochs=3, initial_epoch=2, batch_size=64, verbose=0)
+    assert resumed.mode == trainer.mode and resumed.mode_report is None  # Taken up, not measured again.
+    assert resumed.trace_counts["train"] == 1
+
+
+def test_a_resumed_auto_run_takes_up_its_choice_and_explicit_xla_only_warns():
+    from aeloops.mode_probe import ModeProbe, XlaRecompileWarning
+
+    resumed = FakeTrainer("auto", choice=1)
+    probe = ModeProbe(resumed, remaining_steps=10_000)
+    assert resumed.mode == "xla" and not probe.record(50, 1.0) and resumed.mode == "xla"
+    explicit = FakeTrainer("xla")
+    probe = ModeProbe(explicit, remaining_steps=10_000)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [probe.record(50, seconds) for seconds in (8.0, 7.5)] == [False, False]
+    assert explicit.mode == "xla"
+    assert [warning.category for warning in caught] == [XlaRecompileWarning]
 
 
 def test_a_checkpoint_missing_something_the_trainer_holds_is_refused(tmp_path):

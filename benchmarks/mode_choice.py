@@ -1,0 +1,115 @@
+"""Times ``mode="auto"`` against the best fixed mode (graph or XLA) for every registered model, side by side.
+
+Each run is a fresh process (XLA's compilations are not shared between
+them) that times ``Trainer.fit`` alone: tracing, compiling, measuring and
+training, not the import of TensorFlow. Runs are interleaved (model by
+model, mode by mode, repeat by repeat) so the machine's noise falls on all
+alike; the table gives medians.
+
+Usage: ``python -m benchmarks.mode_choice --data-dir ../shared/data/mnist
+[--examples 60000] [--epochs 3] [--repeats 3] [--models dense,conv,...]``.
+``contractive`` is README's contractive autoencoder (a nested
+``GradientTape``, on which XLA compiles on every call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tests.conftest import REPO  # noqa: E402
+
+MODES = ("auto", "graph", "xla")
+
+
+def readme_example(name: str) -> str:
+    """Returns the code of README's ``<!-- example: name -->`` block."""
+    match = re.search(rf"<!-- example: {name} -->\n```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    if match is None:
+        raise SystemExit(f"README.md has no example {name!r}")
+    return match.group(1)
+
+
+def time_one(model_name: str, mode: str, data_dir: str | None, examples: int, epochs: int, batch_size: int) -> dict:
+    """Builds ``model_name`` and times one ``fit`` in ``mode``; returns seconds, the mode it ended in, auto's report."""
+    import keras
+
+    import aeloops
+    from aeloops.models import registry
+
+    keras.utils.set_random_seed(0)
+    if model_name == "contractive":
+        namespace: dict = {}
+        code = readme_example("contractive").split("history = trainer.fit")[0]
+        exec(code.replace('mode="auto"', f'mode="{mode}"'), namespace)  # noqa: S102 - README's own code.
+        trainer, images = namespace["trainer"], namespace["images"]
+    else:
+        spec = registry.get(model_name)
+        model = spec.build()
+        splits = aeloops.load_mnist(data_dir, download=False) if data_dir else aeloops.load_sample()
+        images = aeloops.to_model_inputs(splits.train_images[:examples], model.example_shape)
+        trainer = aeloops.Trainer(model, spec.objective(model), mode=mode)
+    started = time.perf_counter()
+    trainer.fit(images, epochs=epochs, batch_size=batch_size, verbose=0)
+    return {"seconds": time.perf_counter() - started, "ended": trainer.mode, "report": trainer.mode_report}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Prints one Markdown row per model."""
+    from aeloops.models import registry
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.mode_choice", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="MNIST directory (default: the bundled 5,000-image sample)")
+    parser.add_argument("--examples", type=int, default=60000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", default=",".join([*registry.names(), "contractive"]))
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(time_one(*args.one, args.data_dir, args.examples, args.epochs, args.batch_size)))
+        return 0
+    from aeloops.stderr_filter import StderrFilter
+
+    with StderrFilter():  # TensorFlow's start-up notices would come before the table.
+        from benchmarks.machine import describe
+
+        machine = describe()
+    settings = ["--examples", str(args.examples), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+    settings += ["--data-dir", args.data_dir] if args.data_dir else []
+    print(machine)
+    print(f"{args.examples} examples, {args.epochs} epochs, batch {args.batch_size}, medians of {args.repeats} runs")
+    print("| model | graph | xla | auto | auto chose | auto / best fixed | measuring cost |")
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
+    for name in args.models.split(","):
+        runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+        for _ in range(args.repeats):
+            for mode in MODES:
+                command = [sys.executable, "-m", "benchmarks.mode_choice", "--one", name, mode, *settings]
+                result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+                runs[mode].append(json.loads(result.stdout.strip().splitlines()[-1]))
+        median = {mode: statistics.median(run["seconds"] for run in runs[mode]) for mode in MODES}
+        chose = sorted({run["ended"] for run in runs["auto"]})
+        costs = [run["report"]["measuring_cost_seconds"] for run in runs["auto"] if run["report"]]
+        cost = f"{statistics.median(costs):.1f} s" if costs else "-"
+        best = min(median["graph"], median["xla"])
+        print(
+            f"| {name} | {median['graph']:.1f} s | {median['xla']:.1f} s | {median['auto']:.1f} s | "
+            f"{', '.join(chose)} | {median['auto'] / best:.2f}x | {cost} |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
