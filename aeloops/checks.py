@@ -6,8 +6,9 @@ tf.float32
 
 from __future__ import annotations
 
+import functools
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -21,7 +22,14 @@ from aeloops.optimizers import inner_optimizer
 if TYPE_CHECKING:
     from aeloops.loop import Trainer
 
-__all__ = ["attributes", "check_outputs", "check_results", "checkpoint_problems", "refuse_keras_steps"]
+__all__ = [
+    "attributes",
+    "check_outputs",
+    "check_results",
+    "checkpoint_problems",
+    "plain_step_errors",
+    "refuse_keras_steps",
+]
 
 # Names the library adds to a step's results; a train step must not return them.
 RESERVED = (GRADIENT_NORM, NONFINITE_STEPS, LOSS_SCALE_SKIPPED)
@@ -95,3 +103,35 @@ def checkpoint_problems(trainer: Trainer) -> list[str]:
                 "use a tf.random.Generator"
             )
     return problems
+
+
+def plain_step_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps a compiled loop so that a ``StepError`` raised while tracing it reaches the caller as raised.
+
+    AutoGraph re-raises errors from traced code as a new exception whose
+    message holds a trace through the library; the original is kept as
+    its context.
+    """
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            original = _step_error_in(error)
+            if original is None:
+                raise
+            raise original.with_traceback(None) from None
+
+    return call
+
+
+def _step_error_in(error: BaseException) -> StepError | None:
+    """Returns the ``StepError`` that ``error`` is or was raised in handling, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, StepError) and "in user code:" not in str(error):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

@@ -155,13 +155,14 @@ def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | 
     """Returns what TensorBoard's HParams dashboard shows of the run: the values in effect, not the requests.
 
     Learning rates as numbers (one per part), the optimizer options, the
-    mode in use, every term's weight (a schedule by its description).
+    mode (``auto`` for a run that has yet to choose), every term's weight (a
+    schedule by its description).
     """
     values: dict[str, float | str] = {
         "model": config.model,
         "dataset": config.dataset,
         "batch_size": config.batch_size,
-        "mode": trainer.mode,
+        "mode": config.mode,  # "auto" until it has chosen (config.json then records the choice).
         "precision": config.precision,
         "seed": config.seed,
         **trainer.learning_rates(),

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -53,9 +52,9 @@ from aeloops.compiled import (
 )
 from aeloops.config import NONFINITE_POLICIES
 from aeloops.mode_probe import CHOICES
-from aeloops.objective import LAYER_LOSSES, TOTAL, Objective, StepError
+from aeloops.objective import TOTAL, Objective
 from aeloops.optimizers import OptimizerSpec, inner_optimizer
-from aeloops.sources import INPUT, SAMPLE_WEIGHT, as_arrays, to_tensors
+from aeloops.sources import INPUT, SAMPLE_WEIGHT
 
 __all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
 
@@ -319,7 +318,7 @@ class Trainer(tf.Module):
             def count_trace() -> None:
                 self._cache.trace_counts[counter] += 1
 
-            self._cache.functions[key] = _raising_step_errors_plainly(
+            self._cache.functions[key] = checks.plain_step_errors(
                 build_loop(step, kind, mode=self.mode, strategy=self.strategy, on_trace=count_trace)
             )
         return self._cache.functions[key]
@@ -420,66 +419,8 @@ class Trainer(tf.Module):
             self._cache.functions[key] = compiled
         return self._cache.functions[key]
 
-    def term_gradient_norms(self, batch: Data) -> dict[str, float]:
-        """Returns the norm of each weighted term's gradient on ``batch``, without training.
-
-        Shows which term drives the update: TensorBoard plots these beside
-        the terms. Weights are taken at the current step.
-        """
-        key = ("term_gradient_norms", "batch", self.mode)
-        if key not in self._cache.functions:
-            function = self._term_gradient_norms
-            self._cache.functions[key] = function if self.mode == "eager" else tf.function(function)
-        tensors = to_tensors(as_arrays(batch, "batch"))
-        return {name: float(value) for name, value in self._cache.functions[key](tensors).items()}
-
-    def _term_gradient_norms(self, batch: Batch) -> dict[str, tf.Tensor]:
-        weights = {term.name: term.weight_at(self.step) for term in self.objective.terms}
-        with tf.GradientTape(persistent=True) as tape:
-            terms = self.compute_terms(batch, training=True)
-            weighted = {name: weights[name] * terms[name] for name in weights if name in terms}
-            if LAYER_LOSSES in terms:
-                weighted[LAYER_LOSSES] = terms[LAYER_LOSSES]
-        variables = self.model.trainable_variables
-        # global_norm skips the None gradients of variables a term does not reach.
-        norms = {name: tf.linalg.global_norm(tape.gradient(value, variables)) for name, value in weighted.items()}
-        del tape
-        return norms
-
 
 def _counter(name: str, initial: int) -> tf.Variable:
     return tf.Variable(
         initial, dtype=tf.int64, trainable=False, name=name, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
     )
-
-
-def _raising_step_errors_plainly(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Wraps a compiled loop so that a ``StepError`` raised while tracing it reaches the caller as raised.
-
-    AutoGraph re-raises errors from traced code as a new exception whose
-    message holds a trace through the library; the original is kept as
-    its context.
-    """
-
-    @functools.wraps(function)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except Exception as error:
-            original = _step_error_in(error)
-            if original is None:
-                raise
-            raise original.with_traceback(None) from None
-
-    return call
-
-
-def _step_error_in(error: BaseException) -> StepError | None:
-    """Returns the ``StepError`` that ``error`` is or was raised in handling, if any."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, StepError) and "in user code:" not in str(error):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None

@@ -51,6 +51,7 @@ from aeloops.compiled import is_distributed
 from aeloops.images import as_images, image_grid, labeled_grid, write_png
 from aeloops.objective import Objective
 from aeloops.sources import INPUT
+from aeloops.term_norms import TermGradientNorms
 
 if TYPE_CHECKING:
     from aeloops.loop import Trainer
@@ -149,6 +150,7 @@ class SummaryWriter(Callback):
         self.logdir = os.fspath(logdir)
         self.every_steps = every_steps
         self.examples = None if examples is None else np.asarray(examples)
+        self.term_norms = TermGradientNorms(trainer)
         self.histogram_examples = self.examples if histogram_examples is None else np.asarray(histogram_examples)
         self.labels = None if labels is None else np.asarray(labels)
         self.config = dict(config) if config is not None else None
@@ -190,7 +192,7 @@ class SummaryWriter(Callback):
             for name, value in {**logs, **trainer.learning_rates()}.items():
                 tf.summary.scalar(name, value)
             if self.examples is not None:
-                for name, norm in trainer.term_gradient_norms(self.examples).items():
+                for name, norm in self.term_norms(self.examples).items():
                     tf.summary.scalar(f"gradient_norm/{name}", norm)
 
     def _generated_images(self, trainer: Trainer) -> None:
