@@ -75,6 +75,14 @@ def _restore_into(objects: dict[str, Any], prefix: str) -> str | None:
     return problem
 
 
+def _write_cause(error: BaseException) -> str:
+    """Returns what a failed save says of its cause ("No space left on device"), without TensorFlow's op names."""
+    text = str(error).strip() or type(error).__name__
+    text = re.sub(r"\{\{.*?\}\}\s*", "", text.splitlines()[0])  # "{{function_node ...SaveV2...}}"
+    text = re.sub(r"\s*\[Op:\w+\]$", "", text)
+    return text.rsplit("; ", 1)[-1][:200]  # "<temporary file>; File too large": the cause is last.
+
+
 class Checkpointer(Callback):
     """Saves ``trainer`` every epoch (and on demand) and restores the latest save.
 
@@ -232,12 +240,10 @@ class Checkpointer(Callback):
         try:
             return self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as error:
-            text = str(error).strip()
-            cause = text.splitlines()[0][:200] if text else type(error).__name__
-            kept = f"{previous} is intact, and --resume continues from it" if previous else "no earlier checkpoint"
+            kept = f"{os.path.basename(previous)} and those before it are intact" if previous else "Nothing was saved"
             raise RunWriteError(
-                f"Cannot save a checkpoint in {self.directory}: {cause}. {kept[0].upper()}{kept[1:]}; "
-                "free space or fix the permissions first."
+                f"Cannot save a checkpoint in {self.directory}: {_write_cause(error)}. {kept}; free space or fix "
+                "the permissions, then --resume."
             ) from None
 
     def on_train_begin(self, trainer: Trainer) -> None:
