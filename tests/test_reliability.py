@@ -73,9 +73,7 @@ KILL_POINTS = [
     ("step", 2, "graph"),  # Before the first epoch's checkpoint (only the step-0 save exists).
     ("step", 45, "graph"),  # Mid-epoch.
     ("validation", 40, "graph"),  # During the second epoch's validation.
-    ("save", 64, "graph"),  # Right after a save.
     ("mid_save", 64, "graph"),  # While a checkpoint is being written.
-    ("step", 45, "xla"),
     ("mid_save", 32, "xla"),
     # SIGTERM, as a preemption notice: mid-epoch it stops after that compiled call (steps 42-47) and saves the
     # epoch's partial sums; during validation it stops when that epoch is whole.
