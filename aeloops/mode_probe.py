@@ -91,7 +91,7 @@ class ModeProbe:
         remaining = None if self.remaining_steps is None else self.remaining_steps - self.steps_seen
         rest = None if remaining is None else remaining * steady / self.count
         if rest is not None and rest < TRY_XLA_AFTER * first:
-            return self._choose("graph", f"the rest of the run ({rest:.1f} s) is too short to repay an XLA compilation")
+            return self._choose("graph", f"the rest of the run ({rest:.1f} s) was too short to repay compiling XLA")
         self.trainer.use_mode("xla")
         return True
 
@@ -136,6 +136,8 @@ def _report(mode: str, reason: str, times: dict[str, list[float]], count: int) -
 
 def describe(report: dict[str, Any]) -> str:
     """Returns one line saying what ``mode="auto"`` chose and why."""
+    if "xla" not in report["seconds"]:
+        return f"Mode 'auto' kept graph mode: {report['reason']}."
     return (
         f"Mode 'auto' chose {report['mode']}: {report['reason']} (measuring cost "
         f"{report['measuring_cost_seconds']:.1f} s)."

@@ -84,7 +84,7 @@ def test_contractive_example_stays_in_graph_mode_without_compiling_xla():
         namespace = run_example("contractive")
     trainer = namespace["trainer"]
     assert trainer.mode == "graph" and int(trainer.mode_choice.numpy()) == 2
-    assert "too short to repay an XLA compilation" in trainer.mode_report["reason"]
+    assert "too short to repay compiling XLA" in trainer.mode_report["reason"]
     assert trainer.trace_counts["train"] == 1  # XLA was never compiled.
     assert not [warning for warning in caught if warning.category is XlaRecompileWarning]
     assert namespace["history"]["contraction"][-1] > 0
