@@ -65,8 +65,13 @@ def time_one(model_name: str, mode: str, data_dir: str | None, examples: int, ep
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Prints one Markdown row per model."""
-    from aeloops.models import registry
+    from aeloops.stderr_filter import StderrFilter
 
+    with StderrFilter():  # TensorFlow's start-up notices would come before the table.
+        from aeloops.models import registry
+        from benchmarks.machine import describe
+
+        machine = describe()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mode_choice", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="MNIST directory (default: the bundled 5,000-image sample)")
     parser.add_argument("--examples", type=int, default=60000)
@@ -79,12 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.one:
         print(json.dumps(time_one(*args.one, args.data_dir, args.examples, args.epochs, args.batch_size)))
         return 0
-    from aeloops.stderr_filter import StderrFilter
-
-    with StderrFilter():  # TensorFlow's start-up notices would come before the table.
-        from benchmarks.machine import describe
-
-        machine = describe()
     settings = ["--examples", str(args.examples), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
     settings += ["--data-dir", args.data_dir] if args.data_dir else []
     print(machine)
