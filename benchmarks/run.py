@@ -117,6 +117,8 @@ def _cpu_has_bfloat16() -> bool:
 def configurations(model: str, images: np.ndarray, batch: int, device: str, eager: bool) -> list:
     """Returns every configuration to time for ``model``."""
     runs = [KerasFit(model, images, batch), HandWrittenLoop(model, images, batch)]
+    # Keras fit as a user who cares about speed sets it: 50 steps per call, with and without XLA.
+    runs += [KerasFit(model, images, batch, jit, steps_per_execution=50) for jit in (True, False)]
     modes = [("graph", 1), ("graph", 50), ("xla", 1), ("xla", 50)]
     if eager:
         modes.insert(0, ("eager", 1))
@@ -181,18 +183,21 @@ def markdown(rows: list[dict], header: str) -> str:
         group = [row for row in rows if row["model"] == model]
         fit = next(row["epoch"] for row in group if row["config"].startswith("keras fit"))
         hand = next(row["epoch"] for row in group if row["config"].startswith("hand-written"))
+        # The fastest of the peers a user would pick instead of aeloops.
+        best_peer = min(row["epoch"] for row in group if row["config"].startswith(("keras fit", "hand-written")))
         lines += [
             f"### {model}",
             "",
-            "| configuration | epoch (median) | spread | vs fit | vs hand loop | compile | samples/s "
+            "| configuration | epoch (median) | spread | vs fit | vs hand loop | vs best peer | compile | samples/s "
             "| final loss | host MB | retraces |",
-            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in group:
             retraces = "n/a" if row["retraces"] is None else str(row["retraces"])
             lines.append(
                 f"| {row['config']} | {row['epoch']:.3f} s | {row['spread'][0]:.3f}-{row['spread'][1]:.3f} s "
-                f"| {row['epoch'] / fit:.2f}x | {row['epoch'] / hand:.2f}x | {row['compile']:.2f} s "
+                f"| {row['epoch'] / fit:.2f}x | {row['epoch'] / hand:.2f}x | {row['epoch'] / best_peer:.2f}x "
+                f"| {row['compile']:.2f} s "
                 f"| {row['samples_per_second']:,.0f} | {row['final_loss']:.4f} | {row['host_mb']:.0f} | {retraces} |"
             )
         lines.append("")

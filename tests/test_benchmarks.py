@@ -13,13 +13,19 @@ def test_tiny_benchmark_runs_and_reports_every_configuration(tmp_path):
     assert run.main(["--tiny", "--models", "dense", "--output", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     configs = [row["config"] for row in results["rows"]]
-    assert configs[:2] == ["keras fit (defaults)", "hand-written tf.function loop"]
+    assert configs[:4] == [
+        "keras fit (defaults)",
+        "hand-written tf.function loop",
+        "keras fit (jit_compile=True, steps_per_execution=50)",
+        "keras fit (jit_compile=False, steps_per_execution=50)",
+    ]
     assert {"aeloops eager, 1 step/call", "aeloops graph, 50 steps/call", "aeloops xla, 50 steps/call"} <= set(configs)
     for row in results["rows"]:
         assert row["epoch"] > 0 and row["samples_per_second"] > 0
         assert 0.0 < row["final_loss"] < 0.7  # Every configuration learns, none diverges.
         assert row["retraces"] in (0, None)  # Nothing retraces after the warm-up epoch.
-    assert "| aeloops xla, 50 steps/call |" in (tmp_path / "results.md").read_text()
+    table = (tmp_path / "results.md").read_text()
+    assert "| aeloops xla, 50 steps/call |" in table and "| vs best peer |" in table
 
 
 @pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="a GPU is present")
