@@ -269,9 +269,7 @@ def _run(
     chief = config.strategy != "multiworker" or is_chief_task()
     # config.json records what the run uses, not what was asked: the dataset
     # after any fall-back, and the mode "auto" chose once it has (see below).
-    config = dataclasses.replace(
-        config, dataset=datasets.name, mode=config.mode if config.mode == "auto" else trainer.mode
-    )
+    config = dataclasses.replace(config, dataset=datasets.name)
     if _stop_requested(stop_event):
         log("Stopped before training began; nothing was written.")
         return RunResult({}, stopped=True)
