@@ -28,7 +28,7 @@ MARGIN = 0.95
 
 
 class XlaRecompileWarning(RuntimeWarning):
-    """XLA compiled the training loop again on every call (an explicit ``mode="xla"`` only)."""
+    """XLA's second call took as long as its first: it recompiles, or is slow here (explicit ``mode="xla"``)."""
 
 
 class ModeProbe:
@@ -45,8 +45,9 @@ class ModeProbe:
     says it. The choice is checkpointed (``Trainer.mode_choice``): a resumed
     run takes it up without measuring again.
 
-    With an explicit ``mode="xla"`` it only warns when XLA compiles again on
-    its second call (a model whose weights XLA folds into the program).
+    With an explicit ``mode="xla"`` it only warns when XLA's second call takes
+    about as long as its first, which includes the compilation: XLA then
+    compiles on every call, or is slow for the model on this device.
     """
 
     # Calls shorter than this are too noisy to judge a recompilation by.
@@ -111,9 +112,10 @@ class ModeProbe:
         if first < self.MIN_FIRST_CALL_SECONDS or second < 0.5 * first:
             return
         warnings.warn(
-            f"XLA compiled the training loop again on its second call ({first:.2f} s, then {second:.2f} s "
-            f"for {self.count} steps each), as it does when a model folds its weights into the program (for "
-            "example a nested GradientTape.batch_jacobian); consider mode='auto' or 'graph' (--mode).",
+            f"XLA's second training call took about as long as its first ({first:.2f} s, then {second:.2f} s "
+            f"for {self.count} steps each): it compiles again on every call (as for a model with a nested "
+            "GradientTape, whose weights XLA folds into the program) or runs slowly for this model here (as "
+            "convolutions do on CPUs); mode='auto' (--mode auto) times graph mode against it.",
             XlaRecompileWarning,
             stacklevel=5,
         )
