@@ -153,3 +153,15 @@ def test_bad_watching_settings_exit_2_in_one_line_and_write_nothing(images_file,
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and message in lines[0], lines
     assert not run_dir.exists()
+
+
+def test_a_cosine_run_logs_the_rate_it_used_each_epoch(images_file, tmp_path):
+    run_dir = tmp_path / "run"
+    arguments = ["--dataset", str(images_file), "--batch-size", "128", "--epochs", "4", "--mode", "graph", "--quiet"]
+    schedule_flags = ["--lr-schedule", "cosine", "--warmup-steps", "8", "--min-learning-rate", "1e-5"]
+    assert train.main([*arguments, *schedule_flags, "--run-dir", str(run_dir)]) == 0
+    # 8 steps an epoch: warm-up ends with epoch 1, then a cosine over the other 24 steps, recorded in config.json.
+    assert json.loads((run_dir / "config.json").read_text())["decay_steps"] == 24
+    expected = [1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * (step - 8) / 24)) for step in (8, 16, 24, 32)]
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["learning_rate"] == pytest.approx(expected, rel=1e-5)
