@@ -118,7 +118,7 @@ class TrainConfig:
     early_stopping_patience: int | None = _setting(None, "stop after this many epochs without improvement")
     restore_best: bool = _setting(False, "write model.keras and the pictures from the best checkpoint")
     lr_schedule: str = _setting("constant", ", ".join(LR_SCHEDULES))
-    warmup_steps: int = _setting(0, "linear warm-up steps (lr schedules cosine and step)")
+    warmup_steps: int = _setting(0, "linear warm-up steps before --lr-schedule cosine decays")
     decay_steps: int | None = _setting(None, "cosine: steps to decay over (default the whole run); step: steps apart")
     lr_factor: float = _setting(0.5, "step and plateau: the factor that lowers the learning rate")
     lr_patience: int = _setting(3, "plateau: epochs without improvement of --monitor before lowering it")

@@ -106,6 +106,8 @@ def _validate_watching(config: TrainConfig) -> None:
         _expect(name, value, (int, float), "a number")
         if not (math.isfinite(value) and test(value)):
             raise ValueError(f"{name} must be {rule}, got {value}.")
+    if config.warmup_steps and config.lr_schedule != "cosine":
+        raise ValueError(f"warmup_steps is for lr_schedule 'cosine'; lr_schedule is {config.lr_schedule!r}.")
     if config.lr_schedule == "step" and config.decay_steps is None:
         raise ValueError("lr_schedule 'step' needs decay_steps: the number of steps between reductions.")
 

@@ -143,6 +143,7 @@ def test_a_run_killed_and_resumed_stops_early_and_lowers_the_rate_as_one_left_al
         (["--early-stopping-patience", "-2"], "early_stopping_patience must be an integer >= 1, got -2"),
         (["--lr-factor", "1.5"], "lr_factor must be between 0 and 1"),
         (["--lr-schedule", "step"], "lr_schedule 'step' needs decay_steps"),
+        (["--warmup-steps", "100"], "warmup_steps is for lr_schedule 'cosine'; lr_schedule is 'constant'"),
         (["--lr-schedule", "cosine", "--min-learning-rate", "0.01"], r"min_learning_rate must lie in [0, 0.001)"),
         (["--min-learning-rate", "nan"], "min_learning_rate must be >= 0, got nan"),
     ],
