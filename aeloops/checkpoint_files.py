@@ -23,7 +23,15 @@ import tensorflow as tf
 
 from aeloops.rundir import keep_aside
 
-__all__ = ["RECORD_KEY", "damage", "numbers", "quiet_tensorflow_logs", "read_record", "repair_state_file"]
+__all__ = [
+    "RECORD_KEY",
+    "damage",
+    "first_line",
+    "numbers",
+    "quiet_tensorflow_logs",
+    "read_record",
+    "repair_state_file",
+]
 
 PREFIX = "ckpt"
 STATE_FILE = "checkpoint"
@@ -48,7 +56,7 @@ def damage(prefix: str) -> str | None:
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
     except Exception as error:  # noqa: BLE001 - a damaged file raises whatever its reader trips on.
-        return _first_line(error)
+        return first_line(error)
     return None
 
 
@@ -64,7 +72,7 @@ def read_record(prefix: str) -> dict | None:
             return None
         text = reader.get_tensor(RECORD_KEY)
     except (tf.errors.OpError, OSError) as error:
-        raise ValueError(_first_line(error)) from None
+        raise ValueError(first_line(error)) from None
     text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
     try:
         return json.loads(text) if text else {}
@@ -116,7 +124,7 @@ def _state_problem(directory: str | os.PathLike, state_path: str) -> str | None:
         with quiet_tensorflow_logs():  # It logs a parse error as two warnings; the caller says it in one line.
             state = tf.train.get_checkpoint_state(os.fspath(directory))
     except (tf.errors.OpError, ValueError, UnicodeDecodeError) as error:
-        return f"was unreadable ({_first_line(error)})"
+        return f"was unreadable ({first_line(error)})"
     if state is None or not state.model_checkpoint_path:
         return "was unreadable"
     listed = [*state.all_model_checkpoint_paths, state.model_checkpoint_path]
@@ -138,6 +146,7 @@ def quiet_tensorflow_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """Returns the first line of ``error``'s message (at most 300 characters), or its type's name."""
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__

@@ -60,12 +60,11 @@ def _restore_into(objects: dict[str, Any], prefix: str) -> str | None:
         # may hold more: TensorFlow's preemption handler adds its own.)
         checkpoint.restore(prefix).assert_existing_objects_matched()
     except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError, OSError) as error:
-        text = str(error).strip()
-        unbound = re.search(r"Found (\d+) Python objects that were not bound.*?path=([^,\s]+)", text, re.DOTALL)
+        unbound = re.search(r"Found (\d+) Python objects that were not bound.*?path=([^,\s]+)", str(error), re.DOTALL)
         if unbound:  # TensorFlow lists the objects with their values; the count and a name say it.
             problem = f"{unbound[1]} of the trainer's objects have no value in it, {unbound[2]} among them"
         else:
-            problem = text.splitlines()[0][:300] if text else type(error).__name__
+            problem = checkpoint_files.first_line(error)
     if problem is not None:
         # A failed restore leaves TensorFlow's coordinator to log every value
         # it did not restore when collected; the failure is reported once, by us.
@@ -77,8 +76,9 @@ def _restore_into(objects: dict[str, Any], prefix: str) -> str | None:
 
 def _write_cause(error: BaseException) -> str:
     """Returns what a failed save says of its cause ("No space left on device"), without TensorFlow's op names."""
-    text = str(error).strip() or type(error).__name__
-    text = re.sub(r"\{\{.*?\}\}\s*", "", text.splitlines()[0])  # "{{function_node ...SaveV2...}}"
+    # The whole first line: the cause comes after the temporary file's path, which may be long.
+    text = (str(error).strip() or type(error).__name__).splitlines()[0]
+    text = re.sub(r"\{\{.*?\}\}\s*", "", text)  # "{{function_node ...SaveV2...}}"
     text = re.sub(r"\s*\[Op:\w+\]$", "", text)
     return text.rsplit("; ", 1)[-1][:200]  # "<temporary file>; File too large": the cause is last.
 

@@ -178,10 +178,6 @@ def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | 
     return values
 
 
-def _stop_requested(stop_event: threading.Event | None) -> bool:
-    return stop_event is not None and stop_event.is_set()
-
-
 def build_trainer(
     config: TrainConfig, model: keras.Model | None = None, strategy: tf.distribute.Strategy | None = None
 ) -> Trainer:
@@ -270,7 +266,7 @@ def _run(
     # config.json records what the run uses, not what was asked: the dataset
     # after any fall-back, and the mode "auto" chose once it has (see below).
     config = dataclasses.replace(config, dataset=datasets.name)
-    if _stop_requested(stop_event):
+    if stop_event is not None and stop_event.is_set():  # A signal during start-up.
         log("Stopped before training began; nothing was written.")
         return RunResult({}, stopped=True)
     if chief and not config.resume:

@@ -104,7 +104,7 @@ def restore(
     if saved:
         check_against(saved, record, os.path.basename(latest), str(run_dir.config))
     checkpointer.restore()
-    if not saved or "history" not in saved:  # A checkpoint without a record: trust history.json up to its step.
+    if not saved or "history" not in saved:  # A checkpoint without a record: history.json is all there is.
         return run_dir.read_history()
     history = saved["history"]
     if not chief:
