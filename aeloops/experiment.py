@@ -281,17 +281,17 @@ def _run(
             "validation": run_record.fingerprint(datasets.validation),
         },
         "dataset": config.dataset,
-        "history": history,
     }
     checkpointer = Checkpointer(
         trainer, run_dir.checkpoints, config.keep_checkpoints, write_directory=scratch, metadata=record
     )
+    checkpointer.track("history", history)
     # The best checkpoint, early stopping and plateau reductions; their state is in every checkpoint.
     watchers = watching.make_watchers(config, trainer, (scratch or run_dir.checkpoints) / "best")
     for name, watcher in watchers.items():
         checkpointer.track(name, watcher.state)
     if config.resume:
-        history.update(run_record.restore(checkpointer, record, run_dir, chief, log))
+        run_record.restore(checkpointer, record, history, run_dir, chief, log)
     stopper = watchers["early_stopping"]
     # A run that stopped early is finished: resuming it only writes its outputs again.
     epochs = stopper.state["stopped"] or config.epochs

@@ -87,9 +87,14 @@ def _shown(value: Any) -> str:
 
 
 def restore(
-    checkpointer: Checkpointer, record: dict, run_dir: RunDirectory, chief: bool, log: Callable[[str], None]
-) -> dict[str, list[float]]:
-    """Restores the newest checkpoint after checking it against the run now; returns the history it holds.
+    checkpointer: Checkpointer,
+    record: dict,
+    history: dict[str, list[float]],
+    run_dir: RunDirectory,
+    chief: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Restores the newest checkpoint after checking it against the run now, ``history`` (tracked) with it.
 
     The checkpoint's history is the record: history.json, if missing,
     damaged or ahead of the checkpoint (a kill between the two writes),
@@ -103,16 +108,16 @@ def restore(
     saved = (checkpointer.read_latest_record() or {}).get("metadata")
     if saved:
         check_against(saved, record, os.path.basename(latest), str(run_dir.config))
-    checkpointer.restore()
+    checkpointer.restore()  # Refills the tracked history in place.
     if not saved or "history" not in saved:  # A checkpoint without a record: history.json is all there is.
-        return run_dir.read_history()
-    history = saved["history"]
+        history.update(run_dir.read_history())
+        return
     if not chief:
-        return history
+        return
     if not run_dir.history.exists():
         log(f"history.json was missing; rebuilt it from {os.path.basename(latest)}.")
         write_json(run_dir.history, history)
-        return history
+        return
     try:
         written = run_dir.read_history()
     except ValueError as error:
@@ -121,4 +126,3 @@ def restore(
         written = None
     if written != history:
         write_json(run_dir.history, history)
-    return history
