@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aeloops.loop import Trainer
 
-__all__ = ["Callback", "EpochProgress"]
+__all__ = ["TIMINGS", "Callback", "EpochProgress"]
+
+# The values of an epoch's logs that time the run rather than measure the model.
+TIMINGS = ("epoch_seconds", "samples_per_second", "validation_seconds")
 
 
 @dataclasses.dataclass(frozen=True)

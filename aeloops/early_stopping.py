@@ -18,7 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from aeloops.callbacks import Callback
+from aeloops.callbacks import TIMINGS, Callback
 from aeloops.checkpoints import Checkpointer
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Watch:
     def value(self, logs: Mapping[str, float]) -> float:
         """Returns the monitored value of an epoch's logs, refusing a name they do not hold."""
         if self.monitor not in logs:
-            names = ", ".join(sorted(name for name in logs if name not in ("epoch_seconds", "samples_per_second")))
+            names = ", ".join(sorted(name for name in logs if name not in TIMINGS))
             raise ValueError(f"Cannot monitor {self.monitor!r}: the epoch logged {names}; choose one of those.")
         return float(logs[self.monitor])
 

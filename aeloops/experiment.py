@@ -28,7 +28,7 @@ from aeloops.loop import Trainer
 from aeloops.models import registry
 from aeloops.models.variational import VariationalAutoencoder
 from aeloops.optimizers import make_optimizer
-from aeloops.run_callbacks import HistoryFile, PreemptionHandling, StopOnRequest
+from aeloops.run_callbacks import FirstCallTimer, HistoryFile, PreemptionHandling, StopOnRequest
 from aeloops.run_objective import build_objective, unused_outputs
 from aeloops.rundir import RunDirectory, is_chief_task, worker_scratch_dir, write_json, writing
 from aeloops.summaries import SummaryWriter, reconstruction_rows
@@ -220,14 +220,18 @@ def run(
     verbose: int = 2,
     log: Callable[[str], None] = print,
     stop_event: threading.Event | None = None,
+    launched: float | None = None,
 ) -> RunResult:
     """Trains as ``config`` says, writing everything into ``run_dir``.
 
     With ``config.resume`` the newest checkpoint in ``run_dir`` is restored
     and training continues at its step; ``history.json`` keeps growing.
+    ``launched``, a ``time.perf_counter()`` reading taken when the command
+    started, makes the closing line count from then (TensorFlow's import
+    included) and say when the first training step ended.
     """
     with precision(config):
-        return _run(config, run_dir, verbose, log, stop_event)
+        return _run(config, run_dir, verbose, log, stop_event, launched)
 
 
 def _run(
@@ -236,6 +240,7 @@ def _run(
     verbose: int,
     log: Callable[[str], None],
     stop_event: threading.Event | None,
+    launched: float | None,
 ) -> RunResult:
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -318,14 +323,15 @@ def _run(
     )
     # history.json is written before the checkpoint: a kill between the two leaves it ahead, and a
     # resume rewrites it from the checkpoint's own history.
-    callbacks: list[Callback] = [HistoryFile(run_dir, history)] if chief else []
+    first_call = FirstCallTimer()
+    callbacks: list[Callback] = [first_call, *([HistoryFile(run_dir, history)] if chief else [])]
     # Watchers decide before the checkpoint of the epoch saves what they decided.
     callbacks += [*watchers.values(), checkpointer, *([summaries] if chief else [])]
     if config.strategy == "multiworker":
         callbacks.append(PreemptionHandling(strategy, checkpointer))
     if stop_event is not None:
         callbacks.append(StopOnRequest(stop_event, strategy if config.strategy == "multiworker" else None))
-    started = time.perf_counter()
+    started = launched if launched is not None else time.perf_counter()
     try:
         trainer.fit(
             datasets.train,
@@ -368,7 +374,8 @@ def _run(
             partial_model = run_dir.path / "model.partial.keras"
             model.save(partial_model)
         os.replace(partial_model, run_dir.model)
-    log(f"Finished in {time.perf_counter() - started:.1f} s; the run is in {run_dir.path}.")
+    began = f" (the first training step ended at {first_call.ended - started:.1f} s)" if first_call.ended else ""
+    log(f"Finished in {time.perf_counter() - started:.1f} s{began}; the run is in {run_dir.path}.")
     log(f"  Reconstructions (inputs above, outputs below): {run_dir.reconstructions}")
     log(f"  TensorBoard: tensorboard --logdir {run_dir.tensorboard}  (then open http://localhost:6006)")
     return RunResult(history, stopped=False)

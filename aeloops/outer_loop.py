@@ -152,12 +152,15 @@ def fit(
         logs["epoch_seconds"] = time.perf_counter() - start
         logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
         if validation_data is not None:
+            validation_started = time.perf_counter()
             validation = evaluate(trainer, validation_data, batch_size=batch_size)
             logs.update({f"val_{name}": value for name, value in validation.items()})
+            logs["validation_seconds"] = time.perf_counter() - validation_started
         for name, value in logs.items():
             history.setdefault(name, []).append(value)
         if progress is not None:
-            progress.update(source.steps_per_epoch, [(n, v) for n, v in logs.items() if n != "epoch_seconds"])
+            shown = [(name, value) for name, value in logs.items() if not name.endswith("_seconds")]
+            progress.update(source.steps_per_epoch, shown)
         for callback in callbacks:
             callback.on_epoch_end(trainer, epoch, logs)
         if trainer.stop_training:

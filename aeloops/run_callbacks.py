@@ -1,8 +1,9 @@
-"""The outer-loop callbacks of a CLI run: its history file, stop requests and preemption handling."""
+"""The outer-loop callbacks of a CLI run: its history file, stop requests, preemption handling, start-up time."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import tensorflow as tf
 
@@ -11,7 +12,7 @@ from aeloops.checkpoints import Checkpointer
 from aeloops.loop import Trainer
 from aeloops.rundir import RunDirectory, write_json
 
-__all__ = ["HistoryFile", "PreemptionHandling", "StopOnRequest"]
+__all__ = ["FirstCallTimer", "HistoryFile", "PreemptionHandling", "StopOnRequest"]
 
 
 class HistoryFile(Callback):
@@ -26,6 +27,22 @@ class HistoryFile(Callback):
             self.history.setdefault(name, []).append(value)
         self.history.setdefault("epoch", []).append(epoch + 1)
         write_json(self.run_dir.history, self.history)
+
+
+class FirstCallTimer(Callback):
+    """Notes when the first compiled training call of a run ended (``time.perf_counter()``).
+
+    What a user waits for before training starts: TensorFlow's import, the
+    data, tracing and compiling. Put it first among the callbacks, so no
+    other callback's work counts.
+    """
+
+    def __init__(self) -> None:
+        self.ended: float | None = None
+
+    def on_loop_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        if self.ended is None:
+            self.ended = time.perf_counter()
 
 
 class PreemptionHandling(Callback):

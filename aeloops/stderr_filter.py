@@ -48,10 +48,23 @@ _CHATTER_LINES = (
 )
 
 
+# What XLA logs on loading an executable from its persistent cache
+# (aeloops.compile_cache), for every cached executable, all harmless: that a
+# cache file is not a text proto (it then reads it as binary), and that the
+# compiler's tuning options, which are not CPU instructions, are missing from
+# the host's feature list. A missing instruction set (a real mismatch) is still shown.
+_CACHE_NOTES = {
+    "text_format.cc": re.compile(r"Error parsing text-format tensorflow\.XlaSerializedCacheEntry: "),
+    "cpu_aot_loader.cc": re.compile(r"Loading XLA:CPU AOT result\. Target machine feature \+prefer-[\w-]+ is not "),
+}
+
+
 def is_startup_chatter(line: str) -> bool:
     """Returns whether ``line`` is one of TensorFlow's known start-up notices."""
     match = _ABSL_LINE.match(line)
     if match:
+        if match.group("source") in _CACHE_NOTES:
+            return bool(_CACHE_NOTES[match.group("source")].match(line, match.end()))
         return match.group("source") in _CHATTER_SOURCES
     return line.startswith(_CHATTER_LINES)
 

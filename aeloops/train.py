@@ -19,11 +19,13 @@ import pathlib
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aeloops import compile_cache
 from aeloops import config as config_lib
 from aeloops.rundir import RunDirectory, RunWriteError, default_run_dir, is_chief_task
 from aeloops.stderr_filter import SHOW_ALL_VARIABLE, StderrFilter
@@ -203,6 +205,7 @@ def _fail(message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI and returns its exit status."""
+    launched = time.perf_counter()
     args = build_parser().parse_args(argv)
     catcher = _SignalCatcher()
     catcher.install()
@@ -214,14 +217,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     format_warning = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
     try:
-        return _main(args, catcher)
+        return _main(args, catcher, launched)
     finally:  # main() may run inside a larger program: leave it as found.
         warnings.formatwarning = format_warning
         stderr_filter.stop()
         catcher.uninstall()
 
 
-def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
+def _main(args: argparse.Namespace, catcher: _SignalCatcher, launched: float) -> int:
     try:
         if args.list_models:
             _list_models()
@@ -238,10 +241,11 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher) -> int:
         # One process writes a run directory at a time; the others are refused before TensorFlow loads.
         with run_dir.lock() if chief else contextlib.nullcontext():
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            compile_cache.enable()  # Before TensorFlow compiles: XLA reads its flags once.
             from aeloops import experiment  # Deferred: imports TensorFlow.
 
             verbose = 2 if config.quiet or not sys.stdout.isatty() else 1
-            result = experiment.run(config, run_dir, verbose=verbose, stop_event=catcher.event)
+            result = experiment.run(config, run_dir, verbose=verbose, stop_event=catcher.event, launched=launched)
     except (ValueError, TypeError) as error:
         return _fail(" ".join(str(error).split()))
     except RunWriteError as error:  # Disk full, permissions: what failed and where, and that resuming is safe.

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The CLI runs the tests start share one XLA compilation cache (aeloops.compile_cache),
+# not the user's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="aeloops-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -19,6 +19,7 @@ import tensorflow as tf  # noqa: E402
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
+from aeloops.callbacks import TIMINGS  # noqa: E402
 from aeloops.data import load_sample, to_model_inputs  # noqa: E402
 from aeloops.loop import Trainer  # noqa: E402
 from aeloops.models import registry  # noqa: E402
@@ -54,7 +55,7 @@ def train(name: str, mode: str, strategy: tf.distribute.Strategy | None, images:
     inputs = to_model_inputs(images, model.example_shape)
     history = trainer.fit(inputs, epochs=2, batch_size=64, shuffle=False, validation_data=inputs[:200], verbose=0)
     return {
-        "history": {key: value for key, value in history.items() if key not in ("epoch_seconds", "samples_per_second")},
+        "history": {key: value for key, value in history.items() if key not in TIMINGS},
         "weights": [variable.numpy().tolist() for variable in model.weights],
         "replicas": trainer.strategy.num_replicas_in_sync,
         "step": int(trainer.step.numpy()),

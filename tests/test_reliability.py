@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from aeloops.callbacks import TIMINGS
 from aeloops.models import load_model
 from tests.conftest import REPO, SHARED_MNIST
 
@@ -49,7 +50,6 @@ def final_weights(run_dir):
 
 
 # What a run's history holds that depends on the clock, not on what was computed.
-TIMINGS = ("epoch_seconds", "samples_per_second")
 
 
 def recorded_history(run_dir):

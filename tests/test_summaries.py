@@ -74,8 +74,9 @@ def test_event_files_hold_every_term(tmp_path, small_images, name):
         assert [step for step, _ in validation[f"epoch_{term}"]] == [0, 1]
         np.testing.assert_allclose([value for _, value in validation[f"epoch_{term}"]], history[f"val_{term}"])
         np.testing.assert_allclose([value for _, value in train[f"epoch_{term}"]], history[term], rtol=1e-6)
-    for tag in ("gradient_norm", "learning_rate", "epoch_seconds", "samples_per_second"):
+    for tag in ("gradient_norm", "learning_rate", "epoch_seconds", "samples_per_second", "validation_seconds"):
         assert len(train[tag]) in (STEP_WRITES, EPOCHS) and all(np.isfinite(v) for _, v in train[tag])
+    np.testing.assert_allclose([value for _, value in train["validation_seconds"]], history["validation_seconds"])
     for variable in trainer.model.trainable_variables:
         assert len(train[variable.path]) == EPOCHS
     assert "config" in train

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from aeloops import train
+from aeloops.callbacks import TIMINGS
 from aeloops.early_stopping import EarlyStopping, Watch
 from aeloops.loop import Trainer
 from aeloops.lr_schedules import ReduceOnPlateau, schedule
@@ -106,7 +107,7 @@ def subprocess_run(*arguments):
 
 def outcome(run_dir):
     history = json.loads((run_dir / "history.json").read_text())
-    timings = ("epoch_seconds", "samples_per_second")
+    timings = TIMINGS
     weights = [variable.numpy() for variable in keras.saving.load_model(run_dir / "model.keras").weights]
     record = {name: values for name, values in history.items() if name not in timings}
     return record, json.loads((run_dir / "best.json").read_text()), weights
