@@ -59,6 +59,9 @@ def check_outputs(model: keras.Model, objective: Objective) -> None:
             )
 
 
+# Helpers marked do_not_convert hold no control flow that depends on a tensor, so
+# AutoGraph need not rewrite them: each rewrite costs time in every process's first trace.
+@tf.autograph.experimental.do_not_convert
 def check_results(results: Any, method: str) -> dict[str, tf.Tensor]:
     """Returns a step's results as float32 scalars, refusing anything else and the library's own names."""
     if not isinstance(results, Mapping):

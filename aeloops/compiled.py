@@ -148,6 +148,9 @@ def build_loop(
     return tf.function(loop, jit_compile=whole_loop_in_xla, reduce_retracing=True)
 
 
+# Helpers marked do_not_convert hold no control flow that depends on a tensor, so
+# AutoGraph need not rewrite them: each rewrite costs time in every process's first trace.
+@tf.autograph.experimental.do_not_convert
 def gather_batch(data: Mapping[str, tf.Tensor], batch_indices: tf.Tensor, position: tf.Tensor) -> dict[str, tf.Tensor]:
     """Returns the batch at row ``position`` of the index table, from the resident tensors."""
     # tf.gather, not slicing: XLA would treat a sliced position as a
@@ -156,5 +159,6 @@ def gather_batch(data: Mapping[str, tf.Tensor], batch_indices: tf.Tensor, positi
     return {name: tf.gather(tensor, indices) for name, tensor in data.items()}
 
 
+@tf.autograph.experimental.do_not_convert
 def _add(left: dict[str, tf.Tensor], right: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     return {name: left[name] + right[name] for name in left}

@@ -29,6 +29,9 @@ LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 _EPSILON = 1e-7
 
 
+# Helpers marked do_not_convert hold no control flow that depends on a tensor, so
+# AutoGraph need not rewrite them: each rewrite costs time in every process's first trace.
+@tf.autograph.experimental.do_not_convert
 def mean_per_example(values: tf.Tensor) -> tf.Tensor:
     """Averages ``values`` over every axis but the batch axis."""
     values = tf.convert_to_tensor(values)
@@ -37,16 +40,19 @@ def mean_per_example(values: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
 
 
+@tf.autograph.experimental.do_not_convert
 def mean_squared_error(target: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
     """Per-example mean of ``(target - prediction) ** 2``."""
     return mean_per_example(tf.math.squared_difference(target, prediction))
 
 
+@tf.autograph.experimental.do_not_convert
 def mean_absolute_error(target: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
     """Per-example mean of ``|target - prediction|``."""
     return mean_per_example(tf.abs(target - prediction))
 
 
+@tf.autograph.experimental.do_not_convert
 def binary_crossentropy(target: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
     """Per-example binary cross-entropy of probabilities, clipped like Keras."""
     probabilities = tf.clip_by_value(probabilities, _EPSILON, 1.0 - _EPSILON)
@@ -54,6 +60,7 @@ def binary_crossentropy(target: tf.Tensor, probabilities: tf.Tensor) -> tf.Tenso
     return mean_per_example(values)
 
 
+@tf.autograph.experimental.do_not_convert
 def binary_crossentropy_from_logits(target: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Per-example binary cross-entropy computed from logits.
 

@@ -73,6 +73,9 @@ def check_strategy(optimizers: Mapping[str, keras.optimizers.Optimizer], strateg
             )
 
 
+# Helpers marked do_not_convert hold no control flow that depends on a tensor, so
+# AutoGraph need not rewrite them: each rewrite costs time in every process's first trace.
+@tf.autograph.experimental.do_not_convert
 def loss_scale(parts: Sequence[tuple[keras.optimizers.Optimizer, Any]]) -> tf.Tensor | None:
     """Returns the parts' dynamic loss scale when they scale losses (``mixed_float16``), else None."""
     scaling = [isinstance(opt, keras.optimizers.LossScaleOptimizer) for opt, _ in parts]
@@ -90,6 +93,7 @@ def all_reduce(gradients: Sequence[tf.Tensor | None]) -> list[tf.Tensor | None]:
     return [None if g is None else next(summed) for g in gradients]
 
 
+@tf.autograph.experimental.do_not_convert
 def clips(optimizer: keras.optimizers.Optimizer) -> bool:
     """Returns whether ``optimizer`` clips gradients (``clipnorm``, ``global_clipnorm`` or ``clipvalue``)."""
     inner = inner_optimizer(optimizer)
@@ -142,6 +146,7 @@ class Plan:
     loss_scale_skipped: tf.Tensor | None
 
 
+@tf.autograph.experimental.do_not_convert
 def plan(
     loss: tf.Tensor, tape: tf.GradientTape, parts: Sequence[tuple[keras.optimizers.Optimizer, list]], replicas: int
 ) -> Plan:
