@@ -52,7 +52,7 @@ from aeloops.compiled import (
 )
 from aeloops.config import NONFINITE_POLICIES
 from aeloops.mode_probe import CHOICES
-from aeloops.objective import TOTAL, Objective
+from aeloops.objective import TOTAL, Objective, StepError
 from aeloops.optimizers import OptimizerSpec, inner_optimizer
 from aeloops.sources import INPUT, SAMPLE_WEIGHT
 
@@ -223,6 +223,7 @@ class Trainer(tf.Module):
         optimizer: keras.optimizers.Optimizer | None = None,
         *,
         name: str | None = None,
+        when: tf.Tensor | bool | None = None,
     ) -> tf.Tensor:
         """Applies the gradient of ``loss`` (recorded on ``tape``) and returns its global norm.
 
@@ -231,6 +232,12 @@ class Trainer(tf.Module):
         ``variables`` and ``optimizer`` to update something else, a
         discriminator say, and a ``name`` for each further update: its
         gradient norms are logged as ``<name>_gradient_norm``.
+
+        ``when``, a boolean tensor, applies the update only where it is true
+        (``when=self.step % 5 == 0``: every fifth step). Use it rather than
+        an ``if`` on a tensor around the call, whose branch would hide the
+        update's norms from the step's logs; the norm is logged every step,
+        applied or not.
 
         The norm is that of the whole gradient summed over replicas, before
         any clipping; where the optimizer clips, ``clipped_gradient_norm``
@@ -246,10 +253,14 @@ class Trainer(tf.Module):
         else:
             parts = [(optimizer, list(variables if variables is not None else self.model.trainable_variables))]
         plan = gradient_updates.plan(loss, tape, parts, self.strategy.num_replicas_in_sync)
-        if self.on_nonfinite == "skip":
-            tf.cond(plan.finite, plan.apply, tf.no_op)
-        else:
+        condition = plan.finite if self.on_nonfinite == "skip" else None
+        if when is not None:
+            when = tf.convert_to_tensor(when, tf.bool)
+            condition = when if condition is None else tf.logical_and(condition, when)
+        if condition is None:
             plan.apply()
+        else:
+            tf.cond(condition, plan.apply, tf.no_op)
         recorded = getattr(self._cache.local, "updates", None)
         if recorded is not None:
             recorded.append(_Update(name, plan.norm, plan.clipped_norm, plan.finite, plan.loss_scale_skipped))
@@ -266,6 +277,12 @@ class Trainer(tf.Module):
             results = checks.check_results(self.train_step(batch), "train_step")
         finally:
             self._cache.local.updates = None
+        graph = tf.compat.v1.get_default_graph()
+        if any(getattr(update.norm, "graph", graph) is not graph for update in updates):
+            raise StepError(
+                "train_step called optimize() inside an if (or tf.cond) on a tensor, whose branch hides the "
+                "update from the step; pass the condition instead: self.optimize(loss, tape, ..., when=condition)."
+            )
         names = [update.name for update in updates]
         if len(set(names)) != len(names):
             raise ValueError(

@@ -12,7 +12,7 @@ from aeloops.checkpoints import Checkpointer
 from aeloops.data import to_model_inputs
 from aeloops.loop import Trainer
 from aeloops.models import DenseAutoencoder, registry
-from aeloops.objective import LossTerm, Objective
+from aeloops.objective import LossTerm, Objective, StepError
 from aeloops.schedules import linear_warmup
 
 
@@ -397,3 +397,62 @@ def test_a_checkpoint_missing_something_the_trainer_holds_is_refused(tmp_path):
     Checkpointer(Trainer(dense()), tmp_path).save()
     with pytest.raises(ValueError, match=r"ckpt-0 is intact but does not fit this trainer \(\d+ of the trainer's obj"):
         Checkpointer(TwoOptimizerTrainer(dense()), tmp_path).restore()
+
+
+class EveryOtherStepTrainer(Trainer):
+    """Updates on even steps only: the condition is a tensor, so it goes to optimize() as when=."""
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(batch, training=True)
+        self.optimize(terms["loss"], tape, when=self.step % 2 == 0)
+        return terms
+
+
+class IfOnTensorTrainer(Trainer):
+    """The same written with a Python if on a tensor (a tf.cond once AutoGraph converts it)."""
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(batch, training=True)
+        if self.step % 2 == 0:
+            self.optimize(terms["loss"], tape)
+        return terms
+
+
+def capped_error(target, prediction):
+    """A user loss with a tensor-dependent Python ``if``: zero once the batch's mean error is below 1."""
+    error = tf.abs(target - prediction)
+    if tf.reduce_mean(error) < 1.0:
+        error = error * 0.0
+    return error
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_an_update_applied_when_a_tensor_says_so(images, mode):
+    trainer = EveryOtherStepTrainer(dense(), mode=mode, steps_per_loop=4)
+    before = [variable.numpy() for variable in trainer.model.trainable_variables]
+    history = trainer.fit(images, epochs=1, batch_size=64, verbose=0)
+    assert int(trainer.step.numpy()) == 8
+    assert int(trainer.optimizer.iterations.numpy()) == 4  # Steps 0, 2, 4 and 6.
+    assert history["gradient_norm"][0] > 0  # Logged every step, applied or not.
+    assert any(not np.array_equal(old, new.numpy()) for old, new in zip(before, trainer.model.trainable_variables))
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_optimize_inside_an_if_on_a_tensor_is_refused_with_the_fix(images, mode):
+    trainer = IfOnTensorTrainer(dense(), mode=mode, steps_per_loop=4)
+    advice = r"pass the condition instead: self\.optimize\(loss, tape, \.\.\., when=condition\)"
+    with pytest.raises(StepError, match=advice):
+        trainer.fit(images, epochs=1, batch_size=64, verbose=0)
+    assert int(trainer.step.numpy()) == 0
+    # Following the advice is EveryOtherStepTrainer, which trains (above).
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_user_losses_keep_python_control_flow_on_tensors(images, mode):
+    # The library's own helpers skip AutoGraph (to trace faster); the losses a user writes do not.
+    objective = Objective([LossTerm("capped", output="logits", loss=capped_error)])
+    trainer = Trainer(dense(), objective, mode=mode, steps_per_loop=4)
+    history = trainer.fit(images, epochs=1, batch_size=64, verbose=0)
+    assert history["capped"] == [0.0]  # Logits lie within 1 of the pixels at first: the if took its branch.
