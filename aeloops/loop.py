@@ -427,13 +427,28 @@ class Trainer(tf.Module):
         return outer_loop.predict(self, data, batch_size)
 
     def predict_function(self) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
-        """Returns the compiled forward pass used by ``predict``."""
+        """Returns the compiled forward pass used by ``predict``: batches in, their outputs concatenated out.
+
+        It takes a ``(batches, batch_size, *example_shape)`` tensor and runs
+        the model on each batch in a ``tf.range`` loop, so one call does many
+        batches, as the training loop does.
+        """
         key = ("predict", "batch", self.mode)
         if key not in self._cache.functions:
 
-            def forward(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+            def forward(batches: tf.Tensor) -> dict[str, tf.Tensor]:
                 self._cache.trace_counts["predict"] += 1
-                return self.model(inputs, training=False)
+                # The first batch runs before the loop so the outputs' names and shapes are known.
+                first = self.model(batches[0], training=False)
+                count = tf.shape(batches)[0]
+                arrays = {
+                    name: tf.TensorArray(value.dtype, size=count, element_shape=value.shape).write(0, value)
+                    for name, value in first.items()
+                }
+                for index in tf.range(1, count):
+                    outputs = self.model(tf.gather(batches, index), training=False)
+                    arrays = {name: array.write(index, outputs[name]) for name, array in arrays.items()}
+                return {name: array.concat() for name, array in arrays.items()}
 
             jit = self.mode == "xla" and not is_distributed(self.strategy)
             compiled = forward if self.mode == "eager" else tf.function(forward, jit_compile=jit, reduce_retracing=True)

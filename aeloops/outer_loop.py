@@ -350,20 +350,26 @@ def _evaluate_dataset(trainer: Trainer, dataset: tf.data.Dataset) -> tuple[dict[
 
 
 def predict(trainer: Trainer, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Returns the model's outputs for ``data``, computed in compiled batches (with averaged weights, if kept)."""
+    """Returns the model's outputs for ``data``, with averaged weights if kept.
+
+    Runs up to ``trainer.steps_per_loop`` batches per compiled call; the
+    last batches are padded (and trimmed) so every call has one shape.
+    """
     _check_positive_int("batch_size", batch_size)
     inputs = as_arrays(data, "data")[INPUT]
-    step = trainer.predict_function()
+    count = len(inputs)
+    batches_per_call = min(trainer.steps_per_loop, math.ceil(count / batch_size))
+    rows_per_call = batches_per_call * batch_size
+    forward = trainer.predict_function()
     pieces: dict[str, list[np.ndarray]] = {}
     with trainer.averaged_weights():
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start : start + batch_size]
-            size = len(batch)
-            if size < batch_size:  # Pad to keep one static shape, then trim.
-                batch = np.concatenate([batch, np.zeros((batch_size - size, *batch.shape[1:]), batch.dtype)])
-            for name, value in step(tf.constant(batch)).items():
-                pieces.setdefault(name, []).append(value.numpy()[:size])
-    return {name: np.concatenate(parts) for name, parts in pieces.items()}
+        for start in range(0, count, rows_per_call):
+            rows = np.arange(start, start + rows_per_call)
+            block = inputs[np.where(rows < count, rows, 0)]  # Padding repeats the first example.
+            block = block.reshape(batches_per_call, batch_size, *inputs.shape[1:])
+            for name, value in forward(tf.constant(block)).items():
+                pieces.setdefault(name, []).append(value.numpy())
+    return {name: np.concatenate(parts)[:count] for name, parts in pieces.items()}
 
 
 # Losses that read their target as probabilities in [0, 1].

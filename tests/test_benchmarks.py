@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from benchmarks import blog_table, mode_choice, run
+from benchmarks import blog_table, evaluation, mode_choice, run, startup
 from tests.conftest import SHARED_MNIST
 
 
@@ -52,3 +52,23 @@ def test_mode_choice_benchmark_prints_auto_against_each_fixed_mode(capsys):
     assert all(value > 0 for value in seconds)
     # The ratio is of the unrounded medians.
     assert float(cells[5].removesuffix("x")) == pytest.approx(seconds[2] / min(seconds[:2]), abs=0.06)
+
+
+def test_evaluation_benchmark_gives_per_example_times_and_validation_share(capsys):
+    assert evaluation.main(["--models", "dense", "--examples", "512", "--repeats", "1"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    train, evaluate, predict = (float(cell) for cell in cells[1:4])
+    assert cells[0] == "dense" and min(train, evaluate, predict) > 0
+    assert float(cells[4]) == pytest.approx(evaluate / train, abs=0.01)
+    assert float(cells[5].rstrip("%")) == pytest.approx(100 * evaluate * 10_000 / (train * 60_000), abs=0.1)
+
+
+def test_startup_benchmark_reads_the_cli_s_first_step_time(capsys):
+    assert startup.main(["--models", "dense", "--modes", "graph", "--repeats", "1"]) == 0
+    output = capsys.readouterr().out
+    assert output.startswith("Import of TensorFlow in a fresh process: ")
+    cells = [cell.strip() for cell in output.strip().splitlines()[-1].strip("|").split("|")]
+    assert cells[:2] == ["dense", "graph"]
+    cold, warm, total = float(cells[2].rstrip(" s")), float(cells[3].rstrip(" s")), float(cells[5].rstrip(" s"))
+    assert 0 < cold < total and warm > 0

@@ -132,6 +132,26 @@ def test_predict_equals_calling_the_model(small_test_images):
     np.testing.assert_allclose(predicted["code"], model.encode(images), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_predict_runs_many_batches_per_call_and_trims_the_padding(small_test_images, mode):
+    model, objective = build("dense")
+    images = to_model_inputs(small_test_images[:453], (784,))
+    trainer = Trainer(model, objective, mode=mode, steps_per_loop=3)
+    # 453 examples in batches of 20: 23 batches, in calls of 3 batches, the last call mostly padding.
+    predicted = trainer.predict(images, batch_size=20)
+    expected = model(images, training=False)
+    for name in ("code", "logits"):
+        assert predicted[name].shape == (453, *expected[name].shape[1:])
+        np.testing.assert_allclose(predicted[name], expected[name], rtol=1e-5, atol=1e-6)
+    trainer.predict(images[:100], batch_size=20)  # Calls of the same shape: no new trace.
+    if mode != "eager":
+        assert trainer.trace_counts["predict"] == 1
+    small = trainer.predict(images[:30], batch_size=20)  # Two batches, fewer than a call holds: one more shape.
+    np.testing.assert_allclose(small["code"], expected["code"][:30], rtol=1e-5, atol=1e-6)
+    if mode != "eager":
+        assert trainer.trace_counts["predict"] == 2
+
+
 def test_keras_activity_regularizer_is_never_dropped(small_images):
     keras.utils.set_random_seed(0)
     model = DenseAutoencoder((784,), (32,), ())
