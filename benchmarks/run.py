@@ -1,4 +1,4 @@
-"""Times aeloops' modes against Keras ``fit`` and a hand-written loop, side by side.
+"""Times aeloops' modes against Keras ``fit``, a hand-written loop and PyTorch, side by side.
 
 Usage::
 
@@ -38,10 +38,13 @@ import tensorflow as tf  # noqa: E402
 from aeloops.data import load_mnist, load_sample, to_model_inputs  # noqa: E402
 from aeloops.loop import Trainer  # noqa: E402
 from aeloops.models import registry  # noqa: E402
-from benchmarks import machine  # noqa: E402
+from benchmarks import machine, torch_peers  # noqa: E402
 from benchmarks.baselines import HandWrittenLoop, KerasFit  # noqa: E402
+from benchmarks.torch_peers import TorchLoop  # noqa: E402
 
 MODELS = ("dense", "deep", "conv")
+# The rows of what a user would pick instead of aeloops.
+PEERS = ("keras fit", "hand-written", "pytorch")
 
 
 class AeloopsRun:
@@ -114,11 +117,15 @@ def _cpu_has_bfloat16() -> bool:
     return cpuinfo.is_file() and "avx512_bf16" in cpuinfo.read_text()
 
 
-def configurations(model: str, images: np.ndarray, batch: int, device: str, eager: bool) -> list:
+def configurations(model: str, images: np.ndarray, batch: int, device: str, eager: bool, tiny: bool = False) -> list:
     """Returns every configuration to time for ``model``."""
     runs = [KerasFit(model, images, batch), HandWrittenLoop(model, images, batch)]
     # Keras fit as a user who cares about speed sets it: 50 steps per call, with and without XLA.
     runs += [KerasFit(model, images, batch, jit, steps_per_execution=50) for jit in (True, False)]
+    # PyTorch, eager and compiled, on the CPU only (the rows say so); torch.compile's 20-30 s
+    # compilation is left out of a smoke run.
+    if torch_peers.available() and device == "cpu":
+        runs += [TorchLoop(model, images, batch, compiled) for compiled in ((False,) if tiny else (False, True))]
     modes = [("graph", 1), ("graph", 50), ("xla", 1), ("xla", 50)]
     if eager:
         modes.insert(0, ("eager", 1))
@@ -133,7 +140,7 @@ def configurations(model: str, images: np.ndarray, batch: int, device: str, eage
 
 def benchmark_model(model: str, images: np.ndarray, args: argparse.Namespace) -> list[dict]:
     """Times every configuration of ``model``, interleaved, and returns one row each."""
-    runs = configurations(model, images, args.batch_size, args.device, not args.no_eager)
+    runs = configurations(model, images, args.batch_size, args.device, not args.no_eager, args.tiny)
     rows = []
     for run in runs:
         with PeakMemory() as memory:
@@ -184,7 +191,7 @@ def markdown(rows: list[dict], header: str) -> str:
         fit = next(row["epoch"] for row in group if row["config"].startswith("keras fit"))
         hand = next(row["epoch"] for row in group if row["config"].startswith("hand-written"))
         # The fastest of the peers a user would pick instead of aeloops.
-        best_peer = min(row["epoch"] for row in group if row["config"].startswith(("keras fit", "hand-written")))
+        best_peer = min(row["epoch"] for row in group if row["config"].startswith(PEERS))
         lines += [
             f"### {model}",
             "",
@@ -236,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {machine.describe()}. Device: {args.device}. {len(splits.train_images)} images, "
         f"batch {args.batch_size}, one epoch per timing, {args.repeats} rounds; times are medians."
     )
+    if not torch_peers.available():
+        header += ' PyTorch rows skipped: PyTorch is not installed (pip install -e ".[bench]").'
+    elif args.device == "gpu":
+        header += " PyTorch rows are timed on the CPU only."
     table = markdown(rows, header)
     output = pathlib.Path(args.output)
     output.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from benchmarks import blog_table, evaluation, mode_choice, run, startup
+from benchmarks import blog_table, evaluation, mode_choice, run, startup, torch_peers
 from tests.conftest import SHARED_MNIST
 
 
@@ -20,6 +20,7 @@ def test_tiny_benchmark_runs_and_reports_every_configuration(tmp_path):
         "keras fit (jit_compile=False, steps_per_execution=50)",
     ]
     assert {"aeloops eager, 1 step/call", "aeloops graph, 50 steps/call", "aeloops xla, 50 steps/call"} <= set(configs)
+    assert any(config.startswith("pytorch") for config in configs) == torch_peers.available()
     for row in results["rows"]:
         assert row["epoch"] > 0 and row["samples_per_second"] > 0
         assert 0.0 < row["final_loss"] < 0.7  # Every configuration learns, none diverges.
@@ -72,3 +73,20 @@ def test_startup_benchmark_reads_the_cli_s_first_step_time(capsys):
     assert cells[:2] == ["dense", "graph"]
     cold, warm, total = float(cells[2].rstrip(" s")), float(cells[3].rstrip(" s")), float(cells[5].rstrip(" s"))
     assert 0 < cold < total and warm > 0
+
+
+@pytest.mark.parametrize("model_name", ["dense", "deep", "conv"])
+def test_pytorch_peers_have_the_keras_architecture_and_learn(model_name, small_images):
+    pytest.importorskip("torch")  # An optional benchmark dependency.
+    from aeloops.data import to_model_inputs
+    from benchmarks.baselines import keras_reference
+
+    reference = keras_reference(model_name)
+    images = to_model_inputs(small_images[:512], reference.input_shape[1:])
+    loop = torch_peers.TorchLoop(model_name, images, batch_size=64)
+    assert sum(p.numel() for p in loop.model.parameters()) == reference.count_params()
+    # Reconstructions of the input's shape, in PyTorch's layout (channels first).
+    expected_shape = (1, 28, 28) if model_name == "conv" else (784,)
+    assert tuple(loop.model(loop.images[:2]).shape[1:]) == expected_shape
+    losses = [loop.run_epoch()[0] for _ in range(3)]
+    assert losses[-1] < losses[0] < 0.7  # Binary cross-entropy falls from about ln 2.
