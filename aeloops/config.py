@@ -48,7 +48,7 @@ LR_SCHEDULES = ("constant", "cosine", "step", "plateau")
 # What a config file may say of a loss term (objective.<term>.<setting>):
 # its weight and schedule for a model's own terms; output and loss (and a
 # target) as well to declare a new one.
-TERM_SETTINGS = ("weight", "schedule", "schedule_steps", "output", "loss", "target")
+TERM_SETTINGS = ("weight", "schedule", "schedule_steps", "output", "loss", "target", "reduction")
 SCHEDULES = ("constant", "linear_warmup", "cyclical")
 # Names checked before TensorFlow loads, so a typo fails at once; the
 # tests check them against aeloops.models.registry and aeloops.optimizers.

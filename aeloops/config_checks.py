@@ -127,6 +127,8 @@ def _validate_term_settings(term: str, settings: dict[str, Any]) -> None:
                 raise ValueError(f"{name} must be a positive integer, got {value}.")
         else:
             _expect(name, value, (str,), "a string")
+    if settings.get("reduction", "mean") not in ("mean", "sum"):
+        raise ValueError(f"objective.{term}.reduction must be mean or sum; got {settings['reduction']!r}.")
     schedule = settings.get("schedule", "constant")
     if schedule not in SCHEDULES:
         raise ValueError(f"objective.{term}.schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}.")

@@ -18,13 +18,19 @@ __all__ = ["CHOICES", "ModeProbe", "XlaRecompileWarning", "describe"]
 # The values of Trainer.mode_choice, a checkpointed counter: 0 while undecided.
 CHOICES = {1: "xla", 2: "graph"}
 # XLA is tried only when the rest of the run in graph mode would take this many
-# times graph mode's first call (its tracing and compilation): so trying XLA,
-# which costs about two of its own compilations at worst (when it recompiles on
-# every call, as a model with a nested GradientTape makes it), stays a small
-# part of the run. A short run stays in graph mode.
-TRY_XLA_AFTER = 40.0
+# times graph mode's tracing and compilation (its first call less a steady
+# one). XLA's own first call (tracing and compiling) costs one to three times
+# that on the seed models, so trying XLA and losing costs at most about a
+# tenth of the rest of the run; a short run stays in graph mode.
+TRY_XLA_AFTER = 25.0
 # XLA must be this much faster per step to be chosen: timings are noisy.
 MARGIN = 0.95
+# XLA is timed on short calls, so a model it runs slowly (convolutions on a
+# CPU, 2x to 16x slower) costs little to find out: a first call of this many
+# steps (mostly compilation), then one of a fifth of a call's steps for the
+# rate. The loops take their step count as a tensor: neither call recompiles.
+XLA_FIRST_CALL_STEPS = 1
+XLA_RATE_FRACTION = 5
 
 
 class XlaRecompileWarning(RuntimeWarning):
@@ -38,12 +44,14 @@ class ModeProbe:
     fast and is never far from the best. The probe times two calls of equal
     length (the first includes tracing and compilation, the second is the
     steady rate); if the rest of the run is long enough (see
-    ``TRY_XLA_AFTER``) it then times two XLA calls, and keeps the faster
-    mode per step, switching back without compiling again. Every timed step
-    is a real training step, so what measuring costs is only the slower
-    mode's calls beyond what the faster would have taken; ``mode_report``
-    says it. The choice is checkpointed (``Trainer.mode_choice``): a resumed
-    run takes it up without measuring again.
+    ``TRY_XLA_AFTER``) it then runs two short XLA calls (see
+    ``XLA_FIRST_CALL_STEPS``), and keeps the faster mode per step, switching
+    back without compiling again. The outer loop asks ``steps_for_call`` how
+    many steps each call runs. Every timed step is a real training step, so
+    what measuring costs is only the slower mode's calls beyond what the
+    faster would have taken; ``mode_report`` says it. The choice is
+    checkpointed (``Trainer.mode_choice``): a resumed run takes it up without
+    measuring again.
 
     With an explicit ``mode="xla"`` it only warns when XLA's second call takes
     about as long as its first, which includes the compilation: XLA then
@@ -59,6 +67,7 @@ class ModeProbe:
         self.count: int | None = None
         self.steps_seen = 0
         self.times: dict[str, list[float]] = {"graph": [], "xla": []}
+        self.steps: dict[str, list[int]] = {"graph": [], "xla": []}
         choice = int(trainer.mode_choice.numpy())
         self.active = trainer.requested_mode == "auto" and trainer.auto_candidates == ("graph", "xla")
         if trainer.requested_mode == "auto" and choice:
@@ -66,38 +75,53 @@ class ModeProbe:
             self.active = False
         self.watch_recompiles = trainer.requested_mode == "xla"
 
+    def steps_for_call(self, steps_per_loop: int) -> int:
+        """Returns how many steps the next compiled call should run: fewer while XLA is being timed."""
+        if not (self.active and self.trainer.mode == "xla"):
+            return steps_per_loop
+        if not self.times["xla"]:
+            return min(XLA_FIRST_CALL_STEPS, steps_per_loop)
+        return max(steps_per_loop // XLA_RATE_FRACTION, 1)
+
     def record(self, count: int, seconds: float) -> bool:
-        """Records one call's length; returns True when the trainer's mode was changed."""
+        """Records one call's length and steps; returns True when the trainer's mode was changed."""
         self.steps_seen += count
         if not (self.active or self.watch_recompiles):
             return False
+        mode = self.trainer.mode
         if self.count is None:
             self.count = count
-        if count != self.count:  # Only calls of one length compare (an epoch's last call may be shorter).
+        # Graph mode's two calls compare only at one length (an epoch's last call may be shorter);
+        # XLA's are timed per step.
+        if count != self.count and not (self.active and mode == "xla"):
             return False
-        times = self.times[self.trainer.mode]
-        times.append(seconds)
-        if len(times) < 2:
+        self.times[mode].append(seconds)
+        self.steps[mode].append(count)
+        if len(self.times[mode]) < 2:
             return False
         if self.watch_recompiles:
             self.watch_recompiles = False
-            self._warn_if_recompiling(*times)
+            self._warn_if_recompiling(*self.times[mode])
             return False
-        if self.trainer.mode == "graph" and not self.times["xla"]:
+        if mode == "graph" and not self.times["xla"]:
             return self._after_graph()
         return self._after_xla()
+
+    def _rate(self, mode: str) -> float:
+        """Seconds per step of ``mode``'s second (steady) call."""
+        return self.times[mode][1] / self.steps[mode][1]
 
     def _after_graph(self) -> bool:
         first, steady = self.times["graph"]
         remaining = None if self.remaining_steps is None else self.remaining_steps - self.steps_seen
-        rest = None if remaining is None else remaining * steady / self.count
-        if rest is not None and rest < TRY_XLA_AFTER * first:
+        rest = None if remaining is None else remaining * self._rate("graph")
+        if rest is not None and rest < TRY_XLA_AFTER * (first - steady):
             return self._choose("graph", f"the rest of the run ({rest:.1f} s) was too short to repay compiling XLA")
         self.trainer.use_mode("xla")
         return True
 
     def _after_xla(self) -> bool:
-        graph_rate, xla_rate = (self.times[mode][1] / self.count for mode in ("graph", "xla"))
+        graph_rate, xla_rate = self._rate("graph"), self._rate("xla")
         chosen = "xla" if xla_rate < MARGIN * graph_rate else "graph"
         return self._choose(chosen, f"{1000 * graph_rate:.3g} ms/step in graph mode, {1000 * xla_rate:.3g} in XLA")
 
@@ -105,7 +129,7 @@ class ModeProbe:
         self.active = False
         changed = mode != self.trainer.mode
         # Compiled already in either mode: switching back costs nothing.
-        self.trainer.settle_mode(mode, _report(mode, reason, self.times, self.count))
+        self.trainer.settle_mode(mode, _report(mode, reason, self.times, self.steps))
         return changed
 
     def _warn_if_recompiling(self, first: float, second: float) -> None:
@@ -121,17 +145,18 @@ class ModeProbe:
         )
 
 
-def _report(mode: str, reason: str, times: dict[str, list[float]], count: int) -> dict[str, Any]:
+def _report(mode: str, reason: str, times: dict[str, list[float]], steps: dict[str, list[int]]) -> dict[str, Any]:
     """What ``mode_report`` holds: the choice, why, the calls timed, and the seconds measuring cost."""
-    rate = times[mode][1] / count
+    rate = times[mode][1] / steps[mode][1]
     other = "xla" if mode == "graph" else "graph"
     # The losing mode's calls, beyond what the chosen mode would have taken for their steps.
-    cost = max(sum(times[other]) - len(times[other]) * count * rate, 0.0)
+    cost = max(sum(times[other]) - sum(steps[other]) * rate, 0.0)
     return {
         "mode": mode,
         "reason": reason,
-        "steps_per_call": count,
+        "steps_per_call": steps["graph"][0],
         "seconds": {name: [round(value, 4) for value in values] for name, values in times.items() if values},
+        "steps": {name: values for name, values in steps.items() if values},
         "measuring_cost_seconds": round(cost, 3),
     }
 

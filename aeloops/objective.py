@@ -54,10 +54,16 @@ class LossTerm:
         reconstruction, ``"clean"`` for denoising), or ``None`` for a
         regularizer that reads the output alone.
       weight: a float, or a function of the step returning a scalar.
+      reduction: how each example's values are reduced over their axes:
+        ``"mean"`` (per pixel, the Keras convention) or ``"sum"`` (per
+        image: a cross-entropy summed over the pixels is a negative
+        log-likelihood in nats, the scale of a VAE's KL term). A loss that
+        already returns one value per example is used as it is.
 
     >>> bce = LossTerm("bce", output="logits", loss="bce_logits")
     >>> sparsity = LossTerm("l1", output="code", loss="l1", target=None,
     ...                     weight=1e-4)
+    >>> nats = LossTerm("bce", output="logits", loss="bce_logits", reduction="sum")
     """
 
     name: str
@@ -65,6 +71,7 @@ class LossTerm:
     loss: str | Callable[..., tf.Tensor]
     target: str | None = "input"
     weight: Weight = 1.0
+    reduction: str = "mean"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -87,6 +94,10 @@ class LossTerm:
         elif not callable(self.loss):
             raise TypeError(
                 f"LossTerm {self.name!r}: loss must be a name or a callable, got {type(self.loss).__name__}."
+            )
+        if self.reduction not in losses_lib.REDUCTIONS:
+            raise ValueError(
+                f"LossTerm {self.name!r}: reduction must be one of {losses_lib.REDUCTIONS}, got {self.reduction!r}."
             )
         if not callable(self.weight):
             if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)):
@@ -122,14 +133,16 @@ class LossTerm:
                     f"but the batch holds {sorted(batch)}."
                 )
             target = tf.cast(batch[self.target], tf.float32)
-            values = self.function(target, prediction)
+            # A built-in loss by name is reduced here, by this term's reduction.
+            function = losses_lib.elementwise(self.loss) if isinstance(self.loss, str) else self.function
+            values = function(target, prediction)
         values = tf.convert_to_tensor(values)
         if values.shape.rank == 0:
             raise StepError(
                 f"LossTerm {self.name!r}: its loss returned a scalar; it must return one value per "
                 "example (shape (batch, ...)), leaving the batch average to the objective."
             )
-        return losses_lib.mean_per_example(tf.cast(values, tf.float32))
+        return losses_lib.reduce_per_example(tf.cast(values, tf.float32), self.reduction)
 
     def weight_at(self, step: tf.Tensor | int) -> tf.Tensor:
         """Returns the term's weight at ``step`` as a float32 scalar."""

@@ -194,7 +194,7 @@ def _run_epoch(
     steps_run = 0
     started = time.perf_counter()
     while done < steps:
-        count = min(trainer.steps_per_loop, steps - done)
+        count = min(probe.steps_for_call(trainer.steps_per_loop), steps - done)
         call_started = time.perf_counter()
         results = {name: float(value) for name, value in run_loop(done, count).items()}
         if probe.record(count, time.perf_counter() - call_started):

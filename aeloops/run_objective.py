@@ -23,7 +23,7 @@ def build_objective(config: TrainConfig, model: Autoencoder) -> Objective:
     """Returns the model's objective with ``--loss`` and the ``objective.*`` tables applied.
 
     A table naming one of the model's terms changes its weight or schedule
-    (or its output, loss, target); a table naming a new term adds it, with
+    (or its output, loss, target, reduction); a table naming a new term adds it, with
     ``output`` and ``loss`` given (``target`` "input" by default, "none" for
     a regularizer that reads the output alone).
     """
@@ -47,7 +47,7 @@ def build_objective(config: TrainConfig, model: Autoencoder) -> Objective:
 
 def _changes(settings: dict, weight: float | schedules.Schedule) -> dict:
     """Returns the ``LossTerm`` fields a config table sets; ``weight`` is the term's current one."""
-    changes = {key: settings[key] for key in ("output", "loss") if key in settings}
+    changes = {key: settings[key] for key in ("output", "loss", "reduction") if key in settings}
     if "target" in settings:
         changes["target"] = None if settings["target"] == "none" else settings["target"]
     value = float(settings.get("weight", 1.0 if callable(weight) else weight))

@@ -46,6 +46,7 @@ def test_overrides_parse_values_and_nest_objective_terms():
         ({"objective": {"bce": {"scale": 2}}}, ValueError, "Unknown setting objective.bce.scale"),
         ({"objective": {"bce": {"weight": -2}}}, ValueError, "finite and >= 0"),
         ({"objective": {"bce": 2}}, TypeError, "objective.bce must be a table"),
+        ({"objective": {"bce": {"reduction": "max"}}}, ValueError, "objective.bce.reduction must be mean or sum"),
     ],
 )
 def test_bad_settings_are_refused_with_their_source(values, error, message):
@@ -79,3 +80,13 @@ def test_malformed_config_files(tmp_path):
         load_config_file(tmp_path / "run.yaml")
     with pytest.raises(ValueError, match="Cannot read config file"):
         load_config_file(tmp_path / "missing.toml")
+
+
+def test_a_term_table_sets_the_reduction():
+    from aeloops.models import registry
+    from aeloops.run_objective import build_objective
+
+    config = merge(TrainConfig(), {"objective": {"bce": {"reduction": "sum"}}}, "run.toml")
+    model = registry.get("dense").build()
+    (term,) = build_objective(config, model).terms
+    assert (term.name, term.reduction, term.weight) == ("bce", "sum", 1.0)

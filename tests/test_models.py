@@ -143,8 +143,15 @@ def test_vae_samples_in_training_and_states_its_kl():
     np.testing.assert_allclose(evaluation["kl"], expected, rtol=1e-5, atol=1e-7)
     assert model.sample(6, seed=0).shape == (6, 784)
     np.testing.assert_array_equal(model.sample(2, seed=1), model.sample(2, seed=1))
+    # Its loss is the negative ELBO in nats per image, with unit weights: BCE summed over the pixels plus the KL.
     objective = registry.get("vae").objective(model)
-    assert objective.names == ("bce", "kl") and objective.terms[0].weight == 784.0
+    assert objective.names == ("bce", "kl") and [term.weight for term in objective.terms] == [1.0, 1.0]
+    logits = evaluation["logits"].numpy().astype(np.float64)
+    bce = np.maximum(logits, 0) - logits * images + np.log1p(np.exp(-np.abs(logits)))
+    negative_elbo = np.mean(bce.sum(axis=1) + expected.sum(axis=1))
+    values = objective(evaluation, {"input": images})
+    assert float(values["loss"]) == pytest.approx(negative_elbo, rel=1e-5)
+    assert float(values["bce"]) == pytest.approx(np.mean(bce.sum(axis=1)), rel=1e-5) and float(values["bce"]) > 100
 
 
 def test_denoising_corrupts_only_in_training():

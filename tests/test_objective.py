@@ -86,6 +86,7 @@ def test_keras_layer_losses_become_a_term_of_their_own():
         ({"name": "x", "output": "code", "loss": 3}, TypeError, "name or a callable"),
         ({"name": "x", "output": "code", "loss": "mse", "weight": -1.0}, ValueError, ">= 0"),
         ({"name": "x", "output": "code", "loss": "mse", "weight": "big"}, TypeError, "weight"),
+        ({"name": "x", "output": "code", "loss": "mse", "reduction": "max"}, ValueError, r"\('mean', 'sum'\)"),
     ],
 )
 def test_bad_terms_are_refused(kwargs, error, message):
@@ -108,3 +109,23 @@ def test_a_loss_that_averages_the_batch_itself_is_refused():
     objective = Objective([LossTerm("scalar", "logits", lambda target, prediction: tf.reduce_mean(prediction))])
     with pytest.raises(ValueError, match="returned a scalar; it must return one value per example"):
         objective(OUTPUTS, BATCH)
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse", "mae"])
+def test_a_sum_reduced_term_is_the_per_pixel_mean_times_the_pixels(loss):
+    rng = np.random.default_rng(3)
+    images = rng.uniform(size=(6, 28, 28, 1)).astype(np.float32)
+    outputs = {"reconstruction": rng.uniform(0.05, 0.95, size=(6, 28, 28, 1)).astype(np.float32)}
+    mean = LossTerm("r", output="reconstruction", loss=loss)
+    summed = LossTerm("r", output="reconstruction", loss=loss, reduction="sum")
+    per_pixel = mean.per_example(outputs, {"input": images}).numpy()
+    per_image = summed.per_example(outputs, {"input": images}).numpy()
+    np.testing.assert_allclose(per_image, 784 * per_pixel, rtol=1e-5)
+    # A user's loss is reduced the same way; one that returns one value per example is used as it is.
+    squared = LossTerm("r", output="reconstruction", loss=lambda t, p: (t - p) ** 2, reduction="sum")
+    np.testing.assert_allclose(squared.per_example(outputs, {"input": images}), np.sum(
+        (images - outputs["reconstruction"]) ** 2, axis=(1, 2, 3)), rtol=1e-5)  # fmt: skip
+    own = LossTerm("r", output="reconstruction", loss=lambda t, p: tf.reduce_max(tf.abs(t - p), axis=[1, 2, 3]),
+                   reduction="sum")  # fmt: skip
+    np.testing.assert_allclose(own.per_example(outputs, {"input": images}), np.max(
+        np.abs(images - outputs["reconstruction"]), axis=(1, 2, 3)), rtol=1e-6)  # fmt: skip

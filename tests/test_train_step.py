@@ -326,35 +326,41 @@ class FakeTrainer:
         self.mode_choice.assign({"xla": 1, "graph": 2}[mode])
 
 
-# 50-step calls; a long run unless said otherwise.
+# Graph mode's calls run 50 steps; XLA's, while timed, 1 (mostly compilation) and then 10. A long run
+# unless said otherwise.
 @pytest.mark.parametrize(
     ("times", "remaining", "chosen", "changes"),
     [
-        ({"graph": [2.0, 0.5], "xla": [5.0, 0.2]}, 100_000, "xla", [False, True, False, False]),
-        ({"graph": [1.0, 0.2], "xla": [6.0, 0.8]}, 100_000, "graph", [False, True, False, True]),
+        ({"graph": [2.0, 0.5], "xla": [5.0, 0.05]}, 100_000, "xla", [False, True, False, False]),
+        ({"graph": [1.0, 0.2], "xla": [6.0, 0.16]}, 100_000, "graph", [False, True, False, True]),
         ({"graph": [1.0, 0.2], "xla": [8.0, 7.5]}, 100_000, "graph", [False, True, False, True]),  # Recompiles.
         ({"graph": [1.0, 0.2]}, 1_000, "graph", [False, False]),  # Too short a run to repay compiling XLA.
     ],
     ids=["xla-faster", "graph-faster", "xla-recompiles", "short-run"],
 )
-def test_auto_mode_times_graph_then_xla_and_keeps_the_faster(times, remaining, chosen, changes):
+def test_auto_mode_times_graph_then_short_xla_calls_and_keeps_the_faster(times, remaining, chosen, changes):
     from aeloops.mode_probe import ModeProbe
 
     trainer = FakeTrainer("auto")
     probe = ModeProbe(trainer, remaining_steps=remaining)
-    seen = []
+    seen, steps = [], {"graph": [], "xla": []}
     for mode in ("graph", "xla"):
         for seconds in times.get(mode, []):
             assert trainer.mode == mode
-            seen.append(probe.record(50, seconds))
+            count = probe.steps_for_call(50)
+            steps[mode].append(count)
+            seen.append(probe.record(count, seconds))
+    assert steps["graph"] == [50, 50] and steps["xla"] == ([1, 10] if "xla" in times else [])
     assert seen == changes and trainer.mode == chosen
+    assert probe.steps_for_call(50) == 50  # Decided: full calls again.
     assert probe.record(50, 9.0) is False and trainer.mode == chosen  # Decided once.
     assert int(trainer.mode_choice.numpy()) == {"xla": 1, "graph": 2}[chosen]
     report = trainer.mode_report
     assert report["mode"] == chosen and report["seconds"] == {mode: values for mode, values in times.items()}
     # The slower mode's calls beyond what the chosen one would have taken for the same steps.
+    rate = times[chosen][1] / steps[chosen][1]
     other = "xla" if chosen == "graph" else "graph"
-    expected = sum(times.get(other, [])) - len(times.get(other, [])) * times[chosen][1]
+    expected = sum(times.get(other, [])) - sum(steps[other]) * rate
     assert report["measuring_cost_seconds"] == pytest.approx(max(expected, 0.0), abs=1e-3)
 
 

@@ -134,13 +134,13 @@ def _two_head_objective(model: Autoencoder, loss: str | None = None) -> Objectiv
 
 
 def _variational_objective(model: Autoencoder, loss: str | None = None) -> Objective:
+    # The negative ELBO in nats per image, with unit weights: the cross-entropy
+    # summed over the pixels (a Bernoulli log-likelihood), the KL summed over
+    # the latent dimensions. A beta-VAE weights the KL term.
     reconstruction = reconstruction_term(model, loss)
-    # The blog sums the cross-entropy over the 784 pixels; a term is a
-    # per-pixel mean, so its weight restores the sum. beta-VAE: weight the KL.
-    pixels = float(model.example_shape[-1])
     return Objective(
         [
-            dataclasses.replace(reconstruction, weight=pixels),
+            dataclasses.replace(reconstruction, reduction="sum"),
             LossTerm("kl", output="kl", loss="sum", target=None, weight=1.0),
         ]
     )
