@@ -1,0 +1,76 @@
+"""The importance-sampled NLL: the formula, the bound's behaviour in K, chunking, and refusals."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeloops import likelihood
+from aeloops.data import to_model_inputs
+from aeloops.models import DenseAutoencoder, VariationalAutoencoder
+
+
+@pytest.fixture(scope="module")
+def binary_images(small_test_images):
+    return (to_model_inputs(small_test_images[:60], (784,)) > 0.5).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    return VariationalAutoencoder((784,), (32,), latent_dim=4)
+
+
+def test_log_weights_follow_the_formula(model, binary_images):
+    images = binary_images[:3]
+    noise = np.random.default_rng(0).standard_normal((5, 3, 4)).astype(np.float32)
+    weights = likelihood.log_weights(model, tf.constant(images), tf.constant(noise)).numpy()
+    encoded = model.encoder(images, training=False)
+    mean, log_variance = encoded["mean"].numpy().astype(np.float64), encoded["log_variance"].numpy()
+    codes = mean + np.exp(0.5 * log_variance) * noise
+    logits = model.decoder(codes.reshape(15, 4).astype(np.float32))["logits"].numpy().reshape(5, 3, 784)
+    log_likelihood = np.sum(images * -np.logaddexp(0, -logits) + (1 - images) * -np.logaddexp(0, logits), axis=-1)
+    log_prior = np.sum(-0.5 * codes**2 - 0.5 * math.log(2 * math.pi), axis=-1)
+    log_posterior = np.sum(-0.5 * noise**2 - 0.5 * log_variance - 0.5 * math.log(2 * math.pi), axis=-1)
+    np.testing.assert_allclose(weights, log_likelihood + log_prior - log_posterior, rtol=1e-4)
+
+
+def test_one_sample_gives_the_negative_elbo_and_more_samples_lower_the_bound(model, binary_images):
+    one = likelihood.negative_log_likelihood(model, binary_images, samples=1)
+    assert one["nll"] == pytest.approx(one["elbo"], rel=1e-6)
+    results = [likelihood.negative_log_likelihood(model, binary_images, samples=k) for k in (1, 10, 100, 1000)]
+    nlls = [result["nll"] for result in results]
+    assert nlls == sorted(nlls, reverse=True) and nlls[0] - nlls[-1] > 1.0
+    # The ELBO estimated from more samples stays put; the bound falls below it.
+    elbos = [result["elbo"] for result in results]
+    assert max(elbos) - min(elbos) < 0.05 * elbos[0] and all(nll <= elbo for nll, elbo in zip(nlls, elbos))
+    assert results[-1]["samples"] == 1000 and results[-1]["examples"] == 60 and results[-1]["seed"] == 0
+
+
+def test_seeded_repeatable_and_batched_alike(model, binary_images):
+    first = likelihood.negative_log_likelihood(model, binary_images, samples=20, seed=3)
+    assert likelihood.negative_log_likelihood(model, binary_images, samples=20, seed=3) == first
+    assert likelihood.negative_log_likelihood(model, binary_images, samples=20, seed=4)["nll"] != first["nll"]
+
+
+def test_chunks_that_overrun_k_count_only_k_samples(model, binary_images, monkeypatch):
+    # Chunks of 3 samples for a batch of 2, K = 7: the third chunk's last two samples must not count.
+    monkeypatch.setattr(likelihood, "_CHUNK_ROWS", 6)
+    images = binary_images[:2]
+    result = likelihood.negative_log_likelihood(model, images, samples=7, batch_size=2, seed=5)
+    noise = tf.concat(
+        [tf.random.stateless_normal([3, 2, 4], seed=tf.constant([5, chunk], tf.int64)) for chunk in range(3)], axis=0
+    )[:7]
+    weights = likelihood.log_weights(model, tf.constant(images), noise).numpy().astype(np.float64)
+    bound = np.log(np.mean(np.exp(weights - weights.max(axis=0)), axis=0)) + weights.max(axis=0)
+    assert result["nll"] == pytest.approx(-bound.mean(), rel=1e-5)
+    assert result["elbo"] == pytest.approx(-weights.mean(), rel=1e-5)
+
+
+def test_models_without_a_gaussian_encoder_or_bernoulli_logits_are_refused(binary_images):
+    with pytest.raises(ValueError, match="Gaussian posterior .* has no 'mean'"):
+        likelihood.negative_log_likelihood(DenseAutoencoder((784,), (8,), ()), binary_images)
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        likelihood.negative_log_likelihood(VariationalAutoencoder(), binary_images, samples=0)
