@@ -43,6 +43,10 @@ MODES = ("auto", "xla", "graph", "eager")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
+# How images become binary for a Bernoulli likelihood: not at all; at 0.5; by one draw per pixel
+# with its intensity as the probability (as Larochelle and Murray's binarized MNIST was made); or
+# by a new draw at every training step (aeloops.data.binarize, Trainer(dynamic_binarization=True)).
+BINARIZATIONS = ("none", "threshold", "fixed", "dynamic")
 NONFINITE_POLICIES = ("stop", "skip")
 LR_SCHEDULES = ("constant", "cosine", "step", "plateau")
 # What a config file may say of a loss term (objective.<term>.<setting>):
@@ -88,6 +92,7 @@ class TrainConfig:
     model: str = _setting("dense", "registered model name or module:builder (see --list-models)")
     dataset: str = _setting("mnist", f"{', '.join(DATASETS)} or a .npy/.npz path")
     data_dir: str | None = _setting(None, "directory with the MNIST IDX files or mnist.npz")
+    binarize: str = _setting("none", f"{', '.join(BINARIZATIONS)}: binary images, for a Bernoulli likelihood")
     epochs: int = _setting(20, "epochs to train in all")
     batch_size: int = _setting(64, "global batch size")
     optimizer: str = _setting("adam", "adam, adadelta, sgd, ... (see aeloops.optimizers)")

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from aeloops.config import (
+    BINARIZATIONS,
     DATASETS,
     LR_SCHEDULES,
     MODES,
@@ -65,6 +66,7 @@ def validate(config: TrainConfig) -> None:
         ("strategy", STRATEGIES),
         ("on_nonfinite", NONFINITE_POLICIES),
         ("lr_schedule", LR_SCHEDULES),
+        ("binarize", BINARIZATIONS),
     ):
         if getattr(config, name) not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(config, name)!r}.")

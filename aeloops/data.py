@@ -25,6 +25,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "DatasetUnavailableError",
     "Splits",
+    "binarize",
     "load_array_file",
     "load_mnist",
     "load_sample",
@@ -250,3 +251,22 @@ def to_model_inputs(images: np.ndarray, example_shape: Sequence[int], name: str 
     if low < 0.0 or high > 1.0:
         raise ValueError(f"{name} range over [{low:g}, {high:g}]; scale them to [0, 1] (divide uint8 pixels by 255).")
     return images
+
+
+def binarize(images: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
+    """Returns ``images`` (in [0, 1]) as float32 zeros and ones, by ``"threshold"`` or ``"fixed"``.
+
+    ``"threshold"`` sets the pixels above 0.5; ``"fixed"`` draws each pixel
+    once, 1 with its intensity as the probability, from ``seed``: the same
+    seed gives the same images. (``"dynamic"``, a new draw at every step, is
+    the trainer's: ``Trainer(dynamic_binarization=True)``.)
+
+    >>> binarize(np.array([[0.2, 0.7]], np.float32), "threshold")
+    array([[0., 1.]], dtype=float32)
+    """
+    images = np.asarray(images, np.float32)
+    if method == "threshold":
+        return (images > 0.5).astype(np.float32)
+    if method == "fixed":
+        return (np.random.default_rng(seed).random(images.shape, dtype=np.float32) < images).astype(np.float32)
+    raise ValueError(f"binarize method must be 'threshold' or 'fixed', got {method!r}.")

@@ -79,8 +79,30 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
 
 
+# The seed of the validation images' one binarization: the same for every run, so runs compare.
+VALIDATION_BINARIZATION_SEED = 0
+
+
 def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
-    """Loads ``config.dataset`` and shapes it for the model."""
+    """Loads ``config.dataset``, shapes it for the model and binarizes it as ``config.binarize`` says.
+
+    ``"threshold"`` and ``"fixed"`` binarize the training images once (the
+    latter from ``config.seed``); ``"dynamic"`` leaves them to the trainer,
+    which draws anew at every step. Validation images are binarized once,
+    by threshold or from ``VALIDATION_BINARIZATION_SEED``.
+    """
+    datasets = _load_datasets(config, example_shape, log)
+    if config.binarize == "none":
+        return datasets
+    method = "threshold" if config.binarize == "threshold" else "fixed"
+    train = datasets.train if config.binarize == "dynamic" else data_lib.binarize(datasets.train, method, config.seed)
+    validation = datasets.validation
+    if validation is not None:
+        validation = data_lib.binarize(validation, method, VALIDATION_BINARIZATION_SEED)
+    return datasets._replace(train=train, validation=validation)
+
+
+def _load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
     if config.dataset.endswith((".npy", ".npz")):
         train = data_lib.load_array_file(config.dataset)
         validation = None
@@ -199,6 +221,7 @@ def build_trainer(
         strategy=strategy,
         seed=config.seed,
         on_nonfinite=config.on_nonfinite,
+        dynamic_binarization=config.binarize == "dynamic",
     )
 
 

@@ -110,6 +110,12 @@ class Trainer(tf.Module):
       seed: seeds the per-epoch shuffles, so a resumed run sees the same order.
       on_nonfinite: ``"stop"`` (raise after the compiled call) or ``"skip"``
         (leave the weights untouched on such steps and count them).
+      dynamic_binarization: replace each training batch's ``"input"`` (in
+        [0, 1]) with a new Bernoulli draw of its pixels at every step, keyed
+        by ``seed`` and the step (so a resumed run draws the same), for a
+        Bernoulli likelihood on MNIST as Burda et al. train it. Evaluation
+        batches are left as they are: binarize them once
+        (``aeloops.data.binarize(x, "fixed")``).
 
     >>> model = DenseAutoencoder(input_shape=(784,))        # doctest: +SKIP
     >>> trainer = Trainer(model, optimizer="adam", mode="xla")  # doctest: +SKIP
@@ -132,6 +138,7 @@ class Trainer(tf.Module):
         strategy: tf.distribute.Strategy | None = None,
         seed: int = 0,
         on_nonfinite: str = "stop",
+        dynamic_binarization: bool = False,
     ) -> None:
         super().__init__(name="trainer")
         if not isinstance(model, keras.Model):
@@ -155,6 +162,7 @@ class Trainer(tf.Module):
         if on_nonfinite == "skip" and is_distributed(self.strategy):
             raise ValueError("on_nonfinite='skip' is not supported under a distribution strategy; use 'stop'.")
         self.on_nonfinite = on_nonfinite
+        self.dynamic_binarization = bool(dynamic_binarization)
         self.requested_mode = mode
         self.mode = resolve_mode(mode, model, self.strategy)
         with self.strategy.scope():
@@ -272,6 +280,8 @@ class Trainer(tf.Module):
     def run_train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
         """Runs ``train_step`` on one replica with the library's bookkeeping; returns what the loop sums."""
         step = self.step.read_value()
+        if self.dynamic_binarization:
+            batch = {**batch, INPUT: self._binarized(batch[INPUT], step)}
         self._cache.local.updates = updates = []
         try:
             results = checks.check_results(self.train_step(batch), "train_step")
@@ -320,6 +330,14 @@ class Trainer(tf.Module):
         )
         self.step.assign_add(1)
         return {**results, **library}
+
+    @tf.autograph.experimental.do_not_convert
+    def _binarized(self, inputs: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        """Returns a Bernoulli draw of ``inputs``' pixels, keyed by the seed, the step and the replica."""
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.stack([tf.cast(self.seed, tf.int64), step * 1024 + tf.cast(replica, tf.int64)])
+        draws = tf.random.stateless_uniform(tf.shape(inputs), seed=seed, dtype=inputs.dtype)
+        return tf.cast(draws < inputs, inputs.dtype)
 
     def run_test_step(self, batch: Batch) -> dict[str, tf.Tensor]:
         """Runs ``test_step`` on one replica; returns what the evaluation loop sums."""
