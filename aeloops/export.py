@@ -47,18 +47,21 @@ def export(
     return write_saved_model(model, path, objective, step=step)
 
 
-def checked_source(run_dir: RunDirectory, best: bool) -> pathlib.Path:
-    """Returns the checkpoint directory to export from, refusing a run that has none (no TensorFlow needed)."""
+def checked_source(run_dir: RunDirectory, best: bool, action: str = "export") -> pathlib.Path:
+    """Returns the checkpoint directory to ``action`` (export, evaluate), refusing a run that has none.
+
+    Needs no TensorFlow.
+    """
     if not run_dir.config.is_file():
-        raise ValueError(f"{run_dir.path} holds no config.json; give the --run-dir of a training run.")
+        raise ValueError(f"{run_dir.path} holds no config.json; give the directory of a training run.")
     source = run_dir.checkpoints / BEST if best else run_dir.checkpoints
     if not any(source.glob("ckpt-*.index")):
         if best:
             raise ValueError(
                 f"{run_dir.path} has no best checkpoint ({source}); runs keep one when they monitor a value "
-                "(validation data, or --monitor). Export the newest checkpoint: drop --best."
+                f"(validation data, or --monitor). {action.capitalize()} the newest checkpoint: drop --best."
             )
-        raise ValueError(f"{run_dir.path} has no checkpoint to export; train it first.")
+        raise ValueError(f"{run_dir.path} has no checkpoint to {action}; train it first.")
     return source
 
 

@@ -1,0 +1,158 @@
+"""A run's likelihood: ``python -m aeloops.evaluate RUN_DIR --nll-samples K``.
+
+Restores the run's newest checkpoint (``--best``: its best one; the weights'
+moving average where the run keeps one), computes the importance-sampled
+negative log-likelihood with K samples and the negative ELBO
+(``aeloops.likelihood``) on the run's validation images, binarized as the
+run's ``binarize`` setting says (or on ``--data``), prints one JSON object:
+
+    {"nll": 89.9, "elbo": 94.1, "samples": 5000, "examples": 10000, ...}
+
+and writes it to ``RUN_DIR/evaluation.json``. An earlier, different
+evaluation there is kept as ``evaluation.1.json`` (``.2``, ...), never
+overwritten. TensorFlow is imported only once the arguments check out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aeloops import config as config_lib
+from aeloops.export import checked_source
+from aeloops.rundir import RunDirectory, RunWriteError, write_json
+from aeloops.stderr_filter import StderrFilter
+
+__all__ = ["evaluate_run", "main"]
+
+EXIT_USAGE = 2
+EVALUATION = "evaluation.json"
+
+
+def evaluate_run(
+    run_dir: RunDirectory,
+    samples: int,
+    *,
+    best: bool = False,
+    data: str | None = None,
+    examples: int | None = None,
+    batch_size: int = 50,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Returns the NLL and ELBO of ``run_dir``'s model (newest or best checkpoint) and what they were computed on."""
+    source = checked_source(run_dir, best, "evaluate")
+    config = config_lib.merge(config_lib.TrainConfig(), config_lib.load_config_file(run_dir.config), "config.json")
+    from aeloops import data as data_lib  # Deferred, like everything below: imports TensorFlow.
+    from aeloops import experiment, likelihood
+    from aeloops.checkpoints import Checkpointer
+
+    with experiment.precision(config):
+        trainer = experiment.build_trainer(config)
+        Checkpointer(trainer, source, max_to_keep=1).restore()
+        example_shape = trainer.model.example_shape
+        if data is None:
+            images = experiment.load_datasets(config, example_shape, log=lambda line: None).validation
+            if images is None:
+                raise ValueError(f"{run_dir.path} trained without validation data; give the images with --data.")
+        else:
+            images = data_lib.to_model_inputs(_load(data), example_shape, name=data)
+            if config.binarize != "none":  # Binary images pass through either binarization unchanged.
+                method = "threshold" if config.binarize == "threshold" else "fixed"
+                images = data_lib.binarize(images, method, experiment.VALIDATION_BINARIZATION_SEED)
+        images = images[:examples] if examples else images
+        with trainer.averaged_weights():
+            result = likelihood.negative_log_likelihood(
+                trainer.model, images, samples=samples, batch_size=batch_size, seed=seed
+            )
+    return {
+        **result,
+        "checkpoint": "best" if best else "newest",
+        "step": int(trainer.step.numpy()),
+        "data": data or "validation",
+        "binarize": config.binarize,
+    }
+
+
+def _load(path: str) -> Any:
+    """Returns the images of a .npy file, or of a .npz file's ``x_test`` (else ``x_train``, else its only array)."""
+    import numpy as np
+
+    from aeloops.data import load_array_file
+
+    if path.endswith(".npz") and pathlib.Path(path).is_file():
+        with np.load(path) as archive:
+            if "x_test" in archive.files:
+                return archive["x_test"]
+    return load_array_file(path)
+
+
+def save(run_dir: RunDirectory, result: dict[str, Any]) -> pathlib.Path:
+    """Writes ``result`` to ``evaluation.json``, first moving an earlier, different one to ``evaluation.<n>.json``."""
+    path = run_dir.path / EVALUATION
+    if path.is_file():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = None
+        if earlier != json.loads(json.dumps(result)):
+            number = 1
+            while (run_dir.path / f"evaluation.{number}.json").exists():
+                number += 1
+            os.replace(path, run_dir.path / f"evaluation.{number}.json")
+    write_json(path, result)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the evaluate command's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m aeloops.evaluate",
+        description="Evaluate a training run's importance-sampled negative log-likelihood (nats per image).",
+        epilog="Example: python -m aeloops.evaluate runs/vae --nll-samples 5000",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by python -m aeloops.train")
+    parser.add_argument("--nll-samples", type=int, required=True, metavar="K", help="importance samples per image")
+    parser.add_argument("--best", action="store_true", help="evaluate the best checkpoint instead of the newest")
+    parser.add_argument("--data", help="a .npy/.npz of images (default: the run's validation images)")
+    parser.add_argument("--examples", type=int, help="evaluate only the first N images")
+    parser.add_argument("--batch-size", type=int, default=50, help="images per compiled call (default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the evaluate command and returns its exit status."""
+    args = build_parser().parse_args(argv)
+    run_dir = RunDirectory(args.run_dir)
+    try:
+        for name in ("nll_samples", "batch_size", "examples"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
+        if args.data is not None and not pathlib.Path(args.data).is_file():
+            raise ValueError(f"--data {args.data} does not exist.")
+        checked_source(run_dir, args.best, "evaluate")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
+            result = evaluate_run(
+                run_dir, args.nll_samples, best=args.best, data=args.data, examples=args.examples,
+                batch_size=args.batch_size, seed=args.seed,
+            )  # fmt: skip
+        save(run_dir, result)
+    except (ValueError, TypeError) as error:
+        print(f"aeloops.evaluate: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except RunWriteError as error:
+        print(f"aeloops.evaluate: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

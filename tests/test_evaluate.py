@@ -1,0 +1,82 @@
+"""python -m aeloops.evaluate: a run's NLL printed and written, earlier evaluations kept, mistakes refused."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aeloops import evaluate
+from tests.conftest import REPO
+
+ENVIRONMENT = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+
+
+def train(run_dir, model, *extra):
+    command = [sys.executable, "-m", "aeloops.train", "--dataset", "mnist-sample", "--model", model, "--epochs", "1",
+               "--quiet", "--run-dir", str(run_dir), *extra]  # fmt: skip
+    result = subprocess.run(command, env=ENVIRONMENT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    return train(tmp_path_factory.mktemp("runs") / "vae", "vae", "--binarize", "fixed")
+
+
+def run(capsys, *arguments):
+    status = evaluate.main([str(argument) for argument in arguments])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_prints_one_json_object_and_writes_it(vae_run, capsys):
+    status, out, err = run(capsys, vae_run, "--nll-samples", "1", "--examples", "200")
+    assert status == 0 and err == ""
+    printed = json.loads(out)
+    assert printed == json.loads((vae_run / "evaluation.json").read_text())
+    assert printed["nll"] == pytest.approx(printed["elbo"], rel=1e-6)  # One sample: the bound is the ELBO.
+    settings = (printed["samples"], printed["examples"], printed["checkpoint"], printed["binarize"])
+    assert settings == (1, 200, "newest", "fixed")
+    assert printed["step"] == 78 and printed["data"] == "validation"
+    # Nats per binary image of a VAE after one epoch on 5,000 images; the ELBO of its own validation loss.
+    history = json.loads((vae_run / "history.json").read_text())
+    assert 80 < printed["nll"] < 250 and 80 < history["val_loss"][0] < 250
+
+
+def test_an_earlier_different_evaluation_is_kept(vae_run, capsys):
+    run(capsys, vae_run, "--nll-samples", "1", "--examples", "100")
+    first = (vae_run / "evaluation.json").read_text()
+    assert run(capsys, vae_run, "--nll-samples", "1", "--examples", "100")[0] == 0  # The same again: nothing kept.
+    kept = sorted(path.name for path in vae_run.glob("evaluation.*.json"))
+    status, out, _ = run(capsys, vae_run, "--nll-samples", "20", "--examples", "100")
+    assert status == 0
+    new_kept = sorted(path.name for path in vae_run.glob("evaluation.*.json"))
+    assert len(new_kept) == len(kept) + 1 and (vae_run / new_kept[-1]).read_text() == first
+    assert json.loads(out)["nll"] < json.loads(first)["nll"]  # More samples: a tighter bound.
+
+
+def test_data_from_a_file_is_binarized_as_the_run_was(vae_run, capsys, tmp_path, small_test_images):
+    path = tmp_path / "images.npz"
+    np.savez(path, x_test=small_test_images[:50])
+    status, out, _ = run(capsys, vae_run, "--nll-samples", "5", "--data", path)
+    assert status == 0
+    printed = json.loads(out)
+    assert printed["examples"] == 50 and printed["data"] == str(path)
+
+
+def test_mistakes_are_refused_in_one_line(vae_run, tmp_path, capsys):
+    dense = train(tmp_path / "dense", "dense")
+    cases = [
+        ((vae_run, "--nll-samples", "0"), "--nll-samples must be a positive integer, got 0."),
+        ((tmp_path / "nothing", "--nll-samples", "5"), "holds no config.json; give the directory of a training run."),
+        ((vae_run, "--nll-samples", "5", "--data", tmp_path / "missing.npy"), "missing.npy does not exist."),
+        ((dense, "--nll-samples", "5"), "needs an encoder of a Gaussian posterior"),
+    ]
+    for arguments, message in cases:
+        status, out, err = run(capsys, *arguments)
+        assert status == 2 and out == "" and len(err.splitlines()) == 1 and message in err, err
+    assert not (dense / "evaluation.json").exists()
