@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["log_weights", "negative_log_likelihood"]
+__all__ = ["log_weights", "negative_log_likelihood", "posterior_log_weights"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 # Decoded rows per chunk: 20,000 images of 784 pixels are 63 MB of logits.
@@ -57,10 +57,17 @@ def log_weights(model: keras.Model, inputs: tf.Tensor, noise: tf.Tensor) -> tf.T
     draws that the posterior's mean and scale turn into codes.
     """
     encoded = model.encoder(inputs, training=False)
-    mean, log_variance = encoded["mean"], encoded["log_variance"]
+    return posterior_log_weights(encoded["mean"], encoded["log_variance"], noise, model.decoder, inputs)
+
+
+def posterior_log_weights(
+    mean: tf.Tensor, log_variance: tf.Tensor, noise: tf.Tensor, decoder: keras.Model, inputs: tf.Tensor,
+    training: bool = False,
+) -> tf.Tensor:  # fmt: skip
+    """``log_weights`` from a posterior already computed: ``(samples, batch)`` log importance weights."""
     codes = mean + tf.exp(0.5 * log_variance) * noise
     samples, batch = tf.shape(noise)[0], tf.shape(noise)[1]
-    logits = model.decoder(tf.reshape(codes, [samples * batch, -1]), training=False)["logits"]
+    logits = decoder(tf.reshape(codes, [samples * batch, -1]), training=training)["logits"]
     logits = tf.reshape(tf.cast(logits, tf.float32), [samples, batch, -1])
     flat_inputs = tf.reshape(tf.cast(inputs, tf.float32), [1, batch, -1])
     targets = tf.broadcast_to(flat_inputs, tf.shape(logits))

@@ -27,6 +27,14 @@ SEED_MODELS = [
 MORE_MODELS = [
     ("denoising", (28, 28, 1), 28353, {"code", "hidden_1", "logits", "reconstruction"}, (7, 7, 32)),
     ("vae", (784,), 404244, {"code", "hidden_1", "kl", "log_variance", "logits", "mean", "reconstruction"}, (2,)),
+    # Burda et al.'s (and pythae's) one-stochastic-layer IWAE for MNIST.
+    (
+        "iwae",
+        (784,),
+        425284,
+        {"code", "hidden_1", "hidden_2", "kl", "log_variance", "logits", "mean", "negative_bound", "reconstruction"},
+        (50,),
+    ),  # fmt: skip
     ("seq2seq", (28, 28), 58652, {"code", "logits", "reconstruction"}, (64,)),
     ("convtranspose", (28, 28, 1), 3217, {"code", "logits", "reconstruction"}, (7, 7, 8)),
 ]

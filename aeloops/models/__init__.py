@@ -8,6 +8,7 @@ from aeloops.models import registry
 from aeloops.models.base import Autoencoder, Decoder, Encoder
 from aeloops.models.conv import ConvAutoencoder, ConvDecoder, ConvEncoder
 from aeloops.models.dense import DenseAutoencoder, DenseDecoder, DenseEncoder
+from aeloops.models.importance import ImportanceWeightedAutoencoder
 from aeloops.models.multihead import MultiHeadAutoencoder, MultiHeadDecoder, MultiHeadEncoder
 from aeloops.models.noise import GaussianCorruption
 from aeloops.models.sequence import SequenceAutoencoder, SequenceDecoder, SequenceEncoder
@@ -25,6 +26,7 @@ __all__ = [
     "DenseEncoder",
     "Encoder",
     "GaussianCorruption",
+    "ImportanceWeightedAutoencoder",
     "MultiHeadAutoencoder",
     "MultiHeadDecoder",
     "MultiHeadEncoder",

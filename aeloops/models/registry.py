@@ -19,10 +19,11 @@ import tensorflow as tf
 from aeloops.models.base import Autoencoder, reconstruction_term
 from aeloops.models.conv import ConvAutoencoder
 from aeloops.models.dense import DenseAutoencoder
+from aeloops.models.importance import ImportanceWeightedAutoencoder, iwae_objective
 from aeloops.models.multihead import MultiHeadAutoencoder
 from aeloops.models.sequence import SequenceAutoencoder
 from aeloops.models.transposed import TransposedConvAutoencoder
-from aeloops.models.variational import VariationalAutoencoder
+from aeloops.models.variational import VariationalAutoencoder, elbo_objective
 from aeloops.objective import LossTerm, Objective
 
 __all__ = ["ModelSpec", "get", "names", "register", "squared_error"]
@@ -134,16 +135,8 @@ def _two_head_objective(model: Autoencoder, loss: str | None = None) -> Objectiv
 
 
 def _variational_objective(model: Autoencoder, loss: str | None = None) -> Objective:
-    # The negative ELBO in nats per image, with unit weights: the cross-entropy
-    # summed over the pixels (a Bernoulli log-likelihood), the KL summed over
-    # the latent dimensions. A beta-VAE weights the KL term.
-    reconstruction = reconstruction_term(model, loss)
-    return Objective(
-        [
-            dataclasses.replace(reconstruction, reduction="sum"),
-            LossTerm("kl", output="kl", loss="sum", target=None, weight=1.0),
-        ]
-    )
+    # The negative ELBO in nats per image, with unit weights; a beta-VAE weights the KL term.
+    return elbo_objective(model, loss)
 
 
 register(
@@ -188,6 +181,12 @@ register(
     "Keras blog VAE: Dense 784-256 to a 2-D Gaussian code, 2-256-784; summed BCE + KL as two terms",
     lambda: VariationalAutoencoder((784,), (256,), latent_dim=2),
     _variational_objective,
+)
+register(
+    "iwae",
+    "IWAE (Burda et al. 2015): Dense 784-200-200 (tanh) to a 50-D Gaussian, 50-200-200-784; the 50-sample bound",
+    lambda: ImportanceWeightedAutoencoder((784,), (200, 200), latent_dim=50, samples=50),
+    iwae_objective,
 )
 register(
     "seq2seq",

@@ -8,6 +8,7 @@ own: ``LossTerm("kl", output="kl", loss="sum", target=None, weight=beta)``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,10 +16,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aeloops.models.base import CODE, Autoencoder, Encoder, validate_units
+from aeloops.models.base import CODE, Autoencoder, Encoder, reconstruction_term, validate_units
 from aeloops.models.dense import DenseDecoder
+from aeloops.objective import LossTerm, Objective
 
-__all__ = ["VariationalAutoencoder", "VariationalEncoder"]
+__all__ = ["VariationalAutoencoder", "VariationalEncoder", "elbo_objective"]
+
+
+def elbo_objective(model: Autoencoder, loss: str | None = None, beta: float = 1.0) -> Objective:
+    """Returns the negative ELBO in nats per image: the reconstruction summed over pixels plus ``beta`` x KL.
+
+    The KL divergence (the encoder's ``"kl"`` output) is summed over the
+    latent dimensions; ``beta`` other than 1 makes it a beta-VAE's objective.
+    """
+    return Objective(
+        [
+            dataclasses.replace(reconstruction_term(model, loss), reduction="sum"),
+            LossTerm("kl", output="kl", loss="sum", target=None, weight=beta),
+        ]
+    )
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
@@ -112,6 +128,10 @@ class VariationalAutoencoder(Autoencoder):
             input_shape=input_shape,
             **kwargs,
         )
+
+    def default_objective(self) -> Objective:
+        """Returns the negative ELBO in nats (``elbo_objective``), not a reconstruction alone."""
+        return elbo_objective(self)
 
     def sample(self, count: int, seed: int | None = None) -> np.ndarray:
         """Returns ``count`` reconstructions decoded from codes drawn from the N(0, I) prior."""
