@@ -34,7 +34,8 @@ MORE_MODELS = [
         425284,
         {"code", "hidden_1", "hidden_2", "kl", "log_variance", "logits", "mean", "negative_bound", "reconstruction"},
         (50,),
-    ),  # fmt: skip
+    ),
+    ("wae", (784,), 635192, {"code", "hidden_1", "logits", "mmd", "reconstruction"}, (8,)),
     ("seq2seq", (28, 28), 58652, {"code", "logits", "reconstruction"}, (64,)),
     ("convtranspose", (28, 28, 1), 3217, {"code", "logits", "reconstruction"}, (7, 7, 8)),
 ]

@@ -14,6 +14,7 @@ from aeloops.models.noise import GaussianCorruption
 from aeloops.models.sequence import SequenceAutoencoder, SequenceDecoder, SequenceEncoder
 from aeloops.models.transposed import StridedConvEncoder, TransposedConvAutoencoder, TransposedConvDecoder
 from aeloops.models.variational import VariationalAutoencoder, VariationalEncoder
+from aeloops.models.wasserstein import WassersteinAutoencoder, WassersteinEncoder
 
 __all__ = [
     "Autoencoder",
@@ -38,6 +39,8 @@ __all__ = [
     "TransposedConvDecoder",
     "VariationalAutoencoder",
     "VariationalEncoder",
+    "WassersteinAutoencoder",
+    "WassersteinEncoder",
     "load_model",
     "registry",
 ]

@@ -24,6 +24,7 @@ from aeloops.models.multihead import MultiHeadAutoencoder
 from aeloops.models.sequence import SequenceAutoencoder
 from aeloops.models.transposed import TransposedConvAutoencoder
 from aeloops.models.variational import VariationalAutoencoder, elbo_objective
+from aeloops.models.wasserstein import WassersteinAutoencoder, wae_objective
 from aeloops.objective import LossTerm, Objective
 
 __all__ = ["ModelSpec", "get", "names", "register", "squared_error"]
@@ -187,6 +188,12 @@ register(
     "IWAE (Burda et al. 2015): Dense 784-200-200 (tanh) to a 50-D Gaussian, 50-200-200-784; the 50-sample bound",
     lambda: ImportanceWeightedAutoencoder((784,), (200, 200), latent_dim=50, samples=50),
     iwae_objective,
+)
+register(
+    "wae",
+    "WAE-MMD (Tolstikhin et al. 2018): Dense 784-400 to a linear 8-D code, 8-400-784; summed squared error + 10 x MMD",
+    lambda: WassersteinAutoencoder((784,), (400,), latent_dim=8),
+    wae_objective,
 )
 register(
     "seq2seq",
