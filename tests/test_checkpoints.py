@@ -31,7 +31,7 @@ def without_timings(history):
     return {name: values for name, values in history.items() if name not in TIMINGS}
 
 
-@pytest.mark.parametrize("name", ["denoising", "vae", "iwae", "wae"])
+@pytest.mark.parametrize("name", ["denoising", "vae", "iwae", "wae", "betatcvae"])
 def test_resume_mid_epoch_restores_random_state_and_the_epochs_record_exactly(tmp_path, small_images, name):
     """Models that draw random numbers in training (input noise, VAE sampling) resume exactly, history included."""
     images = to_model_inputs(small_images[:256], registry.get(name).build().example_shape)

@@ -36,6 +36,24 @@ MORE_MODELS = [
         (50,),
     ),
     ("wae", (784,), 635192, {"code", "hidden_1", "logits", "mmd", "reconstruction"}, (8,)),
+    (
+        "betatcvae",
+        (784,),
+        640804,
+        {
+            "code",
+            "dimension_kl",
+            "hidden_1",
+            "kl",
+            "log_variance",
+            "logits",
+            "mean",
+            "mutual_information",
+            "reconstruction",
+            "total_correlation",
+        },
+        (10,),
+    ),  # fmt: skip
     ("seq2seq", (28, 28), 58652, {"code", "logits", "reconstruction"}, (64,)),
     ("convtranspose", (28, 28, 1), 3217, {"code", "logits", "reconstruction"}, (7, 7, 8)),
 ]

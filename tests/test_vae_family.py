@@ -3,11 +3,12 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from aeloops import likelihood
 from aeloops.data import binarize, to_model_inputs
 from aeloops.loop import Trainer
-from aeloops.models import ImportanceWeightedAutoencoder, registry, wasserstein
+from aeloops.models import ImportanceWeightedAutoencoder, registry, total_correlation, wasserstein
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,41 @@ def test_wae_pulls_its_codes_toward_the_prior(binary_images):
     assert histories[10.0]["val_mmd"][-1] < 0.5 * histories[0.0]["val_mmd"][-1]
     assert histories[10.0]["val_squared_error"][-1] < 70  # Still reconstructs (summed over 784 pixels).
     assert model.sample(4, seed=1).shape == (4, 784)
+
+
+def test_beta_tc_terms_follow_minibatch_weighted_sampling_and_sum_to_the_kl_estimate():
+    rng = np.random.default_rng(1)
+    code, mean = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    log_variance = rng.normal(scale=0.3, size=(6, 3))
+    tensors = (tf.constant(array, tf.float32) for array in (code, mean, log_variance))
+    terms = total_correlation.minibatch_weighted_terms(*tensors, dataset_size=1000)
+    terms = {name: value.numpy() for name, value in terms.items()}
+    # NumPy, term by term from the paper's estimator: log q(z_i) = logsumexp_j log q(z_i | x_j) - log(N B).
+    squared = (code[:, None] - mean[None]) ** 2 / np.exp(log_variance)[None]
+    density = -0.5 * (np.log(2 * np.pi) + log_variance[None] + squared)
+    log_nm = np.log(1000 * 6)
+    log_q_z = np.logaddexp.reduce(density.sum(axis=2), axis=1) - log_nm
+    log_product = np.sum(np.logaddexp.reduce(density, axis=1) - log_nm, axis=1)
+    log_q_z_given_x = np.array([density[i, i].sum() for i in range(6)])
+    log_prior = np.sum(-0.5 * code**2 - 0.5 * np.log(2 * np.pi), axis=1)
+    np.testing.assert_allclose(terms["mutual_information"], log_q_z_given_x - log_q_z, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(terms["total_correlation"], log_q_z - log_product, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(terms["dimension_kl"], log_product - log_prior, rtol=1e-4, atol=1e-4)
+    total = terms["mutual_information"] + terms["total_correlation"] + terms["dimension_kl"]
+    np.testing.assert_allclose(total, log_q_z_given_x - log_prior, rtol=1e-4, atol=1e-4)
+
+
+def test_beta_tc_vae_weights_only_the_total_correlation(binary_images):
+    keras.utils.set_random_seed(0)
+    spec = registry.get("betatcvae")
+    model = spec.build()
+    objective = spec.objective(model)
+    weights = {term.name: term.weight for term in objective.terms}
+    assert weights == {"bce": 1.0, "mutual_information": 1.0, "total_correlation": 6.0, "dimension_kl": 1.0,
+                       "kl": 0.0}  # fmt: skip
+    trainer = Trainer(model, objective, mode="graph", steps_per_loop=4)
+    history = trainer.fit(binary_images, epochs=2, batch_size=64, verbose=0)
+    parts = (history[name] for name in ("bce", "mutual_information", "total_correlation", "dimension_kl"))
+    expected = [bce + mi + 6 * tc + kl for bce, mi, tc, kl in zip(*parts)]
+    np.testing.assert_allclose(history["loss"], expected, rtol=1e-5)
+    assert history["loss"][1] < history["loss"][0]

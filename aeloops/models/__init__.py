@@ -12,6 +12,7 @@ from aeloops.models.importance import ImportanceWeightedAutoencoder
 from aeloops.models.multihead import MultiHeadAutoencoder, MultiHeadDecoder, MultiHeadEncoder
 from aeloops.models.noise import GaussianCorruption
 from aeloops.models.sequence import SequenceAutoencoder, SequenceDecoder, SequenceEncoder
+from aeloops.models.total_correlation import TotalCorrelationEncoder, TotalCorrelationVAE
 from aeloops.models.transposed import StridedConvEncoder, TransposedConvAutoencoder, TransposedConvDecoder
 from aeloops.models.variational import VariationalAutoencoder, VariationalEncoder
 from aeloops.models.wasserstein import WassersteinAutoencoder, WassersteinEncoder
@@ -35,6 +36,8 @@ __all__ = [
     "SequenceDecoder",
     "SequenceEncoder",
     "StridedConvEncoder",
+    "TotalCorrelationEncoder",
+    "TotalCorrelationVAE",
     "TransposedConvAutoencoder",
     "TransposedConvDecoder",
     "VariationalAutoencoder",

@@ -22,6 +22,7 @@ from aeloops.models.dense import DenseAutoencoder
 from aeloops.models.importance import ImportanceWeightedAutoencoder, iwae_objective
 from aeloops.models.multihead import MultiHeadAutoencoder
 from aeloops.models.sequence import SequenceAutoencoder
+from aeloops.models.total_correlation import TotalCorrelationVAE, tc_objective
 from aeloops.models.transposed import TransposedConvAutoencoder
 from aeloops.models.variational import VariationalAutoencoder, elbo_objective
 from aeloops.models.wasserstein import WassersteinAutoencoder, wae_objective
@@ -188,6 +189,12 @@ register(
     "IWAE (Burda et al. 2015): Dense 784-200-200 (tanh) to a 50-D Gaussian, 50-200-200-784; the 50-sample bound",
     lambda: ImportanceWeightedAutoencoder((784,), (200, 200), latent_dim=50, samples=50),
     iwae_objective,
+)
+register(
+    "betatcvae",
+    "beta-TC-VAE (Chen et al. 2018): Dense 784-400 to a 10-D Gaussian, 10-400-784; BCE + MI + 6 x TC + dimension KL",
+    lambda: TotalCorrelationVAE((784,), (400,), latent_dim=10, beta=6.0),
+    lambda model, loss=None: tc_objective(model, loss, beta=model.beta),
 )
 register(
     "wae",
