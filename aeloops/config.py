@@ -58,7 +58,7 @@ SCHEDULES = ("constant", "linear_warmup", "cyclical")
 # tests check them against aeloops.models.registry and aeloops.optimizers.
 BUILTIN_MODELS = (
     "betatcvae", "conv", "convtranspose", "deep", "denoising", "dense", "iwae", "rowwise", "seq2seq", "sparse",
-    "twohead", "vae", "wae",
+    "twohead", "vae", "vqvae", "wae",
 )  # fmt: skip
 OPTIMIZER_NAMES = ("adadelta", "adagrad", "adam", "adamw", "nadam", "rmsprop", "sgd")
 RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")

@@ -26,7 +26,6 @@ from aeloops.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, softwar
 from aeloops.images import image_grid, write_png
 from aeloops.loop import Trainer
 from aeloops.models import registry
-from aeloops.models.variational import VariationalAutoencoder
 from aeloops.optimizers import make_optimizer
 from aeloops.run_callbacks import FirstCallTimer, HistoryFile, PreemptionHandling, StopOnRequest
 from aeloops.run_objective import build_objective, unused_outputs
@@ -146,14 +145,16 @@ def _saved_config(config: TrainConfig) -> dict:
     return {**settings, VERSIONS_KEY: software_versions()}
 
 
-def write_generated_images(model: VariationalAutoencoder, run_dir: RunDirectory, side: int = 15) -> None:
-    """Writes ``samples.png`` (decoded draws from the prior) and, for a 2-D code, ``latent_map.png``.
+def write_generated_images(model: keras.Model, run_dir: RunDirectory, side: int = 15) -> None:
+    """Writes ``samples.png`` (decoded prior draws), ``latent_traversal.png`` and, for a 2-D code, ``latent_map.png``.
 
-    The map decodes a ``side`` x ``side`` grid of codes spanning [-2, 2] on
-    each axis: the Keras blog's "2-D manifold of digits".
+    The traversal sweeps each of the first ten code dimensions over [-3, 3]
+    (a row each); the map decodes a ``side`` x ``side`` grid of codes
+    spanning [-2, 2] on each axis: the Keras blog's "2-D manifold of digits".
     """
     write_png(run_dir.path / "samples.png", image_grid(np.split(model.sample(40, seed=0), 4)))
-    rows = model.latent_map(side)
+    write_png(run_dir.path / "latent_traversal.png", image_grid(model.latent_traversal()))
+    rows = getattr(model, "latent_map", lambda side: None)(side)
     if rows is not None:
         write_png(run_dir.path / "latent_map.png", image_grid(rows))
 
@@ -392,7 +393,7 @@ def _run(
         write_png(run_dir.reconstructions, image_grid([shown, *reconstruction_rows(objective, outputs)]))
         # What a run leaves for use carries the weights' moving average, if kept.
         with trainer.averaged_weights():
-            if isinstance(model, VariationalAutoencoder):
+            if hasattr(model, "sample") and hasattr(model, "latent_traversal"):  # A generative model.
                 write_generated_images(model, run_dir)
             partial_model = run_dir.path / "model.partial.keras"
             model.save(partial_model)

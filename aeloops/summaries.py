@@ -202,7 +202,7 @@ class SummaryWriter(Callback):
                     tf.summary.scalar(f"gradient_norm/{name}", norm)
 
     def _generated_images(self, trainer: Trainer) -> None:
-        """For a generative model: digits decoded from prior draws, and the 2-D code space's map."""
+        """For a generative model: digits decoded from prior draws, each code dimension swept, the 2-D code's map."""
         sample = getattr(trainer.model, "sample", None)
         if sample is None:
             return
@@ -210,8 +210,12 @@ class SummaryWriter(Callback):
             draws = np.split(sample(32, seed=0), 4)  # The same draws every epoch.
             tf.summary.image("samples", labeled_grid(draws, ["prior"] * 4)[None])
             latent_map = getattr(trainer.model, "latent_map", lambda: None)()
+            traversal = getattr(trainer.model, "latent_traversal", lambda: None)()
         if latent_map is not None:
             tf.summary.image("latent_map", labeled_grid(latent_map, [""] * len(latent_map), scale=2)[None])
+        if traversal is not None:
+            labels = [f"z{index + 1}" for index in range(len(traversal))]
+            tf.summary.image("latent_traversal", labeled_grid(traversal, labels)[None])
 
     def write_projector(self, trainer: Trainer) -> None:
         """Writes the codes of ``histogram_examples`` for TensorBoard's Projector, with thumbnails and labels."""

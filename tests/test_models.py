@@ -37,6 +37,13 @@ MORE_MODELS = [
     ),
     ("wae", (784,), 635192, {"code", "hidden_1", "logits", "mmd", "reconstruction"}, (8,)),
     (
+        "vqvae",
+        (28, 28, 1),
+        25297,
+        {"code", "codebook", "commitment", "encoded", "indices", "logits", "perplexity", "reconstruction"},
+        (7, 7, 16),
+    ),  # fmt: skip
+    (
         "betatcvae",
         (784,),
         640804,

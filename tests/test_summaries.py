@@ -247,7 +247,9 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         for model in ("sparse", "vae"):
             assert get("/data/plugin/graphs/info")[f"{model}/tensorboard/train"]["run_graph"]
         image_tags = get("/data/plugin/images/tags")
-        assert {"reconstructions", "samples", "latent_map"} <= set(image_tags["vae/tensorboard/validation"])
+        assert {"reconstructions", "samples", "latent_map", "latent_traversal"} <= set(
+            image_tags["vae/tensorboard/validation"]
+        )
         assert "samples" not in image_tags["sparse/tensorboard/validation"]
         [(_, _, buckets)] = get("/data/plugin/histograms/histograms?run=sparse/tensorboard/validation&tag=code")
         assert sum(count for _, _, count in buckets) == 1000 * 32  # 1,000 validation images' 32-unit codes.

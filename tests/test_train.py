@@ -87,11 +87,17 @@ def test_each_model_trains_end_to_end(tmp_path, mnist_subset, model_name):
     assert "val_loss" in stdout and "Finished" in stdout
     history, _ = check_run_directory(run_dir, model_name, 2)
     assert history["loss"][1] < history["loss"][0]
-    if model_name == "vae":  # Digits generated from the prior, and the 2-D latent space's map.
+    latent_dims = {"vae": 2, "iwae": 50, "wae": 8, "betatcvae": 10}
+    if model_name in latent_dims:  # Digits generated from the prior, each code dimension swept.
         samples = tf.io.decode_png((run_dir / "samples.png").read_bytes()).numpy()
+        traversal = tf.io.decode_png((run_dir / "latent_traversal.png").read_bytes()).numpy()
+        rows = min(10, latent_dims[model_name])
+        assert samples.shape == (4 * 30 + 2, 10 * 30 + 2, 1) and traversal.shape == (rows * 30 + 2, 9 * 30 + 2, 1)
+        assert samples.std() > 20 and traversal.std() > 20  # Decoded digits, not a blank page.
+    assert (run_dir / "latent_map.png").exists() == (model_name == "vae")  # The 2-D code's map.
+    if model_name == "vae":
         latent_map = tf.io.decode_png((run_dir / "latent_map.png").read_bytes()).numpy()
-        assert samples.shape == (4 * 30 + 2, 10 * 30 + 2, 1) and latent_map.shape == (15 * 30 + 2, 15 * 30 + 2, 1)
-        assert latent_map.std() > 20  # Decoded digits, not a blank page.
+        assert latent_map.shape == (15 * 30 + 2, 15 * 30 + 2, 1) and latent_map.std() > 20
 
 
 def test_config_json_repeats_a_run_exactly(tmp_path):

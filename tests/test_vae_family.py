@@ -8,7 +8,7 @@ import tensorflow as tf
 from aeloops import likelihood
 from aeloops.data import binarize, to_model_inputs
 from aeloops.loop import Trainer
-from aeloops.models import ImportanceWeightedAutoencoder, registry, total_correlation, wasserstein
+from aeloops.models import ImportanceWeightedAutoencoder, quantized, registry, total_correlation, wasserstein
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +119,40 @@ def test_beta_tc_vae_weights_only_the_total_correlation(binary_images):
     expected = [bce + mi + 6 * tc + kl for bce, mi, tc, kl in zip(*parts)]
     np.testing.assert_allclose(history["loss"], expected, rtol=1e-5)
     assert history["loss"][1] < history["loss"][0]
+
+
+def test_vector_quantizer_snaps_to_the_nearest_entry_and_passes_gradients_straight_through():
+    quantizer = quantized.VectorQuantizer(entries=5, seed=0)
+    vectors = tf.constant(np.random.default_rng(2).normal(size=(3, 2, 2, 4)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(vectors)
+        outputs = quantizer(vectors)
+        total = tf.reduce_sum(outputs["quantized"] * 3.0)
+    codebook = quantizer.codebook.numpy()
+    distances = np.sum((vectors.numpy()[..., None, :] - codebook) ** 2, axis=-1)
+    np.testing.assert_array_equal(outputs["indices"], distances.argmin(axis=-1))
+    np.testing.assert_allclose(outputs["quantized"], codebook[distances.argmin(axis=-1)], atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(total, vectors), np.full(vectors.shape, 3.0))  # Straight through.
+    np.testing.assert_allclose(outputs["commitment"], distances.min(axis=-1).sum(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(outputs["codebook"], outputs["commitment"], rtol=1e-6)  # Same value, other gradient.
+    usage = np.bincount(distances.argmin(axis=-1).ravel(), minlength=5) / 12
+    used = usage[usage > 0]
+    assert float(outputs["perplexity"][0]) == pytest.approx(np.exp(-np.sum(used * np.log(used))), rel=1e-5)
+
+
+def test_vqvae_trains_its_codebook_and_logs_the_perplexity(small_images):
+    images = to_model_inputs(small_images[:1024], (28, 28, 1))
+    keras.utils.set_random_seed(0)
+    spec = registry.get("vqvae")
+    model = spec.build()
+    objective = spec.objective(model)
+    weights = {term.name: term.weight for term in objective.terms}
+    assert weights == {"bce": 1.0, "codebook": 1.0, "commitment": 0.25, "perplexity": 0.0}
+    before = model.encoder.quantizer.codebook.numpy().copy()
+    history = Trainer(model, objective, mode="graph", steps_per_loop=8).fit(images, epochs=2, batch_size=64, verbose=0)
+    assert history["bce"][1] < history["bce"][0]
+    assert not np.allclose(model.encoder.quantizer.codebook.numpy(), before)  # The codebook term moved it.
+    assert all(1.0 <= value <= 64.0 for value in history["perplexity"])
+    codes = model.encode(images[:8]).numpy().reshape(-1, 16)
+    entries = model.encoder.quantizer.codebook.numpy()
+    assert np.min(np.abs(codes[:, None, :] - entries[None]).sum(axis=-1), axis=1).max() < 1e-5  # Codes are entries.

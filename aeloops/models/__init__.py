@@ -11,6 +11,7 @@ from aeloops.models.dense import DenseAutoencoder, DenseDecoder, DenseEncoder
 from aeloops.models.importance import ImportanceWeightedAutoencoder
 from aeloops.models.multihead import MultiHeadAutoencoder, MultiHeadDecoder, MultiHeadEncoder
 from aeloops.models.noise import GaussianCorruption
+from aeloops.models.quantized import QuantizingEncoder, VectorQuantizedAutoencoder, VectorQuantizer
 from aeloops.models.sequence import SequenceAutoencoder, SequenceDecoder, SequenceEncoder
 from aeloops.models.total_correlation import TotalCorrelationEncoder, TotalCorrelationVAE
 from aeloops.models.transposed import StridedConvEncoder, TransposedConvAutoencoder, TransposedConvDecoder
@@ -32,6 +33,7 @@ __all__ = [
     "MultiHeadAutoencoder",
     "MultiHeadDecoder",
     "MultiHeadEncoder",
+    "QuantizingEncoder",
     "SequenceAutoencoder",
     "SequenceDecoder",
     "SequenceEncoder",
@@ -42,6 +44,8 @@ __all__ = [
     "TransposedConvDecoder",
     "VariationalAutoencoder",
     "VariationalEncoder",
+    "VectorQuantizedAutoencoder",
+    "VectorQuantizer",
     "WassersteinAutoencoder",
     "WassersteinEncoder",
     "load_model",

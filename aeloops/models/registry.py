@@ -21,6 +21,7 @@ from aeloops.models.conv import ConvAutoencoder
 from aeloops.models.dense import DenseAutoencoder
 from aeloops.models.importance import ImportanceWeightedAutoencoder, iwae_objective
 from aeloops.models.multihead import MultiHeadAutoencoder
+from aeloops.models.quantized import VectorQuantizedAutoencoder, vq_objective
 from aeloops.models.sequence import SequenceAutoencoder
 from aeloops.models.total_correlation import TotalCorrelationVAE, tc_objective
 from aeloops.models.transposed import TransposedConvAutoencoder
@@ -195,6 +196,12 @@ register(
     "beta-TC-VAE (Chen et al. 2018): Dense 784-400 to a 10-D Gaussian, 10-400-784; BCE + MI + 6 x TC + dimension KL",
     lambda: TotalCorrelationVAE((784,), (400,), latent_dim=10, beta=6.0),
     lambda model, loss=None: tc_objective(model, loss, beta=model.beta),
+)
+register(
+    "vqvae",
+    "VQ-VAE (van den Oord et al. 2017): Conv 32-32 (stride 2) to a 7x7 grid of 16-D vectors, 64 codebook entries",
+    lambda: VectorQuantizedAutoencoder((28, 28, 1), (32, 32), embedding_dim=16, entries=64),
+    vq_objective,
 )
 register(
     "wae",

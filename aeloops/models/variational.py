@@ -20,7 +20,24 @@ from aeloops.models.base import CODE, Autoencoder, Encoder, reconstruction_term,
 from aeloops.models.dense import DenseDecoder
 from aeloops.objective import LossTerm, Objective
 
-__all__ = ["VariationalAutoencoder", "VariationalEncoder", "elbo_objective"]
+__all__ = ["VariationalAutoencoder", "VariationalEncoder", "elbo_objective", "traversal_rows"]
+
+
+def traversal_rows(
+    model: Autoencoder, latent_dim: int, dimensions: int = 10, steps: int = 9, extent: float = 3.0
+) -> list[np.ndarray]:
+    """Returns one row per code dimension (the first ``dimensions``): decodings as it sweeps [-extent, extent].
+
+    Every other dimension is held at 0, the prior's mean: what each
+    dimension alone does to a digit.
+    """
+    values = np.linspace(-extent, extent, steps, dtype=np.float32)
+    rows = []
+    for dimension in range(min(dimensions, latent_dim)):
+        codes = np.zeros((steps, latent_dim), np.float32)
+        codes[:, dimension] = values
+        rows.append(np.asarray(model.decode(codes)))
+    return rows
 
 
 def elbo_objective(model: Autoencoder, loss: str | None = None, beta: float = 1.0) -> Objective:
@@ -147,6 +164,10 @@ class VariationalAutoencoder(Autoencoder):
             return None
         axis = np.linspace(-extent, extent, side, dtype=np.float32)
         return [np.asarray(self.decode(np.stack([np.full(side, y), axis], axis=1))) for y in axis[::-1]]
+
+    def latent_traversal(self, dimensions: int = 10, steps: int = 9, extent: float = 3.0) -> list[np.ndarray]:
+        """Returns one row of decodings per code dimension swept over [-extent, extent] (``traversal_rows``)."""
+        return traversal_rows(self, self.encoder.latent_dim, dimensions, steps, extent)
 
     def constructor_arguments(self) -> dict[str, Any]:
         return {

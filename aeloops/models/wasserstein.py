@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from aeloops.models.base import CODE, Autoencoder, Encoder, validate_units
 from aeloops.models.dense import DenseDecoder
+from aeloops.models.variational import traversal_rows
 from aeloops.objective import LossTerm, Objective
 
 __all__ = ["MMD", "WassersteinAutoencoder", "WassersteinEncoder", "imq_mmd_per_example", "wae_objective"]
@@ -144,6 +145,10 @@ class WassersteinAutoencoder(Autoencoder):
         """Returns ``count`` reconstructions decoded from codes drawn from the N(0, I) prior."""
         codes = tf.random.stateless_normal([count, self.encoder.latent_dim], seed=[seed or 0, 1])
         return self.decode(codes).numpy()
+
+    def latent_traversal(self, dimensions: int = 10, steps: int = 9, extent: float = 3.0) -> list[Any]:
+        """Returns one row of decodings per code dimension swept over [-extent, extent] (``traversal_rows``)."""
+        return traversal_rows(self, self.encoder.latent_dim, dimensions, steps, extent)
 
     def constructor_arguments(self) -> dict[str, Any]:
         return {
