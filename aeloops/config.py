@@ -57,7 +57,7 @@ SCHEDULES = ("constant", "linear_warmup", "cyclical")
 # Names checked before TensorFlow loads, so a typo fails at once; the
 # tests check them against aeloops.models.registry and aeloops.optimizers.
 BUILTIN_MODELS = (
-    "betatcvae", "conv", "convtranspose", "deep", "denoising", "dense", "iwae", "rowwise", "seq2seq", "sparse",
+    "aae", "betatcvae", "conv", "convtranspose", "deep", "denoising", "dense", "iwae", "rowwise", "seq2seq", "sparse",
     "twohead", "vae", "vqvae", "wae",
 )  # fmt: skip
 OPTIMIZER_NAMES = ("adadelta", "adagrad", "adam", "adamw", "nadam", "rmsprop", "sgd")

@@ -210,10 +210,12 @@ def build_trainer(
     ``precision(config)``; ``run`` does.
     """
     strategy = strategy or make_strategy(config.strategy)
+    spec = registry.get(config.model)
     with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
-        model = model or registry.get(config.model).build()
+        model = model or spec.build()
         optimizers = make_optimizers(config)
-    return Trainer(
+    trainer_class = spec.trainer() if spec.trainer is not None else Trainer
+    return trainer_class(
         model,
         build_objective(config, model),
         optimizers,

@@ -36,6 +36,7 @@ MORE_MODELS = [
         (50,),
     ),
     ("wae", (784,), 635192, {"code", "hidden_1", "logits", "mmd", "reconstruction"}, (8,)),
+    ("aae", (784,), 3588792, {"code", "hidden_1", "hidden_2", "logits", "reconstruction"}, (8,)),
     (
         "vqvae",
         (28, 28, 1),

@@ -87,7 +87,7 @@ def test_each_model_trains_end_to_end(tmp_path, mnist_subset, model_name):
     assert "val_loss" in stdout and "Finished" in stdout
     history, _ = check_run_directory(run_dir, model_name, 2)
     assert history["loss"][1] < history["loss"][0]
-    latent_dims = {"vae": 2, "iwae": 50, "wae": 8, "betatcvae": 10}
+    latent_dims = {"vae": 2, "iwae": 50, "wae": 8, "betatcvae": 10, "aae": 8}
     if model_name in latent_dims:  # Digits generated from the prior, each code dimension swept.
         samples = tf.io.decode_png((run_dir / "samples.png").read_bytes()).numpy()
         traversal = tf.io.decode_png((run_dir / "latent_traversal.png").read_bytes()).numpy()

@@ -5,6 +5,7 @@ import os
 import keras
 
 from aeloops.models import registry
+from aeloops.models.adversarial import AdversarialAutoencoder, LinearCodeEncoder
 from aeloops.models.base import Autoencoder, Decoder, Encoder
 from aeloops.models.conv import ConvAutoencoder, ConvDecoder, ConvEncoder
 from aeloops.models.dense import DenseAutoencoder, DenseDecoder, DenseEncoder
@@ -19,6 +20,7 @@ from aeloops.models.variational import VariationalAutoencoder, VariationalEncode
 from aeloops.models.wasserstein import WassersteinAutoencoder, WassersteinEncoder
 
 __all__ = [
+    "AdversarialAutoencoder",
     "Autoencoder",
     "ConvAutoencoder",
     "ConvDecoder",
@@ -29,6 +31,7 @@ __all__ = [
     "DenseEncoder",
     "Encoder",
     "GaussianCorruption",
+    "LinearCodeEncoder",
     "ImportanceWeightedAutoencoder",
     "MultiHeadAutoencoder",
     "MultiHeadDecoder",

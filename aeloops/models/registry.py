@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from aeloops.models.adversarial import AdversarialAutoencoder
 from aeloops.models.base import Autoencoder, reconstruction_term
 from aeloops.models.conv import ConvAutoencoder
 from aeloops.models.dense import DenseAutoencoder
@@ -37,16 +38,28 @@ ObjectiveBuilder = Callable[[Autoencoder, "str | None"], Objective]
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: how to build it and the objective it trains with."""
+    """A registered model: how to build it, the objective it trains with, and the trainer that trains it.
+
+    ``trainer`` returns a ``Trainer`` subclass (imported when called, since
+    trainers import models), for a model whose training is more than a
+    weighted sum of terms, as an adversarial autoencoder's is; None for
+    ``aeloops.Trainer``.
+    """
 
     name: str
     description: str
     build: Callable[[], Autoencoder]
     objective: ObjectiveBuilder
+    trainer: Callable[[], type] | None = None
 
 
 def _reconstruction_objective(model: Autoencoder, loss: str | None = None) -> Objective:
     return Objective([reconstruction_term(model, loss)])
+
+
+def _model_objective(model: Autoencoder, loss: str | None = None) -> Objective:
+    # A user's model brings its own objective (a VAE subclass's ELBO); --loss asks for a reconstruction alone.
+    return model.default_objective() if loss is None else _reconstruction_objective(model, loss)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -57,13 +70,14 @@ def register(
     description: str,
     build: Callable[[], Autoencoder],
     objective: ObjectiveBuilder | None = None,
+    trainer: Callable[[], type] | None = None,
 ) -> ModelSpec:
-    """Registers a model under ``name``; the objective defaults to its reconstruction term."""
+    """Registers a model under ``name``; the objective defaults to its reconstruction term, the trainer to Trainer."""
     if not name or not isinstance(name, str):
         raise ValueError(f"A model name must be a non-empty string, got {name!r}.")
     if name in _REGISTRY:
         raise ValueError(f"A model named {name!r} is already registered.")
-    spec = ModelSpec(name, description, build, objective or _reconstruction_objective)
+    spec = ModelSpec(name, description, build, objective or _reconstruction_objective, trainer)
     _REGISTRY[name] = spec
     return spec
 
@@ -102,7 +116,7 @@ def _load_user_model(name: str) -> ModelSpec:
             raise ValueError(f"--model {name} built a {type(model).__name__}, not an aeloops Autoencoder.")
         return model
 
-    return ModelSpec(name, f"{attribute} from {module_name}", build, _reconstruction_objective)
+    return ModelSpec(name, f"{attribute} from {module_name}", build, _model_objective)
 
 
 def names() -> list[str]:
@@ -190,6 +204,13 @@ register(
     "IWAE (Burda et al. 2015): Dense 784-200-200 (tanh) to a 50-D Gaussian, 50-200-200-784; the 50-sample bound",
     lambda: ImportanceWeightedAutoencoder((784,), (200, 200), latent_dim=50, samples=50),
     iwae_objective,
+)
+register(
+    "aae",
+    "Adversarial autoencoder (Makhzani et al. 2015): Dense 784-1000-1000 to a linear 8-D code, mirrored; BCE, and "
+    "a discriminator pulling the codes toward N(0, I)",
+    lambda: AdversarialAutoencoder((784,), (1000, 1000), latent_dim=8),
+    trainer=lambda: importlib.import_module("aeloops.adversarial").AdversarialTrainer,
 )
 register(
     "betatcvae",
