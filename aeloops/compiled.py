@@ -41,6 +41,7 @@ __all__ = [
     "WEIGHTED_PREFIX",
     "WEIGHT_PREFIX",
     "build_loop",
+    "build_predict_loop",
     "gather_batch",
     "is_distributed",
     "resolve_mode",
@@ -146,6 +147,34 @@ def build_loop(
     if mode == "eager":
         return loop
     return tf.function(loop, jit_compile=whole_loop_in_xla, reduce_retracing=True)
+
+
+def build_predict_loop(
+    model: keras.Model, *, mode: str, strategy: tf.distribute.Strategy, on_trace: Callable[[], None] = lambda: None
+) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """Returns the model's forward pass over many batches: ``(batches, batch_size, ...)`` in, outputs concatenated.
+
+    The model runs on each batch in a ``tf.range`` loop, so one call does
+    many batches, as the training loop does; compiled as ``mode`` says.
+    """
+
+    def forward(batches: tf.Tensor) -> dict[str, tf.Tensor]:
+        on_trace()
+        # The first batch runs before the loop so the outputs' names and shapes are known.
+        first = model(batches[0], training=False)
+        count = tf.shape(batches)[0]
+        arrays = {
+            name: tf.TensorArray(value.dtype, size=count, element_shape=value.shape).write(0, value)
+            for name, value in first.items()
+        }
+        for index in tf.range(1, count):
+            outputs = model(tf.gather(batches, index), training=False)
+            arrays = {name: array.write(index, outputs[name]) for name, array in arrays.items()}
+        return {name: array.concat() for name, array in arrays.items()}
+
+    if mode == "eager":
+        return forward
+    return tf.function(forward, jit_compile=mode == "xla" and not is_distributed(strategy), reduce_retracing=True)
 
 
 # Helpers marked do_not_convert hold no control flow that depends on a tensor, so

@@ -29,7 +29,6 @@ model, optimizer and variable it or a subclass holds is saved by
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -42,36 +41,24 @@ from aeloops import checks, outer_loop
 from aeloops import updates as gradient_updates
 from aeloops.compiled import (
     GRADIENT_NORM,
-    LOSS_SCALE_SKIPPED,
     NONFINITE_STEPS,
-    WEIGHT_PREFIX,
-    WEIGHTED_PREFIX,
     build_loop,
+    build_predict_loop,
     is_distributed,
     resolve_mode,
 )
 from aeloops.config import NONFINITE_POLICIES
 from aeloops.mode_probe import CHOICES
-from aeloops.objective import TOTAL, Objective, StepError
+from aeloops.objective import TOTAL, Objective
 from aeloops.optimizers import OptimizerSpec, inner_optimizer
-from aeloops.sources import INPUT, SAMPLE_WEIGHT
+from aeloops.sources import INPUT, SAMPLE_WEIGHT, bernoulli_draw
+from aeloops.step_records import Update, check_updates, library_values
 
 __all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
 
 NonFiniteLossError = outer_loop.NonFiniteLossError
 Batch = Mapping[str, tf.Tensor]
 Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
-
-
-@dataclasses.dataclass
-class _Update:
-    """What ``optimize`` saw of one update, for the wrapper around the step."""
-
-    name: str | None
-    norm: tf.Tensor
-    clipped_norm: tf.Tensor | None
-    finite: tf.Tensor
-    loss_scale_skipped: tf.Tensor | None
 
 
 class _Cache:
@@ -271,7 +258,7 @@ class Trainer(tf.Module):
             tf.cond(condition, plan.apply, tf.no_op)
         recorded = getattr(self._cache.local, "updates", None)
         if recorded is not None:
-            recorded.append(_Update(name, plan.norm, plan.clipped_norm, plan.finite, plan.loss_scale_skipped))
+            recorded.append(Update(name, plan.norm, plan.clipped_norm, plan.finite, plan.loss_scale_skipped))
         return plan.norm
 
     # ------------------------------------------------------------------
@@ -281,63 +268,21 @@ class Trainer(tf.Module):
         """Runs ``train_step`` on one replica with the library's bookkeeping; returns what the loop sums."""
         step = self.step.read_value()
         if self.dynamic_binarization:
-            batch = {**batch, INPUT: self._binarized(batch[INPUT], step)}
+            batch = {**batch, INPUT: bernoulli_draw(batch[INPUT], self.seed, step)}
         self._cache.local.updates = updates = []
         try:
             results = checks.check_results(self.train_step(batch), "train_step")
         finally:
             self._cache.local.updates = None
-        graph = tf.compat.v1.get_default_graph()
-        if any(getattr(update.norm, "graph", graph) is not graph for update in updates):
-            raise StepError(
-                "train_step called optimize() inside an if (or tf.cond) on a tensor, whose branch hides the "
-                "update from the step; pass the condition instead: self.optimize(loss, tape, ..., when=condition)."
-            )
-        names = [update.name for update in updates]
-        if len(set(names)) != len(names):
-            raise ValueError(
-                f"train_step applied several updates named {names}; give each optimize() call its own name."
-            )
-        if self.on_nonfinite == "skip" and not updates:
-            raise ValueError(
-                "on_nonfinite='skip' needs train_step to apply its updates with self.optimize(loss, tape, ...), "
-                "which skips non-finite ones."
-            )
-        finite = tf.reduce_all(tf.stack([tf.math.is_finite(v) for v in results.values()] + [u.finite for u in updates]))
-        replicas = self.strategy.num_replicas_in_sync
-        # Replicas' values are summed, so a value every replica holds whole is reported as a share.
-        library = {}
-        for update in updates:
-            prefix = "" if update.name is None else f"{update.name}_"
-            library[f"{prefix}{GRADIENT_NORM}"] = update.norm
-            if update.clipped_norm is not None:
-                library[f"{prefix}clipped_{GRADIENT_NORM}"] = update.clipped_norm
-        if self.on_nonfinite == "skip":
-            results = {name: tf.where(finite, value, 0.0) for name, value in results.items()}
-            library = {name: tf.where(finite, value, 0.0) for name, value in library.items()}
-        library = {name: value / replicas for name, value in library.items()}
-        for term in self.objective.terms:
-            if callable(term.weight) and term.name in results:
-                weight = term.weight_at(step)
-                library[f"{WEIGHT_PREFIX}{term.name}"] = weight / replicas
-                library[f"{WEIGHTED_PREFIX}{term.name}"] = weight * results[term.name]
-        skips = [u.loss_scale_skipped for u in updates if u.loss_scale_skipped is not None]
-        if skips:
-            library[LOSS_SCALE_SKIPPED] = tf.reduce_max(tf.stack(skips)) / replicas
-        library[NONFINITE_STEPS] = tf.cast(tf.logical_not(finite), tf.float32) / replicas
+        check_updates(updates, self.on_nonfinite)
+        values, finite = library_values(
+            results, updates, self.objective, step, self.strategy.num_replicas_in_sync, self.on_nonfinite == "skip"
+        )
         self.first_nonfinite_step.assign(
             tf.where(tf.logical_or(finite, self.first_nonfinite_step >= 0), self.first_nonfinite_step, step)
         )
         self.step.assign_add(1)
-        return {**results, **library}
-
-    @tf.autograph.experimental.do_not_convert
-    def _binarized(self, inputs: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-        """Returns a Bernoulli draw of ``inputs``' pixels, keyed by the seed, the step and the replica."""
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        seed = tf.stack([tf.cast(self.seed, tf.int64), step * 1024 + tf.cast(replica, tf.int64)])
-        draws = tf.random.stateless_uniform(tf.shape(inputs), seed=seed, dtype=inputs.dtype)
-        return tf.cast(draws < inputs, inputs.dtype)
+        return values
 
     def run_test_step(self, batch: Batch) -> dict[str, tf.Tensor]:
         """Runs ``test_step`` on one replica; returns what the evaluation loop sums."""
@@ -445,32 +390,16 @@ class Trainer(tf.Module):
         return outer_loop.predict(self, data, batch_size)
 
     def predict_function(self) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
-        """Returns the compiled forward pass used by ``predict``: batches in, their outputs concatenated out.
-
-        It takes a ``(batches, batch_size, *example_shape)`` tensor and runs
-        the model on each batch in a ``tf.range`` loop, so one call does many
-        batches, as the training loop does.
-        """
+        """Returns the compiled forward pass ``predict`` uses (``aeloops.compiled.build_predict_loop``)."""
         key = ("predict", "batch", self.mode)
         if key not in self._cache.functions:
 
-            def forward(batches: tf.Tensor) -> dict[str, tf.Tensor]:
+            def count_trace() -> None:
                 self._cache.trace_counts["predict"] += 1
-                # The first batch runs before the loop so the outputs' names and shapes are known.
-                first = self.model(batches[0], training=False)
-                count = tf.shape(batches)[0]
-                arrays = {
-                    name: tf.TensorArray(value.dtype, size=count, element_shape=value.shape).write(0, value)
-                    for name, value in first.items()
-                }
-                for index in tf.range(1, count):
-                    outputs = self.model(tf.gather(batches, index), training=False)
-                    arrays = {name: array.write(index, outputs[name]) for name, array in arrays.items()}
-                return {name: array.concat() for name, array in arrays.items()}
 
-            jit = self.mode == "xla" and not is_distributed(self.strategy)
-            compiled = forward if self.mode == "eager" else tf.function(forward, jit_compile=jit, reduce_retracing=True)
-            self._cache.functions[key] = compiled
+            self._cache.functions[key] = build_predict_loop(
+                self.model, mode=self.mode, strategy=self.strategy, on_trace=count_trace
+            )
         return self._cache.functions[key]
 
 

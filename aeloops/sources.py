@@ -21,6 +21,7 @@ __all__ = [
     "ResidentSource",
     "as_arrays",
     "as_batch_dict",
+    "bernoulli_draw",
     "check_dataset",
     "to_tensors",
 ]
@@ -149,6 +150,19 @@ def check_dataset(dataset: tf.data.Dataset, example_shape: tuple[int, ...] | Non
             f"{name} yields single examples of shape {tuple(inputs.shape)}; batch it first: "
             "dataset.batch(64, drop_remainder=True)."
         )
+
+
+@tf.autograph.experimental.do_not_convert
+def bernoulli_draw(inputs: tf.Tensor, seed: int, step: tf.Tensor) -> tf.Tensor:
+    """Returns a Bernoulli draw of ``inputs``' pixels (in [0, 1]), keyed by ``seed``, ``step`` and the replica.
+
+    Dynamic binarization (``Trainer(dynamic_binarization=True)``): stateless,
+    so a resumed run draws what the uninterrupted one did.
+    """
+    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+    key = tf.stack([tf.cast(seed, tf.int64), step * 1024 + tf.cast(replica, tf.int64)])
+    draws = tf.random.stateless_uniform(tf.shape(inputs), seed=key, dtype=inputs.dtype)
+    return tf.cast(draws < inputs, inputs.dtype)
 
 
 def to_tensors(arrays: Mapping[str, np.ndarray]) -> dict[str, tf.Tensor]:
