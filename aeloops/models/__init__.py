@@ -5,10 +5,10 @@ import os
 import keras
 
 from aeloops.models import registry
-from aeloops.models.adversarial import AdversarialAutoencoder, LinearCodeEncoder
+from aeloops.models.adversarial import AdversarialAutoencoder
 from aeloops.models.base import Autoencoder, Decoder, Encoder
 from aeloops.models.conv import ConvAutoencoder, ConvDecoder, ConvEncoder
-from aeloops.models.dense import DenseAutoencoder, DenseDecoder, DenseEncoder
+from aeloops.models.dense import DenseAutoencoder, DenseDecoder, DenseEncoder, LinearCodeEncoder
 from aeloops.models.importance import ImportanceWeightedAutoencoder
 from aeloops.models.multihead import MultiHeadAutoencoder, MultiHeadDecoder, MultiHeadEncoder
 from aeloops.models.noise import GaussianCorruption

@@ -18,7 +18,24 @@ from aeloops.models.base import (
     validate_units,
 )
 
-__all__ = ["DenseAutoencoder", "DenseDecoder", "DenseEncoder"]
+__all__ = ["DenseAutoencoder", "DenseDecoder", "DenseEncoder", "LinearCodeEncoder", "dense_stack", "run_stack"]
+
+
+def dense_stack(units: Sequence[int], activation: str) -> list[keras.layers.Dense]:
+    """Returns Dense layers of ``units``, named ``dense_1``, ``dense_2``, ..."""
+    return [
+        keras.layers.Dense(count, activation=activation, name=f"dense_{index + 1}") for index, count in enumerate(units)
+    ]
+
+
+def run_stack(layers: Sequence[keras.layers.Layer], inputs: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """Runs ``layers`` in turn; returns the last output and every output as ``hidden_1``, ``hidden_2``, ..."""
+    outputs = {}
+    hidden = inputs
+    for index, layer in enumerate(layers):
+        hidden = layer(hidden)
+        outputs[f"hidden_{index + 1}"] = hidden
+    return hidden, outputs
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
@@ -37,22 +54,47 @@ class DenseEncoder(Encoder):
         super().__init__(**kwargs)
         self.units = validate_units("units", units, allow_empty=False)
         self.activation = activation
-        self.hidden_layers = [
-            keras.layers.Dense(unit, activation=activation, name=f"dense_{index + 1}")
-            for index, unit in enumerate(self.units)
-        ]
+        self.hidden_layers = dense_stack(self.units, activation)
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
-        outputs = {}
-        hidden = inputs
-        for index, layer in enumerate(self.hidden_layers):
-            hidden = layer(hidden)
-            outputs[f"hidden_{index + 1}"] = hidden
+        _, outputs = run_stack(self.hidden_layers, inputs)
         outputs[CODE] = outputs.pop(f"hidden_{len(self.hidden_layers)}")
         return outputs
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": list(self.units), "activation": self.activation}
+
+
+@keras.saving.register_keras_serializable(package="aeloops")
+class LinearCodeEncoder(Encoder):
+    """Dense layers to a linear code, which can take any value a Gaussian prior draws.
+
+    >>> LinearCodeEncoder(hidden_units=(64,), latent_dim=8).encode(tf.zeros([2, 784])).shape
+    TensorShape([2, 8])
+    """
+
+    def __init__(
+        self, hidden_units: Sequence[int] = (400,), latent_dim: int = 8, activation: str = "relu", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.hidden_units = validate_units("hidden_units", hidden_units, allow_empty=True)
+        self.latent_dim = validate_units("latent_dim", [latent_dim], allow_empty=False)[0]
+        self.activation = activation
+        self.hidden_layers = dense_stack(self.hidden_units, activation)
+        # Linear, and float32 under mixed precision: codes are compared with Gaussian draws.
+        self.code_layer = keras.layers.Dense(self.latent_dim, dtype="float32", name="code")
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
+        hidden, outputs = run_stack(self.hidden_layers, inputs)
+        return {**outputs, CODE: self.code_layer(hidden)}
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "hidden_units": list(self.hidden_units),
+            "latent_dim": self.latent_dim,
+            "activation": self.activation,
+        }
 
 
 @keras.saving.register_keras_serializable(package="aeloops")

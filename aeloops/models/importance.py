@@ -32,8 +32,8 @@ class ImportanceWeightedAutoencoder(VariationalAutoencoder):
     >>> model = ImportanceWeightedAutoencoder(samples=5)
     >>> model.count_params()
     425284
-    >>> sorted(model(tf.zeros([2, 784]), training=True))[-2:]
-    ['mean', 'negative_bound']
+    >>> model(tf.zeros([2, 784]), training=True)["negative_bound"].shape
+    TensorShape([2])
     """
 
     intermediate_outputs = (*VariationalAutoencoder.intermediate_outputs, NEGATIVE_BOUND)

@@ -17,27 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.models.base import CODE, Autoencoder, Encoder, reconstruction_term, validate_units
-from aeloops.models.dense import DenseDecoder
+from aeloops.models.dense import DenseDecoder, dense_stack, run_stack
+from aeloops.models.generative import PriorSampling
 from aeloops.objective import LossTerm, Objective
 
-__all__ = ["VariationalAutoencoder", "VariationalEncoder", "elbo_objective", "traversal_rows"]
-
-
-def traversal_rows(
-    model: Autoencoder, latent_dim: int, dimensions: int = 10, steps: int = 9, extent: float = 3.0
-) -> list[np.ndarray]:
-    """Returns one row per code dimension (the first ``dimensions``): decodings as it sweeps [-extent, extent].
-
-    Every other dimension is held at 0, the prior's mean: what each
-    dimension alone does to a digit.
-    """
-    values = np.linspace(-extent, extent, steps, dtype=np.float32)
-    rows = []
-    for dimension in range(min(dimensions, latent_dim)):
-        codes = np.zeros((steps, latent_dim), np.float32)
-        codes[:, dimension] = values
-        rows.append(np.asarray(model.decode(codes)))
-    return rows
+__all__ = ["VariationalAutoencoder", "VariationalEncoder", "elbo_objective"]
 
 
 def elbo_objective(model: Autoencoder, loss: str | None = None, beta: float = 1.0) -> Objective:
@@ -76,20 +60,13 @@ class VariationalEncoder(Encoder):
         self.latent_dim = validate_units("latent_dim", [latent_dim], allow_empty=False)[0]
         self.activation = activation
         self.seed = seed
-        self.hidden_layers = [
-            keras.layers.Dense(units, activation=activation, name=f"dense_{index + 1}")
-            for index, units in enumerate(self.hidden_units)
-        ]
+        self.hidden_layers = dense_stack(self.hidden_units, activation)
         self.mean_layer = keras.layers.Dense(self.latent_dim, dtype="float32", name="mean")
         self.log_variance_layer = keras.layers.Dense(self.latent_dim, dtype="float32", name="log_variance")
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
-        outputs = {}
-        hidden = inputs
-        for index, layer in enumerate(self.hidden_layers):
-            hidden = layer(hidden)
-            outputs[f"hidden_{index + 1}"] = hidden
+        hidden, outputs = run_stack(self.hidden_layers, inputs)
         mean = self.mean_layer(hidden)
         log_variance = self.log_variance_layer(hidden)
         if training:
@@ -111,7 +88,7 @@ class VariationalEncoder(Encoder):
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
-class VariationalAutoencoder(Autoencoder):
+class VariationalAutoencoder(PriorSampling, Autoencoder):
     """The Keras blog's VAE: 784-256-(2 + 2) / 2-256-784 with a sigmoid output.
 
     ``"mean"`` and ``"log_variance"`` are outputs to look at: the ``"kl"``
@@ -150,11 +127,6 @@ class VariationalAutoencoder(Autoencoder):
         """Returns the negative ELBO in nats (``elbo_objective``), not a reconstruction alone."""
         return elbo_objective(self)
 
-    def sample(self, count: int, seed: int | None = None) -> np.ndarray:
-        """Returns ``count`` reconstructions decoded from codes drawn from the N(0, I) prior."""
-        codes = np.random.default_rng(seed).standard_normal((count, self.encoder.latent_dim)).astype(np.float32)
-        return np.asarray(self.decode(codes))
-
     def latent_map(self, side: int = 15, extent: float = 2.0) -> list[np.ndarray] | None:
         """Returns rows of decodings of a ``side`` x ``side`` grid of codes over [-extent, extent]^2, for a 2-D code.
 
@@ -164,10 +136,6 @@ class VariationalAutoencoder(Autoencoder):
             return None
         axis = np.linspace(-extent, extent, side, dtype=np.float32)
         return [np.asarray(self.decode(np.stack([np.full(side, y), axis], axis=1))) for y in axis[::-1]]
-
-    def latent_traversal(self, dimensions: int = 10, steps: int = 9, extent: float = 3.0) -> list[np.ndarray]:
-        """Returns one row of decodings per code dimension swept over [-extent, extent] (``traversal_rows``)."""
-        return traversal_rows(self, self.encoder.latent_dim, dimensions, steps, extent)
 
     def constructor_arguments(self) -> dict[str, Any]:
         return {

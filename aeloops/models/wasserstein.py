@@ -19,9 +19,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from aeloops.models.base import CODE, Autoencoder, Encoder, validate_units
-from aeloops.models.dense import DenseDecoder
-from aeloops.models.variational import traversal_rows
+from aeloops.models.base import CODE, Autoencoder
+from aeloops.models.dense import DenseDecoder, LinearCodeEncoder
+from aeloops.models.generative import PriorSampling
 from aeloops.objective import LossTerm, Objective
 
 __all__ = ["MMD", "WassersteinAutoencoder", "WassersteinEncoder", "imq_mmd_per_example", "wae_objective"]
@@ -53,7 +53,7 @@ def imq_mmd_per_example(codes: tf.Tensor, prior: tf.Tensor) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
-class WassersteinEncoder(Encoder):
+class WassersteinEncoder(LinearCodeEncoder):
     """Dense layers to a linear code; also returns ``"mmd"``, each example's share of the batch's MMD to the prior.
 
     Prior draws are fresh in training and the same at every evaluation.
@@ -71,44 +71,25 @@ class WassersteinEncoder(Encoder):
         seed: int | None = None,
         **kwargs: Any,
     ):
-        super().__init__(**kwargs)
-        self.hidden_units = validate_units("hidden_units", hidden_units, allow_empty=True)
-        self.latent_dim = validate_units("latent_dim", [latent_dim], allow_empty=False)[0]
-        self.activation = activation
+        super().__init__(hidden_units, latent_dim, activation, **kwargs)
         self.seed = seed
-        self.hidden_layers = [
-            keras.layers.Dense(units, activation=activation, name=f"dense_{index + 1}")
-            for index, units in enumerate(self.hidden_units)
-        ]
-        # Linear, and float32 under mixed precision: the code is compared with Gaussian draws.
-        self.code_layer = keras.layers.Dense(self.latent_dim, dtype="float32", name="code")
         self.prior_seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
-        outputs = {}
-        hidden = inputs
-        for index, layer in enumerate(self.hidden_layers):
-            hidden = layer(hidden)
-            outputs[f"hidden_{index + 1}"] = hidden
-        code = self.code_layer(hidden)
+        outputs = super().call(inputs, training=training)
+        code = outputs[CODE]
         if training:
             prior = keras.random.normal(tf.shape(code), seed=self.prior_seed_generator)
         else:
             prior = tf.random.stateless_normal(tf.shape(code), seed=[0, 0])
-        return {**outputs, CODE: code, MMD: imq_mmd_per_example(code, prior)}
+        return {**outputs, MMD: imq_mmd_per_example(code, prior)}
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "hidden_units": list(self.hidden_units),
-            "latent_dim": self.latent_dim,
-            "activation": self.activation,
-            "seed": self.seed,
-        }
+        return {**super().get_config(), "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
-class WassersteinAutoencoder(Autoencoder):
+class WassersteinAutoencoder(PriorSampling, Autoencoder):
     """WAE-MMD: Dense 784-400 to an 8-D code (the paper's MNIST code size), 8-400-784 with a sigmoid output.
 
     >>> model = WassersteinAutoencoder()
@@ -140,15 +121,6 @@ class WassersteinAutoencoder(Autoencoder):
     def default_objective(self) -> Objective:
         """Returns ``wae_objective(self)``."""
         return wae_objective(self)
-
-    def sample(self, count: int, seed: int | None = None) -> Any:
-        """Returns ``count`` reconstructions decoded from codes drawn from the N(0, I) prior."""
-        codes = tf.random.stateless_normal([count, self.encoder.latent_dim], seed=[seed or 0, 1])
-        return self.decode(codes).numpy()
-
-    def latent_traversal(self, dimensions: int = 10, steps: int = 9, extent: float = 3.0) -> list[Any]:
-        """Returns one row of decodings per code dimension swept over [-extent, extent] (``traversal_rows``)."""
-        return traversal_rows(self, self.encoder.latent_dim, dimensions, steps, extent)
 
     def constructor_arguments(self) -> dict[str, Any]:
         return {
