@@ -12,8 +12,8 @@ from typing import Any
 import keras
 
 from aeloops.models.base import Autoencoder
-from aeloops.models.dense import DenseDecoder, LinearCodeEncoder
-from aeloops.models.generative import PriorSampling
+from aeloops.models.dense import LinearCodeEncoder
+from aeloops.models.generative import PriorSampling, mirrored_decoder
 
 __all__ = ["AdversarialAutoencoder"]
 
@@ -34,20 +34,10 @@ class AdversarialAutoencoder(PriorSampling, Autoencoder):
         activation: str = "relu",
         **kwargs: Any,
     ):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 1:
-            raise ValueError(f"AdversarialAutoencoder takes flat inputs, input_shape (features,); got {input_shape}.")
+        input_shape, decoder = mirrored_decoder("AdversarialAutoencoder", input_shape, hidden_units, activation)
         super().__init__(
             encoder=LinearCodeEncoder(hidden_units, latent_dim, activation, name="encoder"),
-            decoder=DenseDecoder(tuple(reversed(tuple(hidden_units))), input_shape[-1], activation, name="decoder"),
+            decoder=decoder,
             input_shape=input_shape,
             **kwargs,
         )
-
-    def constructor_arguments(self) -> dict[str, Any]:
-        return {
-            "input_shape": list(self.example_shape),
-            "hidden_units": list(self.encoder.hidden_units),
-            "latent_dim": self.encoder.latent_dim,
-            "activation": self.encoder.activation,
-        }

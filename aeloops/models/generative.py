@@ -9,9 +9,25 @@ epoch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-__all__ = ["PriorSampling", "traversal_rows"]
+from aeloops.models.dense import DenseDecoder
+
+__all__ = ["PriorSampling", "mirrored_decoder", "traversal_rows"]
+
+
+def mirrored_decoder(
+    owner: str, input_shape: Sequence[int], hidden_units: Sequence[int], activation: str
+) -> tuple[tuple[int, ...], DenseDecoder]:
+    """Returns the checked flat ``input_shape`` and a dense decoder mirroring ``hidden_units`` back to it."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 1:
+        raise ValueError(f"{owner} takes flat inputs, input_shape (features,); got {input_shape}.")
+    decoder = DenseDecoder(tuple(reversed(tuple(hidden_units))), input_shape[-1], activation, name="decoder")
+    return input_shape, decoder
 
 
 def traversal_rows(model, latent_dim: int, dimensions: int = 10, steps: int = 9, extent: float = 3.0) -> list:
@@ -30,7 +46,23 @@ def traversal_rows(model, latent_dim: int, dimensions: int = 10, steps: int = 9,
 
 
 class PriorSampling:
-    """Decodes draws from the N(0, I) prior over a flat code, and sweeps of each code dimension."""
+    """Decodes draws from the N(0, I) prior over a flat code, and sweeps of each code dimension.
+
+    Also rebuilds a model whose encoder keeps ``hidden_units``,
+    ``latent_dim``, ``activation`` (and ``seed``) and whose decoder mirrors it.
+    """
+
+    def constructor_arguments(self) -> dict[str, Any]:
+        """Returns the arguments that rebuild this model, read from its encoder."""
+        arguments = {
+            "input_shape": list(self.example_shape),
+            "hidden_units": list(self.encoder.hidden_units),
+            "latent_dim": self.encoder.latent_dim,
+            "activation": self.encoder.activation,
+        }
+        if hasattr(self.encoder, "seed"):
+            arguments["seed"] = self.encoder.seed
+        return arguments
 
     def sample(self, count: int, seed: int | None = None) -> np.ndarray:
         """Returns ``count`` reconstructions decoded from codes drawn from the N(0, I) prior."""

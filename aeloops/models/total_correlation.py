@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from aeloops.models.base import CODE, Autoencoder
-from aeloops.models.dense import DenseDecoder
+from aeloops.models.generative import mirrored_decoder
 from aeloops.models.variational import VariationalAutoencoder, VariationalEncoder, elbo_objective
 from aeloops.objective import LossTerm, Objective
 
@@ -101,14 +101,11 @@ class TotalCorrelationVAE(VariationalAutoencoder):
         beta: float = 6.0,
         **kwargs: Any,
     ):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 1:
-            raise ValueError(f"TotalCorrelationVAE takes flat inputs, input_shape (features,); got {input_shape}.")
+        input_shape, decoder = mirrored_decoder("TotalCorrelationVAE", input_shape, hidden_units, activation)
         self.beta = float(beta)
         encoder = TotalCorrelationEncoder(
             hidden_units, latent_dim, activation, seed, dataset_size=dataset_size, name="encoder"
         )
-        decoder = DenseDecoder(tuple(reversed(tuple(hidden_units))), input_shape[-1], activation, name="decoder")
         # The VAE's layout with this encoder: Autoencoder's constructor, not VariationalAutoencoder's.
         Autoencoder.__init__(self, encoder=encoder, decoder=decoder, input_shape=input_shape, **kwargs)
 

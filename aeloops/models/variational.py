@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.models.base import CODE, Autoencoder, Encoder, reconstruction_term, validate_units
-from aeloops.models.dense import DenseDecoder, dense_stack, run_stack
-from aeloops.models.generative import PriorSampling
+from aeloops.models.dense import dense_stack, run_stack
+from aeloops.models.generative import PriorSampling, mirrored_decoder
 from aeloops.objective import LossTerm, Objective
 
 __all__ = ["VariationalAutoencoder", "VariationalEncoder", "elbo_objective"]
@@ -113,12 +113,10 @@ class VariationalAutoencoder(PriorSampling, Autoencoder):
         seed: int | None = None,
         **kwargs: Any,
     ):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 1:
-            raise ValueError(f"VariationalAutoencoder takes flat inputs, input_shape (features,); got {input_shape}.")
+        input_shape, decoder = mirrored_decoder("VariationalAutoencoder", input_shape, hidden_units, activation)
         super().__init__(
             encoder=VariationalEncoder(hidden_units, latent_dim, activation, seed, name="encoder"),
-            decoder=DenseDecoder(tuple(reversed(tuple(hidden_units))), input_shape[-1], activation, name="decoder"),
+            decoder=decoder,
             input_shape=input_shape,
             **kwargs,
         )
@@ -136,12 +134,3 @@ class VariationalAutoencoder(PriorSampling, Autoencoder):
             return None
         axis = np.linspace(-extent, extent, side, dtype=np.float32)
         return [np.asarray(self.decode(np.stack([np.full(side, y), axis], axis=1))) for y in axis[::-1]]
-
-    def constructor_arguments(self) -> dict[str, Any]:
-        return {
-            "input_shape": list(self.example_shape),
-            "hidden_units": list(self.encoder.hidden_units),
-            "latent_dim": self.encoder.latent_dim,
-            "activation": self.encoder.activation,
-            "seed": self.encoder.seed,
-        }

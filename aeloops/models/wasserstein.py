@@ -20,8 +20,8 @@ import keras
 import tensorflow as tf
 
 from aeloops.models.base import CODE, Autoencoder
-from aeloops.models.dense import DenseDecoder, LinearCodeEncoder
-from aeloops.models.generative import PriorSampling
+from aeloops.models.dense import LinearCodeEncoder
+from aeloops.models.generative import PriorSampling, mirrored_decoder
 from aeloops.objective import LossTerm, Objective
 
 __all__ = ["MMD", "WassersteinAutoencoder", "WassersteinEncoder", "imq_mmd_per_example", "wae_objective"]
@@ -108,12 +108,10 @@ class WassersteinAutoencoder(PriorSampling, Autoencoder):
         seed: int | None = None,
         **kwargs: Any,
     ):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 1:
-            raise ValueError(f"WassersteinAutoencoder takes flat inputs, input_shape (features,); got {input_shape}.")
+        input_shape, decoder = mirrored_decoder("WassersteinAutoencoder", input_shape, hidden_units, activation)
         super().__init__(
             encoder=WassersteinEncoder(hidden_units, latent_dim, activation, seed, name="encoder"),
-            decoder=DenseDecoder(tuple(reversed(tuple(hidden_units))), input_shape[-1], activation, name="decoder"),
+            decoder=decoder,
             input_shape=input_shape,
             **kwargs,
         )
@@ -121,15 +119,6 @@ class WassersteinAutoencoder(PriorSampling, Autoencoder):
     def default_objective(self) -> Objective:
         """Returns ``wae_objective(self)``."""
         return wae_objective(self)
-
-    def constructor_arguments(self) -> dict[str, Any]:
-        return {
-            "input_shape": list(self.example_shape),
-            "hidden_units": list(self.encoder.hidden_units),
-            "latent_dim": self.encoder.latent_dim,
-            "activation": self.encoder.activation,
-            "seed": self.encoder.seed,
-        }
 
 
 def wae_objective(model: Autoencoder, loss: str | None = None, weight: float = 10.0) -> Objective:
