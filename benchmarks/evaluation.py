@@ -40,7 +40,7 @@ def time_model(model_name: str, mode: str, data_dir: str | None, examples: int, 
     splits = aeloops.load_mnist(data_dir, download=False) if data_dir else aeloops.load_sample()
     train = aeloops.to_model_inputs(splits.train_images[:examples], model.example_shape)
     test = aeloops.to_model_inputs(splits.test_images[:TEST_EXAMPLES], model.example_shape)
-    trainer = aeloops.Trainer(model, spec.objective(model), mode=mode)
+    trainer = (spec.trainer() if spec.trainer else aeloops.Trainer)(model, spec.objective(model), mode=mode)
     trainer.fit(train, epochs=1, batch_size=64, validation_data=test, verbose=0)  # Traces everything.
     trainer.predict(test)
     times: dict[str, list[float]] = {"train": [], "evaluate": [], "predict": []}

@@ -57,7 +57,7 @@ def time_one(model_name: str, mode: str, data_dir: str | None, examples: int, ep
         model = spec.build()
         splits = aeloops.load_mnist(data_dir, download=False) if data_dir else aeloops.load_sample()
         images = aeloops.to_model_inputs(splits.train_images[:examples], model.example_shape)
-        trainer = aeloops.Trainer(model, spec.objective(model), mode=mode)
+        trainer = (spec.trainer() if spec.trainer else aeloops.Trainer)(model, spec.objective(model), mode=mode)
     started = time.perf_counter()
     trainer.fit(images, epochs=epochs, batch_size=batch_size, verbose=0)
     return {"seconds": time.perf_counter() - started, "ended": trainer.mode, "report": trainer.mode_report}
