@@ -39,7 +39,9 @@ def readme_example(name: str) -> str:
     return match.group(1)
 
 
-def time_one(model_name: str, mode: str, data_dir: str | None, examples: int, epochs: int, batch_size: int) -> dict:
+def time_one(
+    model_name: str, mode: str, data_dir: str | None, examples: int, epochs: int, batch_size: int, steps_per_loop: int
+) -> dict:
     """Builds ``model_name`` and times one ``fit`` in ``mode``; returns seconds, the mode it ended in, auto's report."""
     import keras
 
@@ -57,7 +59,8 @@ def time_one(model_name: str, mode: str, data_dir: str | None, examples: int, ep
         model = spec.build()
         splits = aeloops.load_mnist(data_dir, download=False) if data_dir else aeloops.load_sample()
         images = aeloops.to_model_inputs(splits.train_images[:examples], model.example_shape)
-        trainer = (spec.trainer() if spec.trainer else aeloops.Trainer)(model, spec.objective(model), mode=mode)
+        trainer_class = spec.trainer() if spec.trainer else aeloops.Trainer
+        trainer = trainer_class(model, spec.objective(model), mode=mode, steps_per_loop=steps_per_loop)
     started = time.perf_counter()
     trainer.fit(images, epochs=epochs, batch_size=batch_size, verbose=0)
     return {"seconds": time.perf_counter() - started, "ended": trainer.mode, "report": trainer.mode_report}
@@ -77,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=60000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps-per-loop", type=int, default=50, help="steps per compiled call (the CLI's default)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default=",".join([*registry.names(), "contractive"]))
     parser.add_argument(
@@ -87,12 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(time_one(*args.one, args.data_dir, args.examples, args.epochs, args.batch_size)))
+        settings = (args.data_dir, args.examples, args.epochs, args.batch_size, args.steps_per_loop)
+        print(json.dumps(time_one(*args.one, *settings)))
         return 0
-    settings = ["--examples", str(args.examples), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)]
+    settings = ["--examples", str(args.examples), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                "--steps-per-loop", str(args.steps_per_loop)]  # fmt: skip
     settings += ["--data-dir", args.data_dir] if args.data_dir else []
     print(machine)
-    print(f"{args.examples} examples, {args.epochs} epochs, batch {args.batch_size}, medians of {args.repeats} runs")
+    print(
+        f"{args.examples} examples, {args.epochs} epochs, batch {args.batch_size}, {args.steps_per_loop} steps per "
+        f"call, medians of {args.repeats} runs"
+    )
     print("| model | graph | xla | auto | auto chose | auto / best fixed | measuring cost |")
     print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
     skipped = set(filter(None, args.skip_xla.split(",")))
