@@ -21,6 +21,7 @@ chunk: the same call gives the same figures.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import keras
@@ -32,6 +33,7 @@ __all__ = ["log_weights", "negative_log_likelihood", "posterior_log_weights"]
 _LOG_2PI = math.log(2.0 * math.pi)
 # Decoded rows per chunk: 20,000 images of 784 pixels are 63 MB of logits.
 _CHUNK_ROWS = 20_000
+_BOUND_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _check_model(model: keras.Model, inputs: tf.Tensor) -> None:
@@ -103,7 +105,12 @@ def negative_log_likelihood(
     chunks = math.ceil(samples / chunk)
     latent_dim = int(model.encoder(tf.constant(inputs[:1]), training=False)["mean"].shape[-1])
     bounds, elbos = [], []
-    step = _bound_function(model, chunk, chunks, samples, latent_dim)
+    # One compiled function per model and setting, kept for the model's life: repeated calls do not retrace.
+    functions = _BOUND_FUNCTIONS.setdefault(model, {})
+    key = (chunk, chunks, samples, latent_dim)
+    if key not in functions:
+        functions[key] = _bound_function(model, chunk, chunks, samples, latent_dim)
+    step = functions[key]
     for index, start in enumerate(range(0, len(inputs), batch_size)):
         bound, elbo = step(tf.constant(inputs[start : start + batch_size]), tf.constant([seed, index], tf.int64))
         bounds.append(bound.numpy())
