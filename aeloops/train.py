@@ -154,9 +154,10 @@ def _set_values(overrides: Sequence[str], base: config_lib.TrainConfig) -> dict[
 def _list_models() -> None:
     from aeloops.models import registry  # Deferred: imports TensorFlow.
 
+    width = max(len(name) for name in registry.names())
     for name in registry.names():
         spec = registry.get(name)
-        print(f"{name:<10} {spec.build().count_params():>9,} params  {spec.description}")
+        print(f"{name:<{width}} {spec.build().count_params():>9,} params  {spec.description}")
 
 
 class _SignalCatcher:

@@ -49,6 +49,8 @@ def test_list_models_names_every_model_with_its_parameter_count(capsys):
     assert len(lines) == len(registry.names())
     assert any(line.startswith("sparse") and "50,992 params" in line for line in lines)
     assert any(line.startswith("conv") and "4,385 params" in line for line in lines)
+    # One column for the counts, however long a name: "params" starts at the same place on every line.
+    assert len({line.index(" params") for line in lines}) == 1
 
 
 def check_run_directory(run_dir, model_name, epochs):

@@ -195,7 +195,7 @@ register(
 )
 register(
     "vae",
-    "Keras blog VAE: Dense 784-256 to a 2-D Gaussian code, 2-256-784; summed BCE + KL as two terms",
+    "Keras blog VAE: Dense 784-256 to a 2-D Gaussian code, 2-256-784; the negative ELBO in nats (BCE sum + KL)",
     lambda: VariationalAutoencoder((784,), (256,), latent_dim=2),
     _variational_objective,
 )
