@@ -60,10 +60,8 @@ def evaluate_run(
             if images is None:
                 raise ValueError(f"{run_dir.path} trained without validation data; give the images with --data.")
         else:
-            images = data_lib.to_model_inputs(_load(data), example_shape, name=data)
-            if config.binarize != "none":  # Binary images pass through either binarization unchanged.
-                method = "threshold" if config.binarize == "threshold" else "fixed"
-                images = data_lib.binarize(images, method, experiment.VALIDATION_BINARIZATION_SEED)
+            # Binary images pass through either binarization unchanged.
+            images = experiment.binarize_validation(data_lib.to_model_inputs(_load(data), example_shape, data), config)
         images = images[:examples] if examples else images
         with trainer.averaged_weights():
             result = likelihood.negative_log_likelihood(

@@ -93,12 +93,22 @@ def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Call
     datasets = _load_datasets(config, example_shape, log)
     if config.binarize == "none":
         return datasets
-    method = "threshold" if config.binarize == "threshold" else "fixed"
-    train = datasets.train if config.binarize == "dynamic" else data_lib.binarize(datasets.train, method, config.seed)
-    validation = datasets.validation
-    if validation is not None:
-        validation = data_lib.binarize(validation, method, VALIDATION_BINARIZATION_SEED)
-    return datasets._replace(train=train, validation=validation)
+    train = datasets.train
+    if config.binarize != "dynamic":
+        train = data_lib.binarize(train, _binarize_method(config), config.seed)
+    return datasets._replace(train=train, validation=binarize_validation(datasets.validation, config))
+
+
+def binarize_validation(images: np.ndarray | None, config: TrainConfig) -> np.ndarray | None:
+    """Returns evaluation images binarized as ``config.binarize`` says: by threshold, or once from seed 0."""
+    if images is None or config.binarize == "none":
+        return images
+    return data_lib.binarize(images, _binarize_method(config), VALIDATION_BINARIZATION_SEED)
+
+
+def _binarize_method(config: TrainConfig) -> str:
+    # "fixed" and "dynamic" runs are evaluated on one fixed draw; "threshold" runs on thresholded images.
+    return "threshold" if config.binarize == "threshold" else "fixed"
 
 
 def _load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:

@@ -36,7 +36,8 @@ _CHUNK_ROWS = 20_000
 _BOUND_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _check_model(model: keras.Model, inputs: tf.Tensor) -> None:
+def _checked_latent_dim(model: keras.Model, inputs: tf.Tensor) -> int:
+    """Returns the posterior's dimension, refusing a model without a Gaussian encoder or Bernoulli logits."""
     outputs = model.encoder(inputs[:1], training=False)
     missing = [name for name in ("mean", "log_variance") if name not in outputs]
     if missing:
@@ -50,6 +51,7 @@ def _check_model(model: keras.Model, inputs: tf.Tensor) -> None:
             f"The likelihood needs a decoder of Bernoulli logits (output 'logits', as a DenseDecoder with a "
             f"sigmoid output gives); {type(model.decoder).__name__} returns none."
         )
+    return int(outputs["mean"].shape[-1])
 
 
 def log_weights(model: keras.Model, inputs: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
@@ -100,10 +102,9 @@ def negative_log_likelihood(
     inputs = np.asarray(images, np.float32)
     if not len(inputs):
         raise ValueError("images is empty; the likelihood needs at least one example.")
-    _check_model(model, tf.constant(inputs[:1]))
+    latent_dim = _checked_latent_dim(model, tf.constant(inputs[:1]))
     chunk = max(1, min(samples, _CHUNK_ROWS // batch_size))
     chunks = math.ceil(samples / chunk)
-    latent_dim = int(model.encoder(tf.constant(inputs[:1]), training=False)["mean"].shape[-1])
     bounds, elbos = [], []
     # One compiled function per model and setting, kept for the model's life: repeated calls do not retrace.
     functions = _BOUND_FUNCTIONS.setdefault(model, {})
