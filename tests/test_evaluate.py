@@ -50,8 +50,9 @@ def test_prints_one_json_object_and_writes_it(vae_run, capsys):
 def test_an_earlier_different_evaluation_is_kept(vae_run, capsys):
     run(capsys, vae_run, "--nll-samples", "1", "--examples", "100")
     first = (vae_run / "evaluation.json").read_text()
-    assert run(capsys, vae_run, "--nll-samples", "1", "--examples", "100")[0] == 0  # The same again: nothing kept.
     kept = sorted(path.name for path in vae_run.glob("evaluation.*.json"))
+    assert run(capsys, vae_run, "--nll-samples", "1", "--examples", "100")[0] == 0  # The same again: nothing kept.
+    assert sorted(path.name for path in vae_run.glob("evaluation.*.json")) == kept
     status, out, _ = run(capsys, vae_run, "--nll-samples", "20", "--examples", "100")
     assert status == 0
     new_kept = sorted(path.name for path in vae_run.glob("evaluation.*.json"))
