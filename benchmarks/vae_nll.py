@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from aeloops.callbacks import Callback
     from aeloops.checkpoints import Checkpointer
+    from aeloops.early_stopping import EarlyStopping
     from aeloops.likelihood import negative_log_likelihood
 
     class Record(Callback):
@@ -105,28 +106,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     history: dict[str, list[float]] = {}
     checkpointer = Checkpointer(trainer, run_dir / "checkpoints", max_to_keep=2)
     checkpointer.track("history", history)
+    # pythae's trainer saves, as its final model, the epoch of the lowest validation loss; so does this run.
+    best = EarlyStopping(trainer, run_dir / "checkpoints" / "best", monitor="val_loss")
+    checkpointer.track("best", best.state)
     resumed = checkpointer.restore()
     initial_epoch = int(trainer.step.numpy()) // STEPS_PER_EPOCH
     print(f"{'Resuming at' if resumed else 'Starting'} epoch {initial_epoch + 1} of {args.epochs}.", flush=True)
     started = time.perf_counter()
     trainer.fit(
         data["train"], epochs=args.epochs, batch_size=100, validation_data=data["validation"],
-        initial_epoch=initial_epoch, callbacks=[Record(), checkpointer], verbose=2,
+        initial_epoch=initial_epoch, callbacks=[Record(), best, checkpointer], verbose=2,
     )  # fmt: skip
     training_seconds = time.perf_counter() - started
-    rounds = [
-        negative_log_likelihood(trainer.model, data["test"], samples=args.nll_samples, seed=seed)
-        for seed in range(args.rounds)
-    ]
-    nll = [result["nll"] for result in rounds]
+
+    def test_nll() -> dict[str, float]:
+        """Returns the test NLL's mean and spread over the rounds (one seed each), and the mean negative ELBO."""
+        rounds = [
+            negative_log_likelihood(trainer.model, data["test"], samples=args.nll_samples, seed=seed)
+            for seed in range(args.rounds)
+        ]
+        nll = [result["nll"] for result in rounds]
+        elbo = statistics.mean(result["elbo"] for result in rounds)
+        return {"nll": statistics.mean(nll), "nll_std_over_rounds": statistics.pstdev(nll), "elbo": elbo}
+
+    last = test_nll()
+    best.restore_best()
     result = {
-        "nll": statistics.mean(nll),
-        "nll_std_over_rounds": statistics.pstdev(nll),
-        "elbo": statistics.mean(result["elbo"] for result in rounds),
+        **test_nll(),
+        "best_epoch": best.state["best_epoch"],
+        "best_validation_loss": best.state["best"],
+        "last_epoch": {**last, "validation_loss": history.get("val_loss", [None])[-1]},
         "samples": args.nll_samples,
         "rounds": args.rounds,
         "epochs": args.epochs,
-        "validation_loss": history.get("val_loss", [None])[-1],
         "training_seconds_this_session": round(training_seconds, 1),
         "epoch_seconds_median": statistics.median(history["epoch_seconds"]) if history.get("epoch_seconds") else None,
         "reference": REFERENCE,
@@ -136,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"| VAE | binary MNIST (fixed draw) | NLL ({args.nll_samples} IS) | {result['nll']:.2f} "
         f"({result['nll_std_over_rounds']:.2f}) | 89.78 (pythae) / 89.9 (paper) | {args.epochs} epochs |"
     )
+    print(f"Best validation loss at epoch {result['best_epoch']}; the last epoch's NLL is {last['nll']:.2f}.")
     return 0
 
 
