@@ -184,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     last = test_nll()
     # The best epoch is often the last; its weights are then the same and need no second evaluation.
     last_epoch = int(trainer.step.numpy()) // setting.steps_per_epoch
-    chosen = last if best.state["best_epoch"] == last_epoch else (best.restore_best() and test_nll())
+    chosen = last
+    if best.state["best_epoch"] != last_epoch and best.restore_best():
+        chosen = test_nll()
     result = {
         "model": setting.model,
         **chosen,
