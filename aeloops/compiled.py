@@ -6,12 +6,12 @@ strategy and sums the results over replicas and over steps:
 
 - ``"resident"``: ``loop(data, batch_indices, first, count)`` gathers each
   batch from device-resident tensors by a row of an index table and runs
-  ``count`` steps from row ``first``, in a ``tf.range`` loop;
+  ``count`` steps from row ``first``, in a ``tf.while_loop``;
 - ``"iterator"``: ``loop(iterator, count)`` takes ``count`` batches from an
   (optionally distributed) iterator;
 - ``"batch"``: ``loop(batch)`` runs one step on one (distributed) batch.
 
-``first`` and ``count`` are tensors, so a loop traces once whatever it is
+``first`` and ``count`` are tensors, so a loop traces (and XLA compiles) once whatever it is
 asked to run. ``mode`` decides the compilation, as Keras's
 ``make_train_function`` does: ``"eager"`` runs plain Python, ``"graph"``
 wraps the loop in ``tf.function``, ``"xla"`` compiles the whole loop with
@@ -124,20 +124,28 @@ def build_loop(
             name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for name, value in per_replica.items()
         }
 
+    # The loops are tf.while_loop with no maximum trip count. AutoGraph's
+    # `for ... in tf.range(1, count)` gives XLA one, which XLA takes as a
+    # compile-time constant: every new `count` (a probe's 1 and 10 steps, an
+    # epoch's shorter last call) then compiled the whole loop again.
     def resident(data: Mapping[str, tf.Tensor], batch_indices: tf.Tensor, first: tf.Tensor, count: tf.Tensor):
         on_trace()
         # The first step runs before the loop so the sums' structure is known.
         sums = run(gather_batch(data, batch_indices, first))
-        for offset in tf.range(1, count):
-            sums = _add(sums, run(gather_batch(data, batch_indices, first + tf.cast(offset, first.dtype))))
-        return sums
+
+        def body(offset: tf.Tensor, sums: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+            return offset + 1, _add(sums, run(gather_batch(data, batch_indices, first + offset)))
+
+        return tf.while_loop(lambda offset, _: offset < count, body, (tf.ones_like(first), sums))[1]
 
     def iterator_loop(iterator: Any, count: tf.Tensor):
         on_trace()
         sums = run(next(iterator))
-        for _ in tf.range(1, count):
-            sums = _add(sums, run(next(iterator)))
-        return sums
+
+        def body(offset: tf.Tensor, sums: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+            return offset + 1, _add(sums, run(next(iterator)))
+
+        return tf.while_loop(lambda offset, _: offset < count, body, (tf.ones_like(count), sums))[1]
 
     def one_batch(batch: Mapping[str, tf.Tensor]):
         on_trace()

@@ -97,3 +97,20 @@ def test_a_second_xla_run_reads_the_cache_quietly_and_trains_the_same(tmp_path):
     assert sorted((tmp_path / "cache" / "aeloops" / "xla").glob("*/*.pb")) == cached
     histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("first", "second")]
     assert histories[0]["val_loss"] == histories[1]["val_loss"]
+
+
+XLA_FIT = """
+import numpy as np, aeloops
+images = np.random.default_rng(0).random((640, 784), dtype=np.float32)
+trainer = aeloops.Trainer(aeloops.DenseAutoencoder(), mode="xla", steps_per_loop=4)
+trainer.fit(images, epochs=1, batch_size=64, verbose=0)  # Calls of 4, 4 and 2 steps.
+"""
+
+
+def test_xla_compiles_a_training_loop_once_whatever_its_step_count(tmp_path):
+    # XLA's persistent cache holds one file per compilation: a count of the compilations.
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_XLA_FLAGS": f"{compile_cache._FLAG}={tmp_path}"}
+    command = [sys.executable, "-c", XLA_FIT]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert len(list(tmp_path.glob("*.pb"))) == 1
