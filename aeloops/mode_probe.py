@@ -19,10 +19,12 @@ __all__ = ["CHOICES", "ModeProbe", "XlaRecompileWarning", "describe"]
 CHOICES = {1: "xla", 2: "graph"}
 # XLA is tried only when the rest of the run in graph mode would take this many
 # times graph mode's tracing and compilation (its first call less a steady
-# one). XLA's own first call (tracing and compiling) costs one to three times
-# that on the seed models, so trying XLA and losing costs at most about a
-# tenth of the rest of the run; a short run stays in graph mode.
-TRY_XLA_AFTER = 25.0
+# one). XLA's first call (tracing and compiling, once whatever the step count)
+# cost 1.2 to 1.9 times that on the seven models measured, and its slow steps
+# while timed (convolutions on a CPU) about 0.4 times more, so trying XLA and
+# losing costs at most about 15% of the rest of a run at this threshold, less
+# as runs grow; a short run stays in graph mode.
+TRY_XLA_AFTER = 15.0
 # XLA must be this much faster per step to be chosen: timings are noisy.
 MARGIN = 0.95
 # XLA is timed on short calls, so a model it runs slowly (convolutions on a
