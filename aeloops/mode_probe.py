@@ -11,20 +11,31 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import tensorflow as tf
+
     from aeloops.loop import Trainer
 
-__all__ = ["CHOICES", "ModeProbe", "XlaRecompileWarning", "describe"]
+__all__ = ["CHOICES", "ModeProbe", "XlaRecompileWarning", "describe", "has_convolutions"]
 
 # The values of Trainer.mode_choice, a checkpointed counter: 0 while undecided.
 CHOICES = {1: "xla", 2: "graph"}
 # XLA is tried only when the rest of the run in graph mode would take this many
 # times graph mode's tracing and compilation (its first call less a steady
 # one). XLA's first call (tracing and compiling, once whatever the step count)
-# cost 1.2 to 1.9 times that on the seven models measured, and its slow steps
-# while timed (convolutions on a CPU) about 0.4 times more, so trying XLA and
-# losing costs at most about 15% of the rest of a run at this threshold, less
-# as runs grow; a short run stays in graph mode.
+# cost 1.2 to 1.9 times that on the seven models measured. A program with
+# convolutions, which XLA ran 2x to 16x slower on this project's CPUs, waits
+# for a run where trying and losing (that compilation and the slow timed
+# steps, about 2.3 times the tracing) costs at most about 15% of the rest;
+# one without, where XLA ran as fast or faster for every model measured but
+# one that recompiles on every call, tries once the gain XLA gave (a quarter
+# to a third of the rest) would repay the compilation. A short run stays in
+# graph mode.
 TRY_XLA_AFTER = 15.0
+TRY_XLA_AFTER_WITHOUT_CONVOLUTIONS = 6.0
+# The forward operations of convolutions and transposed convolutions.
+CONVOLUTION_OPS = frozenset(
+    {"Conv", "Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "Conv3DBackpropInputV2"}
+)
 # XLA must be this much faster per step to be chosen: timings are noisy.
 MARGIN = 0.95
 # XLA is timed on short calls, so a model it runs slowly (convolutions on a
@@ -70,6 +81,8 @@ class ModeProbe:
         self.steps_seen = 0
         self.times: dict[str, list[float]] = {"graph": [], "xla": []}
         self.steps: dict[str, list[int]] = {"graph": [], "xla": []}
+        # What decided whether XLA was tried: the program's convolutions, the run's length over the tracing.
+        self.facts: dict[str, Any] = {}
         choice = int(trainer.mode_choice.numpy())
         self.active = trainer.requested_mode == "auto" and trainer.auto_candidates == ("graph", "xla")
         if trainer.requested_mode == "auto" and choice:
@@ -117,8 +130,20 @@ class ModeProbe:
         first, steady = self.times["graph"]
         remaining = None if self.remaining_steps is None else self.remaining_steps - self.steps_seen
         rest = None if remaining is None else remaining * self._rate("graph")
-        if rest is not None and rest < TRY_XLA_AFTER * (first - steady):
-            return self._choose("graph", f"the rest of the run ({rest:.1f} s) was too short to repay compiling XLA")
+        graph = getattr(self.trainer, "traced_graph", lambda: None)()
+        convolutions = graph is None or has_convolutions(graph)  # Unknown: the cautious threshold.
+        threshold = TRY_XLA_AFTER if convolutions else TRY_XLA_AFTER_WITHOUT_CONVOLUTIONS
+        tracing = first - steady
+        self.facts = {"convolutions": convolutions, "rest_over_tracing": None}
+        if rest is not None:
+            self.facts["rest_over_tracing"] = round(rest / max(tracing, 1e-9), 1)
+        if rest is not None and rest < threshold * tracing:
+            kind = "a program with convolutions" if convolutions else "a program without convolutions"
+            return self._choose(
+                "graph",
+                f"the rest of the run ({rest:.1f} s) was too short to repay compiling XLA (under {threshold:g} "
+                f"times graph mode's tracing, {tracing:.1f} s, for {kind})",
+            )
         self.trainer.use_mode("xla")
         return True
 
@@ -131,7 +156,7 @@ class ModeProbe:
         self.active = False
         changed = mode != self.trainer.mode
         # Compiled already in either mode: switching back costs nothing.
-        self.trainer.settle_mode(mode, _report(mode, reason, self.times, self.steps))
+        self.trainer.settle_mode(mode, {**_report(mode, reason, self.times, self.steps), **self.facts})
         return changed
 
     def _warn_if_recompiling(self, first: float, second: float) -> None:
@@ -145,6 +170,15 @@ class ModeProbe:
             XlaRecompileWarning,
             stacklevel=5,
         )
+
+
+def has_convolutions(graph: tf.Graph) -> bool:
+    """Returns whether ``graph``, or a function it calls (a loop's body, a replica's step), holds a convolution."""
+    graph_def = graph.as_graph_def()
+    operations = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        operations.update(node.op for node in function.node_def)
+    return not operations.isdisjoint(CONVOLUTION_OPS)
 
 
 def _report(mode: str, reason: str, times: dict[str, list[float]], steps: dict[str, list[int]]) -> dict[str, Any]:

@@ -102,8 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.examples} examples, {args.epochs} epochs, batch {args.batch_size}, {args.steps_per_loop} steps per "
         f"call, medians of {args.repeats} runs"
     )
-    print("| model | graph | xla | auto | auto chose | auto / best fixed | measuring cost |")
-    print("| --- | ---: | ---: | ---: | --- | ---: | ---: |")
+    # "rest / tracing": the rest of the run in graph mode over graph mode's tracing, which auto compares with
+    # its threshold (aeloops.mode_probe), and whether the program has convolutions, which sets the threshold.
+    columns = "graph | xla | auto | auto chose | auto / best fixed | measuring cost | rest / tracing | convolutions"
+    print(f"| model | {columns} |")
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |")
     skipped = set(filter(None, args.skip_xla.split(",")))
     for name in args.models.split(","):
         modes = [mode for mode in MODES if not (mode == "xla" and name in skipped)]
@@ -117,12 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         chose = sorted({run["ended"] for run in runs["auto"]})
         costs = [run["report"]["measuring_cost_seconds"] for run in runs["auto"] if run["report"]]
         cost = f"{statistics.median(costs):.1f} s" if costs else "-"
+        reports = [run["report"] for run in runs["auto"] if run["report"]]
+        ratios = [report["rest_over_tracing"] for report in reports if report.get("rest_over_tracing") is not None]
+        ratio = f"{statistics.median(ratios):.1f}" if ratios else "-"
+        convolutions = sorted(
+            {"yes" if report["convolutions"] else "no" for report in reports if "convolutions" in report}
+        )
         # Without an XLA run, the best fixed mode is taken to be graph mode (the skipped XLA is far slower).
         best = min(median["graph"], median.get("xla", median["graph"]))
         xla = f"{median['xla']:.1f} s" if "xla" in median else "not run"
         print(
             f"| {name} | {median['graph']:.1f} s | {xla} | {median['auto']:.1f} s | "
-            f"{', '.join(chose)} | {median['auto'] / best:.2f}x | {cost} |",
+            f"{', '.join(chose)} | {median['auto'] / best:.2f}x | {cost} | {ratio} | {'/'.join(convolutions) or '-'} |",
             flush=True,
         )
     return 0

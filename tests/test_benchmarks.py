@@ -45,7 +45,9 @@ def test_blog_table_runs_one_epoch_of_each_model(capsys):
 
 
 def test_mode_choice_benchmark_prints_auto_against_each_fixed_mode(capsys):
-    assert mode_choice.main(["--models", "dense", "--examples", "2048", "--epochs", "1", "--repeats", "1"]) == 0
+    # The bundled sample's 78 steps in calls of 10: auto decides after its first two.
+    arguments = ["--models", "dense", "--examples", "2048", "--epochs", "1", "--repeats", "1", "--steps-per-loop", "10"]
+    assert mode_choice.main(arguments) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[0] == "dense" and cells[4] == "graph"  # One short epoch never repays compiling XLA.
@@ -53,6 +55,7 @@ def test_mode_choice_benchmark_prints_auto_against_each_fixed_mode(capsys):
     assert all(value > 0 for value in seconds)
     # The ratio is of the unrounded medians.
     assert float(cells[5].removesuffix("x")) == pytest.approx(seconds[2] / min(seconds[:2]), abs=0.06)
+    assert float(cells[7]) < 6 and cells[8] == "no"  # Why it stayed: too short for a program without convolutions.
 
 
 def test_evaluation_benchmark_gives_per_example_times_and_validation_share(capsys):

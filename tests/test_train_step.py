@@ -370,6 +370,7 @@ def test_auto_mode_on_a_real_trainer_compiles_each_mode_once_and_a_resume_keeps_
     from aeloops import mode_probe
 
     monkeypatch.setattr(mode_probe, "TRY_XLA_AFTER", 0.0)  # Any run is long enough to try XLA.
+    monkeypatch.setattr(mode_probe, "TRY_XLA_AFTER_WITHOUT_CONVOLUTIONS", 0.0)
     trainer = Trainer(dense(), mode="auto", steps_per_loop=2)
     checkpointer = Checkpointer(trainer, tmp_path)
     trainer.fit(images, epochs=2, batch_size=64, verbose=0, callbacks=[checkpointer])  # 8 calls of 2 steps.
@@ -381,6 +382,37 @@ def test_auto_mode_on_a_real_trainer_compiles_each_mode_once_and_a_resume_keeps_
     resumed.fit(images, epochs=3, initial_epoch=2, batch_size=64, verbose=0)
     assert resumed.mode == trainer.mode and resumed.mode_report is None  # Taken up, not measured again.
     assert resumed.trace_counts["train"] == 1
+
+
+@pytest.mark.parametrize(("program", "tried"), [("convolutions", False), ("dense", True), (None, False)])
+def test_auto_tries_xla_sooner_for_a_program_without_convolutions(program, tried, monkeypatch):
+    from aeloops import mode_probe
+
+    monkeypatch.setattr(mode_probe, "has_convolutions", lambda graph: graph == "convolutions")
+    trainer = FakeTrainer("auto")
+    trainer.traced_graph = lambda: program  # None: not traced (unknown), treated as convolutional.
+    # Graph mode traces for 0.8 s and runs 4 ms a step: the rest (2,400 steps, 9.6 s) is 12 times the tracing.
+    probe = mode_probe.ModeProbe(trainer, remaining_steps=2_500)
+    assert [probe.record(50, seconds) for seconds in (1.0, 0.2)] == [False, tried]
+    assert trainer.mode == ("xla" if tried else "graph")
+    if not tried:
+        reason = trainer.mode_report["reason"]
+        assert "under 15 times graph mode's tracing, 0.8 s, for a program with convolutions" in reason
+        assert trainer.mode_report["rest_over_tracing"] == 12.0 and trainer.mode_report["convolutions"]
+
+
+def test_the_probe_finds_the_convolutions_of_a_traced_training_loop(images):
+    from aeloops.mode_probe import has_convolutions
+
+    found = {}
+    for name in ("dense", "conv"):
+        model = registry.get(name).build()
+        trainer = Trainer(model, mode="graph", steps_per_loop=2)
+        assert trainer.traced_graph() is None
+        inputs = images[:128].reshape((-1, *model.example_shape))
+        trainer.fit(inputs, epochs=1, batch_size=64, verbose=0)
+        found[name] = has_convolutions(trainer.traced_graph())
+    assert found == {"dense": False, "conv": True}
 
 
 def test_a_resumed_auto_run_takes_up_its_choice_and_explicit_xla_only_warns():
