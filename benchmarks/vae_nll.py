@@ -65,10 +65,9 @@ class Setting:
     rounds: int
     reference: dict[str, float]
 
-    @property
-    def steps_per_epoch(self) -> int:
-        """Training steps in one epoch (50,000 images divide by both batch sizes)."""
-        return TRAIN // self.batch_size
+    def steps_per_epoch(self, images: int = TRAIN) -> int:
+        """Training steps in one epoch of ``images`` (a multiple of 100, which both batch sizes divide)."""
+        return images // self.batch_size
 
 
 SETTINGS = {
@@ -87,7 +86,7 @@ SETTINGS = {
 MILESTONES, PARAMETERS = SETTINGS["vae"].milestones, SETTINGS["vae"].parameters
 
 
-def binary_mnist(data_dir: str | None) -> dict[str, object]:
+def binary_mnist(data_dir: str | None, examples: int | None = None) -> dict[str, object]:
     """Returns the 50,000 / 10,000 / 10,000 split of MNIST, each binarized once with its own fixed seed."""
     import aeloops
     from aeloops.data import binarize
@@ -95,14 +94,15 @@ def binary_mnist(data_dir: str | None) -> dict[str, object]:
     splits = aeloops.load_mnist(data_dir, download=False)
     train = aeloops.to_model_inputs(splits.train_images, (784,))
     test = aeloops.to_model_inputs(splits.test_images, (784,))
-    return {
+    splits = {
         "train": binarize(train[:TRAIN], "fixed", seed=0),
         "validation": binarize(train[TRAIN : TRAIN + VALIDATION], "fixed", seed=1),
         "test": binarize(test, "fixed", seed=2),
     }
+    return {name: images[:examples] for name, images in splits.items()}
 
 
-def build_trainer(setting: Setting, mode: str):
+def build_trainer(setting: Setting, mode: str, steps_per_epoch: int):
     """Returns pythae's model for ``setting`` and its trainer: Adam with the milestone decay, the model's objective."""
     import keras
 
@@ -119,7 +119,7 @@ def build_trainer(setting: Setting, mode: str):
         raise AssertionError(f"The model has {model.count_params()} parameters, pythae's {setting.parameters}.")
     rates = [setting.learning_rate * setting.gamma**index for index in range(len(setting.milestones) + 1)]
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-        [milestone * setting.steps_per_epoch for milestone in setting.milestones], rates
+        [milestone * steps_per_epoch for milestone in setting.milestones], rates
     )
     optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=setting.epsilon)
     return aeloops.Trainer(model, model.default_objective(), optimizer, mode=mode, steps_per_loop=50, seed=123)
@@ -135,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nll-samples", type=int, default=None, help="importance samples (default: the setting's)")
     parser.add_argument("--rounds", type=int, default=None, help="NLL evaluations, each with its own seed")
     parser.add_argument("--mode", default="auto")
+    parser.add_argument("--examples", type=int, default=None, help="the first N of each split, a quick check only")
     args = parser.parse_args(argv)
+    if args.examples is not None and (args.examples < 100 or args.examples % 100):
+        parser.error(f"--examples must be a positive multiple of 100 (both batch sizes divide it), got {args.examples}")
     setting = SETTINGS[args.model]
     epochs = args.epochs or setting.epochs
     samples = args.nll_samples or setting.nll_samples
@@ -152,8 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, value in logs.items():
                 history.setdefault(name, []).append(value)
 
-    data = binary_mnist(args.data_dir)
-    trainer = build_trainer(setting, args.mode)
+    data = binary_mnist(args.data_dir, args.examples)
+    trainer = build_trainer(setting, args.mode, setting.steps_per_epoch(len(data["train"])))
     run_dir = Path(args.run_dir or f"runs/{setting.model}-nll")
     history: dict[str, list[float]] = {}
     checkpointer = Checkpointer(trainer, run_dir / "checkpoints", max_to_keep=2)
@@ -162,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = EarlyStopping(trainer, run_dir / "checkpoints" / "best", monitor="val_loss")
     checkpointer.track("best", best.state)
     resumed = checkpointer.restore()
-    initial_epoch = int(trainer.step.numpy()) // setting.steps_per_epoch
+    initial_epoch = int(trainer.step.numpy()) // setting.steps_per_epoch(len(data["train"]))
     print(f"{'Resuming at' if resumed else 'Starting'} epoch {initial_epoch + 1} of {epochs}.", flush=True)
     started = time.perf_counter()
     trainer.fit(
@@ -183,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     last = test_nll()
     # The best epoch is often the last; its weights are then the same and need no second evaluation.
-    last_epoch = int(trainer.step.numpy()) // setting.steps_per_epoch
+    last_epoch = int(trainer.step.numpy()) // setting.steps_per_epoch(len(data["train"]))
     chosen = last
     if best.state["best_epoch"] != last_epoch and best.restore_best():
         chosen = test_nll()

@@ -93,3 +93,33 @@ def test_pytorch_peers_have_the_keras_architecture_and_learn(model_name, small_i
     assert tuple(loop.model(loop.images[:2]).shape[1:]) == expected_shape
     losses = [loop.run_epoch()[0] for _ in range(3)]
     assert losses[-1] < losses[0] < 0.7  # Binary cross-entropy falls from about ln 2.
+
+
+@pytest.mark.parametrize("model", ["vae", "iwae"])
+def test_likelihood_reproduction_evaluates_its_best_epoch_and_resumes(model, tmp_path, capsys):
+    from benchmarks import vae_nll
+
+    run = ["--model", model, "--data-dir", str(SHARED_MNIST), "--run-dir", str(tmp_path), "--examples", "200"]
+    quick = ["--nll-samples", "4", "--rounds", "2", "--mode", "graph"]
+    assert vae_nll.main([*run, *quick, "--epochs", "2"]) == 0
+    first = json.loads((tmp_path / "evaluation.json").read_text())
+    assert first["model"] == model and first["epochs"] == 2 and first["best_epoch"] in (1, 2)
+    assert 100 < first["nll"] < 800 and first["nll"] <= first["elbo"] + 1e-3  # The bound is below the ELBO's.
+    assert first["nll_std_over_rounds"] > 0  # Two rounds, two seeds.
+    assert vae_nll.main([*run, *quick, "--epochs", "3"]) == 0
+    assert "Resuming at epoch 3 of 3." in capsys.readouterr().out
+    second = json.loads((tmp_path / "evaluation.json").read_text())
+    assert second["epochs"] == 3 and second["best_validation_loss"] <= first["best_validation_loss"]
+
+
+def test_pythae_control_says_what_to_install_when_pythae_is_absent(capsys):
+    pytest.importorskip("torch")  # Without torch the same note is printed; with pythae the control would run.
+    from benchmarks import pythae_vae
+
+    try:
+        import pythae  # noqa: F401
+    except ImportError:
+        assert pythae_vae.main(["--epochs", "1"]) == 0
+        assert "pip install torch pythae" in capsys.readouterr().out
+    else:
+        pytest.skip("pythae is installed: the control would train for real")
