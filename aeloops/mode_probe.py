@@ -40,8 +40,9 @@ CONVOLUTION_OPS = frozenset(
 MARGIN = 0.95
 # XLA is timed on short calls, so a model it runs slowly (convolutions on a
 # CPU, 2x to 16x slower) costs little to find out: a first call of this many
-# steps (mostly compilation), then one of a fifth of a call's steps for the
-# rate. The loops take their step count as a tensor: neither call recompiles.
+# steps (mostly compilation), then, for a program with convolutions, one of a
+# fifth of a call's steps for the rate (a full call for one without). The
+# loops take their step count as a tensor: neither call recompiles.
 XLA_FIRST_CALL_STEPS = 1
 XLA_RATE_FRACTION = 5
 
@@ -95,7 +96,11 @@ class ModeProbe:
         if not (self.active and self.trainer.mode == "xla"):
             return steps_per_loop
         if not self.times["xla"]:
-            return min(XLA_FIRST_CALL_STEPS, steps_per_loop)
+            return min(XLA_FIRST_CALL_STEPS, steps_per_loop)  # Then a call to warm up, then one for the rate.
+        if not self.facts.get("convolutions", True):
+            # As long as graph mode's timed call: a shorter call's fixed cost, spread over fewer steps, made
+            # XLA look slower than it runs (dense at the CLI's defaults kept graph mode, 1.7x behind XLA).
+            return steps_per_loop
         return max(steps_per_loop // XLA_RATE_FRACTION, 1)
 
     def record(self, count: int, seconds: float) -> bool:
@@ -112,7 +117,9 @@ class ModeProbe:
             return False
         self.times[mode].append(seconds)
         self.steps[mode].append(count)
-        if len(self.times[mode]) < 2:
+        # XLA's first call after compiling still warms up (dense ran it at graph mode's rate, then 30% faster):
+        # while auto times XLA, its rate is the third call's.
+        if len(self.times[mode]) < (3 if self.active and mode == "xla" else 2):
             return False
         if self.watch_recompiles:
             self.watch_recompiles = False
@@ -123,8 +130,8 @@ class ModeProbe:
         return self._after_xla()
 
     def _rate(self, mode: str) -> float:
-        """Seconds per step of ``mode``'s second (steady) call."""
-        return self.times[mode][1] / self.steps[mode][1]
+        """Seconds per step of ``mode``'s last (steady) call."""
+        return self.times[mode][-1] / self.steps[mode][-1]
 
     def _after_graph(self) -> bool:
         first, steady = self.times["graph"]
@@ -183,7 +190,7 @@ def has_convolutions(graph: tf.Graph) -> bool:
 
 def _report(mode: str, reason: str, times: dict[str, list[float]], steps: dict[str, list[int]]) -> dict[str, Any]:
     """What ``mode_report`` holds: the choice, why, the calls timed, and the seconds measuring cost."""
-    rate = times[mode][1] / steps[mode][1]
+    rate = times[mode][-1] / steps[mode][-1]  # The steady call: graph mode's second, XLA's third.
     other = "xla" if mode == "graph" else "graph"
     # The losing mode's calls, beyond what the chosen mode would have taken for their steps.
     cost = max(sum(times[other]) - sum(steps[other]) * rate, 0.0)
