@@ -58,7 +58,7 @@ class ModeProbe:
     fast and is never far from the best. The probe times two calls of equal
     length (the first includes tracing and compilation, the second is the
     steady rate); if the rest of the run is long enough (see
-    ``TRY_XLA_AFTER``; sooner for a program without convolutions) it then runs two short XLA calls (see
+    ``TRY_XLA_AFTER``; sooner for a program without convolutions) it then runs three XLA calls (see
     ``XLA_FIRST_CALL_STEPS``), and keeps the faster mode per step, switching
     back without compiling again. The outer loop asks ``steps_for_call`` how
     many steps each call runs. Every timed step is a real training step, so
