@@ -67,8 +67,8 @@ class _Cache:
     def __init__(self) -> None:
         self.functions: dict[tuple[str, str, str], Callable[..., Any]] = {}
         self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
-        # The graph each compiled loop was last traced into, by (method, kind, mode): what auto inspects.
-        self.traced_graphs: dict[tuple[str, str, str], tf.Graph] = {}
+        # The graph the training loop was last traced into, by mode: what auto inspects.
+        self.train_graphs: dict[str, tf.Graph] = {}
         # MirroredStrategy runs each replica's step in a thread of its own.
         self.local = threading.local()
         self.parts: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]] = []
@@ -303,7 +303,8 @@ class Trainer(tf.Module):
 
             def count_trace() -> None:
                 self._cache.trace_counts[counter] += 1
-                self._cache.traced_graphs[key] = tf.compat.v1.get_default_graph()
+                if method == "train":
+                    self._cache.train_graphs[key[2]] = tf.compat.v1.get_default_graph()
 
             self._cache.functions[key] = checks.plain_step_errors(
                 build_loop(step, kind, mode=self.mode, strategy=self.strategy, on_trace=count_trace)
@@ -332,12 +333,7 @@ class Trainer(tf.Module):
 
     def traced_graph(self) -> tf.Graph | None:
         """Returns the graph the current mode's training loop was last traced into; None before its trace."""
-        graphs = [
-            graph
-            for (method, _, mode), graph in self._cache.traced_graphs.items()
-            if (method, mode) == ("train", self.mode)
-        ]
-        return graphs[-1] if graphs else None
+        return self._cache.train_graphs.get(self.mode)
 
     @property
     def trace_counts(self) -> dict[str, int]:

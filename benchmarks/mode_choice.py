@@ -118,9 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs[mode].append(json.loads(result.stdout.strip().splitlines()[-1]))
         median = {mode: statistics.median(run["seconds"] for run in runs[mode]) for mode in modes}
         chose = sorted({run["ended"] for run in runs["auto"]})
-        costs = [run["report"]["measuring_cost_seconds"] for run in runs["auto"] if run["report"]]
-        cost = f"{statistics.median(costs):.1f} s" if costs else "-"
         reports = [run["report"] for run in runs["auto"] if run["report"]]
+        costs = [report["measuring_cost_seconds"] for report in reports]
+        cost = f"{statistics.median(costs):.1f} s" if costs else "-"
         ratios = [report["rest_over_tracing"] for report in reports if report.get("rest_over_tracing") is not None]
         ratio = f"{statistics.median(ratios):.1f}" if ratios else "-"
         convolutions = sorted(

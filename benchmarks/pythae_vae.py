@@ -12,7 +12,7 @@ how much is the trainer.
 
 Needs PyTorch and pythae, which aeloops does not depend on
 (``pip install torch pythae``); exits with a note when they are absent.
-Not resumable: about 25 minutes on two CPU cores.
+Not resumable: 41 minutes here (two CPU cores, shared with other runs).
 
 Usage: ``python -m benchmarks.pythae_vae --data-dir ../shared/data/mnist
 --output runs/pythae-vae [--epochs 500]``.
@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.vae_nll import MILESTONES, PARAMETERS, binary_mnist
+from benchmarks.vae_nll import SETTINGS, binary_mnist
 
 
 def build_model(torch_nn, pythae_models, pythae_nn, output_class):
@@ -81,20 +81,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = {name: torch.from_numpy(images) for name, images in binary_mnist(args.data_dir).items()}
     torch.manual_seed(123)  # pythae's script's seed, set before its model as there.
     model = build_model(torch.nn, pythae_models, pythae_nn, ModelOutput)
+    setting = SETTINGS["vae"]
     parameters = sum(parameter.numel() for parameter in model.parameters())
-    if parameters != PARAMETERS:
-        raise AssertionError(f"pythae's model has {parameters} parameters, {PARAMETERS} expected.")
+    if parameters != setting.parameters:
+        raise AssertionError(f"pythae's model has {parameters} parameters, {setting.parameters} expected.")
     config = BaseTrainerConfig(
         output_dir=args.output,
-        per_device_train_batch_size=100,
-        per_device_eval_batch_size=100,
+        per_device_train_batch_size=setting.batch_size,
+        per_device_eval_batch_size=setting.batch_size,
         num_epochs=args.epochs,
-        learning_rate=1e-4,
+        learning_rate=setting.learning_rate,  # Adam's epsilon stays PyTorch's 1e-8, the setting's.
         steps_saving=None,
         steps_predict=None,
         no_cuda=True,
         scheduler_cls="MultiStepLR",
-        scheduler_params={"milestones": list(MILESTONES), "gamma": 10 ** (-1 / 5)},
+        scheduler_params={"milestones": list(setting.milestones), "gamma": setting.gamma},
     )
     datasets = {name: DataProcessor.to_dataset(data[name]) for name in ("train", "validation")}
     trainer = BaseTrainer(

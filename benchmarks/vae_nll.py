@@ -65,10 +65,6 @@ class Setting:
     rounds: int
     reference: dict[str, float]
 
-    def steps_per_epoch(self, images: int = TRAIN) -> int:
-        """Training steps in one epoch of ``images`` (a multiple of 100, which both batch sizes divide)."""
-        return images // self.batch_size
-
 
 SETTINGS = {
     # examples/scripts/reproducibility/vae.py: 784-400-40, Adam 1e-4, batch 100, 500 epochs.
@@ -83,7 +79,6 @@ SETTINGS = {
         {"pythae": 86.82, "Burda et al. 2015": 87.1},
     ),
 }  # fmt: skip
-MILESTONES, PARAMETERS = SETTINGS["vae"].milestones, SETTINGS["vae"].parameters
 
 
 def binary_mnist(data_dir: str | None, examples: int | None = None) -> dict[str, object]:
@@ -156,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 history.setdefault(name, []).append(value)
 
     data = binary_mnist(args.data_dir, args.examples)
-    trainer = build_trainer(setting, args.mode, setting.steps_per_epoch(len(data["train"])))
+    steps_per_epoch = len(data["train"]) // setting.batch_size  # --examples is a multiple of both batch sizes.
+    trainer = build_trainer(setting, args.mode, steps_per_epoch)
     run_dir = Path(args.run_dir or f"runs/{setting.model}-nll")
     history: dict[str, list[float]] = {}
     checkpointer = Checkpointer(trainer, run_dir / "checkpoints", max_to_keep=2)
@@ -165,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     best = EarlyStopping(trainer, run_dir / "checkpoints" / "best", monitor="val_loss")
     checkpointer.track("best", best.state)
     resumed = checkpointer.restore()
-    initial_epoch = int(trainer.step.numpy()) // setting.steps_per_epoch(len(data["train"]))
+    initial_epoch = int(trainer.step.numpy()) // steps_per_epoch
     print(f"{'Resuming at' if resumed else 'Starting'} epoch {initial_epoch + 1} of {epochs}.", flush=True)
     started = time.perf_counter()
     trainer.fit(
@@ -186,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     last = test_nll()
     # The best epoch is often the last; its weights are then the same and need no second evaluation.
-    last_epoch = int(trainer.step.numpy()) // setting.steps_per_epoch(len(data["train"]))
+    last_epoch = int(trainer.step.numpy()) // steps_per_epoch
     chosen = last
     if best.state["best_epoch"] != last_epoch and best.restore_best():
         chosen = test_nll()

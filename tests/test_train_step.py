@@ -395,10 +395,10 @@ def test_auto_tries_xla_sooner_for_a_program_without_convolutions(program, tried
     probe = mode_probe.ModeProbe(trainer, remaining_steps=2_500)
     assert [probe.record(50, seconds) for seconds in (1.0, 0.2)] == [False, tried]
     assert trainer.mode == ("xla" if tried else "graph")
-    if tried:  # XLA's rate is timed on a call as long as graph mode's: its fixed cost spread alike.
+    if tried:  # XLA's rate is timed on calls as long as graph mode's (a fifth would be too short to time).
         assert probe.steps_for_call(50) == 1 and not probe.record(1, 2.0)
         assert probe.steps_for_call(50) == 50
-    if not tried:
+    else:
         reason = trainer.mode_report["reason"]
         assert "under 15 times graph mode's tracing, 0.8 s, for a program with convolutions" in reason
         assert trainer.mode_report["rest_over_tracing"] == 12.0 and trainer.mode_report["convolutions"]
