@@ -22,14 +22,14 @@ CHOICES = {1: "xla", 2: "graph"}
 # XLA is tried only when the rest of the run in graph mode would take this many
 # times graph mode's tracing and compilation (its first call less a steady
 # one). XLA's first call (tracing and compiling, once whatever the step count)
-# cost 1.2 to 1.9 times that on the seven models measured. A program with
-# convolutions, which XLA ran 2x to 16x slower on this project's CPUs, waits
-# for a run where trying and losing (that compilation and the slow timed
-# steps, about 2.3 times the tracing) costs at most about 15% of the rest;
-# one without, where XLA ran as fast or faster for every model measured but
-# one that recompiles on every call, tries once the gain XLA gave (a quarter
-# to a third of the rest) would repay the compilation. A short run stays in
-# graph mode.
+# cost 1.2 to 2.0 times that on seven models (their mode_report, the machine
+# loaded). A program with convolutions, which XLA ran 2x to 16x slower on
+# this project's CPUs, waits for a run where trying and losing (that
+# compilation and the slow timed steps, about 2.3 times the tracing) costs
+# at most about 15% of the rest; one without, where whole fixed-XLA runs were
+# a quarter to a third shorter (dense, iwae, aae) and only a model that
+# recompiles on every call lost, tries once that gain would repay the
+# compilation. A short run stays in graph mode.
 TRY_XLA_AFTER = 15.0
 TRY_XLA_AFTER_WITHOUT_CONVOLUTIONS = 6.0
 # The forward operations of convolutions and transposed convolutions.
@@ -98,8 +98,8 @@ class ModeProbe:
         if not self.times["xla"]:
             return min(XLA_FIRST_CALL_STEPS, steps_per_loop)  # Then a call to warm up, then one for the rate.
         if not self.facts.get("convolutions", True):
-            # As long as graph mode's timed call: a shorter call's fixed cost, spread over fewer steps, made
-            # XLA look slower than it runs (dense at the CLI's defaults kept graph mode, 1.7x behind XLA).
+            # As long as graph mode's timed call: a fifth of it lasts about 10 ms for dense, too short to time
+            # (dense at the CLI's defaults chose XLA in 1 of 2 runs so, in 4 of 4 with whole calls).
             return steps_per_loop
         return max(steps_per_loop // XLA_RATE_FRACTION, 1)
 
