@@ -14,8 +14,9 @@ Needs PyTorch and pythae, which aeloops does not depend on
 (``pip install torch pythae``); exits with a note when they are absent.
 Not resumable: 41 minutes here (two CPU cores, shared with other runs).
 
-Usage: ``python -m benchmarks.pythae_vae --data-dir ../shared/data/mnist
---output runs/pythae-vae [--epochs 500]``.
+Usage: ``python -m benchmarks.pythae_vae (--data-dir ../shared/data/mnist |
+--binarized-dir DIR) --output runs/pythae-vae [--epochs 500]``; with
+``--binarized-dir``, on Larochelle and Murray's own files.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.vae_nll import SETTINGS, binary_mnist
+from benchmarks.vae_nll import SETTINGS, add_data_arguments, load_data
 
 
 def build_model(torch_nn, pythae_models, pythae_nn, output_class):
@@ -60,9 +61,9 @@ def build_model(torch_nn, pythae_models, pythae_nn, output_class):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Trains pythae's VAE on the draw, then prints its test NLL and writes result.json."""
+    """Trains pythae's VAE on the data, then prints its test NLL and writes result.json."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pythae_vae", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=None, help="MNIST's IDX files")
+    add_data_arguments(parser)
     parser.add_argument("--output", default="runs/pythae-vae", help="pythae's output directory and result.json")
     parser.add_argument("--epochs", type=int, default=500)
     parser.add_argument("--nll-samples", type=int, default=200)
@@ -78,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as error:
         print(f"Skipped: this control needs PyTorch and pythae ({error}); pip install torch pythae.")
         return 0
-    data = {name: torch.from_numpy(images) for name, images in binary_mnist(args.data_dir).items()}
+    splits, data_name = load_data(args)
+    data = {name: torch.from_numpy(images) for name, images in splits.items()}
     torch.manual_seed(123)  # pythae's script's seed, set before its model as there.
     model = build_model(torch.nn, pythae_models, pythae_nn, ModelOutput)
     setting = SETTINGS["vae"]
@@ -109,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with torch.no_grad():  # get_nll returns the log-likelihood, a negative number; the table's NLL is its negation.
         nll = [-float(best.get_nll(data["test"], n_samples=args.nll_samples)) for _ in range(args.rounds)]
     result = {
+        "data": data_name,
         "nll": statistics.mean(nll),
         "nll_std_over_rounds": statistics.pstdev(nll),
         "samples": args.nll_samples,
@@ -120,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Path(args.output).mkdir(parents=True, exist_ok=True)
     (Path(args.output) / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"| VAE (pythae's own code) | binary MNIST (fixed draw) | NLL ({args.nll_samples} IS) | {result['nll']:.2f} "
+        f"| VAE (pythae's own code) | binary MNIST ({data_name}) | NLL ({args.nll_samples} IS) | {result['nll']:.2f} "
         f"({result['nll_std_over_rounds']:.2f}) | {args.epochs} epochs | {training_seconds / 60:.0f} min |"
     )
     return 0

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -110,6 +111,37 @@ def test_likelihood_reproduction_evaluates_its_best_epoch_and_resumes(model, tmp
     assert "Resuming at epoch 3 of 3." in capsys.readouterr().out
     second = json.loads((tmp_path / "evaluation.json").read_text())
     assert second["epochs"] == 3 and second["best_validation_loss"] <= first["best_validation_loss"]
+
+
+def _write_amat(directory, splits):
+    for name, images in splits.items():
+        lines = "\n".join(" ".join(str(int(pixel)) for pixel in image) for image in images)
+        (directory / f"binarized_mnist_{name}.amat").write_text(lines + "\n")
+
+
+def test_likelihood_reproduction_reads_larochelle_and_murrays_files(tmp_path, capsys):
+    from benchmarks import vae_nll
+
+    rng = np.random.default_rng(0)
+    splits = {name: (rng.random((200, 784)) < 0.2).astype(np.float32) for name in ("train", "valid", "test")}
+    _write_amat(tmp_path, splits)
+    data = vae_nll.larochelle_mnist(str(tmp_path), examples=100)
+    assert [len(images) for images in data.values()] == [100, 100, 100]
+    np.testing.assert_array_equal(data["validation"], splits["valid"][:100])
+    np.testing.assert_array_equal(vae_nll.larochelle_mnist(str(tmp_path))["test"], splits["test"])
+
+    run_dir = tmp_path / "run"
+    args = ["--binarized-dir", str(tmp_path), "--run-dir", str(run_dir), "--examples", "200", "--epochs", "1"]
+    assert vae_nll.main([*args, "--nll-samples", "2", "--rounds", "1", "--mode", "graph"]) == 0
+    assert "| VAE | binary MNIST (Larochelle and Murray's file) |" in capsys.readouterr().out
+    assert json.loads((run_dir / "evaluation.json").read_text())["data"] == "Larochelle and Murray's file"
+
+    (tmp_path / "binarized_mnist_test.amat").write_text("0 1 2\n")
+    with pytest.raises(SystemExit, match="expected lines of 784 zeros and ones"):
+        vae_nll.larochelle_mnist(str(tmp_path))
+    (tmp_path / "binarized_mnist_test.amat").unlink()
+    with pytest.raises(SystemExit, match="no binarized_mnist_test.amat there"):
+        vae_nll.larochelle_mnist(str(tmp_path))
 
 
 def test_pythae_control_says_what_to_install_when_pythae_is_absent(capsys):
