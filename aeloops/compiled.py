@@ -119,9 +119,13 @@ def build_loop(
 
     def run(*args: Any) -> dict[str, tf.Tensor]:
         per_replica = strategy.run(step, args=args)
-        # Replicas report shares of global means, so their sum is the value.
+        # Replicas report shares of global means, so their sum is the value. Steps are summed in float64, which
+        # holds an epoch's sums of float32 values without rounding: an epoch's means then do not depend on how
+        # its steps were split into calls (auto's short timed calls, a mid-epoch resume, a repeat of an auto run
+        # in the mode it chose).
         return {
-            name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for name, value in per_replica.items()
+            name: tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None), tf.float64)
+            for name, value in per_replica.items()
         }
 
     # The loops are tf.while_loop with no maximum trip count. AutoGraph's

@@ -38,13 +38,19 @@ CONVOLUTION_OPS = frozenset(
 )
 # XLA must be this much faster per step to be chosen: timings are noisy.
 MARGIN = 0.95
-# XLA is timed on short calls, so a model it runs slowly (convolutions on a
-# CPU, 2x to 16x slower) costs little to find out: a first call of this many
-# steps (mostly compilation), then, for a program with convolutions, one of a
-# fifth of a call's steps for the rate (a full call for one without). The
-# loops take their step count as a tensor: neither call recompiles.
-XLA_FIRST_CALL_STEPS = 1
-XLA_RATE_FRACTION = 5
+# Each mode's first timed call runs this many steps: it is mostly tracing (and
+# XLA's compiling), which the loops do once whatever their step count, since
+# they take it as a tensor.
+FIRST_CALL_STEPS = 1
+# A rate is timed on a call of a fifth of ``steps_per_loop`` steps: the
+# faster a mode is found out, the fewer steps the slower one runs (iwae's
+# graph mode took 93 ms a step, against XLA's 41). A call shorter than
+# MIN_TIMED_SECONDS is too short to time (dense's 10 steps last about 12 ms):
+# the rate is then timed on a whole call.
+RATE_FRACTION = 5
+MIN_TIMED_SECONDS = 0.2
+# A mode's rate is taken from at most this many calls (epochs of a few steps cut calls short).
+MAX_TIMED_CALLS = 4
 
 
 class XlaRecompileWarning(RuntimeWarning):
@@ -55,17 +61,18 @@ class ModeProbe:
     """Times the first compiled training calls and settles a trainer's mode.
 
     With ``mode="auto"`` the trainer starts in graph mode, which compiles
-    fast and is never far from the best. The probe times two calls of equal
-    length (the first includes tracing and compilation, the second is the
-    steady rate); if the rest of the run is long enough (see
-    ``TRY_XLA_AFTER``; sooner for a program without convolutions) it then runs three XLA calls (see
-    ``XLA_FIRST_CALL_STEPS``), and keeps the faster mode per step, switching
-    back without compiling again. The outer loop asks ``steps_for_call`` how
-    many steps each call runs. Every timed step is a real training step, so
-    what measuring costs is only the slower mode's calls beyond what the
-    faster would have taken; ``mode_report`` says it. The choice is
-    checkpointed (``Trainer.mode_choice``): a resumed run takes it up without
-    measuring again.
+    fast and is never far from the best. The probe times a one-step call
+    (mostly tracing) and then a call for the steady rate (a fifth of
+    ``steps_per_loop``, or a whole call when that is too short to time); if
+    the rest of the run is long enough (see ``TRY_XLA_AFTER``; sooner for a
+    program without convolutions) it then times XLA the same way, with a
+    call to warm up before the rate's, and keeps the faster mode per step,
+    switching back without compiling again. The outer loop asks
+    ``steps_for_call`` how many steps each call runs. Every timed step is a
+    real training step, so what measuring costs is only the slower mode's
+    calls beyond what the faster would have taken; ``mode_report`` says it.
+    The choice is checkpointed (``Trainer.mode_choice``): a resumed run takes
+    it up without measuring again.
 
     With an explicit ``mode="xla"`` it only warns when XLA's second call takes
     about as long as its first, which includes the compilation: XLA then
@@ -79,6 +86,7 @@ class ModeProbe:
         self.trainer = trainer
         self.remaining_steps = remaining_steps
         self.count: int | None = None
+        self.steps_per_loop: int | None = None
         self.steps_seen = 0
         self.times: dict[str, list[float]] = {"graph": [], "xla": []}
         self.steps: dict[str, list[int]] = {"graph": [], "xla": []}
@@ -92,55 +100,74 @@ class ModeProbe:
         self.watch_recompiles = trainer.requested_mode == "xla"
 
     def steps_for_call(self, steps_per_loop: int) -> int:
-        """Returns how many steps the next compiled call should run: fewer while XLA is being timed."""
-        if not (self.active and self.trainer.mode == "xla"):
+        """Returns how many steps the next compiled call should run: fewer while the modes are being timed."""
+        self.steps_per_loop = steps_per_loop
+        if not self.active:
             return steps_per_loop
-        if not self.times["xla"]:
-            return min(XLA_FIRST_CALL_STEPS, steps_per_loop)  # Then a call to warm up, then one for the rate.
-        if not self.facts.get("convolutions", True):
-            # As long as graph mode's timed call: a fifth of it lasts about 10 ms for dense, too short to time
-            # (dense at the CLI's defaults chose XLA in 1 of 2 runs so, in 4 of 4 with whole calls).
-            return steps_per_loop
-        return max(steps_per_loop // XLA_RATE_FRACTION, 1)
+        mode = self.trainer.mode
+        calls = len(self.steps[mode])
+        if not calls:
+            return min(FIRST_CALL_STEPS, steps_per_loop)  # Tracing and compiling: one step is enough.
+        if calls > (1 if mode == "graph" else 2):
+            return steps_per_loop  # The rate's call was too short to time: a whole call.
+        if mode == "xla" and not self.facts.get("convolutions", True):
+            # As long as graph mode's rate call, which XLA's is compared with. XLA's first call after compiling
+            # warms up (dense ran it at graph mode's rate, later ones 30% faster): a second call of that length
+            # comes before the one XLA's rate is read from.
+            return self.steps["graph"][-1]
+        # XLA ran convolutions 2x to 16x slower here: a fifth of a call is long enough to time them.
+        return max(steps_per_loop // RATE_FRACTION, 1)
 
     def record(self, count: int, seconds: float) -> bool:
         """Records one call's length and steps; returns True when the trainer's mode was changed."""
         self.steps_seen += count
-        if not (self.active or self.watch_recompiles):
+        if self.watch_recompiles:
+            self._watch(count, seconds)
+            return False
+        if not self.active:
             return False
         mode = self.trainer.mode
-        if self.count is None:
-            self.count = count
-        # Graph mode's two calls compare only at one length (an epoch's last call may be shorter);
-        # XLA's are timed per step.
-        if count != self.count and not (self.active and mode == "xla"):
-            return False
         self.times[mode].append(seconds)
         self.steps[mode].append(count)
-        # XLA's first call after compiling still warms up (dense ran it at graph mode's rate, then 30% faster):
-        # while auto times XLA, its rate is the third call's.
-        if len(self.times[mode]) < (3 if self.active and mode == "xla" else 2):
+        # Graph mode: a first call, then its rate. XLA: a first call, one to warm up, then its rate.
+        if len(self.times[mode]) < (2 if mode == "graph" else 3) or not self._timed_enough(mode):
             return False
-        if self.watch_recompiles:
-            self.watch_recompiles = False
-            self._warn_if_recompiling(*self.times[mode])
-            return False
-        if mode == "graph" and not self.times["xla"]:
+        if mode == "graph":
             return self._after_graph()
         return self._after_xla()
+
+    def _timed_enough(self, mode: str) -> bool:
+        """Whether ``mode``'s last call gives its rate: long enough to time, a whole call, or the last allowed."""
+        return (
+            self.times[mode][-1] >= MIN_TIMED_SECONDS
+            or self.steps_per_loop is None
+            or self.steps[mode][-1] >= self.steps_per_loop
+            or len(self.times[mode]) >= MAX_TIMED_CALLS
+        )
+
+    def _watch(self, count: int, seconds: float) -> None:
+        """For explicit XLA: compares its first two calls of one length (an epoch's last call may be shorter)."""
+        if self.count is None:
+            self.count = count
+        if count != self.count:
+            return
+        self.times["xla"].append(seconds)
+        if len(self.times["xla"]) == 2:
+            self.watch_recompiles = False
+            self._warn_if_recompiling(*self.times["xla"])
 
     def _rate(self, mode: str) -> float:
         """Seconds per step of ``mode``'s last (steady) call."""
         return self.times[mode][-1] / self.steps[mode][-1]
 
     def _after_graph(self) -> bool:
-        first, steady = self.times["graph"]
+        first = self.times["graph"][0]
         remaining = None if self.remaining_steps is None else self.remaining_steps - self.steps_seen
         rest = None if remaining is None else remaining * self._rate("graph")
         graph = getattr(self.trainer, "traced_graph", lambda: None)()
         convolutions = graph is None or has_convolutions(graph)  # Unknown: the cautious threshold.
         threshold = TRY_XLA_AFTER if convolutions else TRY_XLA_AFTER_WITHOUT_CONVOLUTIONS
-        tracing = first - steady
+        tracing = max(first - self.steps["graph"][0] * self._rate("graph"), 0.0)
         self.facts = {"convolutions": convolutions, "rest_over_tracing": None}
         if rest is not None:
             self.facts["rest_over_tracing"] = round(rest / max(tracing, 1e-9), 1)
@@ -163,7 +190,8 @@ class ModeProbe:
         self.active = False
         changed = mode != self.trainer.mode
         # Compiled already in either mode: switching back costs nothing.
-        self.trainer.settle_mode(mode, {**_report(mode, reason, self.times, self.steps), **self.facts})
+        report = _report(mode, reason, self.times, self.steps)
+        self.trainer.settle_mode(mode, {**report, "steps_per_call": self.steps_per_loop, **self.facts})
         return changed
 
     def _warn_if_recompiling(self, first: float, second: float) -> None:
@@ -197,7 +225,6 @@ def _report(mode: str, reason: str, times: dict[str, list[float]], steps: dict[s
     return {
         "mode": mode,
         "reason": reason,
-        "steps_per_call": steps["graph"][0],
         "seconds": {name: [round(value, 4) for value in values] for name, values in times.items() if values},
         "steps": {name: values for name, values in steps.items() if values},
         "measuring_cost_seconds": round(cost, 3),

@@ -80,9 +80,11 @@ def test_steps_per_loop_does_not_change_the_result(small_images):
     images = to_model_inputs(small_images[:1024], (784,))
     one, history_one = run_dense("graph", images, steps_per_loop=1)
     many, history_many = run_dense("graph", images, steps_per_loop=5)  # 8 steps: 5 + 3.
-    np.testing.assert_allclose(history_many["loss"], history_one["loss"], rtol=1e-6)
+    # The same steps in other calls: the same weights, and the same logged means to the last bit (steps are
+    # summed in float64), as auto's short timed calls and a mid-epoch resume need.
+    assert history_many["loss"] == history_one["loss"]
     for left, right in zip(one.model.weights, many.model.weights):
-        np.testing.assert_allclose(left.numpy(), right.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(left.numpy(), right.numpy())
 
 
 @pytest.mark.parametrize("mode", ["graph", "xla"])

@@ -326,42 +326,68 @@ class FakeTrainer:
         self.mode_choice.assign({"xla": 1, "graph": 2}[mode])
 
 
-# Graph mode's calls run 50 steps; XLA's, while timed, 1 (mostly compilation), then 10 to warm up and 10
-# for the rate (a program of unknown convolutions). A long run unless said otherwise; the third case recompiles.
+# Each mode's first call runs 1 step (mostly tracing, and XLA's compiling); then a fifth of a call (10 steps) for
+# the rate, and a whole call (50) when the fifth lasted under 0.2 s. XLA (for a program of unknown convolutions)
+# warms up on 10 steps before the rate's call. A long run unless said otherwise; "xla-recompiles" recompiles.
 @pytest.mark.parametrize(
-    ("times", "remaining", "chosen", "changes"),
+    ("times", "steps", "remaining", "chosen", "changes"),
     [
-        ({"graph": [2.0, 0.5], "xla": [5.0, 0.06, 0.05]}, 100_000, "xla", [False, True, False, False, False]),
-        ({"graph": [1.0, 0.2], "xla": [6.0, 0.17, 0.16]}, 100_000, "graph", [False, True, False, False, True]),
-        ({"graph": [1.0, 0.2], "xla": [8.0, 7.5, 7.4]}, 100_000, "graph", [False, True, False, False, True]),
-        ({"graph": [1.0, 0.2]}, 1_000, "graph", [False, False]),  # Too short a run to repay compiling XLA.
+        ({"graph": [2.0, 0.5], "xla": [5.0, 0.25, 0.2]}, {"graph": [1, 10], "xla": [1, 10, 10]}, 100_000, "xla",
+         [False, True, False, False, False]),
+        ({"graph": [1.0, 0.3], "xla": [6.0, 0.35, 0.33]}, {"graph": [1, 10], "xla": [1, 10, 10]}, 100_000, "graph",
+         [False, True, False, False, True]),
+        ({"graph": [1.0, 0.3], "xla": [8.0, 7.5, 7.4]}, {"graph": [1, 10], "xla": [1, 10, 10]}, 100_000, "graph",
+         [False, True, False, False, True]),
+        # Fast steps: 10 graph steps (and then 10 XLA steps) too short to time, whole calls time the rates.
+        ({"graph": [1.0, 0.02, 0.1], "xla": [4.0, 0.01, 0.012, 0.05]}, {"graph": [1, 10, 50], "xla": [1, 10, 10, 50]},
+         100_000, "xla", [False, False, True, False, False, False, False]),
+        ({"graph": [1.0, 0.3]}, {"graph": [1, 10]}, 100, "graph", [False, False]),  # Too short to repay XLA.
     ],
-    ids=["xla-faster", "graph-faster", "xla-recompiles", "short-run"],
-)
-def test_auto_mode_times_graph_then_short_xla_calls_and_keeps_the_faster(times, remaining, chosen, changes):
+    ids=["xla-faster", "graph-faster", "xla-recompiles", "fast-steps", "short-run"],
+)  # fmt: skip
+def test_auto_mode_times_each_mode_on_a_step_then_a_fifth_of_a_call_and_keeps_the_faster(
+    times, steps, remaining, chosen, changes
+):
     from aeloops.mode_probe import ModeProbe
 
     trainer = FakeTrainer("auto")
     probe = ModeProbe(trainer, remaining_steps=remaining)
-    seen, steps = [], {"graph": [], "xla": []}
+    seen, counts = [], {"graph": [], "xla": []}
     for mode in ("graph", "xla"):
         for seconds in times.get(mode, []):
             assert trainer.mode == mode
             count = probe.steps_for_call(50)
-            steps[mode].append(count)
+            counts[mode].append(count)
             seen.append(probe.record(count, seconds))
-    assert steps["graph"] == [50, 50] and steps["xla"] == ([1, 10, 10] if "xla" in times else [])
+    assert counts == {"graph": steps["graph"], "xla": steps.get("xla", [])}
     assert seen == changes and trainer.mode == chosen
-    assert probe.steps_for_call(50) == 50  # Decided: full calls again.
+    assert probe.steps_for_call(50) == 50  # Decided: whole calls again.
     assert probe.record(50, 9.0) is False and trainer.mode == chosen  # Decided once.
     assert int(trainer.mode_choice.numpy()) == {"xla": 1, "graph": 2}[chosen]
     report = trainer.mode_report
     assert report["mode"] == chosen and report["seconds"] == {mode: values for mode, values in times.items()}
+    assert report["steps"] == {mode: values for mode, values in counts.items() if values}
+    assert report["steps_per_call"] == 50
     # The slower mode's calls beyond what the chosen one would have taken for the same steps.
-    rate = times[chosen][-1] / steps[chosen][-1]
+    rate = times[chosen][-1] / counts[chosen][-1]
     other = "xla" if chosen == "graph" else "graph"
-    expected = sum(times.get(other, [])) - sum(steps[other]) * rate
+    expected = sum(times.get(other, [])) - sum(counts[other]) * rate
     assert report["measuring_cost_seconds"] == pytest.approx(max(expected, 0.0), abs=1e-3)
+
+
+def test_auto_mode_times_short_epochs_on_the_calls_they_allow():
+    """Epochs of 3 steps cut every call short: the rate is taken from the fourth call, whatever its length."""
+    from aeloops.mode_probe import ModeProbe
+
+    trainer = FakeTrainer("auto")
+    probe = ModeProbe(trainer, remaining_steps=30)
+    counts, done = [], 0
+    for seconds in (1.0, 0.004, 0.006, 0.006):
+        counts.append(min(probe.steps_for_call(50), 3 - done))  # As the outer loop asks, within an epoch.
+        probe.record(counts[-1], seconds)
+        done = (done + counts[-1]) % 3
+    assert counts == [1, 2, 3, 3] and trainer.mode_report["mode"] == "graph"  # 27 steps left: XLA not tried.
+    assert trainer.mode_report["rest_over_tracing"] == round(21 * 0.002 / (1.0 - 0.002), 1)
 
 
 def test_auto_mode_on_a_real_trainer_compiles_each_mode_once_and_a_resume_keeps_the_choice(
@@ -391,17 +417,19 @@ def test_auto_tries_xla_sooner_for_a_program_without_convolutions(program, tried
     monkeypatch.setattr(mode_probe, "has_convolutions", lambda graph: graph == "convolutions")
     trainer = FakeTrainer("auto")
     trainer.traced_graph = lambda: program  # None: not traced (unknown), treated as convolutional.
-    # Graph mode traces for 0.8 s and runs 4 ms a step: the rest (2,400 steps, 9.6 s) is 12 times the tracing.
+    # Graph mode traces for 0.8 s and runs 4 ms a step: the rest (2,439 steps, 9.756 s) is 12.2 times the tracing.
     probe = mode_probe.ModeProbe(trainer, remaining_steps=2_500)
-    assert [probe.record(50, seconds) for seconds in (1.0, 0.2)] == [False, tried]
+    calls = [(1, 0.804), (10, 0.04), (50, 0.2)]  # 10 steps last 40 ms, too short to time: a whole call times them.
+    assert [probe.steps_for_call(50) for _ in range(1)] == [1]
+    assert [probe.record(steps, seconds) for steps, seconds in calls] == [False, False, tried]
     assert trainer.mode == ("xla" if tried else "graph")
-    if tried:  # XLA's rate is timed on calls as long as graph mode's (a fifth would be too short to time).
+    if tried:  # XLA's rate is timed on calls as long as graph mode's (a fifth was too short to time).
         assert probe.steps_for_call(50) == 1 and not probe.record(1, 2.0)
         assert probe.steps_for_call(50) == 50
     else:
         reason = trainer.mode_report["reason"]
         assert "under 15 times graph mode's tracing, 0.8 s, for a program with convolutions" in reason
-        assert trainer.mode_report["rest_over_tracing"] == 12.0 and trainer.mode_report["convolutions"]
+        assert trainer.mode_report["rest_over_tracing"] == 12.2 and trainer.mode_report["convolutions"]
 
 
 def test_the_probe_finds_the_convolutions_of_a_traced_training_loop(images):
