@@ -43,6 +43,7 @@ def evaluate_run(
     examples: int | None = None,
     batch_size: int = 50,
     seed: int = 0,
+    xla: bool = False,
 ) -> dict[str, Any]:
     """Returns the NLL and ELBO of ``run_dir``'s model (newest or best checkpoint) and what they were computed on."""
     source = checked_source(run_dir, best, "evaluate")
@@ -65,7 +66,7 @@ def evaluate_run(
         images = images[:examples] if examples else images
         with trainer.averaged_weights():
             result = likelihood.negative_log_likelihood(
-                trainer.model, images, samples=samples, batch_size=batch_size, seed=seed
+                trainer.model, images, samples=samples, batch_size=batch_size, seed=seed, jit_compile=xla
             )
     return {
         **result,
@@ -73,6 +74,7 @@ def evaluate_run(
         "step": int(trainer.step.numpy()),
         "data": data or "validation",
         "binarize": config.binarize,
+        "xla": xla,
     }
 
 
@@ -120,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--examples", type=int, help="evaluate only the first N images")
     parser.add_argument("--batch-size", type=int, default=50, help="images per compiled call (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+    parser.add_argument("--xla", action="store_true", help="compile with XLA: faster, other samples from the same seed")
     return parser
 
 
@@ -139,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
             result = evaluate_run(
                 run_dir, args.nll_samples, best=args.best, data=args.data, examples=args.examples,
-                batch_size=args.batch_size, seed=args.seed,
+                batch_size=args.batch_size, seed=args.seed, xla=args.xla,
             )  # fmt: skip
         save(run_dir, result)
     except (ValueError, TypeError) as error:

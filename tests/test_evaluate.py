@@ -60,6 +60,15 @@ def test_an_earlier_different_evaluation_is_kept(vae_run, capsys):
     assert json.loads(out)["nll"] < json.loads(first)["nll"]  # More samples: a tighter bound.
 
 
+def test_xla_gives_the_bound_within_its_monte_carlo_error(vae_run, capsys):
+    graph = json.loads(run(capsys, vae_run, "--nll-samples", "200", "--examples", "100")[1])
+    status, out, err = run(capsys, vae_run, "--nll-samples", "200", "--examples", "100", "--xla")
+    xla = json.loads(out)
+    assert status == 0 and err == "" and xla["xla"] is True and graph["xla"] is False
+    # Other samples from the same seed (XLA's generator): not the same figure, but far within its error.
+    assert xla["nll"] != graph["nll"] and abs(xla["nll"] - graph["nll"]) < 0.1 * graph["nll_standard_error"]
+
+
 def test_data_from_a_file_is_binarized_as_the_run_was(vae_run, capsys, tmp_path, small_test_images):
     path = tmp_path / "images.npz"
     np.savez(path, x_test=small_test_images[:50])
