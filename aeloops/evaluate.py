@@ -122,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--examples", type=int, help="evaluate only the first N images")
     parser.add_argument("--batch-size", type=int, default=50, help="images per compiled call (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
-    parser.add_argument("--xla", action="store_true", help="compile with XLA: faster, other samples from the same seed")
+    parser.add_argument(
+        "--xla",
+        action="store_true",
+        help="compile with XLA: faster for some models (IWAE), slower for others (the VAE); other samples",
+    )
     return parser
 
 

@@ -94,10 +94,12 @@ def negative_log_likelihood(
     Also ``"samples"``, ``"examples"``, ``"seed"`` and the standard error of
     the NLL across examples (``"nll_standard_error"``). ``images`` are the
     model's inputs, binary for a Bernoulli likelihood to mean what papers
-    mean by it. ``jit_compile=True`` compiles the bound with XLA: 1.4x
-    faster for the IWAE model with K = 5,000 here. XLA's random number
-    generator draws other samples from the same seed, so its figures are
-    repeatable but differ from graph mode's within their Monte Carlo error.
+    mean by it. ``jit_compile=True`` compiles the bound with XLA: 1.42x
+    faster for Burda et al.'s IWAE model with K = 5,000 here, but 0.56x
+    for the 784-400-40 VAE with K = 200 (``benchmarks/likelihood_speed.py``).
+    XLA's random number generator draws other samples from the same seed,
+    so its figures are repeatable but differ from graph mode's within their
+    Monte Carlo error.
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}.")

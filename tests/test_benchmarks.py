@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import blog_table, evaluation, mode_choice, run, startup, torch_peers
+from benchmarks import blog_table, evaluation, likelihood_speed, mode_choice, run, startup, torch_peers
 from tests.conftest import SHARED_MNIST
 
 
@@ -111,6 +111,13 @@ def test_likelihood_reproduction_evaluates_its_best_epoch_and_resumes(model, tmp
     assert "Resuming at epoch 3 of 3." in capsys.readouterr().out
     second = json.loads((tmp_path / "evaluation.json").read_text())
     assert second["epochs"] == 3 and second["best_validation_loss"] <= first["best_validation_loss"]
+
+
+def test_likelihood_speed_times_graph_against_xla(capsys):
+    assert likelihood_speed.main(["--model", "vae", "--examples", "20", "--samples", "10", "--repeats", "1"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split("|")
+    graph, xla, ratio = float(row[4]), float(row[5]), float(row[6].strip().rstrip("x"))
+    assert row[1].strip() == "vae" and graph > 0 and xla > 0 and ratio == pytest.approx(graph / xla, rel=0.05)
 
 
 def _write_amat(directory, splits):
