@@ -20,14 +20,14 @@ __all__ = ["CHOICES", "ModeProbe", "XlaRecompileWarning", "describe", "has_convo
 # The values of Trainer.mode_choice, a checkpointed counter: 0 while undecided.
 CHOICES = {1: "xla", 2: "graph"}
 # XLA is tried only when the rest of the run in graph mode would take this many
-# times graph mode's tracing and compilation (its first call less a steady
-# one). XLA's first call (tracing and compiling, once whatever the step count)
+# times graph mode's tracing and compilation (its first, one-step call less
+# a step at the steady rate). XLA's first call (tracing and compiling, once whatever the step count)
 # cost 1.2 to 2.0 times that on seven models (their mode_report, the machine
 # loaded). A program with convolutions, which XLA ran 2x to 16x slower on
 # this project's CPUs, waits for a run where trying and losing (that
 # compilation and the slow timed steps, about 2.3 times the tracing) costs
 # at most about 15% of the rest; one without, where whole fixed-XLA runs were
-# a quarter to a third shorter (dense, iwae, aae) and only a model that
+# a fifth to a third shorter (dense, iwae, aae) and only a model that
 # recompiles on every call lost, tries once that gain would repay the
 # compilation. A short run stays in graph mode.
 TRY_XLA_AFTER = 15.0
