@@ -20,10 +20,10 @@ __all__ = ["CHOICES", "ModeProbe", "XlaRecompileWarning", "describe", "has_convo
 # The values of Trainer.mode_choice, a checkpointed counter: 0 while undecided.
 CHOICES = {1: "xla", 2: "graph"}
 # XLA is tried only when the rest of the run in graph mode would take this many
-# times graph mode's tracing and compilation (its first, one-step call less
-# a step at the steady rate). XLA's first call (tracing and compiling, once whatever the step count)
-# cost 1.2 to 2.0 times that on seven models (their mode_report, the machine
-# loaded). A program with convolutions, which XLA ran 2x to 16x slower on
+# times graph mode's tracing and compilation (its first, one-step call less a
+# step at the steady rate). XLA's first call (tracing and compiling, once
+# whatever the step count) cost 1.2 to 2.0 times that on seven models (their
+# mode_report, the machine loaded). A program with convolutions, which XLA ran 2x to 16x slower on
 # this project's CPUs, waits for a run where trying and losing (that
 # compilation and the slow timed steps, about 2.3 times the tracing) costs
 # at most about 15% of the rest; one without, where whole fixed-XLA runs were
@@ -43,8 +43,8 @@ MARGIN = 0.95
 # they take it as a tensor.
 FIRST_CALL_STEPS = 1
 # A rate is timed on a call of a fifth of ``steps_per_loop`` steps: the
-# faster a mode is found out, the fewer steps the slower one runs (iwae's
-# graph mode took 93 ms a step, against XLA's 41). A call shorter than
+# sooner a mode's rate is known, the fewer steps the slower one runs (iwae's
+# graph mode took 46 to 52 ms a step, against XLA's 28). A call shorter than
 # MIN_TIMED_SECONDS is too short to time (dense's 10 steps last about 12 ms):
 # the rate is then timed on a whole call.
 RATE_FRACTION = 5
@@ -119,7 +119,7 @@ class ModeProbe:
         return max(steps_per_loop // RATE_FRACTION, 1)
 
     def record(self, count: int, seconds: float) -> bool:
-        """Records one call's length and steps; returns True when the trainer's mode was changed."""
+        """Records the call ``steps_for_call`` planned: its steps and length; True when the trainer's mode changed."""
         self.steps_seen += count
         if self.watch_recompiles:
             self._watch(count, seconds)
@@ -140,7 +140,6 @@ class ModeProbe:
         """Whether ``mode``'s last call gives its rate: long enough to time, a whole call, or the last allowed."""
         return (
             self.times[mode][-1] >= MIN_TIMED_SECONDS
-            or self.steps_per_loop is None
             or self.steps[mode][-1] >= self.steps_per_loop
             or len(self.times[mode]) >= MAX_TIMED_CALLS
         )

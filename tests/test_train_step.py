@@ -382,12 +382,13 @@ def test_auto_mode_times_short_epochs_on_the_calls_they_allow():
     trainer = FakeTrainer("auto")
     probe = ModeProbe(trainer, remaining_steps=30)
     counts, done = [], 0
-    for seconds in (1.0, 0.004, 0.006, 0.006):
+    for seconds in (1.0, 0.04, 0.06, 0.06):  # 20 ms a step: every call under the 0.2 s it takes to time one.
         counts.append(min(probe.steps_for_call(50), 3 - done))  # As the outer loop asks, within an epoch.
-        probe.record(counts[-1], seconds)
+        assert probe.record(counts[-1], seconds) is False  # Graph mode kept: no change.
         done = (done + counts[-1]) % 3
-    assert counts == [1, 2, 3, 3] and trainer.mode_report["mode"] == "graph"  # 27 steps left: XLA not tried.
-    assert trainer.mode_report["rest_over_tracing"] == round(21 * 0.002 / (1.0 - 0.002), 1)
+    assert counts == [1, 2, 3, 3] and trainer.mode_report["steps"] == {"graph": [1, 2, 3, 3]}
+    # Decided on the fourth call: the 21 steps left (0.42 s at its 20 ms) against 0.98 s of tracing.
+    assert trainer.mode_report["mode"] == "graph" and trainer.mode_report["rest_over_tracing"] == 0.4
 
 
 def test_auto_mode_on_a_real_trainer_compiles_each_mode_once_and_a_resume_keeps_the_choice(
@@ -419,9 +420,10 @@ def test_auto_tries_xla_sooner_for_a_program_without_convolutions(program, tried
     trainer.traced_graph = lambda: program  # None: not traced (unknown), treated as convolutional.
     # Graph mode traces for 0.8 s and runs 4 ms a step: the rest (2,439 steps, 9.756 s) is 12.2 times the tracing.
     probe = mode_probe.ModeProbe(trainer, remaining_steps=2_500)
-    calls = [(1, 0.804), (10, 0.04), (50, 0.2)]  # 10 steps last 40 ms, too short to time: a whole call times them.
-    assert [probe.steps_for_call(50) for _ in range(1)] == [1]
-    assert [probe.record(steps, seconds) for steps, seconds in calls] == [False, False, tried]
+    # 10 steps last 40 ms, too short to time: a whole call times them.
+    calls = [(1, 0.804, False), (10, 0.04, False), (50, 0.2, tried)]
+    for steps, seconds, changed in calls:
+        assert probe.steps_for_call(50) == steps and probe.record(steps, seconds) is changed
     assert trainer.mode == ("xla" if tried else "graph")
     if tried:  # XLA's rate is timed on calls as long as graph mode's (a fifth was too short to time).
         assert probe.steps_for_call(50) == 1 and not probe.record(1, 2.0)
