@@ -116,7 +116,7 @@ def negative_log_likelihood(
     functions = _BOUND_FUNCTIONS.setdefault(model, {})
     key = (chunk, chunks, samples, latent_dim, bool(jit_compile))
     if key not in functions:
-        functions[key] = _bound_function(model, chunk, chunks, samples, latent_dim, bool(jit_compile))
+        functions[key] = _bound_function(model, *key)
     step = functions[key]
     for index, start in enumerate(range(0, len(inputs), batch_size)):
         bound, elbo = step(tf.constant(inputs[start : start + batch_size]), tf.constant([seed, index], tf.int64))

@@ -69,19 +69,22 @@ class Setting:
     nll_samples: int
     rounds: int
     reference: dict[str, float]
+    # XLA computed IWAE's bound (K = 5,000) 1.42x faster than graph mode here, the VAE's (K = 200) 0.56x
+    # (python -m benchmarks.likelihood_speed).
+    nll_jit_compile: bool
 
 
 SETTINGS = {
     # examples/scripts/reproducibility/vae.py: 784-400-40, Adam 1e-4, batch 100, 500 epochs.
     "vae": Setting(
         "vae", 676_864, 1e-4, 1e-8, 100, 500, (200, 350), 10 ** (-1 / 5), 200, 5,
-        {"pythae": 89.78, "Rezende and Mohamed 2015": 89.9},
+        {"pythae": 89.78, "Rezende and Mohamed 2015": 89.9}, False,
     ),
     # examples/scripts/reproducibility/iwae.py: Burda et al.'s 784-200-200 (tanh)-50, K = 50, batch 20, Adam 1e-3
     # with epsilon 1e-4, 3,280 epochs (3^i epochs at the i-th rate), NLL with 5,000 samples.
     "iwae": Setting(
         "iwae", 425_284, 1e-3, 1e-4, 20, 3280, (2, 5, 14, 28, 41, 122, 365, 1094), 10 ** (-1 / 7), 5000, 5,
-        {"pythae": 86.82, "Burda et al. 2015": 87.1},
+        {"pythae": 86.82, "Burda et al. 2015": 87.1}, True,
     ),
 }  # fmt: skip
 
@@ -140,13 +143,10 @@ def load_data(args: argparse.Namespace, examples: int | None = None) -> tuple[di
     return binary_mnist(args.data_dir, examples), "fixed draw"
 
 
-def build_trainer(setting: Setting, mode: str, steps_per_epoch: int):
-    """Returns pythae's model for ``setting`` and its trainer: Adam with the milestone decay, the model's objective."""
-    import keras
-
+def build_model(setting: Setting):
+    """Returns ``setting``'s model, checked to have the parameter count of pythae's."""
     import aeloops
 
-    keras.utils.set_random_seed(123)  # pythae's scripts' seed.
     if setting.model == "vae":
         model = aeloops.VariationalAutoencoder((784,), (400,), latent_dim=40)
     else:
@@ -155,6 +155,17 @@ def build_trainer(setting: Setting, mode: str, steps_per_epoch: int):
         model = ImportanceWeightedAutoencoder(samples=50)
     if model.count_params() != setting.parameters:
         raise AssertionError(f"The model has {model.count_params()} parameters, pythae's {setting.parameters}.")
+    return model
+
+
+def build_trainer(setting: Setting, mode: str, steps_per_epoch: int):
+    """Returns pythae's model for ``setting`` and its trainer: Adam with the milestone decay, the model's objective."""
+    import keras
+
+    import aeloops
+
+    keras.utils.set_random_seed(123)  # pythae's scripts' seed.
+    model = build_model(setting)
     rates = [setting.learning_rate * setting.gamma**index for index in range(len(setting.milestones) + 1)]
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
         [milestone * steps_per_epoch for milestone in setting.milestones], rates
@@ -215,10 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def test_nll() -> dict[str, float]:
         """Returns the test NLL's mean and spread over the rounds (one seed each), and the mean negative ELBO."""
-        # XLA evaluated IWAE's bound (K = 5,000) 1.42x faster than graph mode here, the VAE's (K = 200) 0.56x
-        # (python -m benchmarks.likelihood_speed).
         results = [
-            negative_log_likelihood(trainer.model, data["test"], samples=samples, seed=seed, jit_compile=xla)
+            negative_log_likelihood(
+                trainer.model, data["test"], samples=samples, seed=seed, jit_compile=setting.nll_jit_compile
+            )
             for seed in range(rounds)
         ]
         nll = [result["nll"] for result in results]
@@ -226,7 +237,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"nll": statistics.mean(nll), "nll_std_over_rounds": statistics.pstdev(nll), "elbo": elbo}
 
     started = time.perf_counter()
-    xla = setting.model == "iwae"
     last = test_nll()
     # The best epoch is often the last; its weights are then the same and need no second evaluation.
     last_epoch = int(trainer.step.numpy()) // steps_per_epoch
@@ -242,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "last_epoch": {**last, "validation_loss": history.get("val_loss", [None])[-1]},
         "samples": samples,
         "rounds": rounds,
-        "xla": xla,
+        "xla": setting.nll_jit_compile,
         "epochs": epochs,
         "setting_epochs": setting.epochs,
         "training_seconds_this_session": round(training_seconds, 1),
