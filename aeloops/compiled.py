@@ -119,8 +119,8 @@ def build_loop(
 
     def run(*args: Any) -> dict[str, tf.Tensor]:
         per_replica = strategy.run(step, args=args)
-        # Replicas report shares of global means, so their sum is the value. Steps are summed in float64, which
-        # holds an epoch's sums of float32 values without rounding: an epoch's means then do not depend on how
+        # Replicas report shares of global means, so their sum is the value. Steps are summed in float64, whose
+        # 53 bits hold sums of float32 values of like size exactly: an epoch's means then do not depend on how
         # its steps were split into calls (auto's short timed calls, a mid-epoch resume, a repeat of an auto run
         # in the mode it chose).
         return {
