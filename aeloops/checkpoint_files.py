@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from aeloops.rundir import keep_aside
+from aeloops.rundir import keep_aside, replacing
 
 __all__ = [
     "RECORD_KEY",
@@ -109,10 +109,8 @@ def repair_state_file(directory: str | os.PathLike) -> str | None:
         *(f"all_model_checkpoint_timestamps: {time!r}" for time in times),
         f"last_preserved_timestamp: {min(times) - 1.0!r}",
     ]
-    partial = f"{state_path}.partial"
-    with open(partial, "w", encoding="utf-8") as stream:
-        stream.write("\n".join(lines) + "\n")
-    os.replace(partial, state_path)
+    with replacing(state_path) as partial:
+        partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return f"The checkpoint list {state_path} {problem}; rebuilt it from the {len(found)} checkpoint(s) on disk{kept}."
 
 

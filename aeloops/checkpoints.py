@@ -23,6 +23,7 @@ import gc
 import json
 import os
 import re
+import shlex
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -222,10 +223,11 @@ class Checkpointer(Callback):
         )
         if intact is None:
             return f"Checkpoint {latest} is damaged ({problem}) and no other checkpoint loads; start a new run."
-        aside = os.path.join(self.read_directory, "damaged")
+        aside = shlex.quote(os.path.join(self.read_directory, "damaged"))
+        # Quoted, so the command is safe to paste for any path; the glob stays outside the quotes.
         return (
             f"Checkpoint {latest} is damaged ({problem}); {intact} is intact. To resume from it, move the damaged "
-            f"files aside (nothing else changes): mkdir -p {aside} && mv {latest}.* {aside}/"
+            f"files aside (nothing else changes): mkdir -p {aside} && mv {shlex.quote(latest)}.* {aside}/"
         )
 
     def save(self) -> str | None:

@@ -17,10 +17,13 @@ import importlib.metadata
 import importlib.util
 import json
 import pathlib
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
 import tomllib
+
+from aeloops.data.locate import COLOR_MODES, INTERPOLATIONS, NAMED_DATASETS, check_source
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -34,7 +37,9 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "check_names",
+    "check_code_source",
     "load_config_file",
+    "load_run_config",
     "merge",
     "software_versions",
 ]
@@ -42,7 +47,7 @@ __all__ = [
 MODES = ("auto", "xla", "graph", "eager")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
-DATASETS = ("mnist", "fashion_mnist", "mnist-sample")
+DATASETS = NAMED_DATASETS
 # How images become binary for a Bernoulli likelihood: not at all; at 0.5; by one draw per pixel
 # with its intensity as the probability (as Larochelle and Murray's binarized MNIST was made); or
 # by a new draw at every training step (aeloops.data.binarize, Trainer(dynamic_binarization=True)).
@@ -57,11 +62,13 @@ SCHEDULES = ("constant", "linear_warmup", "cyclical")
 # Names checked before TensorFlow loads, so a typo fails at once; the
 # tests check them against aeloops.models.registry and aeloops.optimizers.
 BUILTIN_MODELS = (
-    "aae", "betatcvae", "conv", "convtranspose", "deep", "denoising", "dense", "iwae", "rowwise", "seq2seq", "sparse",
-    "twohead", "vae", "vqvae", "wae",
+    "aae", "betatcvae", "conv", "convtranspose", "convvae", "deep", "denoising", "dense", "iwae", "rowwise", "seq2seq",
+    "sparse", "twohead", "vae", "vqvae", "wae",
 )  # fmt: skip
 OPTIMIZER_NAMES = ("adadelta", "adagrad", "adam", "adamw", "nadam", "rmsprop", "sgd")
 RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
+# --trust-code's help, the same for every command that reads a run's config.json.
+TRUST_HELP = "allow a module:attribute model named by the run's config.json to be imported (its code runs)"
 # config.json's record of the software a run used (not a setting).
 VERSIONS_KEY = "versions"
 # Keras optimizer options a run can set, for all optimizers or per part.
@@ -76,8 +83,13 @@ OPTIMIZER_OPTIONS = (
 PART_SETTINGS = ("optimizer", "learning_rate", *OPTIMIZER_OPTIONS)
 
 
-def _setting(default: Any, help: str, *, flag: bool = True, metavar: str | None = None) -> Any:  # noqa: A002
-    """A TrainConfig field whose ``help`` (and ``flag=False``: no flag) the CLI's parser is built from."""
+def _setting(
+    default: Any, help: str, *, flag: bool = True, metavar: str | tuple[str, ...] | None = None  # noqa: A002
+) -> Any:
+    """A TrainConfig field whose ``help`` (and ``flag=False``: no flag) the CLI's parser is built from.
+
+    A tuple ``metavar`` makes a flag of that many values (``--image-size HEIGHT WIDTH``).
+    """
     factory = {"default_factory": dict} if default == {} else {"default": default}
     return dataclasses.field(**factory, metadata={"help": help, "flag": flag, "metavar": metavar})
 
@@ -91,8 +103,19 @@ class TrainConfig:
     """
 
     model: str = _setting("dense", "registered model name or module:builder (see --list-models)")
-    dataset: str = _setting("mnist", f"{', '.join(DATASETS)} or a .npy/.npz path")
-    data_dir: str | None = _setting(None, "directory with the MNIST IDX files or mnist.npz")
+    dataset: str = _setting(
+        "mnist", f"{', '.join(DATASETS)}, a .npy/.npz file, a folder of images, or TFRecord shards (a file or glob)"
+    )
+    data_dir: str | None = _setting(None, "directory with the MNIST IDX files, mnist.npz or binarized MNIST's files")
+    image_size: list[int] | None = _setting(
+        None, "resize every image to this size (default: the data's own)", metavar=("HEIGHT", "WIDTH")
+    )
+    color_mode: str | None = _setting(None, f"{' or '.join(COLOR_MODES)} (default: the data's own)")
+    interpolation: str = _setting("bilinear", f"how --image-size resizes: {', '.join(INTERPOLATIONS)}")
+    validation_split: float | None = _setting(None, "hold out this fraction of the training images (seeded)")
+    validation_data: str | None = _setting(None, "validation images from another path (default: the test split)")
+    # The data's (height, width, channels), which the model is built for: recorded by the run, not set.
+    image_shape: list[int] | None = _setting(None, "the data's image shape, recorded by the run", flag=False)
     binarize: str = _setting("none", f"{', '.join(BINARIZATIONS)}: binary images, for a Bernoulli likelihood")
     epochs: int = _setting(20, "epochs to train in all")
     batch_size: int = _setting(64, "global batch size")
@@ -205,6 +228,32 @@ def check_names(config: TrainConfig) -> None:
             raise ValueError(f"Unknown {where} {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}.")
     if config.loss is not None and config.loss not in RECONSTRUCTION_LOSSES:
         raise ValueError(f"Unknown loss {config.loss!r}; choose one of {', '.join(RECONSTRUCTION_LOSSES)}.")
+    check_source(config.dataset)
+    if config.validation_data is not None:
+        check_source(config.validation_data, "--validation-data")
+
+
+def check_code_source(model: str, source: str | None, fix: str) -> None:
+    """Refuses a ``module:attribute`` model that a file names, before anything is imported.
+
+    A run directory or a config file may come from someone else; like Keras's
+    ``safe_mode``, aeloops imports code only when the user says so: by typing
+    the model on the command line (``source`` None) or by ``--trust-code``
+    (the caller then does not call this). ``fix`` says how to allow it.
+    """
+    if ":" not in model or source is None:
+        return
+    module = model.partition(":")[0]
+    raise ValueError(
+        f"{source} names the model {model!r}, which would import and run Python module {module!r}; "
+        f"aeloops runs no code a file names unless you say so: {fix}."
+    )
+
+
+def code_fix(model: str, *, typed: bool) -> str:
+    """Returns the advice for ``check_code_source``: --trust-code, and for training also --model typed."""
+    trust = "add --trust-code if you trust the file and that module"
+    return f"{trust}, or give --model {shlex.quote(model)} yourself" if typed else trust
 
 
 def merge(config: TrainConfig, values: dict[str, Any], source: str) -> TrainConfig:
@@ -249,6 +298,14 @@ def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
         raise ValueError(f"Config file {path} must hold a table of settings, not {type(values).__name__}.")
     values.pop(VERSIONS_KEY, None)  # A record of the run that wrote it, not a setting.
     return values
+
+
+def load_run_config(path: str | pathlib.Path, *, trust_code: bool = False) -> TrainConfig:
+    """Returns the settings a run's ``config.json`` holds; a ``module:attribute`` model needs ``trust_code``."""
+    config = merge(TrainConfig(), load_config_file(path), str(path))
+    if not trust_code:
+        check_code_source(config.model, str(path), code_fix(config.model, typed=False))
+    return config
 
 
 def software_versions() -> dict[str, str]:

@@ -15,7 +15,6 @@ from typing import Any
 
 from aeloops.config import (
     BINARIZATIONS,
-    DATASETS,
     LR_SCHEDULES,
     MODES,
     NONFINITE_POLICIES,
@@ -26,6 +25,7 @@ from aeloops.config import (
     TERM_SETTINGS,
     TrainConfig,
 )
+from aeloops.data.locate import COLOR_MODES, INTERPOLATIONS
 
 __all__ = ["validate"]
 
@@ -70,10 +70,7 @@ def validate(config: TrainConfig) -> None:
     ):
         if getattr(config, name) not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(config, name)!r}.")
-    if config.dataset not in DATASETS and not config.dataset.endswith((".npy", ".npz")):
-        raise ValueError(
-            f"Unknown dataset {config.dataset!r}; choose one of {', '.join(DATASETS)} or a .npy/.npz path."
-        )
+    _validate_images(config)
     if config.profile_steps is not None:
         first, separator, last = config.profile_steps.partition(":")
         if not (separator and first.isdigit() and last.isdigit() and int(first) < int(last)):
@@ -89,6 +86,30 @@ def validate(config: TrainConfig) -> None:
             if key not in PART_SETTINGS:
                 raise ValueError(f"Unknown setting optimizers.{part}.{key}; a part accepts {', '.join(PART_SETTINGS)}.")
         _validate_optimizer_settings(settings, f"optimizers.{part}.")
+
+
+def _validate_images(config: TrainConfig) -> None:
+    """Checks how images are read: their size, colours, resizing and validation split."""
+    for name in ("image_size", "image_shape"):
+        value, length = getattr(config, name), 2 if name == "image_size" else 3
+        if value is None:
+            continue
+        _expect(name, value, (list, tuple), f"{length} positive integers")
+        if len(value) != length or any(isinstance(side, bool) or not isinstance(side, int) or side < 1
+                                       for side in value):  # fmt: skip
+            raise ValueError(f"{name} must be {length} positive integers, got {value!r}.")
+    if config.color_mode is not None and config.color_mode not in COLOR_MODES:
+        raise ValueError(f"color_mode must be one of {', '.join(COLOR_MODES)}; got {config.color_mode!r}.")
+    if config.interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {config.interpolation!r}.")
+    if config.validation_split is not None:
+        _expect("validation_split", config.validation_split, (float, int), "a fraction between 0 and 1")
+        if not 0 < config.validation_split < 1:
+            raise ValueError(f"validation_split must lie strictly between 0 and 1, got {config.validation_split}.")
+    if config.validation_data is not None:
+        _expect("validation_data", config.validation_data, (str,), "a path")
+    if config.validation_split is not None and config.validation_data is not None:
+        raise ValueError("Give validation_split or validation_data, not both.")
 
 
 def _validate_watching(config: TrainConfig) -> None:

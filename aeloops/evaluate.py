@@ -44,10 +44,15 @@ def evaluate_run(
     batch_size: int = 50,
     seed: int = 0,
     xla: bool = False,
+    trust_code: bool = False,
 ) -> dict[str, Any]:
-    """Returns the NLL and ELBO of ``run_dir``'s model (newest or best checkpoint) and what they were computed on."""
+    """Returns the NLL and ELBO of ``run_dir``'s model (newest or best checkpoint) and what they were computed on.
+
+    A model given as ``module:attribute`` in the run's ``config.json`` is
+    imported only with ``trust_code=True``: the run may come from someone else.
+    """
     source = checked_source(run_dir, best, "evaluate")
-    config = config_lib.merge(config_lib.TrainConfig(), config_lib.load_config_file(run_dir.config), "config.json")
+    config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
     from aeloops import data as data_lib  # Deferred, like everything below: imports TensorFlow.
     from aeloops import experiment, likelihood
     from aeloops.checkpoints import Checkpointer
@@ -127,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile with XLA: faster for some models (IWAE), slower for others (the VAE); other samples",
     )
+    parser.add_argument("--trust-code", action="store_true", help=config_lib.TRUST_HELP)
     return parser
 
 
@@ -142,11 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.data is not None and not pathlib.Path(args.data).is_file():
             raise ValueError(f"--data {args.data} does not exist.")
         checked_source(run_dir, args.best, "evaluate")
+        config_lib.load_run_config(run_dir.config, trust_code=args.trust_code)  # Refused before TensorFlow loads.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
             result = evaluate_run(
                 run_dir, args.nll_samples, best=args.best, data=args.data, examples=args.examples,
-                batch_size=args.batch_size, seed=args.seed, xla=args.xla,
+                batch_size=args.batch_size, seed=args.seed, xla=args.xla, trust_code=args.trust_code,
             )  # fmt: skip
         save(run_dir, result)
     except (ValueError, TypeError) as error:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shlex
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import keras
@@ -23,13 +24,17 @@ from aeloops import mode_probe, run_record, schedules, watching
 from aeloops.callbacks import Callback
 from aeloops.checkpoints import Checkpointer
 from aeloops.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, software_versions
+from aeloops.data import images as images_lib
+from aeloops.data.images import ImageData
+from aeloops.data.locate import source_kind
 from aeloops.images import image_grid, write_png
 from aeloops.loop import Trainer
 from aeloops.models import registry
+from aeloops.models.registry import MNIST_SHAPE
 from aeloops.optimizers import make_optimizer
 from aeloops.run_callbacks import FirstCallTimer, HistoryFile, PreemptionHandling, StopOnRequest
 from aeloops.run_objective import build_objective, unused_outputs
-from aeloops.rundir import RunDirectory, is_chief_task, worker_scratch_dir, write_json, writing
+from aeloops.rundir import RunDirectory, is_chief_task, replacing, worker_scratch_dir, write_json, writing
 from aeloops.summaries import SummaryWriter, reconstruction_rows
 
 __all__ = [
@@ -37,6 +42,8 @@ __all__ = [
     "RunResult",
     "build_trainer",
     "load_datasets",
+    "read_images",
+    "shape_datasets",
     "make_optimizers",
     "make_strategy",
     "precision",
@@ -56,6 +63,8 @@ class Datasets(NamedTuple):
     name: str
     # The classes of the validation images (else of the training images), where the dataset has them.
     labels: np.ndarray | None = None
+    # The images' own (height, width, channels), whatever shape the model takes them in.
+    image_shape: tuple[int, int, int] = MNIST_SHAPE
 
 
 class RunResult(NamedTuple):
@@ -82,47 +91,52 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 VALIDATION_BINARIZATION_SEED = 0
 
 
-def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
-    """Loads ``config.dataset``, shapes it for the model and binarizes it as ``config.binarize`` says.
+def read_images(config: TrainConfig, log: Callable[[str], None]) -> tuple[ImageData, str]:
+    """Reads ``config.dataset`` as images in their own shape (resized and converted as asked); returns its name too.
 
-    ``"threshold"`` and ``"fixed"`` binarize the training images once (the
-    latter from ``config.seed``); ``"dynamic"`` leaves them to the trainer,
-    which draws anew at every step. Validation images are binarized once,
-    by threshold or from ``VALIDATION_BINARIZATION_SEED``.
+    The name is the dataset actually used: ``"mnist-sample"`` after a
+    fall-back from ``"mnist"``. Validation images come from
+    ``--validation-data``, else a ``--validation-split`` of the training
+    images, else the dataset's test split, unless ``--no-validation``.
     """
-    datasets = _load_datasets(config, example_shape, log)
-    if config.binarize == "none":
-        return datasets
-    train = datasets.train
-    if config.binarize != "dynamic":
-        train = data_lib.binarize(train, _binarize_method(config), config.seed)
-    return datasets._replace(train=train, validation=binarize_validation(datasets.validation, config))
-
-
-def binarize_validation(images: np.ndarray | None, config: TrainConfig) -> np.ndarray | None:
-    """Returns evaluation images binarized as ``config.binarize`` says: by threshold, or once from seed 0."""
-    if images is None or config.binarize == "none":
-        return images
-    return data_lib.binarize(images, _binarize_method(config), VALIDATION_BINARIZATION_SEED)
-
-
-def _binarize_method(config: TrainConfig) -> str:
-    # "fixed" and "dynamic" runs are evaluated on one fixed draw; "threshold" runs on thresholded images.
-    return "threshold" if config.binarize == "threshold" else "fixed"
-
-
-def _load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
-    if config.dataset.endswith((".npy", ".npz")):
-        train = data_lib.load_array_file(config.dataset)
-        validation = None
-        if config.dataset.endswith(".npz") and config.validation:
-            with np.load(config.dataset) as archive:
-                validation = archive["x_test"] if "x_test" in archive.files else None
-        return Datasets(
-            data_lib.to_model_inputs(train, example_shape, name=config.dataset),
-            None if validation is None else data_lib.to_model_inputs(validation, example_shape, "x_test"),
-            config.dataset,
+    options = {"image_size": config.image_size, "color_mode": config.color_mode,
+               "interpolation": config.interpolation}  # fmt: skip
+    kind, used = source_kind(config.dataset), config.dataset
+    if kind in ("mnist", "fashion_mnist", "mnist-sample", "binarized_mnist"):
+        train, test, train_labels, test_labels, used = _named_dataset(config, log)
+        train = images_lib.convert(train, name="training images", **options)
+        test = images_lib.convert(test, train.shape[1:3], _color_mode(train), config.interpolation, "test images")
+        images = ImageData(train, test, train_labels, test_labels, ())
+        if config.validation_split is not None:  # Held out of the training images, as for any other dataset.
+            kept, held = images_lib.split_indices(len(train), config.validation_split, config.seed)
+            labels = (None, None) if train_labels is None else (train_labels[kept], train_labels[held])
+            images = ImageData(train[kept], train[held], labels[0], labels[1], ())
+    else:
+        images = images_lib.load_images(config.dataset, validation_split=config.validation_split, seed=config.seed,
+                                        **options)  # fmt: skip
+    if config.validation_data is not None:
+        validation, _, validation_labels, _, _ = images_lib.read_source(
+            config.validation_data, images.shape[:2], _color_mode(images.train), config.interpolation
         )
+        images = images._replace(validation=validation, validation_labels=validation_labels)
+    if not config.validation:
+        images = images._replace(validation=None, validation_labels=None)
+    return images, used
+
+
+def _color_mode(images: np.ndarray) -> str:
+    return "grayscale" if images.shape[-1] == 1 else "rgb"
+
+
+def _named_dataset(
+    config: TrainConfig, log: Callable[[str], None]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str]:
+    """Returns a named dataset's training and test images and labels, and the name of what was used."""
+    if config.dataset == "binarized_mnist":
+        if config.data_dir is None:
+            raise ValueError("--dataset binarized_mnist needs --data-dir, the folder of binarized_mnist_*.amat(.gz).")
+        splits = data_lib.load_binarized_mnist(config.data_dir)
+        return splits.train_images, splits.test_images, None, None, config.dataset
     used = config.dataset
     if config.dataset == "mnist-sample":
         splits = data_lib.load_sample()
@@ -138,12 +152,43 @@ def _load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Cal
             )
             splits = data_lib.load_sample()
             used = "mnist-sample"
-    return Datasets(
-        data_lib.to_model_inputs(splits.train_images, example_shape, "training images"),
-        data_lib.to_model_inputs(splits.test_images, example_shape, "test images") if config.validation else None,
-        used,
-        splits.test_labels if config.validation else splits.train_labels,
-    )
+    return splits.train_images, splits.test_images, splits.train_labels, splits.test_labels, used
+
+
+def shape_datasets(images: ImageData, name: str, example_shape: tuple[int, ...], config: TrainConfig) -> Datasets:
+    """Returns ``images`` shaped as the model takes them and binarized as ``config.binarize`` says.
+
+    ``"threshold"`` and ``"fixed"`` binarize the training images once (the
+    latter from ``config.seed``); ``"dynamic"`` leaves them to the trainer,
+    which draws anew at every step. Validation images are binarized once,
+    by threshold or from ``VALIDATION_BINARIZATION_SEED``.
+    """
+    train = data_lib.to_model_inputs(images.train, example_shape, name)
+    validation = None
+    if images.validation is not None:
+        validation = data_lib.to_model_inputs(images.validation, example_shape, "validation images")
+    labels = images.validation_labels if images.validation is not None else images.train_labels
+    if config.binarize not in ("none", "dynamic"):
+        train = data_lib.binarize(train, _binarize_method(config), config.seed)
+    return Datasets(train, binarize_validation(validation, config), name, labels, images.shape)
+
+
+def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
+    """Reads ``config.dataset`` (``read_images``) and shapes it for a model (``shape_datasets``)."""
+    images, name = read_images(config, log)
+    return shape_datasets(images, name, example_shape, config)
+
+
+def binarize_validation(images: np.ndarray | None, config: TrainConfig) -> np.ndarray | None:
+    """Returns evaluation images binarized as ``config.binarize`` says: by threshold, or once from seed 0."""
+    if images is None or config.binarize == "none":
+        return images
+    return data_lib.binarize(images, _binarize_method(config), VALIDATION_BINARIZATION_SEED)
+
+
+def _binarize_method(config: TrainConfig) -> str:
+    # "fixed" and "dynamic" runs are evaluated on one fixed draw; "threshold" runs on thresholded images.
+    return "threshold" if config.binarize == "threshold" else "fixed"
 
 
 def _saved_config(config: TrainConfig) -> dict:
@@ -155,18 +200,20 @@ def _saved_config(config: TrainConfig) -> dict:
     return {**settings, VERSIONS_KEY: software_versions()}
 
 
-def write_generated_images(model: keras.Model, run_dir: RunDirectory, side: int = 15) -> None:
+def write_generated_images(
+    model: keras.Model, run_dir: RunDirectory, image_shape: Sequence[int] | None = None, side: int = 15
+) -> None:
     """Writes ``samples.png`` (decoded prior draws), ``latent_traversal.png`` and, for a 2-D code, ``latent_map.png``.
 
     The traversal sweeps each of the first ten code dimensions over [-3, 3]
     (a row each); the map decodes a ``side`` x ``side`` grid of codes
     spanning [-2, 2] on each axis: the Keras blog's "2-D manifold of digits".
     """
-    write_png(run_dir.path / "samples.png", image_grid(np.split(model.sample(40, seed=0), 4)))
-    write_png(run_dir.path / "latent_traversal.png", image_grid(model.latent_traversal()))
+    write_png(run_dir.path / "samples.png", image_grid(np.split(model.sample(40, seed=0), 4), shape=image_shape))
+    write_png(run_dir.path / "latent_traversal.png", image_grid(model.latent_traversal(), shape=image_shape))
     rows = getattr(model, "latent_map", lambda side: None)(side)
     if rows is not None:
-        write_png(run_dir.path / "latent_map.png", image_grid(rows))
+        write_png(run_dir.path / "latent_map.png", image_grid(rows, shape=image_shape))
 
 
 def make_optimizers(config: TrainConfig) -> keras.optimizers.Optimizer | dict[str, keras.optimizers.Optimizer]:
@@ -222,7 +269,8 @@ def build_trainer(
     strategy = strategy or make_strategy(config.strategy)
     spec = registry.get(config.model)
     with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
-        model = model or spec.build()
+        # A run records its images' shape; one that predates the record trained on MNIST's.
+        model = model or spec.build(config.image_shape or MNIST_SHAPE)
         optimizers = make_optimizers(config)
     trainer_class = spec.trainer() if spec.trainer is not None else Trainer
     return trainer_class(
@@ -282,9 +330,13 @@ def _run(
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config.strategy)
+    images, dataset_name = read_images(config, log)
+    # config.json records the shape the model is built for, so evaluate and export rebuild it without the data.
+    config = dataclasses.replace(config, image_shape=list(images.shape))
     with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
-        model = registry.get(config.model).build()
-    datasets = load_datasets(config, model.example_shape, log)
+        model = registry.get(config.model).build(images.shape)
+    datasets = shape_datasets(images, dataset_name, model.example_shape, config)
+    del images  # The model-shaped copies are what training reads.
     if len(datasets.train) < config.batch_size:
         raise ValueError(
             f"--batch-size {config.batch_size} is larger than the {len(datasets.train)} training examples; lower it."
@@ -356,6 +408,7 @@ def _run(
         trial_id=run_dir.path.name,
         profile_steps=config.profile_window(),
         projector_every=config.projector_every,
+        image_shape=datasets.image_shape,
     )
     # history.json is written before the checkpoint: a kill between the two leaves it ahead, and a
     # resume rewrites it from the checkpoint's own history.
@@ -402,16 +455,16 @@ def _run(
         return RunResult(history, stopped=False)
     outputs = trainer.predict(shown, batch_size=len(shown))
     with writing(run_dir.path):
-        write_png(run_dir.reconstructions, image_grid([shown, *reconstruction_rows(objective, outputs)]))
+        rows = [shown, *reconstruction_rows(objective, outputs)]
+        write_png(run_dir.reconstructions, image_grid(rows, shape=datasets.image_shape))
         # What a run leaves for use carries the weights' moving average, if kept.
         with trainer.averaged_weights():
             if hasattr(model, "sample") and hasattr(model, "latent_traversal"):  # A generative model.
-                write_generated_images(model, run_dir)
-            partial_model = run_dir.path / "model.partial.keras"
-            model.save(partial_model)
-        os.replace(partial_model, run_dir.model)
+                write_generated_images(model, run_dir, datasets.image_shape)
+            with replacing(run_dir.model, suffix=".partial.keras") as partial_model:
+                model.save(partial_model)
     began = f" (the first training step ended at {first_call.ended - started:.1f} s)" if first_call.ended else ""
     log(f"Finished in {time.perf_counter() - started:.1f} s{began}; the run is in {run_dir.path}.")
     log(f"  Reconstructions (inputs above, outputs below): {run_dir.reconstructions}")
-    log(f"  TensorBoard: tensorboard --logdir {run_dir.tensorboard}  (then open http://localhost:6006)")
+    log(f"  TensorBoard: tensorboard --logdir {shlex.quote(str(run_dir.tensorboard))}  (then open http://localhost:6006)")
     return RunResult(history, stopped=False)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from aeloops import config as config_lib
-from aeloops.rundir import RunDirectory
+from aeloops.rundir import RunDirectory, check_no_links, refuse_link
 from aeloops.stderr_filter import StderrFilter
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ def checked_source(run_dir: RunDirectory, best: bool, action: str = "export") ->
     """
     if not run_dir.config.is_file():
         raise ValueError(f"{run_dir.path} holds no config.json; give the directory of a training run.")
+    check_no_links(run_dir.path)
     source = run_dir.checkpoints / BEST if best else run_dir.checkpoints
     if not any(source.glob("ckpt-*.index")):
         if best:
@@ -65,10 +66,13 @@ def checked_source(run_dir: RunDirectory, best: bool, action: str = "export") ->
     return source
 
 
-def export_run(run_dir: RunDirectory, out: str | os.PathLike, best: bool = False) -> str:
-    """Exports the newest (or best) checkpoint of ``run_dir`` to ``out``; returns a line saying what was written."""
+def export_run(run_dir: RunDirectory, out: str | os.PathLike, best: bool = False, *, trust_code: bool = False) -> str:
+    """Exports the newest (or best) checkpoint of ``run_dir`` to ``out``; returns a line saying what was written.
+
+    A ``module:attribute`` model in the run's ``config.json`` is imported only with ``trust_code=True``.
+    """
     source = checked_source(run_dir, best)
-    config = config_lib.merge(config_lib.TrainConfig(), config_lib.load_config_file(run_dir.config), "config.json")
+    config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
     from aeloops import experiment  # Deferred: imports TensorFlow.
     from aeloops.checkpoints import Checkpointer
 
@@ -96,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by python -m aeloops.train")
     parser.add_argument("--out", required=True, help="the SavedModel directory to create (must not exist)")
     parser.add_argument("--best", action="store_true", help="export the best checkpoint instead of the newest")
+    parser.add_argument("--trust-code", action="store_true", help=config_lib.TRUST_HELP)
     return parser
 
 
@@ -104,12 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = RunDirectory(args.run_dir)
     try:
+        refuse_link(args.out)
         if pathlib.Path(args.out).exists():
             raise ValueError(f"--out {args.out} already exists; choose a new directory.")
         checked_source(run_dir, args.best)
+        config_lib.load_run_config(run_dir.config, trust_code=args.trust_code)  # Refused before TensorFlow loads.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
-            print(export_run(run_dir, args.out, args.best))
+            print(export_run(run_dir, args.out, args.best, trust_code=args.trust_code))
     except (ValueError, TypeError) as error:
         print(f"aeloops.export: error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_USAGE

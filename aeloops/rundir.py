@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import pathlib
+import shlex
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -31,7 +32,18 @@ try:
 except ImportError:  # Not POSIX: run directories are not locked.
     fcntl = None
 
-__all__ = ["RunDirectory", "RunWriteError", "default_run_dir", "is_chief_task", "keep_aside", "write_json", "writing"]
+__all__ = [
+    "RunDirectory",
+    "RunWriteError",
+    "check_no_links",
+    "default_run_dir",
+    "is_chief_task",
+    "keep_aside",
+    "refuse_link",
+    "replacing",
+    "write_json",
+    "writing",
+]
 
 LOCK_FILE = ".lock"
 
@@ -93,20 +105,53 @@ def keep_aside(path: str | os.PathLike) -> pathlib.Path:
     return candidate
 
 
-def write_json(path: pathlib.Path, data: Any) -> None:
-    """Writes ``data`` as JSON through a temporary file, so a crash never leaves half a file.
+def refuse_link(path: str | os.PathLike) -> None:
+    """Raises ``ValueError`` if ``path`` is a symbolic link: a write through it could land outside the run."""
+    if os.path.islink(path):
+        raise ValueError(
+            f"{os.fsdecode(path)} is a symbolic link, and aeloops never writes through one (it may point outside "
+            f"the run); remove it (rm -- {shlex.quote(os.fsdecode(path))}) or use another directory."
+        )
 
-    Raises:
-      RunWriteError: when the file cannot be written; ``path`` is left as it was.
+
+def check_no_links(directory: str | os.PathLike) -> None:
+    """Refuses a run directory holding a symbolic link anywhere inside it (it is not followed to look)."""
+    for root, directories, files in os.walk(directory):  # os.walk follows no link by default.
+        for name in [*directories, *files]:
+            refuse_link(os.path.join(root, name))
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike, suffix: str = ".partial") -> Iterator[pathlib.Path]:
+    """Yields a new temporary file beside ``path`` to write; on success it replaces ``path`` in one rename.
+
+    The temporary file is created with ``O_EXCL`` under a fresh name, so no
+    planted link is followed, and ``path`` itself may not be a link. A crash
+    or an error leaves ``path`` as it was and removes the temporary file.
     """
-    partial = path.with_name(path.name + ".partial")
+    path = pathlib.Path(path)
+    refuse_link(path)
+    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(descriptor)
+    partial = pathlib.Path(name)
     try:
-        with writing(path):
-            partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            os.replace(partial, path)
+        yield partial
+        refuse_link(path)
+        os.replace(partial, path)
     finally:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
+
+
+def write_json(path: pathlib.Path, data: Any) -> None:
+    """Writes ``data`` as strict JSON through a temporary file, so a crash never leaves half a file.
+
+    Raises:
+      RunWriteError: when the file cannot be written; ``path`` is left as it was.
+      ValueError: when ``path`` is a symbolic link.
+    """
+    with writing(path), replacing(path) as partial:
+        partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _unwritable(directory: pathlib.Path) -> str | None:
@@ -153,7 +198,10 @@ class RunDirectory:
             )
 
     def _holds_files(self) -> bool:
-        return any(entry.name != LOCK_FILE for entry in self.path.iterdir())
+        # All a run leaves in a directory it gave up is its lock, as a plain file; anything else is someone's.
+        return any(
+            entry.name != LOCK_FILE or not entry.is_file(follow_symlinks=False) for entry in os.scandir(self.path)
+        )
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -170,7 +218,10 @@ class RunDirectory:
         created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until the end.
+            refuse_link(self.path / LOCK_FILE)
+            # O_NOFOLLOW: a link planted in the instant since the check is refused, not followed.
+            descriptor = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            handle = open(descriptor, "r+", encoding="utf-8")  # noqa: SIM115 - held until the end.
         except OSError as error:
             raise ValueError(f"Cannot write to run directory {self.path}: {error.strerror}.") from None
         held = False
@@ -216,6 +267,7 @@ class RunDirectory:
         """Checks that this directory holds a run that ``--resume`` can continue."""
         if not self.config.is_file():
             raise ValueError(f"Cannot resume {self.path}: it holds no config.json; give --run-dir of an earlier run.")
+        check_no_links(self.path)
         if not (self.checkpoints / "checkpoint").is_file() and not any(self.checkpoints.glob("ckpt-*.index")):
             raise ValueError(
                 f"Cannot resume {self.path}: it stopped before training began and has no checkpoint; "

@@ -37,7 +37,7 @@ import json
 import os
 import pathlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,6 +51,7 @@ from aeloops.callbacks import TIMINGS, Callback
 from aeloops.compiled import is_distributed
 from aeloops.images import as_images, image_grid, labeled_grid, write_png
 from aeloops.objective import Objective
+from aeloops.rundir import replacing
 from aeloops.sources import INPUT
 from aeloops.term_norms import TermGradientNorms
 
@@ -124,6 +125,8 @@ class SummaryWriter(Callback):
       profile_steps: ``(first, last)`` steps to profile, or None.
       projector_every: also write the Projector's codes every this many
         epochs (the Projector shows the newest); at the end only when None.
+      image_shape: the images' (height, width, channels), to picture inputs
+        a model takes flat or row by row; guessed from their shape when None.
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class SummaryWriter(Callback):
         trial_id: str | None = None,
         profile_steps: tuple[int, int] | None = None,
         projector_every: int | None = None,
+        image_shape: Sequence[int] | None = None,
     ) -> None:
         if every_steps < 1:
             raise ValueError(f"every_steps must be at least 1, got {every_steps}.")
@@ -157,6 +161,7 @@ class SummaryWriter(Callback):
         self.trial_id = trial_id
         self.profile_steps = profile_steps
         self.projector_every = projector_every
+        self.image_shape = None if image_shape is None else tuple(image_shape)
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
         self.validation_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "validation"))
         self._last_written_step = -1
@@ -208,14 +213,15 @@ class SummaryWriter(Callback):
             return
         with trainer.averaged_weights():
             draws = np.split(sample(32, seed=0), 4)  # The same draws every epoch.
-            tf.summary.image("samples", labeled_grid(draws, ["prior"] * 4)[None])
+            tf.summary.image("samples", labeled_grid(draws, ["prior"] * 4, shape=self.image_shape)[None])
             latent_map = getattr(trainer.model, "latent_map", lambda: None)()
             traversal = getattr(trainer.model, "latent_traversal", lambda: None)()
         if latent_map is not None:
-            tf.summary.image("latent_map", labeled_grid(latent_map, [""] * len(latent_map), scale=2)[None])
+            grid = labeled_grid(latent_map, [""] * len(latent_map), scale=2, shape=self.image_shape)
+            tf.summary.image("latent_map", grid[None])
         if traversal is not None:
             labels = [f"z{index + 1}" for index in range(len(traversal))]
-            tf.summary.image("latent_traversal", labeled_grid(traversal, labels)[None])
+            tf.summary.image("latent_traversal", labeled_grid(traversal, labels, shape=self.image_shape)[None])
 
     def write_projector(self, trainer: Trainer) -> None:
         """Writes the codes of ``histogram_examples`` for TensorBoard's Projector, with thumbnails and labels."""
@@ -225,14 +231,15 @@ class SummaryWriter(Callback):
         # Saved beside the config, whose Projector finds the newest checkpoint
         # there: no absolute path, so a run directory can move.
         tf.train.Checkpoint(codes=tf.Variable(codes)).save(str(directory / "projector-codes"))
-        images = as_images(self.histogram_examples)
+        images = as_images(self.histogram_examples, self.image_shape)
         config = projector.ProjectorConfig()
         embedding = config.embeddings.add(tensor_name=PROJECTOR_TENSOR)
         embedding.sprite.image_path = "sprite.png"
         embedding.sprite.single_image_dim.extend([images.shape[2], images.shape[1]])
         write_png(directory / "sprite.png", _sprite(images))
         if self.labels is not None:
-            (directory / "metadata.tsv").write_text("".join(f"{label}\n" for label in self.labels))
+            with replacing(directory / "metadata.tsv") as partial:
+                partial.write_text("".join(f"{label}\n" for label in self.labels), encoding="utf-8")
             embedding.metadata_path = "metadata.tsv"
         projector.visualize_embeddings(str(directory), config)
 
@@ -285,7 +292,8 @@ class SummaryWriter(Callback):
                 outputs = trainer.predict(self.examples, batch_size=len(self.examples))
                 rows = reconstruction_rows(trainer.objective, outputs)
                 labels = ["input", *reconstruction_labels(trainer.objective)]
-                tf.summary.image("reconstructions", labeled_grid([self.examples, *rows], labels)[None])
+                grid = labeled_grid([self.examples, *rows], labels, shape=self.image_shape)
+                tf.summary.image("reconstructions", grid[None])
             if self.histogram_examples is not None:
                 tf.summary.histogram("code", self._codes(trainer))
             self._generated_images(trainer)

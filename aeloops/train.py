@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--list-models", action="store_true", help="list the registered models and exit")
     parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow a module:attribute model named by --config or a resumed run's config.json to be imported "
+        "(a model typed with --model needs nothing)",
+    )
+    parser.add_argument(
         "--show-tf-logs",
         action="store_true",
         help=f"show TensorFlow's C++ start-up messages, hidden by default (or set {SHOW_ALL_VARIABLE}=1)",
@@ -80,13 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         kind = _FLAG_TYPES.get(field.type, str)
         shown = f" (default {default})" if default is not None else ""
-        parser.add_argument(flag, type=kind, metavar=field.metadata.get("metavar"), help=f"{help_text}{shown}")
+        metavar = field.metadata.get("metavar")
+        nargs = len(metavar) if isinstance(metavar, tuple) else None
+        parser.add_argument(flag, type=kind, nargs=nargs, metavar=metavar, help=f"{help_text}{shown}")
     return parser
 
 
 # A field's annotation (a string, under `from __future__ import annotations`) to its flag's type.
-_FLAG_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float}
-_NOT_SETTINGS = {"config", "set", "list_models", "show_tf_logs"}
+_FLAG_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "list[int] | None": int}
+_NOT_SETTINGS = {"config", "set", "list_models", "show_tf_logs", "trust_code"}
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, RunDirectory]:
@@ -97,7 +105,12 @@ def resolve_config(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Ru
         layered = config_lib.merge(layered, config_lib.load_config_file(args.config), args.config)
     layered = config_lib.merge(layered, given, "command line")
     layered = config_lib.apply_overrides(layered, args.set)
+    # The model the user typed (--model or --set model=...) is theirs to run; one a file names is not.
+    typed = _set_values(args.set, config_lib.TrainConfig()).get("model", given.get("model"))
     if not layered.resume:
+        if layered.model != typed and not args.trust_code:
+            fix = config_lib.code_fix(layered.model, typed=True)
+            config_lib.check_code_source(layered.model, args.config, fix)
         run_dir = layered.run_dir or default_run_dir(layered.model)
         return dataclasses.replace(layered, run_dir=run_dir), RunDirectory(run_dir)
     if not layered.run_dir:
@@ -105,6 +118,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Ru
     run_dir = RunDirectory(layered.run_dir)
     run_dir.check_resumable()
     saved = config_lib.merge(config_lib.TrainConfig(), config_lib.load_config_file(run_dir.config), str(run_dir.config))
+    if saved.model != typed and not args.trust_code:
+        config_lib.check_code_source(saved.model, str(run_dir.config), config_lib.code_fix(saved.model, typed=True))
     # Settings given now override the saved ones only where a resume allows it.
     requested = config_lib.merge(saved, {**given, **_set_values(args.set, saved)}, "command line")
     if requested.mode == "auto":  # config.json holds the mode "auto" chose: asking for "auto" again is no change.

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import os
 import statistics
@@ -49,9 +48,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 TRAIN, VALIDATION = 50_000, 10_000
-# Larochelle and Murray's files, as their site and TensorFlow Datasets' binarized_mnist name them.
-AMAT_FILES = {"train": "binarized_mnist_train.amat", "validation": "binarized_mnist_valid.amat",
-              "test": "binarized_mnist_test.amat"}  # fmt: skip
+# The splits of Larochelle and Murray's files, in aeloops.data.load_binarized_mnist's order.
+AMAT_FILES = ("train", "validation", "test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,27 +88,14 @@ SETTINGS = {
 
 
 def larochelle_mnist(binarized_dir: str, examples: int | None = None) -> dict[str, object]:
-    """Returns Larochelle and Murray's binarized MNIST read from its three ``.amat`` files (784 digits a line)."""
-    import numpy as np
+    """Returns Larochelle and Murray's binarized MNIST (``aeloops.data.load_binarized_mnist``) as 0/1 rows."""
+    from aeloops.data import load_binarized_mnist, to_model_inputs
 
-    splits = {}
-    for name, file_name in AMAT_FILES.items():
-        path = Path(binarized_dir) / file_name
-        if not path.is_file():
-            raise SystemExit(f"--binarized-dir {binarized_dir}: no {file_name} there; it needs all of "
-                             f"{', '.join(AMAT_FILES.values())}.")  # fmt: skip
-        with path.open() as file:
-            lines = list(itertools.islice(file, examples))
-        # One C parse of the whole text: 50,000 lines of 784 words are too many for Python strings.
-        try:
-            values = np.fromstring("".join(lines), dtype=np.float32, sep=" ")
-        except ValueError:  # A word that is not a number.
-            values = np.zeros(0, np.float32)
-        if not lines or values.size != 784 * len(lines) or not np.isin(values, (0.0, 1.0)).all():
-            raise SystemExit(f"{path}: expected lines of 784 zeros and ones, as Larochelle and Murray's files hold.")
-        images = values.reshape(len(lines), 784)
-        splits[name] = images
-    return splits
+    try:
+        splits = load_binarized_mnist(binarized_dir, examples)
+    except ValueError as error:
+        raise SystemExit(f"--binarized-dir {binarized_dir}: {error}") from None
+    return {name: to_model_inputs(images, (784,)) for name, images in zip(AMAT_FILES, splits)}
 
 
 def binary_mnist(data_dir: str | None, examples: int | None = None) -> dict[str, object]:

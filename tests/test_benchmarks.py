@@ -147,7 +147,7 @@ def test_likelihood_reproduction_reads_larochelle_and_murrays_files(tmp_path, ca
     with pytest.raises(SystemExit, match="expected lines of 784 zeros and ones"):
         vae_nll.larochelle_mnist(str(tmp_path))
     (tmp_path / "binarized_mnist_test.amat").unlink()
-    with pytest.raises(SystemExit, match="no binarized_mnist_test.amat there"):
+    with pytest.raises(SystemExit, match="holds no binarized_mnist_test.amat"):
         vae_nll.larochelle_mnist(str(tmp_path))
 
 

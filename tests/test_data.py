@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from aeloops import data
+from aeloops.data import mnist as mnist_lib
 from tests.conftest import SHARED_MNIST
 
 
@@ -24,7 +25,7 @@ def write_mnist_dir(directory, compress):
         rng.integers(0, 10, 5),
     )
     suffix = ".gz" if compress else ""
-    for key, stem in data._IDX_NAMES.items():
+    for key, stem in mnist_lib._IDX_NAMES.items():
         write_idx(directory / f"{stem}{suffix}", getattr(splits, key), compress)
     return splits
 

@@ -2,15 +2,35 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops.images import as_images, image_grid, write_png
+from aeloops.images import as_images, image_grid, labeled_grid, write_png
 
 
 def test_as_images_accepts_every_model_layout():
-    assert as_images(np.zeros((3, 784))).shape == (3, 28, 28)
-    assert as_images(np.zeros((3, 28, 28, 1))).shape == (3, 28, 28)
-    assert as_images(np.zeros((3, 28, 28))).shape == (3, 28, 28)
-    assert as_images(np.zeros((3, 10))).shape == (3, 1, 10)
-    np.testing.assert_array_equal(as_images(np.array([[[-1.0, 2.0]]])), [[[0.0, 1.0]]])
+    assert as_images(np.zeros((3, 784))).shape == (3, 28, 28, 1)
+    assert as_images(np.zeros((3, 28, 28, 1))).shape == (3, 28, 28, 1)
+    assert as_images(np.zeros((3, 28, 28))).shape == (3, 28, 28, 1)
+    assert as_images(np.zeros((3, 10))).shape == (3, 1, 10, 1)
+    np.testing.assert_array_equal(as_images(np.array([[[-1.0, 2.0]]])), [[[[0.0], [1.0]]]])
+    # With the images' own shape, any model layout becomes the picture it came from.
+    colour = np.random.default_rng(0).random((3, 8, 6, 3)).astype(np.float32)
+    for layout in (colour.reshape(3, -1), colour.reshape(3, 8, 18)):
+        np.testing.assert_array_equal(as_images(layout, (8, 6, 3)), colour)
+
+
+def test_colour_grids_keep_their_colours_and_labels_do_not_hide_them():
+    red = np.zeros((2, 5, 5, 3), np.float32)
+    red[..., 0] = 1.0
+    grid = image_grid([red.reshape(2, -1)], padding=1, shape=(5, 5, 3))
+    assert grid.shape == (7, 13, 3)
+    np.testing.assert_array_equal(grid[1:6, 1:6], np.broadcast_to([255, 0, 0], (5, 5, 3)))
+    labeled = labeled_grid([red], ["input"], shape=(5, 5, 3))
+    assert labeled.shape[-1] == 3
+    # The pictures sit right of the label's margin, enlarged, still pure red.
+    assert (labeled == [255, 0, 0]).all(axis=-1).sum() == 2 * (5 * labeled_scale(labeled, 9)) ** 2  # 2 + 5 + 2 rows.
+
+
+def labeled_scale(labeled, grid_height):
+    return labeled.shape[0] // grid_height
 
 
 def test_grid_places_each_image_and_round_trips_through_png(tmp_path):
@@ -21,6 +41,6 @@ def test_grid_places_each_image_and_round_trips_through_png(tmp_path):
     assert grid[1:5, 1:5].max() == 0 and grid[6:10, 6:10].min() == 255
     write_png(tmp_path / "grid.png", grid)
     np.testing.assert_array_equal(tf.io.decode_png((tmp_path / "grid.png").read_bytes()).numpy(), grid)
-    assert not (tmp_path / "grid.png.partial").exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["grid.png"]  # No temporary file is left.
     with pytest.raises(ValueError, match="Every row needs shape"):
         image_grid([np.zeros((2, 4, 4)), np.zeros((3, 4, 4))])

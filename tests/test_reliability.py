@@ -118,7 +118,9 @@ def checkpoint_files(run_dir):
 
 
 def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_checkpoint(images_file, tmp_path):
-    run_dir = tmp_path / "run"
+    # A name a shell would split, expand and unquote: the advice must be safe to paste all the same.
+    run_dir = tmp_path / "my runs" / "it's $HOME é"
+    (tmp_path / "my").mkdir()  # What an unquoted 'mv my runs/...' would have moved.
     code, _, stderr = train(*arguments(images_file, run_dir, "graph"))
     assert code == 0, stderr
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
@@ -139,7 +141,8 @@ def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_check
     assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
     # The advice, followed literally, moves only the damaged files.
     command = lines[0].split("(nothing else changes): ", 1)[1]
-    subprocess.run(command, shell=True, check=True)
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True)
+    assert (tmp_path / "my").is_dir()
     assert {name: content for name, content in checkpoint_files(run_dir).items()} == intact
     assert (run_dir / "checkpoints" / "damaged" / os.path.basename(data_file)).is_file()
     code, stdout, stderr = train("--resume", "--run-dir", str(run_dir), "--epochs", "4", "--quiet")

@@ -211,7 +211,7 @@ def test_a_failed_history_write_ends_in_one_line_and_keeps_the_old_file(run_dir,
     write_text = pathlib.Path.write_text
 
     def no_space_for_history(self, *args, **kwargs):
-        if self.name == "history.json.partial":
+        if self.name.startswith(".history.json.") and self.name.endswith(".partial"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
         return write_text(self, *args, **kwargs)
 
@@ -220,7 +220,7 @@ def test_a_failed_history_write_ends_in_one_line_and_keeps_the_old_file(run_dir,
     assert code == 1
     assert stderr.strip() == f"aeloops.train: Cannot write {run_dir / 'history.json'}: No space left on device."
     assert (run_dir / "history.json").read_text() == before
-    assert not (run_dir / "history.json.partial").exists()
+    assert not list(run_dir.glob(".history.json.*"))  # The temporary file is gone too.
 
 
 def test_an_unwritable_checkpoints_directory_is_refused_before_training(run_dir, capsys, monkeypatch):
@@ -242,14 +242,14 @@ def test_an_unwritable_checkpoints_directory_is_refused_before_training(run_dir,
 
 def test_a_stop_requested_during_start_up_writes_nothing(tmp_path, images_file, capsys, monkeypatch):
     # A signal that arrives while TensorFlow loads and the model is built.
-    original_load = experiment.load_datasets
+    original_read = experiment.read_images
 
-    def load_then_signal(*args, **kwargs):
-        datasets = original_load(*args, **kwargs)
+    def read_then_signal(*args, **kwargs):
+        images = original_read(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
-        return datasets
+        return images
 
-    monkeypatch.setattr(experiment, "load_datasets", load_then_signal)
+    monkeypatch.setattr(experiment, "read_images", read_then_signal)
     code = train.main(["--dataset", str(images_file), "--run-dir", str(tmp_path / "run"), "--epochs", "1"])
     assert code == 143
     assert "Stopped before training began; nothing was written." in capsys.readouterr().out

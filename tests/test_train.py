@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from aeloops import data, train
 from aeloops.config import TrainConfig
+from aeloops.data import mnist as mnist_lib
 from aeloops.models import registry
 from tests.conftest import REPO, SHARED_MNIST
 
@@ -174,7 +175,7 @@ def bad_inputs(tmp_path):
     (tmp_path / "no_checkpoint" / "config.json").write_text("{}")
     return [
         (["--model", "nope"], "Unknown model 'nope'"),
-        (["--dataset", "cifar"], "Unknown dataset 'cifar'"),
+        (["--dataset", "cifar"], "--dataset cifar: no such file or folder; give mnist, fashion_mnist"),
         (["--optimizer", "lbfgs"], "Unknown optimizer 'lbfgs'"),
         (["--loss", "huber"], "Unknown loss 'huber'"),
         (["--model", "rowwise", "--loss", "bce"], "choose --loss mse or mae"),
@@ -184,7 +185,8 @@ def bad_inputs(tmp_path):
         (["--batch-size", "70000"], "larger than the 60000 training examples"),
         (["--dataset", str(tmp_path / "missing.npy")], "does not exist"),
         (["--dataset", str(truncated)], "truncated"),
-        (["--dataset", write_npy(tmp_path / "shape.npy", np.zeros((10, 30), np.float32))], "does not reshape"),
+        (["--dataset", write_npy(tmp_path / "shape.npy", np.zeros((10, 3, 3, 3, 3), np.float32))],
+         "Arrays of images must have shape (n, d), (n, height, width) or (n, height, width, channels)"),
         (["--dataset", write_npy(tmp_path / "text.npy", np.array([["a"] * 784]))], "dtype"),
         (["--dataset", write_npy(tmp_path / "range.npy", np.full((300, 784), 255.0, np.float32))], "range over"),
         (["--dataset", write_npy(tmp_path / "nan.npy", np.full((300, 784), np.nan, np.float32))], "NaN or Inf"),
@@ -241,7 +243,7 @@ def test_network_free_default_falls_back_to_the_sample_and_records_it(tmp_path, 
     def offline(variant):
         raise data.DatasetUnavailableError(f"{variant} could not be downloaded")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(mnist_lib, "_download", offline)
     code = train.main(["--epochs", "1", "--run-dir", str(tmp_path / "run"), "--quiet"])
     output = capsys.readouterr().out
     assert code == 0

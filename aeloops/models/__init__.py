@@ -8,6 +8,11 @@ from aeloops.models import registry
 from aeloops.models.adversarial import AdversarialAutoencoder
 from aeloops.models.base import Autoencoder, Decoder, Encoder
 from aeloops.models.conv import ConvAutoencoder, ConvDecoder, ConvEncoder
+from aeloops.models.conv_variational import (
+    ConvVariationalAutoencoder,
+    ConvVariationalDecoder,
+    ConvVariationalEncoder,
+)
 from aeloops.models.dense import DenseAutoencoder, DenseDecoder, DenseEncoder, LinearCodeEncoder
 from aeloops.models.importance import ImportanceWeightedAutoencoder
 from aeloops.models.multihead import MultiHeadAutoencoder, MultiHeadDecoder, MultiHeadEncoder
@@ -25,6 +30,9 @@ __all__ = [
     "ConvAutoencoder",
     "ConvDecoder",
     "ConvEncoder",
+    "ConvVariationalAutoencoder",
+    "ConvVariationalDecoder",
+    "ConvVariationalEncoder",
     "Decoder",
     "DenseAutoencoder",
     "DenseDecoder",

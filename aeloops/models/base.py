@@ -26,6 +26,7 @@ __all__ = [
     "Decoder",
     "Encoder",
     "as_outputs",
+    "crop_to",
     "output_dict",
     "reconstruction_term",
     "validate_output_activation",
@@ -37,6 +38,24 @@ RECONSTRUCTION = "reconstruction"
 LOGITS = "logits"
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
 # The choices for a model's reconstruction term (the CLI's --loss).
+
+
+def crop_to(images: tf.Tensor, size: Sequence[int] | None) -> tf.Tensor:
+    """Returns ``images`` (batch, height, width, channels) cropped about their centre to ``size`` (height, width).
+
+    Strided and pooling decoders double the size at each layer, so for a
+    side that is not a multiple of 2 ** layers they overshoot: 30 -> 15 -> 8
+    -> 16 -> 32. Cropping back adds no parameter. None, or a size the images
+    already have, leaves them as they are; so do smaller images, for the
+    model's own shape check to explain.
+    """
+    if size is None:
+        return images
+    height, width = int(images.shape[1]), int(images.shape[2])
+    if (height, width) == tuple(size) or height < size[0] or width < size[1]:
+        return images
+    top, left = (height - size[0]) // 2, (width - size[1]) // 2
+    return images[:, top : top + size[0], left : left + size[1], :]
 
 
 def as_outputs(value: tf.Tensor | Mapping[str, tf.Tensor], key: str) -> dict[str, tf.Tensor]:

@@ -13,13 +13,14 @@ from aeloops.models.base import (
     Autoencoder,
     Decoder,
     Encoder,
+    crop_to,
     output_dict,
     validate_output_activation,
     validate_units,
 )
 from aeloops.models.noise import GaussianCorruption
 
-__all__ = ["ConvAutoencoder", "ConvDecoder", "ConvEncoder"]
+__all__ = ["ConvAutoencoder", "ConvDecoder", "ConvEncoder", "default_paddings"]
 
 _PADDINGS = ("same", "valid")
 
@@ -74,7 +75,8 @@ class ConvDecoder(Decoder):
 
     ``paddings`` sets each hidden convolution's padding; the seed's decoder
     uses ``"valid"`` on the last one so that 4 -> 8 -> 16 -> 14 -> 28 ends at
-    exactly 28x28.
+    exactly 28x28. ``output_size`` (height, width) crops a larger output about
+    its centre, for sides that are not a multiple of 2 ** layers.
 
     >>> ConvDecoder().decode(tf.zeros([1, 4, 4, 8])).shape
     TensorShape([1, 28, 28, 1])
@@ -87,10 +89,12 @@ class ConvDecoder(Decoder):
         output_channels: int = 1,
         activation: str = "relu",
         output_activation: str = "sigmoid",
+        output_size: Sequence[int] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.filters = validate_units("filters", filters, allow_empty=False)
+        self.output_size = None if output_size is None else validate_units("output_size", output_size, False)
         self.paddings = tuple(paddings)
         if len(self.paddings) != len(self.filters) or any(p not in _PADDINGS for p in self.paddings):
             raise ValueError(
@@ -110,7 +114,7 @@ class ConvDecoder(Decoder):
         hidden = code
         for convolution, upsampling in zip(self.convolutions, self.upsamplings):
             hidden = upsampling(convolution(hidden))
-        return output_dict(self.output_layer(hidden), self.output_activation)
+        return output_dict(self.output_layer(crop_to(hidden, self.output_size)), self.output_activation)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -120,12 +124,34 @@ class ConvDecoder(Decoder):
             "output_channels": self.output_channels,
             "activation": self.activation,
             "output_activation": self.output_activation,
+            "output_size": None if self.output_size is None else list(self.output_size),
         }
+
+
+def default_paddings(size: Sequence[int], encoder_layers: int, decoder_layers: int) -> tuple[str, ...]:
+    """Returns the seed's paddings (``"valid"`` last) where they end at exactly ``size``, else all ``"same"``.
+
+    >>> default_paddings((28, 28), 3, 3), default_paddings((32, 32), 3, 3)
+    (('same', 'same', 'valid'), ('same', 'same', 'same'))
+    """
+    seed = ("same",) * (decoder_layers - 1) + ("valid",)
+    sides = []
+    for side in size:
+        for _ in range(encoder_layers):  # 'same' max-pooling rounds up.
+            side = -(-side // 2)
+        for padding in seed:
+            side = 2 * (side - (2 if padding == "valid" else 0))
+        sides.append(side)
+    return seed if tuple(sides) == tuple(size) else ("same",) * decoder_layers
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
 class ConvAutoencoder(Autoencoder):
-    """A ``ConvEncoder`` and a ``ConvDecoder``; the output must match the input shape.
+    """A ``ConvEncoder`` and a ``ConvDecoder``, for images of any height, width and channels.
+
+    By default the decoder's last hidden convolution is ``"valid"`` where
+    that ends at exactly the input's size (the seed's 28x28), and every
+    convolution is ``"same"`` elsewhere, the output cropped to the input's size.
 
     ``input_noise`` > 0 makes it a denoising autoencoder: the encoder
     corrupts its input in training and the objective compares with the
@@ -141,7 +167,7 @@ class ConvAutoencoder(Autoencoder):
         input_shape: Sequence[int] = (28, 28, 1),
         encoder_filters: Sequence[int] = (16, 8, 8),
         decoder_filters: Sequence[int] = (8, 8, 16),
-        decoder_paddings: Sequence[str] = ("same", "same", "valid"),
+        decoder_paddings: Sequence[str] | None = None,
         activation: str = "relu",
         output_activation: str = "sigmoid",
         input_noise: float = 0.0,
@@ -150,6 +176,9 @@ class ConvAutoencoder(Autoencoder):
         input_shape = tuple(int(dim) for dim in input_shape)
         if len(input_shape) != 3:
             raise ValueError(f"ConvAutoencoder needs input_shape (height, width, channels), got {input_shape}.")
+        if decoder_paddings is None:
+            encoder_filters, decoder_filters = tuple(encoder_filters), tuple(decoder_filters)
+            decoder_paddings = default_paddings(input_shape[:2], len(encoder_filters), len(decoder_filters))
         super().__init__(
             encoder=ConvEncoder(encoder_filters, activation, input_noise, name="encoder"),
             decoder=ConvDecoder(
@@ -158,6 +187,7 @@ class ConvAutoencoder(Autoencoder):
                 input_shape[-1],
                 activation,
                 output_activation,
+                output_size=input_shape[:2],
                 name="decoder",
             ),
             input_shape=input_shape,

@@ -154,11 +154,14 @@ class VectorQuantizedAutoencoder(Autoencoder):
             )
         super().__init__(
             encoder=QuantizingEncoder(filters, embedding_dim, entries, activation, seed, name="encoder"),
-            decoder=TransposedConvDecoder(tuple(reversed(tuple(filters))), input_shape[-1], activation, name="decoder"),
+            decoder=TransposedConvDecoder(
+                tuple(reversed(tuple(filters))), input_shape[-1], activation, output_size=input_shape[:2],
+                name="decoder",
+            ),
             input_shape=input_shape,
             **kwargs,
         )
-        self.check_reconstruction_shape("height and width must be divisible by 2 ** len(filters)")
+        self.check_reconstruction_shape("the decoder needs as many layers as the encoder")
 
     def default_objective(self) -> Objective:
         """Returns ``vq_objective(self)``."""

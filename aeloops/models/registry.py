@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from aeloops.models.adversarial import AdversarialAutoencoder
 from aeloops.models.base import Autoencoder, reconstruction_term
 from aeloops.models.conv import ConvAutoencoder
+from aeloops.models.conv_variational import ConvVariationalAutoencoder
 from aeloops.models.dense import DenseAutoencoder
 from aeloops.models.importance import ImportanceWeightedAutoencoder, iwae_objective
 from aeloops.models.multihead import MultiHeadAutoencoder
@@ -30,27 +33,44 @@ from aeloops.models.variational import VariationalAutoencoder, elbo_objective
 from aeloops.models.wasserstein import WassersteinAutoencoder, wae_objective
 from aeloops.objective import LossTerm, Objective
 
-__all__ = ["ModelSpec", "get", "names", "register", "squared_error"]
+__all__ = ["MNIST_SHAPE", "ModelSpec", "flat", "get", "names", "register", "rows", "squared_error"]
 
 # An objective builder takes the model and the --loss choice (None: the default).
 ObjectiveBuilder = Callable[[Autoencoder, "str | None"], Objective]
+
+
+# The images the seed models were written for: MNIST's 28x28 grey digits.
+MNIST_SHAPE = (28, 28, 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """A registered model: how to build it, the objective it trains with, and the trainer that trains it.
 
-    ``trainer`` returns a ``Trainer`` subclass (imported when called, since
-    trainers import models), for a model whose training is more than a
-    weighted sum of terms, as an adversarial autoencoder's is; None for
-    ``aeloops.Trainer``.
+    ``builder`` takes the images' shape, (height, width, channels), and
+    returns the model built for them; a builder that takes no argument
+    builds a model of one fixed shape. ``trainer`` returns a ``Trainer``
+    subclass (imported when called, since trainers import models), for a
+    model whose training is more than a weighted sum of terms, as an
+    adversarial autoencoder's is; None for ``aeloops.Trainer``. ``takes``
+    says which images the model takes, for ``--list-models``.
     """
 
     name: str
     description: str
-    build: Callable[[], Autoencoder]
+    builder: Callable[..., Autoencoder]
     objective: ObjectiveBuilder
     trainer: Callable[[], type] | None = None
+    takes: str = "any images"
+
+    def build(self, image_shape: Sequence[int] = MNIST_SHAPE) -> Autoencoder:
+        """Returns the model built for images of ``image_shape`` (height, width, channels)."""
+        image_shape = tuple(int(dim) for dim in image_shape)
+        if len(image_shape) != 3 or min(image_shape) < 1:
+            raise ValueError(f"image_shape must be (height, width, channels), got {image_shape}.")
+        if not inspect.signature(self.builder).parameters:
+            return self.builder()
+        return self.builder(image_shape)
 
 
 def _reconstruction_objective(model: Autoencoder, loss: str | None = None) -> Objective:
@@ -68,16 +88,20 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(
     name: str,
     description: str,
-    build: Callable[[], Autoencoder],
+    build: Callable[..., Autoencoder],
     objective: ObjectiveBuilder | None = None,
     trainer: Callable[[], type] | None = None,
+    takes: str = "any images",
 ) -> ModelSpec:
-    """Registers a model under ``name``; the objective defaults to its reconstruction term, the trainer to Trainer."""
+    """Registers a model under ``name``; the objective defaults to its reconstruction term, the trainer to Trainer.
+
+    ``build`` takes the images' (height, width, channels), or nothing for a model of one fixed shape.
+    """
     if not name or not isinstance(name, str):
         raise ValueError(f"A model name must be a non-empty string, got {name!r}.")
     if name in _REGISTRY:
         raise ValueError(f"A model named {name!r} is already registered.")
-    spec = ModelSpec(name, description, build, objective or _reconstruction_objective, trainer)
+    spec = ModelSpec(name, description, build, objective or _reconstruction_objective, trainer, takes)
     _REGISTRY[name] = spec
     return spec
 
@@ -86,7 +110,8 @@ def get(name: str) -> ModelSpec:
     """Returns the spec registered under ``name``, or the user's model named ``"module:attribute"``.
 
     The attribute may be a ``ModelSpec``, an ``Autoencoder`` subclass (built
-    with its defaults) or a function returning an ``Autoencoder``; importing
+    with its defaults) or a function returning an ``Autoencoder`` (given the
+    images' (height, width, channels) if it takes an argument); importing
     the module may also ``register`` models, which are then found by name.
     """
     if ":" in name:
@@ -110,8 +135,14 @@ def _load_user_model(name: str) -> ModelSpec:
     if not callable(value):
         raise ValueError(f"--model {name} must name an Autoencoder subclass, a builder function or a ModelSpec.")
 
-    def build() -> Autoencoder:
-        model = value()
+    # A builder function that takes an argument is given the images' shape; a class is built with its defaults.
+    try:
+        accepts_shape = not isinstance(value, type) and bool(inspect.signature(value).parameters)
+    except (TypeError, ValueError):  # A callable without a signature Python can read.
+        accepts_shape = False
+
+    def build(image_shape: tuple[int, int, int]) -> Autoencoder:
+        model = value(image_shape) if accepts_shape else value()
         if not isinstance(model, Autoencoder):
             raise ValueError(f"--model {name} built a {type(model).__name__}, not an aeloops Autoencoder.")
         return model
@@ -156,87 +187,116 @@ def _variational_objective(model: Autoencoder, loss: str | None = None) -> Objec
     return elbo_objective(model, loss)
 
 
+def flat(shape: Sequence[int]) -> tuple[int]:
+    """Returns the input shape of a dense model for images of ``shape``: all their values in one vector."""
+    return (int(np.prod(shape)),)
+
+
+def rows(shape: Sequence[int]) -> tuple[int, int]:
+    """Returns the input shape of a row-wise model for images of ``shape``: (rows, values per row)."""
+    return int(shape[0]), int(np.prod(shape[1:]))
+
+
 register(
     "rowwise",
     "Dense 64-32-8-32-64-28 on each row of a 28x28 image, linear output, MSE (seed model 1)",
-    lambda: DenseAutoencoder((28, 28), (64, 32, 8), (32, 64), output_activation="linear"),
+    lambda shape: DenseAutoencoder(rows(shape), (64, 32, 8), (32, 64), output_activation="linear"),
+    takes="any images, row by row",
 )
 register(
     "dense",
     "Dense 784-64-32-8-32-64-784, sigmoid output, binary cross-entropy (seed model 2)",
-    lambda: DenseAutoencoder((784,), (64, 32, 8), (32, 64)),
+    lambda shape: DenseAutoencoder(flat(shape), (64, 32, 8), (32, 64)),
+    takes="any images, flattened",
 )
 register(
     "sparse",
     "Dense 784-32-784 with an explicit L1 penalty (1e-4) on the code (Keras blog)",
-    lambda: DenseAutoencoder((784,), (32,), ()),
+    lambda shape: DenseAutoencoder(flat(shape), (32,), ()),
     _sparse_objective,
+    takes="any images, flattened",
 )
 register(
     "deep",
     "Dense 784-128-64-32-64-128-784, binary cross-entropy (Keras blog)",
-    lambda: DenseAutoencoder((784,), (128, 64, 32), (64, 128)),
+    lambda shape: DenseAutoencoder(flat(shape), (128, 64, 32), (64, 128)),
+    takes="any images, flattened",
 )
 register(
     "conv",
     "Conv2D 16-8-8 with max-pooling to a 4x4x8 code, mirrored with up-sampling (Keras blog)",
-    lambda: ConvAutoencoder((28, 28, 1)),
+    lambda shape: ConvAutoencoder(shape),
 )
 register(
     "twohead",
     "Two Dense(2)->Dense(28) branches on 28x28 input, BCE on one head, (x - pred)**2 on the other",
-    lambda: MultiHeadAutoencoder((28, 28), heads=2, code_units=2),
+    lambda shape: MultiHeadAutoencoder(rows(shape), heads=2, code_units=2),
     _two_head_objective,
+    takes="any images, row by row",
 )
 register(
     "denoising",
     "Keras blog denoiser: Conv 32-32 with pooling / up-sampling; inputs corrupted by 0.5 x N(0, 1) in training",
-    lambda: ConvAutoencoder((28, 28, 1), (32, 32), (32, 32), ("same", "same"), input_noise=0.5),
+    lambda shape: ConvAutoencoder(shape, (32, 32), (32, 32), input_noise=0.5),
 )
 register(
     "vae",
     "Keras blog VAE: Dense 784-256 to a 2-D Gaussian code, 2-256-784; the negative ELBO in nats (BCE sum + KL)",
-    lambda: VariationalAutoencoder((784,), (256,), latent_dim=2),
+    lambda shape: VariationalAutoencoder(flat(shape), (256,), latent_dim=2),
     _variational_objective,
+    takes="any images, flattened",
 )
 register(
     "iwae",
     "IWAE (Burda et al. 2015): Dense 784-200-200 (tanh) to a 50-D Gaussian, 50-200-200-784; the 50-sample bound",
-    lambda: ImportanceWeightedAutoencoder((784,), (200, 200), latent_dim=50, samples=50),
+    lambda shape: ImportanceWeightedAutoencoder(flat(shape), (200, 200), latent_dim=50, samples=50),
     iwae_objective,
+    takes="any images, flattened",
 )
 register(
     "aae",
     "Adversarial autoencoder (Makhzani et al. 2015): Dense 784-1000-1000 to a linear 8-D code, mirrored; BCE, and "
     "a discriminator pulling the codes toward N(0, I)",
-    lambda: AdversarialAutoencoder((784,), (1000, 1000), latent_dim=8),
+    lambda shape: AdversarialAutoencoder(flat(shape), (1000, 1000), latent_dim=8),
     trainer=lambda: importlib.import_module("aeloops.adversarial").AdversarialTrainer,
+    takes="any images, flattened",
 )
 register(
     "betatcvae",
     "beta-TC-VAE (Chen et al. 2018): Dense 784-400 to a 10-D Gaussian, 10-400-784; BCE + MI + 6 x TC + dimension KL",
-    lambda: TotalCorrelationVAE((784,), (400,), latent_dim=10, beta=6.0),
+    lambda shape: TotalCorrelationVAE(flat(shape), (400,), latent_dim=10, beta=6.0),
     lambda model, loss=None: tc_objective(model, loss, beta=model.beta),
+    takes="any images, flattened",
 )
 register(
     "vqvae",
     "VQ-VAE (van den Oord et al. 2017): Conv 32-32 (stride 2) to a 7x7 grid of 16-D vectors, 64 codebook entries",
-    lambda: VectorQuantizedAutoencoder((28, 28, 1), (32, 32), embedding_dim=16, entries=64),
+    lambda shape: VectorQuantizedAutoencoder(shape, (32, 32), embedding_dim=16, entries=64),
     vq_objective,
 )
 register(
     "wae",
     "WAE-MMD (Tolstikhin et al. 2018): Dense 784-400 to a linear 8-D code, 8-400-784; summed squared error + 10 x MMD",
-    lambda: WassersteinAutoencoder((784,), (400,), latent_dim=8),
+    lambda shape: WassersteinAutoencoder(flat(shape), (400,), latent_dim=8),
     wae_objective,
+    takes="any images, flattened",
 )
 register(
     "seq2seq",
     "Keras blog LSTM sequence autoencoder: rows of a 28x28 image as a sequence, 64-unit code",
-    lambda: SequenceAutoencoder((28, 28), units=64),
+    lambda shape: SequenceAutoencoder(rows(shape), units=64),
+    takes="any images, rows as a sequence",
+)
+register(
+    "convvae",
+    "Convolutional VAE of the beta-VAE papers (Burgess et al. 2018): Conv 32-32-64-64 (4x4, stride 2), Dense 256 "
+    "to a 10-D Gaussian, mirrored with transposed convolutions; the negative ELBO in nats",
+    lambda shape: ConvVariationalAutoencoder(shape, latent_dim=10),
+    _variational_objective,
+    takes="any images; made for 64x64 colour",
 )
 register(
     "convtranspose",
     "TensorFlow tutorial autoencoder: strided Conv 16-8 down, transposed Conv 8-16 up",
-    lambda: TransposedConvAutoencoder((28, 28, 1)),
+    lambda shape: TransposedConvAutoencoder(shape),
 )

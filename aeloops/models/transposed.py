@@ -17,6 +17,7 @@ from aeloops.models.base import (
     Autoencoder,
     Decoder,
     Encoder,
+    crop_to,
     output_dict,
     validate_output_activation,
     validate_units,
@@ -56,6 +57,8 @@ class StridedConvEncoder(Encoder):
 class TransposedConvDecoder(Decoder):
     """3x3 transposed convolutions with stride 2, each doubling height and width, then a 3x3 output conv.
 
+    ``output_size`` (height, width) crops a larger output about its centre.
+
     >>> TransposedConvDecoder(filters=(8, 16)).decode(tf.zeros([1, 7, 7, 8])).shape
     TensorShape([1, 28, 28, 1])
     """
@@ -66,10 +69,12 @@ class TransposedConvDecoder(Decoder):
         output_channels: int = 1,
         activation: str = "relu",
         output_activation: str = "sigmoid",
+        output_size: Sequence[int] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.filters = validate_units("filters", filters, allow_empty=False)
+        self.output_size = None if output_size is None else validate_units("output_size", output_size, False)
         self.output_channels = validate_units("output_channels", [output_channels], False)[0]
         self.activation = activation
         self.output_activation = validate_output_activation(output_activation)
@@ -85,7 +90,7 @@ class TransposedConvDecoder(Decoder):
         hidden = code
         for layer in self.transposed:
             hidden = layer(hidden)
-        return output_dict(self.output_layer(hidden), self.output_activation)
+        return output_dict(self.output_layer(crop_to(hidden, self.output_size)), self.output_activation)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -94,6 +99,7 @@ class TransposedConvDecoder(Decoder):
             "output_channels": self.output_channels,
             "activation": self.activation,
             "output_activation": self.output_activation,
+            "output_size": None if self.output_size is None else list(self.output_size),
         }
 
 
@@ -120,11 +126,13 @@ class TransposedConvAutoencoder(Autoencoder):
             )
         super().__init__(
             encoder=StridedConvEncoder(encoder_filters, activation, name="encoder"),
-            decoder=TransposedConvDecoder(decoder_filters, input_shape[-1], activation, name="decoder"),
+            decoder=TransposedConvDecoder(
+                decoder_filters, input_shape[-1], activation, output_size=input_shape[:2], name="decoder"
+            ),
             input_shape=input_shape,
             **kwargs,
         )
-        self.check_reconstruction_shape("height and width must be divisible by 2 ** len(encoder_filters)")
+        self.check_reconstruction_shape("the decoder needs as many layers as the encoder")
 
     def constructor_arguments(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,7 @@ from aeloops.models.dense import dense_stack, run_stack
 from aeloops.models.generative import PriorSampling, mirrored_decoder
 from aeloops.objective import LossTerm, Objective
 
-__all__ = ["VariationalAutoencoder", "VariationalEncoder", "elbo_objective"]
+__all__ = ["VariationalAutoencoder", "VariationalEncoder", "elbo_objective", "gaussian_code"]
 
 
 def elbo_objective(model: Autoencoder, loss: str | None = None, beta: float = 1.0) -> Objective:
@@ -36,6 +36,21 @@ def elbo_objective(model: Autoencoder, loss: str | None = None, beta: float = 1.
             LossTerm("kl", output="kl", loss="sum", target=None, weight=beta),
         ]
     )
+
+
+def gaussian_code(
+    mean: tf.Tensor, log_variance: tf.Tensor, training: bool | None, seed_generator: keras.random.SeedGenerator
+) -> dict[str, tf.Tensor]:
+    """Returns a Gaussian posterior's outputs: its parameters, the code (a draw in training, else the mean) and KL.
+
+    ``"kl"`` is the KL divergence from N(0, I) per latent dimension.
+    """
+    if training:
+        code = mean + tf.exp(0.5 * log_variance) * keras.random.normal(tf.shape(mean), seed=seed_generator)
+    else:
+        code = mean
+    kl = 0.5 * (tf.exp(log_variance) + tf.square(mean) - 1.0 - log_variance)
+    return {"mean": mean, "log_variance": log_variance, CODE: code, "kl": kl}
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
@@ -67,15 +82,8 @@ class VariationalEncoder(Encoder):
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         hidden, outputs = run_stack(self.hidden_layers, inputs)
-        mean = self.mean_layer(hidden)
-        log_variance = self.log_variance_layer(hidden)
-        if training:
-            noise = keras.random.normal(tf.shape(mean), seed=self.seed_generator)
-            code = mean + tf.exp(0.5 * log_variance) * noise
-        else:
-            code = mean
-        kl = 0.5 * (tf.exp(log_variance) + tf.square(mean) - 1.0 - log_variance)
-        return {**outputs, "mean": mean, "log_variance": log_variance, CODE: code, "kl": kl}
+        mean, log_variance = self.mean_layer(hidden), self.log_variance_layer(hidden)
+        return {**outputs, **gaussian_code(mean, log_variance, training, self.seed_generator)}
 
     def get_config(self) -> dict[str, Any]:
         return {

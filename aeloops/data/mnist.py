@@ -1,13 +1,8 @@
-"""Datasets: MNIST and Fashion-MNIST from IDX or npz files, the bundled sample, user arrays.
-
-Everything here returns NumPy arrays; ``to_model_inputs`` turns images into
-float32 in [0, 1] shaped as a model declares. The ``Trainer`` takes those
-arrays (kept resident on the device) or any ``tf.data.Dataset``.
+"""MNIST and Fashion-MNIST from IDX or npz files, and the bundled sample, as uint8 NumPy arrays.
 
 >>> splits = load_sample()
->>> x_train = to_model_inputs(splits.train_images, (784,))
->>> x_train.dtype, float(x_train.max()) <= 1.0
-(dtype('float32'), True)
+>>> splits.train_images.shape, splits.train_images.dtype
+((5000, 28, 28), dtype('uint8'))
 """
 
 from __future__ import annotations
@@ -16,22 +11,11 @@ import gzip
 import os
 import pathlib
 import zipfile
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = [
-    "DATA_DIR_ENV",
-    "DatasetUnavailableError",
-    "Splits",
-    "binarize",
-    "load_array_file",
-    "load_mnist",
-    "load_sample",
-    "read_idx",
-    "to_model_inputs",
-]
+__all__ = ["DATA_DIR_ENV", "SAMPLE_PATH", "DatasetUnavailableError", "Splits", "load_mnist", "load_sample", "read_idx"]
 
 DATA_DIR_ENV = "AELOOPS_DATA_DIR"
 SAMPLE_PATH = pathlib.Path(__file__).parent / "sample" / "mnist_sample.npz"
@@ -195,78 +179,3 @@ def load_sample() -> Splits:
     (LeCun, Cortes and Burges; CC BY-SA 3.0).
     """
     return _checked_splits(_load_npz_splits(SAMPLE_PATH), SAMPLE_PATH)
-
-
-def load_array_file(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
-    """Loads user images from ``.npy``, or from ``.npz`` (``key``, else ``x_train``, else its only array)."""
-    path = pathlib.Path(path)
-    if path.suffix not in (".npy", ".npz"):
-        raise ValueError(f"{path}: expected a .npy or .npz file.")
-    if not path.is_file():
-        raise ValueError(f"Data file {path} does not exist.")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"Cannot read {path}: it is truncated or not a NumPy file ({error}).") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:
-        names = loaded.files
-        chosen = key or ("x_train" if "x_train" in names else names[0] if len(names) == 1 else None)
-        if chosen not in names:
-            raise ValueError(f"{path} holds arrays {names}; name the one to use (expected 'x_train').")
-        try:
-            return loaded[chosen]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise ValueError(f"Cannot read array {chosen!r} of {path}: {error}.") from None
-
-
-def to_model_inputs(images: np.ndarray, example_shape: Sequence[int], name: str = "images") -> np.ndarray:
-    """Returns ``images`` as float32 in [0, 1] with shape ``(n, *example_shape)``.
-
-    uint8 images are divided by 255; float images must already lie in [0, 1].
-
-    Raises:
-      ValueError: for an empty array, a size that does not reshape, a
-        non-numeric dtype, non-finite values or values outside [0, 1].
-    """
-    images = np.asarray(images)
-    example_shape = tuple(example_shape)
-    if images.ndim == 0 or len(images) == 0:
-        raise ValueError(f"{name} is empty; it needs at least one example.")
-    example_size = int(np.prod(example_shape))
-    if int(np.prod(images.shape[1:])) != example_size:
-        raise ValueError(
-            f"{name} have shape {images.shape[1:]} per example, which does not reshape to the "
-            f"model's input shape {example_shape}."
-        )
-    if images.dtype == np.uint8:
-        return (images.reshape((len(images), *example_shape)) / np.float32(255.0)).astype(np.float32, copy=False)
-    if not (np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer)):
-        raise ValueError(f"{name} have dtype {images.dtype}; expected uint8 or a float type.")
-    images = images.astype(np.float32).reshape((len(images), *example_shape))
-    if not np.all(np.isfinite(images)):
-        raise ValueError(f"{name} contain NaN or Inf values; clean the data before training.")
-    low, high = float(images.min()), float(images.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(f"{name} range over [{low:g}, {high:g}]; scale them to [0, 1] (divide uint8 pixels by 255).")
-    return images
-
-
-def binarize(images: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
-    """Returns ``images`` (in [0, 1]) as float32 zeros and ones, by ``"threshold"`` or ``"fixed"``.
-
-    ``"threshold"`` sets the pixels above 0.5; ``"fixed"`` draws each pixel
-    once, 1 with its intensity as the probability, from ``seed``: the same
-    seed gives the same images. (``"dynamic"``, a new draw at every step, is
-    the trainer's: ``Trainer(dynamic_binarization=True)``.)
-
-    >>> binarize(np.array([[0.2, 0.7]], np.float32), "threshold")
-    array([[0., 1.]], dtype=float32)
-    """
-    images = np.asarray(images, np.float32)
-    if method == "threshold":
-        return (images > 0.5).astype(np.float32)
-    if method == "fixed":
-        return (np.random.default_rng(seed).random(images.shape, dtype=np.float32) < images).astype(np.float32)
-    raise ValueError(f"binarize method must be 'threshold' or 'fixed', got {method!r}.")

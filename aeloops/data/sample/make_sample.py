@@ -1,6 +1,6 @@
 """Rebuilds ``mnist_sample.npz`` from a directory of MNIST IDX files.
 
-Usage: ``python -m aeloops.sample.make_sample ../shared/data/mnist``
+Usage: ``python -m aeloops.data.sample.make_sample ../shared/data/mnist``
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from aeloops.data import SAMPLE_PATH, load_mnist
+from aeloops.data.mnist import SAMPLE_PATH, load_mnist
 
 TRAIN_EXAMPLES = 5000
 TEST_EXAMPLES = 1000

@@ -1,0 +1,415 @@
+"""Images in their own shape from a folder of image files, TFRecord shards or NumPy arrays.
+
+Every source comes out as float32 in [0, 1], shaped (n, height, width,
+channels): resized to ``image_size`` when given (with ``interpolation``), and
+converted to ``color_mode`` (``"grayscale"`` or ``"rgb"``) when given.
+
+>>> data = load_images("photos/", image_size=(64, 64), color_mode="rgb", validation_split=0.1)  # doctest: +SKIP
+>>> data.train.shape, data.class_names                                                       # doctest: +SKIP
+((9000, 64, 64, 3), ('cats', 'dogs'))
+>>> dataset = image_dataset("shards/train-*.tfrecord", image_size=(32, 32))  # streamed, unbatched  # doctest: +SKIP
+
+A folder is read as ``keras.utils.image_dataset_from_directory`` reads one:
+PNG, JPEG, BMP and GIF files (a GIF's first frame) at any depth, in sorted
+order; when every image lies in a subfolder, the first level of subfolders
+are classes, labelled 0, 1, ... in sorted order. A TFRecord file holds
+``tf.train.Example`` records with the encoded image under ``image`` and,
+optionally, an int64 ``label``, as TensorFlow Datasets writes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import zipfile
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from aeloops.data.arrays import image_shape, load_array_file, to_model_inputs
+from aeloops.data.locate import COLOR_MODES, IMAGE_EXTENSIONS, INTERPOLATIONS, source_kind, tfrecord_files
+
+__all__ = ["ImageData", "ImageFiles", "convert", "image_dataset", "load_images", "read_source", "scan", "split_indices"]
+
+IMAGE_FEATURE, LABEL_FEATURE = "image", "label"
+# Images decoded per tf.data batch when a source is read into memory.
+_READ_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFiles:
+    """Encoded images on disk (a folder's files or TFRecord shards) and the shape decoding them gives."""
+
+    source: str
+    kind: str  # "folder" or "tfrecord"
+    paths: tuple[str, ...]  # The image files, or the shards.
+    count: int
+    shape: tuple[int, int, int]  # (height, width, channels) after decoding, resizing and colour conversion.
+    resize: bool  # Whether decoded images are resized to ``shape``'s height and width.
+    interpolation: str
+    labels: np.ndarray | None = None  # A folder's class of each file.
+    class_names: tuple[str, ...] = ()
+    has_labels: bool = False  # A TFRecord's records hold a label.
+
+
+class ImageData(NamedTuple):
+    """Training and validation images, float32 (n, height, width, channels) in [0, 1], and their labels."""
+
+    train: np.ndarray
+    validation: np.ndarray | None
+    train_labels: np.ndarray | None
+    validation_labels: np.ndarray | None
+    class_names: tuple[str, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Returns one image's (height, width, channels)."""
+        return tuple(int(dim) for dim in self.train.shape[1:])
+
+
+def _checked_options(image_size: Sequence[int] | None, color_mode: str | None, interpolation: str) -> None:
+    if image_size is not None and (len(image_size) != 2 or any(int(side) < 1 for side in image_size)):
+        raise ValueError(f"image_size must be (height, width), two positive integers; got {image_size!r}.")
+    if color_mode is not None and color_mode not in COLOR_MODES:
+        raise ValueError(f"color_mode must be one of {', '.join(COLOR_MODES)}; got {color_mode!r}.")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.")
+
+
+def scan(
+    path: str, image_size: Sequence[int] | None = None, color_mode: str | None = None, interpolation: str = "bilinear"
+) -> ImageFiles:
+    """Lists a folder's images or a glob's TFRecord shards, and finds the shape they decode to.
+
+    A folder's images are checked from their headers alone: an unreadable
+    file, or sizes that differ without ``image_size``, are refused naming
+    the files. TFRecord shards are counted and their first record decoded.
+
+    Raises:
+      ValueError: with what was wrong and how to fix it.
+    """
+    _checked_options(image_size, color_mode, interpolation)
+    kind = source_kind(path)
+    if kind == "folder":
+        return _scan_folder(path, image_size, color_mode, interpolation)
+    if kind == "tfrecord":
+        return _scan_tfrecords(path, image_size, color_mode, interpolation)
+    raise ValueError(f"{path} is neither a folder of images nor TFRecord shards.")
+
+
+def _scan_folder(
+    path: str, image_size: Sequence[int] | None, color_mode: str | None, interpolation: str
+) -> ImageFiles:
+    from PIL import Image, UnidentifiedImageError  # Deferred: only folders need it.
+
+    root = pathlib.Path(path)
+    files = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories.sort()  # os.walk descends in this list's order: sorted, so the order is the same everywhere.
+        files += [pathlib.Path(directory, name) for name in sorted(names) if name.lower().endswith(IMAGE_EXTENSIONS)]
+    if not files:
+        raise ValueError(
+            f"{path} holds no images ({', '.join(extension[1:].upper() for extension in IMAGE_EXTENSIONS)} files, "
+            "in it or in its subfolders)."
+        )
+    sizes, colour = {}, False
+    for file in files:
+        try:
+            with Image.open(file) as image:  # Reads the header only.
+                sizes.setdefault(image.size, file)
+                colour = colour or image.mode not in ("1", "L", "LA", "I", "I;16", "F")
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise ValueError(
+                f"{file} is not a readable image ({error}); remove or replace it (aeloops skips no image silently)."
+            ) from None
+    if image_size is None and len(sizes) > 1:
+        (first_size, first), (second_size, second) = list(sizes.items())[:2]
+        raise ValueError(
+            f"{path} holds images of different sizes ({first}: {first_size[0]}x{first_size[1]}, {second}: "
+            f"{second_size[0]}x{second_size[1]}, width x height); give --image-size HEIGHT WIDTH to resize them all."
+        )
+    width, height = next(iter(sizes))
+    channels = COLOR_MODES[color_mode or ("rgb" if colour else "grayscale")]
+    relative = [file.relative_to(root) for file in files]
+    # Classes as Keras infers them: the first level of subfolders, when every image lies in one.
+    labels, class_names = None, ()
+    if all(len(part.parts) > 1 for part in relative):
+        class_names = tuple(sorted({part.parts[0] for part in relative}))
+        index = {name: number for number, name in enumerate(class_names)}
+        labels = np.array([index[part.parts[0]] for part in relative], np.int64)
+    return ImageFiles(
+        path, "folder", tuple(str(file) for file in files), len(files),
+        (*(image_size or (height, width)), channels), image_size is not None, interpolation, labels, class_names,
+    )  # fmt: skip
+
+
+def _scan_tfrecords(
+    path: str, image_size: Sequence[int] | None, color_mode: str | None, interpolation: str
+) -> ImageFiles:
+    shards = tfrecord_files(path)
+    if not shards:
+        raise ValueError(f"{path} matches no file; give TFRecord shards (a file, a glob or their folder).")
+    try:
+        records = tf.data.TFRecordDataset(shards)
+        first = next(iter(records.take(1)), None)
+        count = int(records.reduce(np.int64(0), lambda total, _: total + 1))
+    except tf.errors.OpError as error:
+        raise ValueError(f"Cannot read the TFRecord shards {path}: {error.message}") from None
+    if first is None:
+        raise ValueError(f"The TFRecord shards {path} hold no records.")
+    try:
+        example = tf.train.Example.FromString(first.numpy())
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError; any failure means the same.
+        raise ValueError(f"{shards[0]}: its records are not tf.train.Example protos.") from None
+    features = example.features.feature
+    if IMAGE_FEATURE not in features or not features[IMAGE_FEATURE].bytes_list.value:
+        raise ValueError(
+            f"{shards[0]}: its records hold no {IMAGE_FEATURE!r} feature of encoded image bytes (they hold "
+            f"{sorted(features)}); write each image's PNG or JPEG bytes under {IMAGE_FEATURE!r} and, optionally, "
+            f"an int64 {LABEL_FEATURE!r}."
+        )
+    has_labels = LABEL_FEATURE in features and bool(features[LABEL_FEATURE].int64_list.value)
+    try:
+        decoded = tf.io.decode_image(features[IMAGE_FEATURE].bytes_list.value[0], expand_animations=False)
+    except tf.errors.OpError as error:
+        raise ValueError(f"{shards[0]}: the first record's image cannot be decoded ({error.message}).") from None
+    height, width, found = (int(dim) for dim in decoded.shape)
+    channels = COLOR_MODES[color_mode] if color_mode else (1 if found in (1, 2) else 3)
+    return ImageFiles(
+        path, "tfrecord", tuple(shards), count, (*(image_size or (height, width)), channels), image_size is not None,
+        interpolation, has_labels=has_labels,
+    )  # fmt: skip
+
+
+def _decoder(files: ImageFiles):
+    """Returns a function from encoded bytes to a float32 (height, width, channels) image in [0, 1]."""
+    height, width, channels = files.shape
+
+    def decode(contents: tf.Tensor) -> tf.Tensor:
+        # Decoded with its own channels, then converted: decode_image cannot turn RGBA into grey.
+        image = tf.io.decode_image(contents, expand_animations=False, dtype=tf.uint8)
+        # Divided as to_model_inputs divides arrays, so a folder and an array of the same images agree to the bit.
+        image = convert_channels(tf.cast(image, tf.float32) / 255.0, channels)
+        if files.resize:
+            image = tf.image.resize(image, (height, width), method=files.interpolation)
+            image = tf.clip_by_value(image, 0.0, 1.0)  # Cubic and Lanczos kernels overshoot.
+        # Every image must decode to the shape the scan found; a differing one fails here, not in a batch.
+        return tf.ensure_shape(image, files.shape)
+
+    return decode
+
+
+def convert_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
+    """Returns float images with ``channels`` (1 or 3): grey repeated, colour weighted to grey, alpha dropped.
+
+    Works when the images' own channel count is known only when they run
+    (a decoded file's): 1 or 2 (grey, with alpha) or 3 or 4 (colour, with alpha).
+    """
+    grey = tf.shape(images)[-1] < 3
+    if channels == 3:
+        return tf.cond(
+            grey, lambda: tf.image.grayscale_to_rgb(images[..., :1]), lambda: images[..., :3]
+        )
+    return tf.cond(grey, lambda: images[..., :1], lambda: tf.image.rgb_to_grayscale(images[..., :3]))
+
+
+def image_dataset(
+    source: str | ImageFiles,
+    *,
+    image_size: Sequence[int] | None = None,
+    color_mode: str | None = None,
+    interpolation: str = "bilinear",
+    indices: Sequence[int] | None = None,
+    labels: bool = False,
+) -> tf.data.Dataset:
+    """Returns a folder's or TFRecord shards' images as an unbatched ``tf.data.Dataset``, decoded in parallel.
+
+    Elements are float32 images (or ``{"input": image, "label": label}``
+    with ``labels=True``), in the source's order; ``indices`` keeps those
+    examples only (a folder's files; for shards, record numbers). Batch,
+    shuffle, cache and prefetch it as usual; nothing is held in memory.
+    """
+    files = source if isinstance(source, ImageFiles) else scan(source, image_size, color_mode, interpolation)
+    decode = _decoder(files)
+    if files.kind == "folder":
+        paths = np.array(files.paths)
+        label_values = files.labels if files.labels is not None else np.full(files.count, -1, np.int64)
+        if indices is not None:
+            paths, label_values = paths[np.asarray(indices)], label_values[np.asarray(indices)]
+        dataset = tf.data.Dataset.from_tensor_slices((paths, label_values))
+        dataset = dataset.map(lambda path, label: (decode(tf.io.read_file(path)), label), tf.data.AUTOTUNE)
+    else:
+        # One shard after another, in order: the same examples in the same order as a folder or arrays would give.
+        records = tf.data.TFRecordDataset(list(files.paths))
+        if indices is not None:
+            keep = tf.constant(np.isin(np.arange(files.count), np.asarray(indices)))
+            records = records.enumerate().filter(lambda number, record: keep[number]).map(lambda _, record: record)
+        spec = {IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)}
+        if files.has_labels:
+            spec[LABEL_FEATURE] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+
+        def parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            parsed = tf.io.parse_single_example(record, spec)
+            return decode(parsed[IMAGE_FEATURE]), parsed.get(LABEL_FEATURE, tf.constant(-1, tf.int64))
+
+        dataset = records.map(parse, tf.data.AUTOTUNE)
+    if labels:
+        return dataset.map(lambda image, label: {"input": image, "label": label})
+    return dataset.map(lambda image, label: image)
+
+
+def _read_all(files: ImageFiles) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decodes every image of ``files`` into one array (and its labels), naming a file that fails."""
+    images = np.empty((files.count, *files.shape), np.float32)
+    labels = np.empty(files.count, np.int64)
+    position = 0
+    try:
+        for batch in image_dataset(files, labels=True).batch(_READ_BATCH).prefetch(2):
+            size = len(batch["label"])
+            images[position : position + size] = batch["input"].numpy()
+            labels[position : position + size] = batch["label"].numpy()
+            position += size
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError(_decode_failure(files, position, error)) from None
+    if position != files.count:
+        raise ValueError(f"{files.source} changed while it was read: {files.count} images listed, {position} read.")
+    has_labels = files.labels is not None or files.has_labels
+    return images, labels if has_labels else None
+
+
+def _decode_failure(files: ImageFiles, position: int, error: tf.errors.InvalidArgumentError) -> str:
+    """Says which image failed to decode, or to match the others' size, and what to do."""
+    size_hint = "give --image-size HEIGHT WIDTH to resize them all, or remove it"
+    if files.kind == "folder":
+        for path in files.paths[position : position + _READ_BATCH]:
+            try:
+                image = _decoder(files)(tf.io.read_file(path))
+            except tf.errors.InvalidArgumentError as failure:
+                if "shape" in failure.message.lower() or "incompatible" in failure.message.lower():
+                    return f"{path} has another size than the other images of {files.source}; {size_hint}."
+                return f"{path} cannot be decoded as an image; remove or replace it (aeloops skips no image silently)."
+            del image
+        where = files.source
+    else:
+        where = f"record {position} or after of {files.source}"
+    if "shape" in error.message.lower() or "incompatible" in error.message.lower():
+        return f"An image in {where} has another size than the first; {size_hint}."
+    return f"An image in {where} cannot be decoded ({' '.join(error.message.split())[:200]}); remove or replace it."
+
+
+def convert(
+    images: np.ndarray,
+    image_size: Sequence[int] | None = None,
+    color_mode: str | None = None,
+    interpolation: str = "bilinear",
+    name: str = "images",
+) -> np.ndarray:
+    """Returns an array of images as float32 (n, height, width, channels) in [0, 1], resized and converted.
+
+    Accepts (n, d), (n, height, width) and (n, height, width, channels)
+    arrays, uint8 (divided by 255) or float in [0, 1] (see ``image_shape``).
+    """
+    _checked_options(image_size, color_mode, interpolation)
+    images = to_model_inputs(images, image_shape(images), name)
+    channels = images.shape[-1]
+    if channels not in (1, 2, 3, 4):
+        raise ValueError(
+            f"{name} have {channels} channels per pixel; aeloops trains on grey (1) or colour (3) images, "
+            "and drops an alpha channel (2 or 4)."
+        )
+    target = COLOR_MODES[color_mode] if color_mode else (1 if channels in (1, 2) else 3)
+    if image_size is not None and tuple(image_size) == images.shape[1:3]:
+        image_size = None  # Already that size: not resampled, so the values stay exactly as they are.
+    if channels == target and image_size is None:
+        return images
+    converted = np.empty((len(images), *(image_size or images.shape[1:3]), target), np.float32)
+    for start in range(0, len(images), 4096):  # In slices: a large set is not copied into TensorFlow at once.
+        chunk = convert_channels(tf.constant(images[start : start + 4096]), target)
+        if image_size is not None:
+            chunk = tf.clip_by_value(tf.image.resize(chunk, tuple(image_size), method=interpolation), 0.0, 1.0)
+        converted[start : start + 4096] = chunk.numpy()
+    return converted
+
+
+def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Returns sorted training and validation indices: a seeded ``fraction`` of ``count`` held out."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_split must lie strictly between 0 and 1; got {fraction}.")
+    held = int(round(count * fraction))
+    if held < 1 or held >= count:
+        raise ValueError(
+            f"validation_split {fraction} of {count} images leaves {held} for validation and {count - held} for "
+            "training; each needs at least one."
+        )
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def read_source(
+    path: str, image_size: Sequence[int] | None, color_mode: str | None, interpolation: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
+    """Returns a path's training images, its own validation images (an .npz's x_test), their labels, classes."""
+    if source_kind(path) == "arrays":
+        validation = validation_labels = train_labels = None
+        if path.endswith(".npz"):
+            names = _archive_names(path)
+            validation = load_array_file(path, "x_test") if "x_test" in names else None
+            train_labels = load_array_file(path, "y_train") if "y_train" in names else None
+            validation_labels = load_array_file(path, "y_test") if "y_test" in names else None
+        train = convert(load_array_file(path), image_size, color_mode, interpolation, name=path)
+        if validation is not None:
+            validation = convert(validation, image_size or train.shape[1:3], color_mode or _mode(train), interpolation,
+                                 name=f"{path}'s x_test")  # fmt: skip
+        return train, validation, train_labels, validation_labels, ()
+    files = scan(path, image_size, color_mode, interpolation)
+    images, labels = _read_all(files)
+    return images, None, labels, None, files.class_names
+
+
+def _archive_names(path: str) -> list[str]:
+    """Returns the arrays an ``.npz`` file holds, or refuses a file that is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return list(archive.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"Cannot read {path}: it is truncated or not a NumPy file ({error}).") from None
+
+
+def _mode(images: np.ndarray) -> str:
+    return "grayscale" if images.shape[-1] == 1 else "rgb"
+
+
+def load_images(
+    path: str,
+    *,
+    image_size: Sequence[int] | None = None,
+    color_mode: str | None = None,
+    interpolation: str = "bilinear",
+    validation_split: float | None = None,
+    validation_data: str | None = None,
+    seed: int = 0,
+) -> ImageData:
+    """Reads a folder of images, TFRecord shards or a ``.npy``/``.npz`` file into memory.
+
+    Validation images come from ``validation_data`` (another source, read
+    to the training images' size and colours), else from a seeded
+    ``validation_split`` of the training images, else from an ``.npz``'s
+    ``x_test``; otherwise there are none. Labels come from class folders, a
+    record's ``label`` or an ``.npz``'s ``y_train`` / ``y_test``.
+    """
+    train, validation, train_labels, validation_labels, classes = read_source(
+        path, image_size, color_mode, interpolation
+    )
+    if validation_data is not None:
+        validation, _, validation_labels, _, _ = read_source(
+            validation_data, train.shape[1:3], color_mode or _mode(train), interpolation
+        )
+    elif validation_split is not None:
+        kept, held = split_indices(len(train), validation_split, seed)
+        validation, train = train[held], train[kept]
+        if train_labels is not None:
+            validation_labels, train_labels = train_labels[held], train_labels[kept]
+    return ImageData(train, validation, train_labels, validation_labels, classes)

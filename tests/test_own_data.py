@@ -1,0 +1,270 @@
+"""A researcher's own images: folders, TFRecord shards and arrays of any size and colour, through the CLI.
+
+MNIST written as a folder of PNGs and as TFRecord shards must train to the
+very history its IDX files give; synthetic colour sets go through every
+registered model; bad input ends in one line and writes nothing.
+"""
+
+import gzip
+import json
+import struct
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeloops import evaluate, export, train
+from aeloops.data import image_dataset, load_images
+from aeloops.models import registry
+from tests.conftest import SHARED_MNIST
+
+TRAIN, TEST = 1024, 256
+
+
+def write_idx(path, array):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as stream:
+        stream.write(header + array.astype(np.uint8).tobytes())
+
+
+def example(image, label=None):
+    features = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.encode_png(image).numpy()]))}
+    if label is not None:
+        features["label"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)]))
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def write_shards(directory, images, labels, shards):
+    directory.mkdir(parents=True)
+    for number, part in enumerate(np.array_split(np.arange(len(images)), shards)):
+        with tf.io.TFRecordWriter(str(directory / f"part-{number:05d}-of-{shards:05d}.tfrecord")) as writer:
+            for index in part:
+                writer.write(example(images[index][..., None], labels[index]))
+
+
+def write_folder(directory, images):
+    directory.mkdir(parents=True)
+    for index, image in enumerate(images):
+        tf.io.write_file(str(directory / f"{index:05d}.png"), tf.io.encode_png(image[..., None]))
+
+
+@pytest.fixture(scope="module")
+def mnist_three_ways(tmp_path_factory, mnist):
+    """The same real MNIST images as IDX files, as folders of PNGs and as TFRecord shards."""
+    root = tmp_path_factory.mktemp("mnist")
+    train_images, test_images = mnist.train_images[:TRAIN], mnist.test_images[:TEST]
+    (root / "idx").mkdir()
+    for name, array in (
+        ("train-images-idx3-ubyte.gz", train_images), ("train-labels-idx1-ubyte.gz", mnist.train_labels[:TRAIN]),
+        ("t10k-images-idx3-ubyte.gz", test_images), ("t10k-labels-idx1-ubyte.gz", mnist.test_labels[:TEST]),
+    ):  # fmt: skip
+        write_idx(root / "idx" / name, array)
+    write_folder(root / "png" / "train", train_images)
+    write_folder(root / "png" / "test", test_images)
+    write_shards(root / "shards" / "train", train_images, mnist.train_labels[:TRAIN], shards=4)
+    write_shards(root / "shards" / "test", test_images, mnist.test_labels[:TEST], shards=2)
+    return root
+
+
+def history_of(run_dir):
+    history = json.loads((run_dir / "history.json").read_text())
+    return {name: values for name, values in history.items() if "second" not in name}  # Not the clock's readings.
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")
+def test_mnist_as_png_folders_and_tfrecord_shards_trains_to_the_history_of_its_idx_files(
+    mnist_three_ways, tmp_path, capsys
+):
+    common = ["--model", "conv", "--epochs", "2", "--batch-size", "128", "--mode", "graph", "--quiet"]
+    sources = {
+        "idx": ["--dataset", "mnist", "--data-dir", str(mnist_three_ways / "idx")],
+        "png": ["--dataset", str(mnist_three_ways / "png" / "train"),
+                "--validation-data", str(mnist_three_ways / "png" / "test")],
+        "tfrecord": ["--dataset", str(mnist_three_ways / "shards" / "train" / "*.tfrecord"),
+                     "--validation-data", str(mnist_three_ways / "shards" / "test")],
+    }  # fmt: skip
+    histories = {}
+    for name, arguments in sources.items():
+        assert train.main([*common, *arguments, "--run-dir", str(tmp_path / name)]) == 0, capsys.readouterr().err
+        histories[name] = history_of(tmp_path / name)
+        assert json.loads((tmp_path / name / "config.json").read_text())["image_shape"] == [28, 28, 1]
+    assert histories["idx"]["val_loss"][1] < histories["idx"]["val_loss"][0]
+    for name in ("png", "tfrecord"):
+        assert histories[name].keys() == histories["idx"].keys()
+        for key, values in histories["idx"].items():
+            np.testing.assert_allclose(histories[name][key], values, rtol=1e-6, err_msg=f"{name}: {key}")
+
+
+def test_a_folder_of_class_subfolders_gives_labels_and_tfrecords_give_theirs(mnist_three_ways, tmp_path, mnist):
+    classes = tmp_path / "classes"
+    for index, (image, label) in enumerate(zip(mnist.train_images[:40], mnist.train_labels[:40])):
+        (classes / f"digit-{label}").mkdir(parents=True, exist_ok=True)
+        tf.io.write_file(str(classes / f"digit-{label}" / f"{index}.png"), tf.io.encode_png(image[..., None]))
+    data = load_images(str(classes))
+    assert data.class_names == tuple(f"digit-{label}" for label in sorted(set(mnist.train_labels[:40])))
+    assert [data.class_names[label] for label in data.train_labels] == sorted(
+        f"digit-{label}" for label in mnist.train_labels[:40]
+    )
+    shards = load_images(str(mnist_three_ways / "shards" / "train"), validation_split=0.25, seed=3)
+    assert len(shards.train) == 768 and len(shards.validation) == 256
+    held = np.sort(np.random.default_rng(3).permutation(TRAIN)[:256])  # The split is seeded: the same every time.
+    np.testing.assert_array_equal(shards.validation_labels, mnist.train_labels[:TRAIN][held])
+    np.testing.assert_array_equal(shards.validation[..., 0], mnist.train_images[:TRAIN][held] / np.float32(255))
+    streamed = next(iter(image_dataset(str(mnist_three_ways / "shards" / "train"), labels=True).batch(5)))
+    np.testing.assert_array_equal(streamed["label"], mnist.train_labels[:5])
+
+
+def colour_set(count, side, seed=0):
+    """Coloured blobs: each channel a Gaussian bump somewhere else, so a model must keep the colours apart."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[:side, :side]
+    centres = rng.uniform(0.2 * side, 0.8 * side, (count, 3, 2))
+    widths = rng.uniform(0.1 * side, 0.25 * side, (count, 3))
+    distance = (rows[None, None] - centres[..., 0, None, None]) ** 2 + (
+        columns[None, None] - centres[..., 1, None, None]
+    ) ** 2
+    images = np.exp(-distance / (2 * widths[..., None, None] ** 2))
+    return (np.moveaxis(images, 1, -1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def colour_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("colour")
+    for side in (32, 64):
+        images = colour_set(320, side)
+        np.savez(root / f"colour{side}.npz", x_train=images[:256], x_test=images[256:])
+    return root
+
+
+def run(arguments, capsys):
+    code = train.main([*arguments, "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+@pytest.mark.parametrize("model_name", registry.names())
+def test_every_registered_model_trains_on_32x32_colour_images_and_pictures_them_in_colour(
+    model_name, colour_files, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    run(["--model", model_name, "--dataset", str(colour_files / "colour32.npz"), "--epochs", "1",
+         "--batch-size", "64", "--mode", "graph", "--run-dir", str(run_dir)], capsys)  # fmt: skip
+    history = json.loads((run_dir / "history.json").read_text())
+    assert np.isfinite(history["loss"]).all() and np.isfinite(history["val_loss"]).all()
+    assert json.loads((run_dir / "config.json").read_text())["image_shape"] == [32, 32, 3]
+    picture = tf.io.decode_png((run_dir / "reconstructions.png").read_bytes()).numpy()
+    rows = 3 if model_name == "twohead" else 2
+    assert picture.shape == (rows * 34 + 2, 10 * 34 + 2, 3)
+    # The inputs' row is the validation images themselves, in colour.
+    inputs = np.load(colour_files / "colour32.npz")["x_test"][:10]
+    np.testing.assert_allclose(picture[2:34, 2:34].astype(int), inputs[0].astype(int), atol=1)
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert model.count_params() == registry.get(model_name).build((32, 32, 3)).count_params()
+
+
+@pytest.mark.parametrize("model_name", ["conv", "convvae"])
+def test_64x64_colour_runs_export_and_evaluate(model_name, colour_files, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run(["--model", model_name, "--dataset", str(colour_files / "colour64.npz"), "--epochs", "1",
+         "--batch-size", "64", "--mode", "graph", "--run-dir", str(run_dir)], capsys)  # fmt: skip
+    assert export.main([str(run_dir), "--out", str(tmp_path / "exported")]) == 0, capsys.readouterr().err
+    served = tf.saved_model.load(str(tmp_path / "exported"))
+    images = np.load(colour_files / "colour64.npz")["x_test"][:3] / np.float32(255)
+    reconstruction = served.signatures["reconstruct"](inputs=tf.constant(images))
+    model = keras.saving.load_model(run_dir / "model.keras")
+    expected = model(images, training=False)["reconstruction"]
+    np.testing.assert_allclose(next(iter(reconstruction.values())).numpy().reshape(expected.shape), expected,
+                               atol=1e-5)  # fmt: skip
+    if model_name == "convvae":
+        samples = tf.io.decode_png((run_dir / "samples.png").read_bytes()).numpy()
+        assert samples.shape == (4 * 66 + 2, 10 * 66 + 2, 3)
+        capsys.readouterr()
+        assert evaluate.main([str(run_dir), "--nll-samples", "4", "--examples", "8", "--batch-size", "4"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        # Per image, in nats: 64 x 64 x 3 Bernoulli pixels, so far more than MNIST's ~100.
+        assert 1000 < result["nll"] < 64 * 64 * 3 * np.log(2) * 4
+
+
+def test_resize_and_colour_conversion_come_from_flags_and_are_recorded(colour_files, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run(["--model", "dense", "--dataset", str(colour_files / "colour64.npz"), "--image-size", "16", "24",
+         "--color-mode", "grayscale", "--interpolation", "area", "--epochs", "1", "--batch-size", "64",
+         "--run-dir", str(run_dir)], capsys)  # fmt: skip
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["image_shape"] == [16, 24, 1] and config["image_size"] == [16, 24]
+    assert keras.saving.load_model(run_dir / "model.keras").example_shape == (16 * 24,)
+    picture = tf.io.decode_png((run_dir / "reconstructions.png").read_bytes()).numpy()
+    assert picture.shape == (2 * 18 + 2, 10 * 26 + 2, 1)
+
+
+def one_error_line(capsys):
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aeloops.train: error: "), captured.err
+    return lines[0]
+
+
+def bad_folder(tmp_path, kind):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    good = colour_set(4, 16)
+    for index, image in enumerate(good):
+        tf.io.write_file(str(folder / f"{index}.png"), tf.io.encode_png(image))
+    if kind == "corrupt header":
+        (folder / "9.png").write_bytes(b"not an image at all")
+    elif kind == "corrupt body":
+        encoded = tf.io.encode_png(good[0]).numpy()
+        (folder / "9.png").write_bytes(encoded[: len(encoded) // 2])
+    elif kind == "mixed sizes":
+        tf.io.write_file(str(folder / "9.png"), tf.io.encode_png(colour_set(1, 20)[0]))
+    elif kind == "empty":
+        for path in folder.iterdir():
+            path.unlink()
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("empty", "holds no images (PNG, JPG, JPEG, BMP, GIF files"),
+        ("corrupt header", "9.png is not a readable image"),
+        ("corrupt body", "9.png cannot be decoded as an image; remove or replace it"),
+        ("mixed sizes", "holds images of different sizes"),
+    ],
+)
+def test_a_bad_folder_is_refused_in_one_line_naming_the_file_and_nothing_is_written(kind, message, tmp_path, capsys):
+    folder = bad_folder(tmp_path, kind)
+    assert train.main(["--dataset", str(folder), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
+    line = one_error_line(capsys)
+    assert message in line, line
+    assert not (tmp_path / "run").exists()
+    if kind == "mixed sizes":  # The advice, followed: --image-size resizes them all.
+        assert "--image-size HEIGHT WIDTH" in line
+        run(["--dataset", str(folder), "--image-size", "16", "16", "--epochs", "1", "--batch-size", "4",
+             "--no-validation", "--run-dir", str(tmp_path / "run")], capsys)  # fmt: skip
+
+
+def test_bad_tfrecords_and_paths_are_refused_in_one_line(tmp_path, capsys):
+    arguments = ["--run-dir", str(tmp_path / "run"), "--quiet"]
+    with tf.io.TFRecordWriter(str(tmp_path / "wrong.tfrecord")) as writer:
+        feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"]))
+        writer.write(tf.train.Example(features=tf.train.Features(feature={"png": feature})).SerializeToString())
+    for dataset, message in [
+        (str(tmp_path / "wrong.tfrecord"), "its records hold no 'image' feature of encoded image bytes"),
+        (str(tmp_path / "nothing-*.tfrecord"), "matches no file"),
+        (str(tmp_path / "missing"), "no such file or folder"),
+    ]:
+        assert train.main(["--dataset", dataset, *arguments]) == 2
+        assert message in one_error_line(capsys)
+        assert not (tmp_path / "run").exists()
+
+
+def test_colour_images_into_a_model_of_your_own_built_for_grey_are_refused(colour_files, tmp_path, capsys):
+    # A model class of one's own is built with its defaults: the seed's 28x28 grey conv autoencoder.
+    arguments = ["--model", "aeloops.models.conv:ConvAutoencoder", "--dataset", str(colour_files / "colour32.npz")]
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
+    line = one_error_line(capsys)
+    assert "(32, 32, 3)" in line and "(28, 28, 1)" in line, line
+    assert not (tmp_path / "run").exists()
