@@ -279,6 +279,16 @@ def merge(config: TrainConfig, values: dict[str, Any], source: str) -> TrainConf
         raise type(error)(f"{source}: {error}") from None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Builds a JSON object, refusing a key given twice (as TOML does) rather than keeping the last."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise json.JSONDecodeError(f"the key {key!r} is given twice", "", 0)
+        seen[key] = value
+    return seen
+
+
 def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
     """Reads a ``.toml`` or ``.json`` config file into a dict of settings."""
     path = pathlib.Path(path)
@@ -291,7 +301,7 @@ def load_config_file(path: str | pathlib.Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValueError(f"Config file {path} is not UTF-8 text.") from None
     try:
-        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text, object_pairs_hook=_unique_keys)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"Config file {path} is malformed: {error}.") from None
     if not isinstance(values, dict):

@@ -249,7 +249,7 @@ def _raise_nonfinite(trainer: Trainer, results: Mapping[str, float]) -> None:
         for name, value in results.items()
         if not math.isfinite(value) and name not in (TOTAL, NONFINITE_STEPS) and not name.endswith(GRADIENT_NORM)
     ]
-    what = f"loss term {', '.join(map(repr, names))}" if names else "the gradient"
+    what = f"loss term {', '.join(map(repr, names))}" if names else "gradient"
     raise NonFiniteLossError(
         f"The {what} became NaN or Inf at step {int(trainer.first_nonfinite_step.numpy())}; training stopped "
         "before saving it. Lower the learning rate or check the data, or skip such steps "

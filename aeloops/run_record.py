@@ -13,6 +13,7 @@ checkpoint, so history.json always matches the weights.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 
 from aeloops.checkpoints import Checkpointer
 from aeloops.config import RESUMABLE_CHANGES, VERSIONS_KEY
-from aeloops.rundir import RunDirectory, keep_aside, write_json
+from aeloops.rundir import RunDirectory, keep_aside, strict_json, write_json
 
 __all__ = ["check_against", "fingerprint", "restore", "settings"]
 
@@ -124,5 +125,18 @@ def restore(
         kept = keep_aside(run_dir.history)
         log(f"{error} Kept it as {kept.name} and rebuilt history.json from {os.path.basename(latest)}.")
         written = None
-    if written != history:
+    record_now = json.loads(json.dumps(strict_json(history)))
+    if written is not None and written != record_now and not _ahead(written, record_now):
+        # Not a kill between the two writes: someone edited it. Keep their version, as a damaged one is kept.
+        kept = keep_aside(run_dir.history)
+        log(f"{run_dir.history} differs from the record in {os.path.basename(latest)}; kept it as {kept.name} "
+            "and rewrote history.json from the checkpoint.")  # fmt: skip
+    if written != record_now:
         write_json(run_dir.history, history)
+
+
+def _ahead(written: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+    """Whether ``written`` is ``record`` plus later rows: history.json written, then the process killed."""
+    return set(written) == set(record) and all(
+        isinstance(written[name], list) and written[name][: len(values)] == values for name, values in record.items()
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import os
 import pathlib
 import shlex
@@ -41,6 +42,7 @@ __all__ = [
     "keep_aside",
     "refuse_link",
     "replacing",
+    "strict_json",
     "write_json",
     "writing",
 ]
@@ -151,7 +153,19 @@ def write_json(path: pathlib.Path, data: Any) -> None:
       ValueError: when ``path`` is a symbolic link.
     """
     with writing(path), replacing(path) as partial:
-        partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        partial.write_text(json.dumps(strict_json(data), indent=2, sort_keys=True, allow_nan=False) + "\n",
+                           encoding="utf-8")  # fmt: skip
+
+
+def strict_json(data: Any) -> Any:
+    """Returns ``data`` with NaN and infinities as None (null): strict JSON, which every parser reads."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: strict_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(value) for value in data]
+    return data
 
 
 def _unwritable(directory: pathlib.Path) -> str | None:

@@ -92,3 +92,10 @@ def test_a_term_table_sets_the_reduction():
     model = registry.get("dense").build()
     (term,) = build_objective(config, model).terms
     assert (term.name, term.reduction, term.weight) == ("bce", "sum", 1.0)
+
+
+def test_a_json_config_with_a_key_given_twice_is_refused_as_toml_refuses_it(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{"epochs": 3, "model": "dense", "epochs": 5}')
+    with pytest.raises(ValueError, match="malformed: the key 'epochs' is given twice"):
+        load_config_file(path)

@@ -149,6 +149,18 @@ def test_a_missing_or_damaged_history_is_rebuilt_from_the_checkpoint(run_dir, fi
     assert "Kept it as history.json.damaged" in stdout
     assert (run_dir / "history.json.damaged").read_text() == "{truncated"
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2, 3, 4]
+    # A hand-edited history is not the record either, but it is someone's work: kept, not silently replaced.
+    edited = json.loads((run_dir / "history.json").read_text())
+    edited["note"] = ["my annotation"]
+    (run_dir / "history.json").write_text(json.dumps(edited))
+    code, stdout, stderr = (
+        train.main(["--resume", "--run-dir", str(run_dir), "--epochs", "5", "--quiet"]),
+        *capsys.readouterr(),
+    )
+    assert code == 0, stderr
+    assert "differs from the record in ckpt-32; kept it as history.json.damaged-2" in stdout
+    assert json.loads((run_dir / "history.json.damaged-2").read_text())["note"] == ["my annotation"]
+    assert "note" not in json.loads((run_dir / "history.json").read_text())
 
 
 def test_a_run_directory_in_use_is_refused_and_a_dead_holder_is_taken_over(run_dir, capsys):

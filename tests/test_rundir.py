@@ -84,3 +84,10 @@ def test_non_utf8_run_directory_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="is not valid UTF-8"):
         RunDirectory(name).check_new()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_files_are_strict_json_with_null_for_nan_and_infinities(tmp_path):
+    write_json(tmp_path / "history.json", {"loss": [1.5, float("nan")], "gradient_norm": [float("inf")]})
+    text = (tmp_path / "history.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"loss": [1.5, None], "gradient_norm": [None]}
