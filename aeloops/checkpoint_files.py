@@ -49,6 +49,23 @@ def numbers(directory: str | os.PathLike) -> list[int]:
     return sorted(int(match.group(1)) for match in map(_INDEX.match, names) if match)
 
 
+_DATA = re.compile(rf"^{PREFIX}-(\d+)\.data-\d+-of-\d+$")
+
+
+def orphans(directory: str | os.PathLike) -> list[int]:
+    """Returns the numbers of checkpoints whose data files are in ``directory`` without their index, oldest first.
+
+    Such a checkpoint lost its index (the advice for a damaged checkpoint
+    moves both aside): it is damaged, not gone.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    indexed = set(numbers(directory))
+    return sorted({int(match.group(1)) for match in map(_DATA.match, names) if match} - indexed)
+
+
 def damage(prefix: str) -> str | None:
     """Returns what makes checkpoint ``prefix`` unreadable, or None when every tensor in it reads back."""
     try:

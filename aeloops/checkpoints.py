@@ -138,10 +138,21 @@ class Checkpointer(Callback):
 
     @property
     def latest_to_restore(self) -> str | None:
-        """The newest checkpoint of the directory checkpoints are read from."""
-        if self.read_directory == self.directory:
-            return self.latest
-        return tf.train.latest_checkpoint(self.read_directory)
+        """The newest checkpoint of the directory checkpoints are read from.
+
+        Raises:
+          ValueError: when a newer checkpoint than that lost its index file:
+            restoring an older one silently would rewind the run, and its
+            next save would overwrite the orphaned data.
+        """
+        same = self.read_directory == self.directory
+        latest = self.latest if same else tf.train.latest_checkpoint(self.read_directory)
+        newest = checkpoint_files.numbers(self.read_directory)
+        lost = [number for number in checkpoint_files.orphans(self.read_directory) if not newest or number > newest[-1]]
+        if lost:
+            orphan = os.path.join(self.read_directory, f"{checkpoint_files.PREFIX}-{lost[-1]}")
+            raise ValueError(self._damaged(orphan, "its .index file is missing"))
+        return latest
 
     @property
     def latest(self) -> str | None:

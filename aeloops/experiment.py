@@ -383,13 +383,16 @@ def _run(
     watchers = watching.make_watchers(config, trainer, (scratch or run_dir.checkpoints) / "best")
     for name, watcher in watchers.items():
         checkpointer.track(name, watcher.state)
-    if config.resume:
+    resuming = config.resume and checkpointer.latest_to_restore is not None
+    if config.resume and not resuming:  # Killed while its first checkpoint was being written, say.
+        log(f"{run_dir.path} stopped before its first checkpoint; starting it again from step 0 with its settings.")
+    if resuming:
         run_record.restore(checkpointer, record, history, run_dir, chief, log)
     stopper = watchers["early_stopping"]
     # A run that stopped early is finished: resuming it only writes its outputs again.
     epochs = stopper.state["stopped"] or config.epochs
     initial_epoch = min(int(trainer.step.numpy()) // steps_per_epoch, epochs)
-    if config.resume:
+    if resuming:
         log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
         if chief:  # A resume may extend the run (--epochs); config.json keeps describing the whole run.
             write_json(run_dir.config, _saved_config(config))

@@ -278,15 +278,14 @@ class RunDirectory:
             raise ValueError(f"Cannot write to run directory {self.path}: {error.strerror}.") from None
 
     def check_resumable(self) -> None:
-        """Checks that this directory holds a run that ``--resume`` can continue."""
+        """Checks that this directory holds a run that ``--resume`` can continue.
+
+        A run stopped before its first checkpoint was complete has nothing
+        to lose: ``--resume`` starts it again from step 0 with its settings.
+        """
         if not self.config.is_file():
             raise ValueError(f"Cannot resume {self.path}: it holds no config.json; give --run-dir of an earlier run.")
         check_no_links(self.path)
-        if not (self.checkpoints / "checkpoint").is_file() and not any(self.checkpoints.glob("ckpt-*.index")):
-            raise ValueError(
-                f"Cannot resume {self.path}: it stopped before training began and has no checkpoint; "
-                "remove it or choose another --run-dir to start again."
-            )
         for directory in (self.path, self.checkpoints, self.tensorboard):
             problem = _unwritable(directory)
             if problem:

@@ -163,6 +163,38 @@ def test_a_missing_or_damaged_history_is_rebuilt_from_the_checkpoint(run_dir, fi
     assert "note" not in json.loads((run_dir / "history.json").read_text())
 
 
+def test_a_newest_checkpoint_without_its_index_is_diagnosed_not_silently_rewound(run_dir, capsys, tmp_path):
+    (run_dir / "checkpoints" / "ckpt-16.index").unlink()
+    before = files(run_dir)
+    code, _, stderr = resume(run_dir, capsys)
+    assert code == 2
+    line = stderr.strip()
+    assert "ckpt-16 is damaged (its .index file is missing);" in line and "ckpt-8 is intact" in line, line
+    assert files(run_dir) == before  # The orphaned data is still there, untouched.
+    # The advice, followed literally, moves the orphan aside; the run then resumes from ckpt-8.
+    subprocess.run(["bash", "-c", line.split("(nothing else changes): ", 1)[1]], cwd=tmp_path, check=True)
+    assert (run_dir / "checkpoints" / "damaged" / "ckpt-16.data-00000-of-00001").is_file()
+    code, stdout, stderr = resume(run_dir, capsys)
+    assert code == 0, stderr
+    assert "at step 8 (epoch 2)" in stdout
+
+
+def test_a_run_killed_while_writing_its_first_checkpoint_resumes_from_step_0(run_dir, finished, capsys):
+    # What kill -9 during the step-0 save leaves: the config, the lock, and a checkpoint's temporary files.
+    for path in run_dir.iterdir():
+        if path.name not in ("config.json", ".lock"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (run_dir / "checkpoints" / "ckpt-0_temp").mkdir(parents=True)
+    (run_dir / "checkpoints" / "ckpt-0_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 64)
+    code, stdout, stderr = resume(run_dir, capsys)
+    assert code == 0, stderr
+    assert "stopped before its first checkpoint; starting it again from step 0" in stdout
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["epoch"] == [1, 2, 3]
+    # The same first two epochs as the run left alone: a fresh start, with its saved settings.
+    assert history["loss"][:EPOCHS] == json.loads((finished / "history.json").read_text())["loss"]
+
+
 def test_a_run_directory_in_use_is_refused_and_a_dead_holder_is_taken_over(run_dir, capsys):
     hold = f"import sys\nfrom aeloops.rundir import RunDirectory\nwith RunDirectory({str(run_dir)!r}).lock():\n"
     hold += "    print('held', flush=True)\n    sys.stdin.read()"
