@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aeloops import config as config_lib
 from aeloops.rundir import RunDirectory, check_no_links, refuse_link
@@ -104,10 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stopped(BaseException):
+    """SIGTERM during an export: raised so the partial SavedModel is removed on the way out."""
+
+
+def _stop(number: int, frame: Any) -> None:
+    raise _Stopped(number)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the export command and returns its exit status."""
+    """Runs the export command and returns its exit status.
+
+    0 exported; 2 a user error (one line); 1 the SavedModel could not be
+    written (one line naming the cause); 130 / 143 stopped by SIGINT /
+    SIGTERM, with nothing left at ``--out``.
+    """
     args = build_parser().parse_args(argv)
     run_dir = RunDirectory(args.run_dir)
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         refuse_link(args.out)
         if pathlib.Path(args.out).exists():
@@ -120,6 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as error:
         print(f"aeloops.export: error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # A read-only or full disk: the partial directory is already gone.
+        cause = error.strerror or " ".join(str(error).split()) or type(error).__name__
+        print(f"aeloops.export: cannot write {args.out}: {cause}; nothing was left there.", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, _Stopped) as stop:
+        number = stop.args[0] if isinstance(stop, _Stopped) else signal.SIGINT
+        print(f"aeloops.export: stopped; nothing was left at {args.out}.", file=sys.stderr)
+        return 128 + number
+    finally:  # main() may run inside a larger program: leave it as found.
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -122,6 +122,9 @@ def write_saved_model(
     try:
         tf.saved_model.save(serving, os.fspath(partial), signatures=signatures)
         os.replace(partial, path)
+    except tf.errors.OpError as error:  # A full or read-only disk, seen by TensorFlow's file system.
+        shutil.rmtree(partial, ignore_errors=True)
+        raise OSError(" ".join(error.message.split())) from None
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -229,3 +229,31 @@ def test_the_printed_tensorboard_command_pasted_into_a_shell_gets_the_run_path_w
         ["bash", "-c", 'tensorboard() { printf "%s\\n" "$@"; }; ' + command], capture_output=True, text=True, check=True
     ).stdout
     assert shown.splitlines() == ["--logdir", str(run_dir / "tensorboard")]
+
+
+@pytest.mark.parametrize("failure", ["full disk", "sigterm"])
+def test_an_export_that_fails_or_is_stopped_ends_in_one_line_and_leaves_nothing(
+    failure, run_dir, tmp_path, capsys, monkeypatch
+):
+    import signal
+
+    import tensorflow as tf
+
+    save = tf.saved_model.save
+
+    def save_then_fail(obj, directory, **kwargs):
+        save(obj, directory, **kwargs)  # A whole SavedModel in the temporary directory, then the failure.
+        if failure == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", save_then_fail)
+    out = tmp_path / "out" / "exported"
+    code = export.main([str(run_dir), "--out", str(out)])
+    line = one_line(capsys)
+    if failure == "sigterm":
+        assert code == 143 and line == f"aeloops.export: stopped; nothing was left at {out}."
+    else:
+        expected = f"aeloops.export: cannot write {out}: No space left on device; nothing was left there."
+        assert code == 1 and line == expected
+    assert list((tmp_path / "out").iterdir()) == []  # Neither the export nor its temporary directory.
