@@ -20,6 +20,7 @@ import json
 import os
 import pathlib
 import sys
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,9 +91,13 @@ def _load(path: str) -> Any:
     from aeloops.data import load_array_file
 
     if path.endswith(".npz") and pathlib.Path(path).is_file():
-        with np.load(path) as archive:
-            if "x_test" in archive.files:
-                return archive["x_test"]
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                names = archive.files
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(f"Cannot read {path}: it is truncated or not a NumPy file ({error}).") from None
+        if "x_test" in names:
+            return load_array_file(path, "x_test")  # Reads it with the checks (a bad CRC is one line).
     return load_array_file(path)
 
 

@@ -395,7 +395,8 @@ def _run(
     if resuming:
         log(f"Resuming {run_dir.path} at step {int(trainer.step.numpy())} (epoch {initial_epoch + 1}).")
         if chief:  # A resume may extend the run (--epochs); config.json keeps describing the whole run.
-            write_json(run_dir.config, _saved_config(config))
+            trained = int(trainer.step.numpy()) // steps_per_epoch  # Never fewer epochs than were trained.
+            write_json(run_dir.config, _saved_config(dataclasses.replace(config, epochs=max(config.epochs, trained))))
     # Fixed examples for the pictures (the first few) and the codes' histogram and Projector (the first 1,000).
     fixed = datasets.validation if datasets.validation is not None else datasets.train
     shown = fixed[:GRID_EXAMPLES]

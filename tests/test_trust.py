@@ -257,3 +257,27 @@ def test_an_export_that_fails_or_is_stopped_ends_in_one_line_and_leaves_nothing(
         expected = f"aeloops.export: cannot write {out}: No space left on device; nothing was left there."
         assert code == 1 and line == expected
     assert list((tmp_path / "out").iterdir()) == []  # Neither the export nor its temporary directory.
+
+
+def test_an_npz_whose_validation_member_fails_its_crc_is_one_line_in_train_and_evaluate(
+    run_dir, images_file, tmp_path, capsys
+):
+    broken = tmp_path / "broken.npz"
+    with np.load(images_file) as archive:
+        np.savez(broken, x_train=archive["x_train"], x_test=archive["x_test"])  # x_test written last.
+    content = bytearray(broken.read_bytes())
+    directory = content.rfind(b"PK\x01\x02")  # The central directory follows the last member's data.
+    content[directory - 500] ^= 0xFF  # One flipped byte inside x_test's pixels.
+    broken.write_bytes(bytes(content))
+    assert train.main(["--dataset", str(broken), "--run-dir", str(tmp_path / "new-run"), "--quiet"]) == 2
+    assert "x_test" in one_line(capsys) and not (tmp_path / "new-run").exists()
+    assert evaluate.main([str(run_dir), "--nll-samples", "2", "--data", str(broken)]) == 2
+    assert "x_test" in one_line(capsys)
+
+
+def test_a_resume_asking_for_fewer_epochs_keeps_config_json_repeating_the_whole_run(run_dir, capsys):
+    assert train.main(["--resume", "--run-dir", str(run_dir), "--epochs", "2", "--quiet"]) == 0
+    assert train.main(["--resume", "--run-dir", str(run_dir), "--epochs", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2  # It trained 2: --config repeats that.
+    assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2]
