@@ -281,3 +281,25 @@ def test_a_resume_asking_for_fewer_epochs_keeps_config_json_repeating_the_whole_
     capsys.readouterr()
     assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2  # It trained 2: --config repeats that.
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2]
+
+
+# Names a shell would split, expand, glob, unquote or run: every advice must survive each.
+HOSTILE_NAMES = ["my runs", "it's", 'say "hi"', "$HOME", "`touch pwned`", "$(touch pwned)", "a;b", "a&&b", "*", "-rf",
+                 "tab\there", "é ü 漢字", "back\\slash", "new\nline"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_the_rm_advice_for_a_link_pasted_into_bash_removes_that_link_only(name, tmp_path):
+    run_dir = tmp_path / "runs" / name / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    target = victim(tmp_path)
+    (run_dir / "history.json").symlink_to(target)
+    (tmp_path / "my").mkdir()  # What an unquoted 'my runs' would hit.
+    with pytest.raises(ValueError, match="is a symbolic link") as raised:
+        RunDirectory(run_dir).check_resumable()
+    command = str(raised.value).split("remove it (", 1)[1].rsplit(") or use", 1)[0]
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True)
+    assert not os.path.lexists(run_dir / "history.json")
+    assert target.read_text() == "precious" and (tmp_path / "my").is_dir()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["my", "outside", "runs"]  # Nothing ran: no 'pwned'.
