@@ -23,17 +23,43 @@ from typing import Any
 
 import tomllib
 
+from aeloops.choices import (
+    BINARIZATIONS,
+    BUILTIN_MODELS,
+    LR_SCHEDULES,
+    MODES,
+    NONFINITE_POLICIES,
+    OPTIMIZER_NAMES,
+    OPTIMIZER_OPTIONS,
+    PART_SETTINGS,
+    PRECISIONS,
+    RECONSTRUCTION_LOSSES,
+    SCHEDULES,
+    STRATEGIES,
+    TERM_SETTINGS,
+    TRUST_HELP,
+    VERSIONS_KEY,
+)
+from aeloops.config_checks import validate
 from aeloops.data.locate import COLOR_MODES, INTERPOLATIONS, NAMED_DATASETS, check_source
 
-__all__ = [
+__all__ = [  # The choices are aeloops.choices', offered here too where settings are read.
+    "BINARIZATIONS",
     "BUILTIN_MODELS",
     "DATASETS",
     "LR_SCHEDULES",
     "MODES",
     "NONFINITE_POLICIES",
+    "OPTIMIZER_NAMES",
     "OPTIMIZER_OPTIONS",
+    "PART_SETTINGS",
     "PRECISIONS",
+    "RECONSTRUCTION_LOSSES",
+    "SCHEDULES",
     "STRATEGIES",
+    "TERM_SETTINGS",
+    "TRUST_HELP",
+    "VERSIONS_KEY",
     "TrainConfig",
     "apply_overrides",
     "check_names",
@@ -44,43 +70,7 @@ __all__ = [
     "software_versions",
 ]
 
-MODES = ("auto", "xla", "graph", "eager")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multiworker")
 DATASETS = NAMED_DATASETS
-# How images become binary for a Bernoulli likelihood: not at all; at 0.5; by one draw per pixel
-# with its intensity as the probability (as Larochelle and Murray's binarized MNIST was made); or
-# by a new draw at every training step (aeloops.data.binarize, Trainer(dynamic_binarization=True)).
-BINARIZATIONS = ("none", "threshold", "fixed", "dynamic")
-NONFINITE_POLICIES = ("stop", "skip")
-LR_SCHEDULES = ("constant", "cosine", "step", "plateau")
-# What a config file may say of a loss term (objective.<term>.<setting>):
-# its weight and schedule for a model's own terms; output and loss (and a
-# target) as well to declare a new one.
-TERM_SETTINGS = ("weight", "schedule", "schedule_steps", "output", "loss", "target", "reduction")
-SCHEDULES = ("constant", "linear_warmup", "cyclical")
-# Names checked before TensorFlow loads, so a typo fails at once; the
-# tests check them against aeloops.models.registry and aeloops.optimizers.
-BUILTIN_MODELS = (
-    "aae", "betatcvae", "conv", "convtranspose", "convvae", "deep", "denoising", "dense", "iwae", "rowwise", "seq2seq",
-    "sparse", "twohead", "vae", "vqvae", "wae",
-)  # fmt: skip
-OPTIMIZER_NAMES = ("adadelta", "adagrad", "adam", "adamw", "nadam", "rmsprop", "sgd")
-RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
-# --trust-code's help, the same for every command that reads a run's config.json.
-TRUST_HELP = "allow a module:attribute model named by the run's config.json to be imported (its code runs)"
-# config.json's record of the software a run used (not a setting).
-VERSIONS_KEY = "versions"
-# Keras optimizer options a run can set, for all optimizers or per part.
-OPTIMIZER_OPTIONS = (
-    "clipnorm",
-    "global_clipnorm",
-    "clipvalue",
-    "use_ema",
-    "ema_momentum",
-    "gradient_accumulation_steps",
-)
-PART_SETTINGS = ("optimizer", "learning_rate", *OPTIMIZER_OPTIONS)
 
 
 def _setting(
@@ -163,8 +153,6 @@ class TrainConfig:
     optimizers: dict[str, dict[str, Any]] = _setting({}, "per-part optimizer settings", flag=False)
 
     def __post_init__(self) -> None:
-        from aeloops.config_checks import validate  # It reads this module's names.
-
         validate(self)
 
     def profile_window(self) -> tuple[int, int] | None:

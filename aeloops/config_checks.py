@@ -2,6 +2,7 @@
 
 No TensorFlow here either: a bad setting is refused before it loads.
 
+>>> from aeloops.config import TrainConfig
 >>> TrainConfig(lr_factor=2.0)
 Traceback (most recent call last):
 ...
@@ -11,9 +12,9 @@ ValueError: lr_factor must be between 0 and 1 (exclusive), so the rate falls and
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aeloops.config import (
+from aeloops.choices import (
     BINARIZATIONS,
     LR_SCHEDULES,
     MODES,
@@ -23,9 +24,11 @@ from aeloops.config import (
     SCHEDULES,
     STRATEGIES,
     TERM_SETTINGS,
-    TrainConfig,
 )
 from aeloops.data.locate import COLOR_MODES, INTERPOLATIONS
+
+if TYPE_CHECKING:
+    from aeloops.config import TrainConfig
 
 __all__ = ["validate"]
 
