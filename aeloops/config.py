@@ -104,6 +104,7 @@ class TrainConfig:
     interpolation: str = _setting("bilinear", f"how --image-size resizes: {', '.join(INTERPOLATIONS)}")
     validation_split: float | None = _setting(None, "hold out this fraction of the training images (seeded)")
     validation_data: str | None = _setting(None, "validation images from another path (default: the test split)")
+    stream: bool = _setting(False, "decode a folder's or shards' images from disk each epoch, not once into memory")
     # The data's (height, width, channels), which the model is built for: recorded by the run, not set.
     image_shape: list[int] | None = _setting(None, "the data's image shape, recorded by the run", flag=False)
     binarize: str = _setting("none", f"{', '.join(BINARIZATIONS)}: binary images, for a Bernoulli likelihood")

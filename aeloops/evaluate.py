@@ -55,7 +55,7 @@ def evaluate_run(
     source = checked_source(run_dir, best, "evaluate")
     config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
     from aeloops import data as data_lib  # Deferred, like everything below: imports TensorFlow.
-    from aeloops import experiment, likelihood
+    from aeloops import experiment, likelihood, run_data
     from aeloops.checkpoints import Checkpointer
 
     with experiment.precision(config):
@@ -63,12 +63,12 @@ def evaluate_run(
         Checkpointer(trainer, source, max_to_keep=1).restore()
         example_shape = trainer.model.example_shape
         if data is None:
-            images = experiment.load_datasets(config, example_shape, log=lambda line: None).validation
+            images = run_data.load_datasets(config, example_shape, log=lambda line: None).validation
             if images is None:
                 raise ValueError(f"{run_dir.path} trained without validation data; give the images with --data.")
         else:
             # Binary images pass through either binarization unchanged.
-            images = experiment.binarize_validation(data_lib.to_model_inputs(_load(data), example_shape, data), config)
+            images = run_data.binarize_validation(data_lib.to_model_inputs(_load(data), example_shape, data), config)
         images = images[:examples] if examples else images
         with trainer.averaged_weights():
             result = likelihood.negative_log_likelihood(

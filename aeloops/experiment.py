@@ -19,20 +19,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aeloops import data as data_lib
 from aeloops import mode_probe, run_record, schedules, watching
 from aeloops.callbacks import Callback
 from aeloops.checkpoints import Checkpointer
 from aeloops.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, software_versions
-from aeloops.data import images as images_lib
-from aeloops.data.images import ImageData
-from aeloops.data.locate import source_kind
+from aeloops.data.stream import ImageStream
 from aeloops.images import image_grid, write_png
 from aeloops.loop import Trainer
 from aeloops.models import registry
 from aeloops.models.registry import MNIST_SHAPE
 from aeloops.optimizers import make_optimizer
 from aeloops.run_callbacks import FirstCallTimer, HistoryFile, PreemptionHandling, StopOnRequest
+from aeloops.run_data import (
+    Datasets,
+    fingerprint,
+    load_datasets,
+    read_images,
+    shape_datasets,
+    stream_datasets,
+    stream_files,
+)
 from aeloops.run_objective import build_objective, unused_outputs
 from aeloops.rundir import RunDirectory, is_chief_task, replacing, worker_scratch_dir, write_json, writing
 from aeloops.summaries import SummaryWriter, reconstruction_rows
@@ -54,19 +60,6 @@ __all__ = [
 GRID_EXAMPLES = 10
 
 
-class Datasets(NamedTuple):
-    """Training and (optional) validation images, float32 in [0, 1], shaped for the model."""
-
-    train: np.ndarray
-    validation: np.ndarray | None
-    # The dataset actually used: "mnist-sample" after a fall-back from "mnist".
-    name: str
-    # The classes of the validation images (else of the training images), where the dataset has them.
-    labels: np.ndarray | None = None
-    # The images' own (height, width, channels), whatever shape the model takes them in.
-    image_shape: tuple[int, int, int] = MNIST_SHAPE
-
-
 class RunResult(NamedTuple):
     """What a run leaves: its history and whether a stop request cut it short."""
 
@@ -85,110 +78,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this task.")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
-
-
-# The seed of the validation images' one binarization: the same for every run, so runs compare.
-VALIDATION_BINARIZATION_SEED = 0
-
-
-def read_images(config: TrainConfig, log: Callable[[str], None]) -> tuple[ImageData, str]:
-    """Reads ``config.dataset`` as images in their own shape (resized and converted as asked); returns its name too.
-
-    The name is the dataset actually used: ``"mnist-sample"`` after a
-    fall-back from ``"mnist"``. Validation images come from
-    ``--validation-data``, else a ``--validation-split`` of the training
-    images, else the dataset's test split, unless ``--no-validation``.
-    """
-    options = {"image_size": config.image_size, "color_mode": config.color_mode,
-               "interpolation": config.interpolation}  # fmt: skip
-    kind, used = source_kind(config.dataset), config.dataset
-    if kind in ("mnist", "fashion_mnist", "mnist-sample", "binarized_mnist"):
-        train, test, train_labels, test_labels, used = _named_dataset(config, log)
-        train = images_lib.convert(train, name="training images", **options)
-        test = images_lib.convert(test, train.shape[1:3], _color_mode(train), config.interpolation, "test images")
-        images = ImageData(train, test, train_labels, test_labels, ())
-        if config.validation_split is not None:  # Held out of the training images, as for any other dataset.
-            kept, held = images_lib.split_indices(len(train), config.validation_split, config.seed)
-            labels = (None, None) if train_labels is None else (train_labels[kept], train_labels[held])
-            images = ImageData(train[kept], train[held], labels[0], labels[1], ())
-    else:
-        images = images_lib.load_images(config.dataset, validation_split=config.validation_split, seed=config.seed,
-                                        **options)  # fmt: skip
-    if config.validation_data is not None:
-        validation, _, validation_labels, _, _ = images_lib.read_source(
-            config.validation_data, images.shape[:2], _color_mode(images.train), config.interpolation
-        )
-        images = images._replace(validation=validation, validation_labels=validation_labels)
-    if not config.validation:
-        images = images._replace(validation=None, validation_labels=None)
-    return images, used
-
-
-def _color_mode(images: np.ndarray) -> str:
-    return "grayscale" if images.shape[-1] == 1 else "rgb"
-
-
-def _named_dataset(
-    config: TrainConfig, log: Callable[[str], None]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, str]:
-    """Returns a named dataset's training and test images and labels, and the name of what was used."""
-    if config.dataset == "binarized_mnist":
-        if config.data_dir is None:
-            raise ValueError("--dataset binarized_mnist needs --data-dir, the folder of binarized_mnist_*.amat(.gz).")
-        splits = data_lib.load_binarized_mnist(config.data_dir)
-        return splits.train_images, splits.test_images, None, None, config.dataset
-    used = config.dataset
-    if config.dataset == "mnist-sample":
-        splits = data_lib.load_sample()
-    else:
-        try:
-            splits = data_lib.load_mnist(config.data_dir, variant=config.dataset)
-        except data_lib.DatasetUnavailableError:
-            if config.dataset != "mnist" or config.data_dir is not None:
-                raise
-            log(
-                "MNIST is not on this machine and could not be downloaded; training on the bundled "
-                "5,000-image sample (pass --data-dir with the full set)."
-            )
-            splits = data_lib.load_sample()
-            used = "mnist-sample"
-    return splits.train_images, splits.test_images, splits.train_labels, splits.test_labels, used
-
-
-def shape_datasets(images: ImageData, name: str, example_shape: tuple[int, ...], config: TrainConfig) -> Datasets:
-    """Returns ``images`` shaped as the model takes them and binarized as ``config.binarize`` says.
-
-    ``"threshold"`` and ``"fixed"`` binarize the training images once (the
-    latter from ``config.seed``); ``"dynamic"`` leaves them to the trainer,
-    which draws anew at every step. Validation images are binarized once,
-    by threshold or from ``VALIDATION_BINARIZATION_SEED``.
-    """
-    train = data_lib.to_model_inputs(images.train, example_shape, name)
-    validation = None
-    if images.validation is not None:
-        validation = data_lib.to_model_inputs(images.validation, example_shape, "validation images")
-    labels = images.validation_labels if images.validation is not None else images.train_labels
-    if config.binarize not in ("none", "dynamic"):
-        train = data_lib.binarize(train, _binarize_method(config), config.seed)
-    return Datasets(train, binarize_validation(validation, config), name, labels, images.shape)
-
-
-def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
-    """Reads ``config.dataset`` (``read_images``) and shapes it for a model (``shape_datasets``)."""
-    images, name = read_images(config, log)
-    return shape_datasets(images, name, example_shape, config)
-
-
-def binarize_validation(images: np.ndarray | None, config: TrainConfig) -> np.ndarray | None:
-    """Returns evaluation images binarized as ``config.binarize`` says: by threshold, or once from seed 0."""
-    if images is None or config.binarize == "none":
-        return images
-    return data_lib.binarize(images, _binarize_method(config), VALIDATION_BINARIZATION_SEED)
-
-
-def _binarize_method(config: TrainConfig) -> str:
-    # "fixed" and "dynamic" runs are evaluated on one fixed draw; "threshold" runs on thresholded images.
-    return "threshold" if config.binarize == "threshold" else "fixed"
 
 
 def _saved_config(config: TrainConfig) -> dict:
@@ -330,13 +219,21 @@ def _run(
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config.strategy)
-    images, dataset_name = read_images(config, log)
+    streamed = stream_files(config, log)
+    if streamed is None:
+        images, dataset_name = read_images(config, log)
+        image_shape = images.shape
+    else:
+        image_shape = streamed.shape
     # config.json records the shape the model is built for, so evaluate and export rebuild it without the data.
-    config = dataclasses.replace(config, image_shape=list(images.shape))
+    config = dataclasses.replace(config, image_shape=list(image_shape))
     with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
-        model = registry.get(config.model).build(images.shape)
-    datasets = shape_datasets(images, dataset_name, model.example_shape, config)
-    del images  # The model-shaped copies are what training reads.
+        model = registry.get(config.model).build(image_shape)
+    if streamed is None:
+        datasets = shape_datasets(images, dataset_name, model.example_shape, config)
+        del images  # The model-shaped copies are what training reads.
+    else:
+        datasets = stream_datasets(streamed, model.example_shape, config)
     if len(datasets.train) < config.batch_size:
         raise ValueError(
             f"--batch-size {config.batch_size} is larger than the {len(datasets.train)} training examples; lower it."
@@ -370,8 +267,8 @@ def _run(
     record = {
         "settings": run_record.settings(_saved_config(config)),
         "data": {
-            "train": run_record.fingerprint(datasets.train),
-            "validation": run_record.fingerprint(datasets.validation),
+            "train": fingerprint(datasets.train),
+            "validation": fingerprint(datasets.validation),
         },
         "dataset": config.dataset,
     }
@@ -398,7 +295,9 @@ def _run(
             trained = int(trainer.step.numpy()) // steps_per_epoch  # Never fewer epochs than were trained.
             write_json(run_dir.config, _saved_config(dataclasses.replace(config, epochs=max(config.epochs, trained))))
     # Fixed examples for the pictures (the first few) and the codes' histogram and Projector (the first 1,000).
-    fixed = datasets.validation if datasets.validation is not None else datasets.train
+    fixed = datasets.validation
+    if fixed is None:
+        fixed = datasets.train.images(1000) if isinstance(datasets.train, ImageStream) else datasets.train
     shown = fixed[:GRID_EXAMPLES]
     summaries = SummaryWriter(
         trainer,

@@ -61,7 +61,7 @@ SUMMARY_EXAMPLES = 8
 _COUNTS = (NONFINITE_STEPS, LOSS_SCALE_SKIPPED)
 
 Source = ResidentSource | DatasetSource
-Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
+Data = Any  # np.ndarray, a dict of np.ndarray, a tf.data.Dataset, or a source of its own epochs (ImageStream).
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -123,7 +123,11 @@ def fit(
     if logdir is not None:
         from aeloops.summaries import SummaryWriter  # Deferred: only fit(logdir=...) needs TensorBoard.
 
-        shown = next((d for d in (validation_data, data) if d is not None and not isinstance(d, tf.data.Dataset)), None)
+        shown = next(
+            (d for d in (validation_data, data) if d is not None and not isinstance(d, tf.data.Dataset)
+             and not _is_source(d)),
+            None,
+        )  # fmt: skip
         examples = None if shown is None else as_arrays(shown, "data")[INPUT][:SUMMARY_EXAMPLES]
         callbacks = [*callbacks, SummaryWriter(trainer, logdir, summary_every, examples=examples)]
     history: dict[str, list[float]] = {}
@@ -274,7 +278,14 @@ class _Progbar(keras.utils.Progbar):
         super().update(current, values, finalize)
 
 
+def _is_source(data: Data) -> bool:
+    """Whether ``data`` makes its own epochs (``aeloops.data.stream.ImageStream``, say): ``epoch_dataset``."""
+    return hasattr(data, "epoch_dataset") and hasattr(data, "steps_per_epoch")
+
+
 def _training_source(trainer: Trainer, data: Data, batch_size: int, steps_per_epoch: int | None) -> Source:
+    if _is_source(data):
+        return data
     if isinstance(data, tf.data.Dataset):
         check_dataset(data, getattr(trainer.model, "example_shape", None), "data")
         return DatasetSource(data, steps_per_epoch)

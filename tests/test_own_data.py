@@ -96,6 +96,34 @@ def test_mnist_as_png_folders_and_tfrecord_shards_trains_to_the_history_of_its_i
             np.testing.assert_allclose(histories[name][key], values, rtol=1e-6, err_msg=f"{name}: {key}")
 
 
+def test_a_streamed_folder_trains_as_the_same_images_in_memory_and_resumes_exactly(mnist_three_ways, tmp_path, capsys):
+    """--stream decodes the files each epoch in the order the in-memory run shuffles them: the same history."""
+    common = ["--dataset", str(mnist_three_ways / "png" / "train"), "--validation-split", "0.25", "--model", "dense",
+              "--batch-size", "128", "--mode", "graph", "--deterministic", "--quiet"]  # fmt: skip
+    assert train.main([*common, "--epochs", "2", "--run-dir", str(tmp_path / "memory")]) == 0
+    assert train.main([*common, "--epochs", "2", "--stream", "--run-dir", str(tmp_path / "stream")]) == 0
+    assert train.main([*common, "--epochs", "1", "--stream", "--run-dir", str(tmp_path / "resumed")]) == 0
+    assert train.main(["--resume", "--run-dir", str(tmp_path / "resumed"), "--epochs", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    memory, stream, resumed = (history_of(tmp_path / name) for name in ("memory", "stream", "resumed"))
+    assert stream.keys() == memory.keys() and len(stream["loss"]) == 2
+    for key, values in memory.items():
+        np.testing.assert_allclose(stream[key], values, rtol=1e-6, err_msg=key)
+    assert resumed == stream  # Bit for bit: the resumed epoch read the batches the uninterrupted run read.
+
+
+def test_streamed_shards_train_and_refuse_a_split_they_cannot_hold_out(mnist_three_ways, tmp_path, capsys):
+    shards = str(mnist_three_ways / "shards" / "train")
+    common = ["--dataset", shards, "--stream", "--batch-size", "128", "--mode", "graph", "--quiet"]
+    assert train.main([*common, "--validation-split", "0.1", "--run-dir", str(tmp_path / "split")]) == 2
+    assert "Give the validation images with --validation-data" in capsys.readouterr().err
+    assert not (tmp_path / "split").exists()
+    arguments = [*common, "--validation-data", str(mnist_three_ways / "shards" / "test"), "--epochs", "2"]
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "run")]) == 0, capsys.readouterr().err
+    history = history_of(tmp_path / "run")
+    assert history["val_loss"][1] < history["val_loss"][0]
+
+
 def test_a_folder_of_class_subfolders_gives_labels_and_tfrecords_give_theirs(mnist_three_ways, tmp_path, mnist):
     classes = tmp_path / "classes"
     for index, (image, label) in enumerate(zip(mnist.train_images[:40], mnist.train_labels[:40])):

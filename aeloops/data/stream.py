@@ -1,0 +1,112 @@
+"""Training images streamed from disk, epoch by epoch: for a folder or TFRecord shards larger than memory.
+
+``ImageStream`` is a training source ``Trainer.fit`` takes in place of
+arrays: each epoch it decodes the images in parallel (``tf.data``), in an
+order keyed by ``(seed, epoch)`` alone, so a resumed run sees the batches an
+uninterrupted one would, and skips the steps it has already run.
+
+>>> files = scan("photos/", image_size=(64, 64))                       # doctest: +SKIP
+>>> stream = ImageStream(files, batch_size=128, example_shape=(64, 64, 3))  # doctest: +SKIP
+>>> trainer.fit(stream, epochs=10)                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from aeloops.data.images import ImageFiles, image_dataset
+
+__all__ = ["ImageStream", "stream_fingerprint"]
+
+# Examples a TFRecord stream shuffles among: records cannot be read in any order, so a buffer mixes them.
+SHUFFLE_BUFFER = 10_000
+
+
+class ImageStream:
+    """A folder's images or TFRecord shards, decoded anew each epoch and batched for training.
+
+    A folder is read in a permutation of its files (``indices``, when
+    given, keeps those files only: a validation split holds out the rest).
+    Shards are read in a permutation of the shards, their records mixed in
+    a buffer of ``SHUFFLE_BUFFER``. ``transform`` maps each decoded image
+    (float32 in [0, 1]) before it is shaped as the model takes it.
+    """
+
+    def __init__(
+        self,
+        files: ImageFiles,
+        batch_size: int,
+        example_shape: Sequence[int],
+        *,
+        seed: int = 0,
+        indices: Sequence[int] | None = None,
+        transform: Any = None,
+    ) -> None:
+        if files.kind == "tfrecord" and indices is not None:
+            raise ValueError(
+                f"Streamed TFRecord shards ({files.source}) cannot hold out a split: records are read in order, "
+                "not by number. Give the validation images with --validation-data instead of --validation-split."
+            )
+        self.files = files
+        self.indices = np.arange(files.count) if indices is None else np.sort(np.asarray(indices))
+        self.count = len(self.indices)
+        if self.count < batch_size:
+            raise ValueError(
+                f"--batch-size {batch_size} is larger than the {self.count} training images; lower it."
+            )
+        self.batch_size = batch_size
+        self.example_shape = tuple(int(dim) for dim in example_shape)
+        self.seed = seed
+        self.transform = transform
+        self.steps_per_epoch = self.count // batch_size
+
+    def __len__(self) -> int:
+        return self.count
+
+    def images(self, count: int) -> np.ndarray:
+        """Returns the first ``count`` images (in the source's order), shaped as the model takes them."""
+        dataset = self._shaped(image_dataset(self.files, indices=self.indices[:count]))
+        return np.concatenate([batch.numpy() for batch in dataset.batch(256)])
+
+    def epoch_dataset(self, epoch: int, shuffle: bool, done: int) -> tf.data.Dataset:
+        """Returns the batches of ``epoch`` after the first ``done``, as ``{"input": images}``."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.files.kind == "folder":
+            order = rng.permutation(self.indices) if shuffle else self.indices
+            dataset = image_dataset(self.files, indices=order)
+        else:
+            shards = list(self.files.paths)
+            if shuffle:
+                shards = [shards[index] for index in rng.permutation(len(shards))]
+            files = ImageFiles(**{**self.files.__dict__, "paths": tuple(shards)})
+            dataset = image_dataset(files)
+            if shuffle:
+                dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=int(rng.integers(2**31)))
+        dataset = self._shaped(dataset).batch(self.batch_size, drop_remainder=True)
+        return dataset.map(lambda batch: {"input": batch}).skip(done).prefetch(tf.data.AUTOTUNE)
+
+    def _shaped(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        if self.transform is not None:
+            dataset = dataset.map(self.transform, tf.data.AUTOTUNE)
+        return dataset.map(lambda image: tf.reshape(image, self.example_shape), tf.data.AUTOTUNE)
+
+
+def stream_fingerprint(stream: ImageStream) -> dict[str, Any]:
+    """Returns a cheap fingerprint of a stream's files: their names, sizes and times, and the first file's bytes.
+
+    Shaped as ``run_record.fingerprint``'s, so a resume compares it the same way.
+    """
+    digest = hashlib.sha256()
+    for path in stream.files.paths:
+        status = os.stat(path)
+        digest.update(f"{os.path.basename(path)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+    digest.update(stream.indices.tobytes())
+    with open(stream.files.paths[0], "rb") as first:
+        digest.update(first.read())
+    return {"shape": [stream.count, *stream.files.shape], "dtype": "stream", "sha256": digest.hexdigest()}
