@@ -161,3 +161,18 @@ def test_pythae_control_says_what_to_install_when_pythae_is_absent(capsys):
         assert "pip install torch pythae" in capsys.readouterr().out
     else:
         pytest.skip("pythae is installed: the control would train for real")
+
+
+def test_own_data_benchmark_times_disk_against_memory_and_decoding(capsys):
+    from benchmarks import own_data
+
+    args = ["--examples", "512", "--model", "dense", "--batch-size", "128", "--epochs", "2", "--rounds", "1"]
+    assert own_data.main([*args, "--colour"]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[2:5] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith(("| source", "| ---"))}  # fmt: skip
+    assert sorted(rows) == ["folder", "memory", "tfrecord"]
+    memory = float(rows["memory"][0])
+    for name in ("folder", "tfrecord"):
+        rate, ratio, decoding = (cell.strip() for cell in rows[name])
+        assert float(ratio.rstrip("x")) == pytest.approx(float(rate) / memory, abs=0.01)
+        assert float(decoding.replace(",", "")) > 0
