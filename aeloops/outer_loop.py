@@ -230,7 +230,8 @@ def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, 
     and the term change together).
     """
     skipped = sums.get(NONFINITE_STEPS, 0.0)
-    divisor = max(steps - skipped, 1)
+    # An epoch whose every step was skipped has no mean: NaN (null in history.json), not a made-up 0.
+    divisor = steps - skipped if steps - skipped >= 1 else math.nan
     result = {}
     for name, value in sums.items():
         if name in _COUNTS:

@@ -249,6 +249,14 @@ def test_nonfinite_steps_are_skipped_and_counted(small_images, mode):
     assert int(trainer.optimizer.iterations.numpy()) == 2 * (32 - len(bad_batches))
 
 
+def test_an_epoch_whose_every_step_is_skipped_records_no_mean_rather_than_zero(small_images):
+    trainer, images, _ = nonfinite_setup(small_images, "skip", "graph")
+    bright = images[images.mean(axis=1) > 0.15][:64]  # Every batch explodes.
+    history = trainer.fit(bright, epochs=1, batch_size=8, shuffle=False, verbose=0)
+    assert history["skipped_steps"] == [8.0]
+    assert np.isnan(history["loss"][0]) and np.isnan(history["bce"][0]) and np.isnan(history["gradient_norm"][0])
+
+
 @pytest.mark.parametrize("mode", ["graph", "xla"])
 def test_nonfinite_loss_stops_training_naming_term_and_step(small_images, mode):
     trainer, images, bad_batches = nonfinite_setup(small_images, "stop", mode)
