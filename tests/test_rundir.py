@@ -31,7 +31,10 @@ def test_resumability_checks(tmp_path):
     with pytest.raises(ValueError, match="holds no config.json"):
         run_dir.check_resumable()
     run_dir.config.write_text("{}")
-    with pytest.raises(ValueError, match="has no checkpoint"):
+    run_dir.check_resumable()  # No checkpoint yet: a resume starts it again from step 0 (test_resume_safety).
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "checkpoint").symlink_to(tmp_path.parent)
+    with pytest.raises(ValueError, match="checkpoints/checkpoint is a symbolic link"):
         run_dir.check_resumable()
     assert run_dir.read_history() == {}
     run_dir.history.write_text("{not json")

@@ -171,8 +171,6 @@ def bad_inputs(tmp_path):
     (tmp_path / "wrong_type.toml").write_text('epochs = "ten"\n')
     (tmp_path / "malformed.toml").write_text("epochs = \n")
     (tmp_path / "a_file").write_text("not a directory")
-    (tmp_path / "no_checkpoint").mkdir()
-    (tmp_path / "no_checkpoint" / "config.json").write_text("{}")
     return [
         (["--model", "nope"], "Unknown model 'nope'"),
         (["--dataset", "cifar"], "--dataset cifar: no such file or folder; give mnist, fashion_mnist"),
@@ -199,7 +197,6 @@ def bad_inputs(tmp_path):
         (["--run-dir", os.fsdecode(os.fsencode(str(tmp_path)) + b"/run-\xff")], "is not valid UTF-8"),
         (["--resume"], "--resume needs --run-dir"),
         (["--resume", "--run-dir", str(tmp_path / "missing_run")], "holds no config.json"),
-        (["--resume", "--run-dir", str(tmp_path / "no_checkpoint")], "no checkpoint"),
         (["--strategy", "multiworker"], "needs TF_CONFIG"),
     ]
 
