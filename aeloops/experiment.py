@@ -35,9 +35,9 @@ from aeloops.run_data import (
     fingerprint,
     load_datasets,
     read_images,
+    scan_source,
     shape_datasets,
     stream_datasets,
-    stream_files,
 )
 from aeloops.run_objective import build_objective, unused_outputs
 from aeloops.rundir import RunDirectory, is_chief_task, replacing, worker_scratch_dir, write_json, writing
@@ -219,21 +219,21 @@ def _run(
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config.strategy)
-    streamed = stream_files(config, log)
-    if streamed is None:
-        images, dataset_name = read_images(config, log)
+    files, streaming = scan_source(config, log)
+    if not streaming:
+        images, dataset_name = read_images(config, log, files)
         image_shape = images.shape
     else:
-        image_shape = streamed.shape
+        image_shape = files.shape
     # config.json records the shape the model is built for, so evaluate and export rebuild it without the data.
     config = dataclasses.replace(config, image_shape=list(image_shape))
     with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
         model = registry.get(config.model).build(image_shape)
-    if streamed is None:
+    if not streaming:
         datasets = shape_datasets(images, dataset_name, model.example_shape, config)
         del images  # The model-shaped copies are what training reads.
     else:
-        datasets = stream_datasets(streamed, model.example_shape, config)
+        datasets = stream_datasets(files, model.example_shape, config)
     if len(datasets.train) < config.batch_size:
         raise ValueError(
             f"--batch-size {config.batch_size} is larger than the {len(datasets.train)} training examples; lower it."

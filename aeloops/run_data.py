@@ -1,7 +1,7 @@
 """The data of one CLI run: its images read (or streamed) in their own shape, then shaped for its model.
 
 ``read_images`` reads a named dataset, a folder, TFRecord shards or arrays
-into memory; ``stream_files`` says when a folder or shards are instead
+into memory; ``scan_source`` says when a folder or shards are instead
 decoded from disk each epoch (``--stream``, or a set too large for memory);
 ``shape_datasets`` and ``stream_datasets`` give the model-shaped training
 source and validation arrays, binarized as the run asks.
@@ -19,7 +19,7 @@ import tensorflow as tf
 from aeloops import data as data_lib
 from aeloops.config import TrainConfig
 from aeloops.data import images as images_lib
-from aeloops.data.images import ImageData, ImageFiles
+from aeloops.data.images import ImageData, ImageFiles, color_mode_of
 from aeloops.data.locate import source_kind
 from aeloops.data.stream import ImageStream
 from aeloops.models.registry import MNIST_SHAPE
@@ -32,7 +32,7 @@ __all__ = [
     "read_images",
     "shape_datasets",
     "stream_datasets",
-    "stream_files",
+    "scan_source",
 ]
 
 # Decoded training images larger than this share of the machine's memory are streamed from disk.
@@ -56,11 +56,14 @@ class Datasets(NamedTuple):
 VALIDATION_BINARIZATION_SEED = 0
 
 
-def read_images(config: TrainConfig, log: Callable[[str], None]) -> tuple[ImageData, str]:
+def read_images(
+    config: TrainConfig, log: Callable[[str], None], files: ImageFiles | None = None
+) -> tuple[ImageData, str]:
     """Reads ``config.dataset`` as images in their own shape (resized and converted as asked); returns its name too.
 
-    The name is the dataset actually used: ``"mnist-sample"`` after a
-    fall-back from ``"mnist"``. Validation images come from
+    ``files``, the dataset already scanned by ``scan_source``, is not
+    scanned again. The name is the dataset actually used: ``"mnist-sample"``
+    after a fall-back from ``"mnist"``. Validation images come from
     ``--validation-data``, else a ``--validation-split`` of the training
     images, else the dataset's test split, unless ``--no-validation``.
     """
@@ -70,27 +73,23 @@ def read_images(config: TrainConfig, log: Callable[[str], None]) -> tuple[ImageD
     if kind in ("mnist", "fashion_mnist", "mnist-sample", "binarized_mnist"):
         train, test, train_labels, test_labels, used = _named_dataset(config, log)
         train = images_lib.convert(train, name="training images", **options)
-        test = images_lib.convert(test, train.shape[1:3], _color_mode(train), config.interpolation, "test images")
+        test = images_lib.convert(test, train.shape[1:3], color_mode_of(train), config.interpolation, "test images")
         images = ImageData(train, test, train_labels, test_labels, ())
         if config.validation_split is not None:  # Held out of the training images, as for any other dataset.
             kept, held = images_lib.split_indices(len(train), config.validation_split, config.seed)
             labels = (None, None) if train_labels is None else (train_labels[kept], train_labels[held])
             images = ImageData(train[kept], train[held], labels[0], labels[1], ())
     else:
-        images = images_lib.load_images(config.dataset, validation_split=config.validation_split, seed=config.seed,
-                                        **options)  # fmt: skip
+        images = images_lib.load_images(files or config.dataset, validation_split=config.validation_split,
+                                        seed=config.seed, **options)  # fmt: skip
     if config.validation_data is not None:
         validation, _, validation_labels, _, _ = images_lib.read_source(
-            config.validation_data, images.shape[:2], _color_mode(images.train), config.interpolation
+            config.validation_data, images.shape[:2], color_mode_of(images.train), config.interpolation
         )
         images = images._replace(validation=validation, validation_labels=validation_labels)
     if not config.validation:
         images = images._replace(validation=None, validation_labels=None)
     return images, used
-
-
-def _color_mode(images: np.ndarray) -> str:
-    return "grayscale" if images.shape[-1] == 1 else "rgb"
 
 
 def _named_dataset(
@@ -140,33 +139,37 @@ def shape_datasets(images: ImageData, name: str, example_shape: tuple[int, ...],
 
 def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
     """Reads ``config.dataset`` and shapes it for a model: in memory, or streamed when the run streams it."""
-    files = stream_files(config, log)
-    if files is not None:
+    files, streaming = scan_source(config, log)
+    if streaming:
         return stream_datasets(files, example_shape, config)
-    images, name = read_images(config, log)
+    images, name = read_images(config, log, files)
     return shape_datasets(images, name, example_shape, config)
 
 
-def stream_files(config: TrainConfig, log: Callable[[str], None]) -> ImageFiles | None:
-    """Returns the folder's or shards' files when the run streams them (``--stream``, or too large), else None."""
+def scan_source(config: TrainConfig, log: Callable[[str], None]) -> tuple[ImageFiles | None, bool]:
+    """Scans a folder or shards (None for other data), and says whether the run streams them.
+
+    A run streams with ``--stream``, or when the decoded images would take
+    more than ``MEMORY_SHARE`` of the machine's memory.
+    """
     if source_kind(config.dataset) not in ("folder", "tfrecord"):
         if config.stream:
             raise ValueError(
                 f"--stream reads a folder of images or TFRecord shards from disk; {config.dataset} is neither."
             )
-        return None
+        return None, False
     files = images_lib.scan(config.dataset, config.image_size, config.color_mode, config.interpolation)
     size = files.count * int(np.prod(files.shape)) * 4
     budget = MEMORY_SHARE * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if not config.stream and size <= budget:
-        return None
+        return files, False
     if not config.stream:
         log(f"{config.dataset} decodes to {size / 2**30:.1f} GiB, more than half this machine's memory: "
             "streaming it from disk each epoch (as --stream does).")  # fmt: skip
     if config.binarize == "fixed":
         raise ValueError("--binarize fixed draws once per image held in memory; a streamed set takes threshold "
                          "or dynamic (a new draw every step).")  # fmt: skip
-    return files
+    return files, True
 
 
 def stream_datasets(files: ImageFiles, example_shape: tuple[int, ...], config: TrainConfig) -> Datasets:

@@ -32,7 +32,17 @@ import tensorflow as tf
 from aeloops.data.arrays import image_shape, load_array_file, to_model_inputs
 from aeloops.data.locate import COLOR_MODES, IMAGE_EXTENSIONS, INTERPOLATIONS, source_kind, tfrecord_files
 
-__all__ = ["ImageData", "ImageFiles", "convert", "image_dataset", "load_images", "read_source", "scan", "split_indices"]
+__all__ = [
+    "ImageData",
+    "ImageFiles",
+    "color_mode_of",
+    "convert",
+    "image_dataset",
+    "load_images",
+    "read_source",
+    "scan",
+    "split_indices",
+]
 
 IMAGE_FEATURE, LABEL_FEATURE = "image", "label"
 # Images decoded per tf.data batch when a source is read into memory.
@@ -283,21 +293,26 @@ def _read_all(files: ImageFiles) -> tuple[np.ndarray, np.ndarray | None]:
 def _decode_failure(files: ImageFiles, position: int, error: tf.errors.InvalidArgumentError) -> str:
     """Says which image failed to decode, or to match the others' size, and what to do."""
     size_hint = "give --image-size HEIGHT WIDTH to resize them all, or remove it"
-    if files.kind == "folder":
+    if files.kind == "folder":  # Decoded one by one, eagerly, to name the file at fault.
+        decode = _decoder(files)
         for path in files.paths[position : position + _READ_BATCH]:
             try:
-                image = _decoder(files)(tf.io.read_file(path))
+                decode(tf.io.read_file(path))
             except tf.errors.InvalidArgumentError as failure:
-                if "shape" in failure.message.lower() or "incompatible" in failure.message.lower():
+                if _is_size_error(failure):
                     return f"{path} has another size than the other images of {files.source}; {size_hint}."
                 return f"{path} cannot be decoded as an image; remove or replace it (aeloops skips no image silently)."
-            del image
         where = files.source
     else:
         where = f"record {position} or after of {files.source}"
-    if "shape" in error.message.lower() or "incompatible" in error.message.lower():
+    if _is_size_error(error):
         return f"An image in {where} has another size than the first; {size_hint}."
     return f"An image in {where} cannot be decoded ({' '.join(error.message.split())[:200]}); remove or replace it."
+
+
+def _is_size_error(error: tf.errors.InvalidArgumentError) -> bool:
+    # tf.ensure_shape's message, when an image decodes to another size than the scan found.
+    return "shape" in error.message.lower() or "incompatible" in error.message.lower()
 
 
 def convert(
@@ -349,9 +364,15 @@ def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 def read_source(
-    path: str, image_size: Sequence[int] | None, color_mode: str | None, interpolation: str
+    path: str | ImageFiles, image_size: Sequence[int] | None, color_mode: str | None, interpolation: str
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
-    """Returns a path's training images, its own validation images (an .npz's x_test), their labels, classes."""
+    """Returns a path's training images, its own validation images (an .npz's x_test), their labels, classes.
+
+    A folder or shards already scanned (``ImageFiles``) are read without scanning them again.
+    """
+    if isinstance(path, ImageFiles):
+        images, labels = _read_all(path)
+        return images, None, labels, None, path.class_names
     if source_kind(path) == "arrays":
         validation = validation_labels = train_labels = None
         if path.endswith(".npz"):
@@ -361,8 +382,8 @@ def read_source(
             validation_labels = load_array_file(path, "y_test") if "y_test" in names else None
         train = convert(load_array_file(path), image_size, color_mode, interpolation, name=path)
         if validation is not None:
-            validation = convert(validation, image_size or train.shape[1:3], color_mode or _mode(train), interpolation,
-                                 name=f"{path}'s x_test")  # fmt: skip
+            size, mode = image_size or train.shape[1:3], color_mode or color_mode_of(train)
+            validation = convert(validation, size, mode, interpolation, name=f"{path}'s x_test")
         return train, validation, train_labels, validation_labels, ()
     files = scan(path, image_size, color_mode, interpolation)
     images, labels = _read_all(files)
@@ -378,12 +399,13 @@ def _archive_names(path: str) -> list[str]:
         raise ValueError(f"Cannot read {path}: it is truncated or not a NumPy file ({error}).") from None
 
 
-def _mode(images: np.ndarray) -> str:
+def color_mode_of(images: np.ndarray) -> str:
+    """Returns the ``color_mode`` of (n, height, width, channels) images: ``"grayscale"`` or ``"rgb"``."""
     return "grayscale" if images.shape[-1] == 1 else "rgb"
 
 
 def load_images(
-    path: str,
+    path: str | ImageFiles,
     *,
     image_size: Sequence[int] | None = None,
     color_mode: str | None = None,
@@ -392,7 +414,7 @@ def load_images(
     validation_data: str | None = None,
     seed: int = 0,
 ) -> ImageData:
-    """Reads a folder of images, TFRecord shards or a ``.npy``/``.npz`` file into memory.
+    """Reads a folder of images, TFRecord shards (or their ``scan``) or a ``.npy``/``.npz`` file into memory.
 
     Validation images come from ``validation_data`` (another source, read
     to the training images' size and colours), else from a seeded
@@ -405,7 +427,7 @@ def load_images(
     )
     if validation_data is not None:
         validation, _, validation_labels, _, _ = read_source(
-            validation_data, train.shape[1:3], color_mode or _mode(train), interpolation
+            validation_data, train.shape[1:3], color_mode or color_mode_of(train), interpolation
         )
     elif validation_split is not None:
         kept, held = split_indices(len(train), validation_split, seed)
