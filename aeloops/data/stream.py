@@ -12,6 +12,7 @@ uninterrupted one would, and skips the steps it has already run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
@@ -84,8 +85,7 @@ class ImageStream:
             shards = list(self.files.paths)
             if shuffle:
                 shards = [shards[index] for index in rng.permutation(len(shards))]
-            files = ImageFiles(**{**self.files.__dict__, "paths": tuple(shards)})
-            dataset = image_dataset(files)
+            dataset = image_dataset(dataclasses.replace(self.files, paths=tuple(shards)))
             if shuffle:
                 dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=int(rng.integers(2**31)))
         dataset = self._shaped(dataset).batch(self.batch_size, drop_remainder=True)
