@@ -3,7 +3,7 @@
 Restores the run's newest checkpoint (``--best``: its best one; the weights'
 moving average where the run keeps one), computes the importance-sampled
 negative log-likelihood with K samples and the negative ELBO
-(``aeloops.likelihood``) on the run's validation images, binarized as the
+(``aeloops.evaluation.likelihood``) on the run's validation images, binarized as the
 run's ``binarize`` setting says (or on ``--data``), prints one JSON object:
 
     {"nll": 89.9, "elbo": 94.1, "samples": 5000, "examples": 10000, ...}
@@ -24,10 +24,10 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any
 
-from aeloops import config as config_lib
 from aeloops.export import checked_source
-from aeloops.rundir import RunDirectory, RunWriteError, write_json
-from aeloops.stderr_filter import StderrFilter
+from aeloops.runs import config as config_lib
+from aeloops.runs.directory import RunDirectory, RunWriteError, write_json
+from aeloops.runs.stderr_filter import StderrFilter
 
 __all__ = ["evaluate_run", "main"]
 
@@ -55,8 +55,10 @@ def evaluate_run(
     source = checked_source(run_dir, best, "evaluate")
     config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
     from aeloops import data as data_lib  # Deferred, like everything below: imports TensorFlow.
-    from aeloops import experiment, likelihood, run_data
-    from aeloops.checkpoints import Checkpointer
+    from aeloops.evaluation import likelihood
+    from aeloops.runs import datasets as run_data
+    from aeloops.runs import experiment
+    from aeloops.runs.checkpoints import Checkpointer
 
     with experiment.precision(config):
         trainer = experiment.build_trainer(config)

@@ -3,7 +3,7 @@
 Writes a TensorFlow SavedModel that TensorFlow alone can load (no aeloops
 needed), with the signatures ``encode``, ``decode``, ``reconstruct`` and
 ``anomaly_score`` (and ``sample`` for a variational model); see
-``aeloops.serving`` for what each returns. From a run directory the export
+``aeloops.evaluation.serving`` for what each returns. From a run directory the export
 holds the newest checkpoint's weights (``--best``: the best checkpoint's),
 as the optimizer's moving average where the run keeps one.
 
@@ -25,13 +25,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aeloops import config as config_lib
-from aeloops.rundir import RunDirectory, check_no_links, refuse_link
-from aeloops.stderr_filter import StderrFilter
+from aeloops.files import check_no_links, refuse_link
+from aeloops.runs import config as config_lib
+from aeloops.runs.directory import RunDirectory
+from aeloops.runs.stderr_filter import StderrFilter
 
 if TYPE_CHECKING:
     from aeloops.models.base import Autoencoder
-    from aeloops.objective import Objective
+    from aeloops.objectives.objective import Objective
 
 __all__ = ["export", "export_run", "main"]
 
@@ -42,8 +43,8 @@ BEST = "best"
 def export(
     model: Autoencoder, path: str | os.PathLike, objective: Objective | None = None, *, step: int = 0
 ) -> pathlib.Path:
-    """Writes ``model`` as a SavedModel at the new directory ``path``; see ``aeloops.serving.write_saved_model``."""
-    from aeloops.serving import write_saved_model  # Deferred: imports TensorFlow.
+    """Writes ``model`` as a SavedModel at the new directory ``path`` (``aeloops.evaluation.serving``)."""
+    from aeloops.evaluation.serving import write_saved_model  # Deferred: imports TensorFlow.
 
     return write_saved_model(model, path, objective, step=step)
 
@@ -74,8 +75,8 @@ def export_run(run_dir: RunDirectory, out: str | os.PathLike, best: bool = False
     """
     source = checked_source(run_dir, best)
     config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
-    from aeloops import experiment  # Deferred: imports TensorFlow.
-    from aeloops.checkpoints import Checkpointer
+    from aeloops.runs import experiment  # Deferred: imports TensorFlow.
+    from aeloops.runs.checkpoints import Checkpointer
 
     with experiment.precision(config):
         trainer = experiment.build_trainer(config)
@@ -86,7 +87,7 @@ def export_run(run_dir: RunDirectory, out: str | os.PathLike, best: bool = False
         with trainer.averaged_weights():
             path = export(trainer.model, out, trainer.objective, step=step)
     which = f"the best checkpoint (step {step})" if best else f"the newest checkpoint (step {step})"
-    from aeloops.serving import signature_names
+    from aeloops.evaluation.serving import signature_names
 
     return f"Exported {which} of {run_dir.path} to {path}: signatures {', '.join(signature_names(trainer.model))}."
 

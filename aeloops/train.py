@@ -25,10 +25,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aeloops import compile_cache
-from aeloops import config as config_lib
-from aeloops.rundir import RunDirectory, RunWriteError, default_run_dir, is_chief_task
-from aeloops.stderr_filter import SHOW_ALL_VARIABLE, StderrFilter
+from aeloops.runs import config as config_lib
+from aeloops.runs.directory import RunDirectory, RunWriteError, default_run_dir, is_chief_task
+from aeloops.runs.stderr_filter import SHOW_ALL_VARIABLE, StderrFilter
+from aeloops.training import compile_cache
 
 __all__ = ["build_parser", "main", "resolve_config"]
 
@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     catcher = _SignalCatcher()
     catcher.install()
-    # TensorFlow's start-up notices are not the user's business (see aeloops.stderr_filter).
+    # TensorFlow's start-up notices are not the user's business (see aeloops.runs.stderr_filter).
     stderr_filter = StderrFilter()
     if not args.show_tf_logs:
         stderr_filter.start()
@@ -259,7 +259,7 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher, launched: float) ->
         with run_dir.lock() if chief else contextlib.nullcontext():
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             compile_cache.enable()  # Before TensorFlow compiles: XLA reads its flags once.
-            from aeloops import experiment  # Deferred: imports TensorFlow.
+            from aeloops.runs import experiment  # Deferred: imports TensorFlow.
 
             verbose = 2 if config.quiet or not sys.stdout.isatty() else 1
             result = experiment.run(config, run_dir, verbose=verbose, stop_event=catcher.event, launched=launched)

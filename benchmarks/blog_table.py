@@ -23,8 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from aeloops.data import load_mnist, to_model_inputs  # noqa: E402
-from aeloops.loop import Trainer  # noqa: E402
 from aeloops.models import DenseAutoencoder, registry  # noqa: E402
+from aeloops.training.trainer import Trainer  # noqa: E402
 from benchmarks import machine  # noqa: E402
 
 

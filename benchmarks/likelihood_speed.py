@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import aeloops
     from aeloops.data import binarize
-    from aeloops.likelihood import negative_log_likelihood
+    from aeloops.evaluation.likelihood import negative_log_likelihood
 
     keras.utils.set_random_seed(0)
     splits = aeloops.load_mnist(args.data_dir, download=False) if args.data_dir else aeloops.load_sample()

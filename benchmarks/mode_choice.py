@@ -68,7 +68,7 @@ def time_one(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Prints one Markdown row per model."""
-    from aeloops.stderr_filter import StderrFilter
+    from aeloops.runs.stderr_filter import StderrFilter
 
     with StderrFilter():  # TensorFlow's start-up notices would come before the table.
         from aeloops.models import registry
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"call, medians of {args.repeats} runs"
     )
     # "rest / tracing": the rest of the run in graph mode over graph mode's tracing, which auto compares with
-    # its threshold (aeloops.mode_probe), and whether the program has convolutions, which sets the threshold.
+    # its threshold (aeloops.training.mode_probe), and whether the program has convolutions, which sets the threshold.
     columns = "graph | xla | auto | auto chose | auto / best fixed | measuring cost | rest / tracing | convolutions"
     print(f"| model | {columns} |")
     print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |")

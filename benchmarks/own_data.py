@@ -34,8 +34,8 @@ import tensorflow as tf  # noqa: E402
 from aeloops.data import load_mnist, load_sample, to_model_inputs  # noqa: E402
 from aeloops.data.images import image_dataset, scan  # noqa: E402
 from aeloops.data.stream import ImageStream  # noqa: E402
-from aeloops.loop import Trainer  # noqa: E402
 from aeloops.models import registry  # noqa: E402
+from aeloops.training.trainer import Trainer  # noqa: E402
 from benchmarks import machine  # noqa: E402
 
 SHARDS = 8

@@ -36,8 +36,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from aeloops.data import load_mnist, load_sample, to_model_inputs  # noqa: E402
-from aeloops.loop import Trainer  # noqa: E402
 from aeloops.models import registry  # noqa: E402
+from aeloops.training.trainer import Trainer  # noqa: E402
 from benchmarks import machine, torch_peers  # noqa: E402
 from benchmarks.baselines import HandWrittenLoop, KerasFit  # noqa: E402
 from benchmarks.torch_peers import TorchLoop  # noqa: E402

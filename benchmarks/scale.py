@@ -7,7 +7,7 @@ Usage::
 Times the dense seed model (``xla``, 50 steps per call) on MNIST's 60,000
 training images and on 240,000 (MNIST and three copies shifted by up to two
 pixels), kept in memory; then the same 240,000 streamed from a ``.npy`` file
-with ``aeloops.streaming.npy_dataset``. Reports the median epoch over
+with ``aeloops.data.npy_rows.npy_dataset``. Reports the median epoch over
 ``--repeats`` epochs after a warm-up one, samples/s, and the peak host memory
 each configuration added.
 """
@@ -27,9 +27,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aeloops.data import load_mnist, load_sample, to_model_inputs  # noqa: E402
-from aeloops.loop import Trainer  # noqa: E402
+from aeloops.data.npy_rows import npy_dataset  # noqa: E402
 from aeloops.models import registry  # noqa: E402
-from aeloops.streaming import npy_dataset  # noqa: E402
+from aeloops.training.trainer import Trainer  # noqa: E402
 from benchmarks import machine  # noqa: E402
 from benchmarks.run import PeakMemory  # noqa: E402
 

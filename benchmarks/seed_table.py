@@ -21,8 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from aeloops.data import load_mnist, load_sample, to_model_inputs  # noqa: E402
-from aeloops.loop import Trainer  # noqa: E402
 from aeloops.models import registry  # noqa: E402
+from aeloops.training.trainer import Trainer  # noqa: E402
 from benchmarks import machine  # noqa: E402
 
 SEED_MODELS = ("rowwise", "dense", "sparse", "deep", "conv", "twohead")

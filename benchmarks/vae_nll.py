@@ -177,10 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     epochs = args.epochs or setting.epochs
     samples = args.nll_samples or setting.nll_samples
     rounds = args.rounds or setting.rounds
-    from aeloops.callbacks import Callback
-    from aeloops.checkpoints import Checkpointer
-    from aeloops.early_stopping import EarlyStopping
-    from aeloops.likelihood import negative_log_likelihood
+    from aeloops.evaluation.likelihood import negative_log_likelihood
+    from aeloops.runs.checkpoints import Checkpointer
+    from aeloops.runs.early_stopping import EarlyStopping
+    from aeloops.training.callbacks import Callback
 
     class Record(Callback):
         """Keeps each epoch's logs in the history the checkpoints carry."""

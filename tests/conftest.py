@@ -9,7 +9,7 @@ import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The CLI runs the tests start share one XLA compilation cache (aeloops.compile_cache),
+# The CLI runs the tests start share one XLA compilation cache (aeloops.training.compile_cache),
 # not the user's.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="aeloops-test-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)

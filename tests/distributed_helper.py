@@ -19,10 +19,10 @@ import tensorflow as tf  # noqa: E402
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from aeloops.callbacks import TIMINGS  # noqa: E402
 from aeloops.data import load_sample, to_model_inputs  # noqa: E402
-from aeloops.loop import Trainer  # noqa: E402
 from aeloops.models import registry  # noqa: E402
+from aeloops.training.callbacks import TIMINGS  # noqa: E402
+from aeloops.training.trainer import Trainer  # noqa: E402
 
 
 class CodeEnergyTrainer(Trainer):

@@ -17,7 +17,10 @@ import os
 import signal
 import sys
 
-from aeloops import checkpoints, outer_loop, summaries, train
+from aeloops import train
+from aeloops.runs import checkpoints
+from aeloops.tensorboard import summaries
+from aeloops.training import outer_loop
 
 _SIGNAL = [signal.SIGKILL]
 _SENT = []

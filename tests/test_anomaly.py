@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from aeloops.anomaly import anomaly_scores, pick_threshold
 from aeloops.data import to_model_inputs
-from aeloops.loop import Trainer
+from aeloops.evaluation.anomaly import anomaly_scores, pick_threshold
 from aeloops.models import registry
+from aeloops.training.trainer import Trainer
 
 
 def test_scores_flag_noise_images_not_digits(small_images, small_test_images):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops.checkpoints import Checkpointer
 from aeloops.data import binarize, to_model_inputs
-from aeloops.loop import Trainer
 from aeloops.models import registry
+from aeloops.runs.checkpoints import Checkpointer
+from aeloops.training.trainer import Trainer
 from tests.conftest import REPO
 
 

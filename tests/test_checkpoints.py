@@ -2,11 +2,11 @@ import keras
 import numpy as np
 import pytest
 
-from aeloops.callbacks import TIMINGS, Callback
-from aeloops.checkpoints import Checkpointer
 from aeloops.data import to_model_inputs
-from aeloops.loop import Trainer
 from aeloops.models import registry
+from aeloops.runs.checkpoints import Checkpointer
+from aeloops.training.callbacks import TIMINGS, Callback
+from aeloops.training.trainer import Trainer
 
 
 def fresh_trainer(name):

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from aeloops import config as config_lib
-from aeloops import optimizers
-from aeloops.models import registry
-from aeloops.stderr_filter import is_startup_chatter
+from aeloops.models import base, registry
+from aeloops.runs import config as config_lib
+from aeloops.runs.stderr_filter import is_startup_chatter
+from aeloops.training import optimizers
 from tests.conftest import REPO
 
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -79,6 +79,7 @@ def test_names_are_checked_before_tensorflow_loads(tmp_path, arguments, message)
 def test_the_names_checked_early_are_the_library_s_own():
     assert list(config_lib.BUILTIN_MODELS) == registry.names()
     assert list(config_lib.OPTIMIZER_NAMES) == optimizers.names()
+    assert config_lib.RECONSTRUCTION_LOSSES == base.RECONSTRUCTION_LOSSES
 
 
 def test_the_filter_drops_tensorflow_chatter_and_keeps_everything_else():
@@ -94,7 +95,7 @@ def test_the_filter_drops_tensorflow_chatter_and_keeps_everything_else():
     assert [line for line in chatter + kept if not is_startup_chatter(line)] == kept
     text = "\n".join(chatter[:2] + kept[:1] + chatter[2:] + kept[1:]) + "\n"
     code = (
-        "import os, sys; from aeloops.stderr_filter import StderrFilter; f = StderrFilter(); f.start(); "
+        "import os, sys; from aeloops.runs.stderr_filter import StderrFilter; f = StderrFilter(); f.start(); "
         f"os.write(2, {text.encode()!r}); print('partial line', file=sys.stderr, end=''); f.stop()"
     )
     assert python("-c", code).stderr == "\n".join(kept) + "\npartial line"

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from aeloops import compile_cache
-from aeloops.stderr_filter import is_startup_chatter
+from aeloops.runs.stderr_filter import is_startup_chatter
+from aeloops.training import compile_cache
 from tests.conftest import REPO
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from aeloops.config import TrainConfig, apply_overrides, load_config_file, merge
+from aeloops.runs.config import TrainConfig, apply_overrides, load_config_file, merge
 
 
 def test_defaults_are_valid_and_serializable():
@@ -86,7 +86,7 @@ def test_malformed_config_files(tmp_path):
 
 def test_a_term_table_sets_the_reduction():
     from aeloops.models import registry
-    from aeloops.run_objective import build_objective
+    from aeloops.runs.objective import build_objective
 
     config = merge(TrainConfig(), {"objective": {"bce": {"reduction": "sum"}}}, "run.toml")
     model = registry.get("dense").build()

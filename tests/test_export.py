@@ -12,10 +12,10 @@ import tensorflow as tf
 
 from aeloops import export as export_cli
 from aeloops import train
-from aeloops.anomaly import anomaly_scores
+from aeloops.evaluation.anomaly import anomaly_scores
 from aeloops.export import export
-from aeloops.loop import Trainer
 from aeloops.models import registry
+from aeloops.training.trainer import Trainer
 
 # Run in a fresh interpreter: aeloops is made unimportable, so only TensorFlow can read the exports.
 SERVE = """

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops.images import as_images, image_grid, labeled_grid, write_png
+from aeloops.tensorboard.images import as_images, image_grid, labeled_grid, write_png
 
 
 def test_as_images_accepts_every_model_layout():

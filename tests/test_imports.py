@@ -1,8 +1,10 @@
-"""The package's imports run one way: no module imports, even lazily, a module that imports it back.
+"""The package's imports run one way: down the layers README's Layout draws, and never in a circle.
 
-Type-only imports (under ``typing.TYPE_CHECKING``) do not count: they never
-run. Imports inside functions do: deferring one hides a circle, it does not
-remove it.
+No module imports, even lazily, a module that imports it back: imports inside
+functions count (deferring one hides a circle, it does not remove it); imports
+under ``typing.TYPE_CHECKING`` never run and do not. Between the package's
+rooms every import counts, type-only ones too, since a reader follows them
+all: each room imports only rooms below it.
 """
 
 import ast
@@ -21,12 +23,20 @@ def module_name(path: pathlib.Path) -> str:
 MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 
 
-def imported(name: str) -> set[str]:
-    """The aeloops modules ``name`` imports when it runs, anywhere in its code but under TYPE_CHECKING."""
+# The rooms from the top down: the entry points (evaluate loads a run's model as export does), then each
+# subpackage, then the one module every room may use. Rooms of one layer do not import each other.
+LAYERS = (
+    ("train", "evaluate"), ("export",), ("runs",), ("evaluation", "tensorboard"), ("training",), ("models",),
+    ("objectives", "data"), ("files",),
+)  # fmt: skip
+
+
+def imported(name: str, type_only: bool = False) -> set[str]:
+    """The aeloops modules ``name`` imports: when it runs, or also under TYPE_CHECKING with ``type_only``."""
     found = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if not type_only and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             for child in node.orelse:
                 visit(child)
             return
@@ -77,5 +87,36 @@ def test_the_cycle_finder_finds_a_circle_and_passes_a_tree():
 
 def test_no_module_of_the_package_imports_one_that_imports_it_back():
     graph = {name: imported(name) for name in MODULES}
-    assert len(graph) > 50 and "aeloops.config_checks" in graph["aeloops.config"]
+    assert len(graph) > 50 and "aeloops.runs.config_checks" in graph["aeloops.runs.config"]
     assert cycles(graph) == []
+
+
+def room(module: str) -> str:
+    """The room of the house ``module`` lives in: its subpackage, or its own name at the top level."""
+    return module.split(".")[1] if "." in module else ""
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Returns every import from one room into a room above it (or into a room ``LAYERS`` does not place)."""
+    level = {name: depth for depth, names in enumerate(LAYERS) for name in names}
+    return sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if room(module) and room(target) and room(module) != room(target)
+        and level.get(room(target), -1) <= level.get(room(module), -1)
+    )  # fmt: skip
+
+
+def test_the_layer_check_finds_an_import_going_up():
+    graph = {"aeloops.models.base": {"aeloops.runs.config"}, "aeloops.runs.config": {"aeloops.data.locate"}}
+    assert upward_imports(graph) == ["aeloops.models.base -> aeloops.runs.config"]
+    assert upward_imports({"aeloops.data.x": {"aeloops.new_room.y"}}) == ["aeloops.data.x -> aeloops.new_room.y"]
+
+
+def test_every_room_imports_only_rooms_below_it():
+    placed = {room(name) for name in MODULES} - {""}
+    assert placed <= {name for names in LAYERS for name in names}, "a new room: place it in LAYERS and README"
+    graph = {name: imported(name, type_only=True) for name in MODULES}
+    assert graph["aeloops.runs.experiment"] >= {"aeloops.training.trainer", "aeloops.tensorboard.summaries"}
+    assert upward_imports(graph) == []

@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from aeloops import train
 from aeloops.data import to_model_inputs
-from aeloops.loop import Trainer
 from aeloops.models import registry
-from aeloops.objective import LossTerm, Objective, StepError
+from aeloops.objectives.objective import LossTerm, Objective, StepError
+from aeloops.training.trainer import Trainer
 
 
 def dense_trainer():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops import likelihood
 from aeloops.data import to_model_inputs
+from aeloops.evaluation import likelihood
 from aeloops.models import DenseAutoencoder, VariationalAutoencoder
 
 

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops.callbacks import Callback
 from aeloops.data import to_model_inputs
-from aeloops.loop import NonFiniteLossError, Trainer
 from aeloops.models import DenseAutoencoder, registry
-from aeloops.objective import LossTerm, Objective
+from aeloops.objectives.objective import LossTerm, Objective
+from aeloops.training.callbacks import Callback
+from aeloops.training.trainer import NonFiniteLossError, Trainer
 
 # Loss after two epochs over 2,048 MNIST images at batch 64 with Adam; each
 # model starts near 0.69 (BCE), 0.11 (row-wise MSE) or 0.83 (two heads).

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops import losses
+from aeloops.objectives import losses
 
 RNG = np.random.default_rng(0)
 TARGET = RNG.uniform(size=(4, 6, 5)).astype(np.float32)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops.objective import LossTerm, Objective
+from aeloops.objectives.objective import LossTerm, Objective
 
 RNG = np.random.default_rng(2)
 IMAGES = RNG.uniform(size=(6, 10)).astype(np.float32)

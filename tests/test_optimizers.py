@@ -1,7 +1,7 @@
 import keras
 import pytest
 
-from aeloops.optimizers import make_optimizer, names
+from aeloops.training.optimizers import make_optimizer, names
 
 
 def test_adadelta_by_name_uses_learning_rate_one():

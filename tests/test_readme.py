@@ -43,7 +43,7 @@ def run_example(name):
 
 
 def test_adversarial_example_trains_and_resumes_bit_exactly(tmp_path):
-    from aeloops.checkpoints import Checkpointer
+    from aeloops.runs.checkpoints import Checkpointer
 
     namespace = run_example("adversarial")
     history = namespace["history"]
@@ -77,7 +77,7 @@ def test_adversarial_example_trains_and_resumes_bit_exactly(tmp_path):
 
 
 def test_contractive_example_stays_in_graph_mode_without_compiling_xla():
-    from aeloops.mode_probe import XlaRecompileWarning
+    from aeloops.training.mode_probe import XlaRecompileWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -94,11 +94,11 @@ def test_contractive_example_stays_in_graph_mode_without_compiling_xla():
 def test_cli_optimizers_example_logs_both_norms_and_saves_the_average(tmp_path):
     import json
 
-    from aeloops import experiment
-    from aeloops.checkpoints import Checkpointer
-    from aeloops.config import TrainConfig, load_config_file, merge
-    from aeloops.loop import Trainer
     from aeloops.models import load_model, registry
+    from aeloops.runs import experiment
+    from aeloops.runs.checkpoints import Checkpointer
+    from aeloops.runs.config import TrainConfig, load_config_file, merge
+    from aeloops.training.trainer import Trainer
 
     command = example_command("cli-optimizers")
     environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 
-from aeloops import regularizers
+from aeloops.objectives import regularizers
 
 ACTIVATION = np.random.default_rng(1).normal(size=(8, 4, 3)).astype(np.float32)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops.callbacks import TIMINGS
 from aeloops.models import load_model
+from aeloops.training.callbacks import TIMINGS
 from tests.conftest import REPO, SHARED_MNIST
 
 pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")

@@ -18,8 +18,9 @@ import tempfile
 import numpy as np
 import pytest
 
-from aeloops import experiment, train
-from aeloops.rundir import RunDirectory
+from aeloops import train
+from aeloops.runs import experiment
+from aeloops.runs.directory import RunDirectory
 from tests.conftest import REPO
 
 EPOCHS, BATCH = 2, 128
@@ -196,7 +197,7 @@ def test_a_run_killed_while_writing_its_first_checkpoint_resumes_from_step_0(run
 
 
 def test_a_run_directory_in_use_is_refused_and_a_dead_holder_is_taken_over(run_dir, capsys):
-    hold = f"import sys\nfrom aeloops.rundir import RunDirectory\nwith RunDirectory({str(run_dir)!r}).lock():\n"
+    hold = f"import sys\nfrom aeloops.runs.directory import RunDirectory\nwith RunDirectory({str(run_dir)!r}).lock():\n"
     hold += "    print('held', flush=True)\n    sys.stdin.read()"
     holder = subprocess.Popen(
         [sys.executable, "-c", hold], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from aeloops.rundir import (
+from aeloops.runs.directory import (
     RunDirectory,
     RunWriteError,
     default_run_dir,

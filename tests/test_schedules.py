@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from aeloops.schedules import constant, cyclical, linear_warmup
+from aeloops.objectives.schedules import constant, cyclical, linear_warmup
 
 
 def values(schedule, steps):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from aeloops.data import to_model_inputs
-from aeloops.loop import Trainer
+from aeloops.data.npy_rows import npy_dataset
 from aeloops.models import registry
-from aeloops.streaming import npy_dataset
+from aeloops.training.trainer import Trainer
 
 
 def test_streamed_batches_are_the_file_rows(tmp_path, small_images):

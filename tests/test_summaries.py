@@ -16,13 +16,13 @@ from google.protobuf import text_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aeloops import train
-from aeloops.callbacks import Callback
 from aeloops.data import load_sample, to_model_inputs
-from aeloops.loop import Trainer
 from aeloops.models import registry
-from aeloops.objective import LossTerm, Objective
-from aeloops.summaries import SummaryWriter
-from aeloops.term_norms import TermGradientNorms
+from aeloops.objectives.objective import LossTerm, Objective
+from aeloops.tensorboard.summaries import SummaryWriter
+from aeloops.tensorboard.term_norms import TermGradientNorms
+from aeloops.training.callbacks import Callback
+from aeloops.training.trainer import Trainer
 
 # 512 images at batch 64, 3 steps per call: 8 steps an epoch, calls end at
 # steps 3, 6, 8, 11, 14, 16; with summaries every 4 steps, writes at 6, 8, 14, 16.
@@ -276,7 +276,7 @@ def test_the_graph_of_an_xla_run_is_not_empty(tmp_path, small_images):
     model = registry.get("sparse").build()
     inputs = to_model_inputs(small_images[:256], (784,))
     trainer = Trainer(model, registry.get("sparse").objective(model), mode="xla", steps_per_loop=4)
-    trainer.fit(inputs, epochs=1, batch_size=64, verbose=0, logdir=str(tmp_path))
+    trainer.fit(inputs, epochs=1, batch_size=64, verbose=0, callbacks=[SummaryWriter(trainer, tmp_path, examples=inputs[:8])])
     accumulator = EventAccumulator(str(tmp_path / "train"))
     accumulator.Reload()
     node_names = [node.name for node in accumulator.Graph().node]

@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 
 from aeloops import data, train
-from aeloops.config import TrainConfig
 from aeloops.data import mnist as mnist_lib
 from aeloops.models import registry
+from aeloops.runs.config import TrainConfig
 from tests.conftest import REPO, SHARED_MNIST
 
 pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")

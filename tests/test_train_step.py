@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops.callbacks import Callback
-from aeloops.checkpoints import Checkpointer
 from aeloops.data import to_model_inputs
-from aeloops.loop import Trainer
 from aeloops.models import DenseAutoencoder, registry
-from aeloops.objective import LossTerm, Objective, StepError
-from aeloops.schedules import linear_warmup
+from aeloops.objectives.objective import LossTerm, Objective, StepError
+from aeloops.objectives.schedules import linear_warmup
+from aeloops.runs.checkpoints import Checkpointer
+from aeloops.training.callbacks import Callback
+from aeloops.training.trainer import Trainer
 
 
 def dense(seed=0):
@@ -348,7 +348,7 @@ class FakeTrainer:
 def test_auto_mode_times_each_mode_on_a_step_then_a_fifth_of_a_call_and_keeps_the_faster(
     times, steps, remaining, chosen, changes
 ):
-    from aeloops.mode_probe import ModeProbe
+    from aeloops.training.mode_probe import ModeProbe
 
     trainer = FakeTrainer("auto")
     probe = ModeProbe(trainer, remaining_steps=remaining)
@@ -377,7 +377,7 @@ def test_auto_mode_times_each_mode_on_a_step_then_a_fifth_of_a_call_and_keeps_th
 
 def test_auto_mode_times_short_epochs_on_the_calls_they_allow():
     """Epochs of 3 steps cut every call short: the rate is taken from the fourth call, whatever its length."""
-    from aeloops.mode_probe import ModeProbe
+    from aeloops.training.mode_probe import ModeProbe
 
     trainer = FakeTrainer("auto")
     probe = ModeProbe(trainer, remaining_steps=30)
@@ -394,7 +394,7 @@ def test_auto_mode_times_short_epochs_on_the_calls_they_allow():
 def test_auto_mode_on_a_real_trainer_compiles_each_mode_once_and_a_resume_keeps_the_choice(
     images, tmp_path, monkeypatch
 ):
-    from aeloops import mode_probe
+    from aeloops.training import mode_probe
 
     monkeypatch.setattr(mode_probe, "TRY_XLA_AFTER", 0.0)  # Any run is long enough to try XLA.
     monkeypatch.setattr(mode_probe, "TRY_XLA_AFTER_WITHOUT_CONVOLUTIONS", 0.0)
@@ -413,7 +413,7 @@ def test_auto_mode_on_a_real_trainer_compiles_each_mode_once_and_a_resume_keeps_
 
 @pytest.mark.parametrize(("program", "tried"), [("convolutions", False), ("dense", True), (None, False)])
 def test_auto_tries_xla_sooner_for_a_program_without_convolutions(program, tried, monkeypatch):
-    from aeloops import mode_probe
+    from aeloops.training import mode_probe
 
     monkeypatch.setattr(mode_probe, "has_convolutions", lambda graph: graph == "convolutions")
     trainer = FakeTrainer("auto")
@@ -435,7 +435,7 @@ def test_auto_tries_xla_sooner_for_a_program_without_convolutions(program, tried
 
 
 def test_the_probe_finds_the_convolutions_of_a_traced_training_loop(images):
-    from aeloops.mode_probe import has_convolutions
+    from aeloops.training.mode_probe import has_convolutions
 
     found = {}
     for name in ("dense", "conv"):
@@ -449,7 +449,7 @@ def test_the_probe_finds_the_convolutions_of_a_traced_training_loop(images):
 
 
 def test_a_resumed_auto_run_takes_up_its_choice_and_explicit_xla_only_warns():
-    from aeloops.mode_probe import ModeProbe, XlaRecompileWarning
+    from aeloops.training.mode_probe import ModeProbe, XlaRecompileWarning
 
     resumed = FakeTrainer("auto", choice=1)
     probe = ModeProbe(resumed, remaining_steps=10_000)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from aeloops import evaluate, export, train
-from aeloops.rundir import RunDirectory, write_json
+from aeloops.runs.directory import RunDirectory, write_json
 
 # A name a shell splits, expands and unquotes.
 HOSTILE_NAME = "it's $HOME `x` é"

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aeloops import likelihood
 from aeloops.data import binarize, to_model_inputs
-from aeloops.loop import Trainer
+from aeloops.evaluation import likelihood
 from aeloops.models import ImportanceWeightedAutoencoder, quantized, registry, total_correlation, wasserstein
+from aeloops.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_iwae_bound_tightens_with_k_and_matches_the_likelihood_module(binary_ima
     model.samples = 500
     many = model(images, training=False)["negative_bound"].numpy()
     assert many.mean() < one.mean() - 1.0
-    # The same bound as aeloops.likelihood computes with other draws: within a nat on average.
+    # The same bound as aeloops.evaluation.likelihood computes with other draws: within a nat on average.
     reference = likelihood.negative_log_likelihood(model, images, samples=500)["nll"]
     assert many.mean() == pytest.approx(reference, abs=1.0)
 
@@ -159,10 +159,10 @@ def test_vqvae_trains_its_codebook_and_logs_the_perplexity(small_images):
 
 
 def test_the_registered_aae_trains_with_its_discriminator_and_resumes_exactly(binary_images, tmp_path):
-    from aeloops import experiment
-    from aeloops.adversarial import AdversarialTrainer
-    from aeloops.checkpoints import Checkpointer
-    from aeloops.config import TrainConfig
+    from aeloops.runs import experiment
+    from aeloops.runs.checkpoints import Checkpointer
+    from aeloops.runs.config import TrainConfig
+    from aeloops.training.adversarial import AdversarialTrainer
 
     images = binary_images[:256]
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from aeloops import train
-from aeloops.callbacks import TIMINGS
-from aeloops.early_stopping import EarlyStopping, Watch
-from aeloops.loop import Trainer
-from aeloops.lr_schedules import ReduceOnPlateau, schedule
 from aeloops.models import registry
+from aeloops.runs.early_stopping import EarlyStopping, Watch
+from aeloops.runs.lr_schedules import ReduceOnPlateau, schedule
+from aeloops.training.callbacks import TIMINGS
+from aeloops.training.trainer import Trainer
 from tests.conftest import REPO
 
 ENVIRONMENT = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}

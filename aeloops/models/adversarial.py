@@ -1,7 +1,7 @@
 """The adversarial autoencoder's model (Makhzani et al. 2015): a dense autoencoder with a linear code.
 
 Its training, a discriminator against the N(0, I) prior, is the trainer's:
-``aeloops.adversarial.AdversarialTrainer``, which the CLI's ``aae`` uses.
+``aeloops.training.adversarial.AdversarialTrainer``, which the CLI's ``aae`` uses.
 """
 
 from __future__ import annotations

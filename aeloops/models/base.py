@@ -17,8 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aeloops.config import RECONSTRUCTION_LOSSES
-from aeloops.objective import LossTerm, Objective
+from aeloops.objectives.objective import LossTerm, Objective
 
 __all__ = [
     "RECONSTRUCTION_LOSSES",
@@ -37,6 +36,8 @@ CODE = "code"
 RECONSTRUCTION = "reconstruction"
 LOGITS = "logits"
 OUTPUT_ACTIVATIONS = ("sigmoid", "linear")
+# The losses reconstruction_term offers (runs.choices repeats them for the CLI, before TensorFlow loads).
+RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
 # The choices for a model's reconstruction term (the CLI's --loss).
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from aeloops.models.base import Autoencoder, Decoder, Encoder, crop_to, output_dict, validate_units
 from aeloops.models.generative import PriorSampling
 from aeloops.models.variational import elbo_objective, gaussian_code
-from aeloops.objective import Objective
+from aeloops.objectives.objective import Objective
 
 __all__ = ["ConvVariationalAutoencoder", "ConvVariationalDecoder", "ConvVariationalEncoder"]
 

@@ -10,19 +10,41 @@ bound is the VAE's ELBO of one sample; it tightens as K grows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from aeloops.likelihood import posterior_log_weights
 from aeloops.models.variational import VariationalAutoencoder, elbo_objective
-from aeloops.objective import LossTerm, Objective
+from aeloops.objectives.objective import LossTerm, Objective
 
-__all__ = ["ImportanceWeightedAutoencoder", "iwae_objective"]
+__all__ = ["ImportanceWeightedAutoencoder", "iwae_objective", "posterior_log_weights"]
 
 NEGATIVE_BOUND = "negative_bound"
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def posterior_log_weights(
+    mean: tf.Tensor, log_variance: tf.Tensor, noise: tf.Tensor, decoder: keras.Model, inputs: tf.Tensor,
+    training: bool = False,
+) -> tf.Tensor:  # fmt: skip
+    """Returns log p(x|z) + log p(z) - log q(z|x) for each draw ``mean + scale * noise``: ``(samples, batch)``.
+
+    The weights of the IWAE bound, which trains on them here and measures the
+    likelihood with them in ``evaluation.likelihood``.
+    """
+    codes = mean + tf.exp(0.5 * log_variance) * noise
+    samples, batch = tf.shape(noise)[0], tf.shape(noise)[1]
+    logits = decoder(tf.reshape(codes, [samples * batch, -1]), training=training)["logits"]
+    logits = tf.reshape(tf.cast(logits, tf.float32), [samples, batch, -1])
+    flat_inputs = tf.reshape(tf.cast(inputs, tf.float32), [1, batch, -1])
+    targets = tf.broadcast_to(flat_inputs, tf.shape(logits))
+    log_likelihood = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits), axis=-1)
+    log_prior = -0.5 * tf.reduce_sum(tf.square(codes) + _LOG_2PI, axis=-1)
+    log_posterior = -0.5 * tf.reduce_sum(tf.square(noise) + log_variance + _LOG_2PI, axis=-1)
+    return log_likelihood + log_prior - log_posterior
 
 
 @keras.saving.register_keras_serializable(package="aeloops")

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from aeloops.models.base import CODE, Autoencoder, Encoder, validate_units
 from aeloops.models.transposed import StridedConvEncoder, TransposedConvDecoder
-from aeloops.objective import LossTerm, Objective
+from aeloops.objectives.objective import LossTerm, Objective
 
 __all__ = ["QuantizingEncoder", "VectorQuantizedAutoencoder", "VectorQuantizer", "vq_objective"]
 

@@ -31,7 +31,7 @@ from aeloops.models.total_correlation import TotalCorrelationVAE, tc_objective
 from aeloops.models.transposed import TransposedConvAutoencoder
 from aeloops.models.variational import VariationalAutoencoder, elbo_objective
 from aeloops.models.wasserstein import WassersteinAutoencoder, wae_objective
-from aeloops.objective import LossTerm, Objective
+from aeloops.objectives.objective import LossTerm, Objective
 
 __all__ = ["MNIST_SHAPE", "ModelSpec", "flat", "get", "names", "register", "rows", "squared_error"]
 
@@ -258,7 +258,7 @@ register(
     "Adversarial autoencoder (Makhzani et al. 2015): Dense 784-1000-1000 to a linear 8-D code, mirrored; BCE, and "
     "a discriminator pulling the codes toward N(0, I)",
     lambda shape: AdversarialAutoencoder(flat(shape), (1000, 1000), latent_dim=8),
-    trainer=lambda: importlib.import_module("aeloops.adversarial").AdversarialTrainer,
+    trainer=lambda: importlib.import_module("aeloops.training.adversarial").AdversarialTrainer,
     takes="any images, flattened",
 )
 register(

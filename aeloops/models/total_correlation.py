@@ -27,7 +27,7 @@ import tensorflow as tf
 from aeloops.models.base import CODE, Autoencoder
 from aeloops.models.generative import mirrored_decoder
 from aeloops.models.variational import VariationalAutoencoder, VariationalEncoder, elbo_objective
-from aeloops.objective import LossTerm, Objective
+from aeloops.objectives.objective import LossTerm, Objective
 
 __all__ = ["TotalCorrelationEncoder", "TotalCorrelationVAE", "minibatch_weighted_terms", "tc_objective"]
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from aeloops.models.base import CODE, Autoencoder, Encoder, reconstruction_term, validate_units
 from aeloops.models.dense import dense_stack, run_stack
 from aeloops.models.generative import PriorSampling, mirrored_decoder
-from aeloops.objective import LossTerm, Objective
+from aeloops.objectives.objective import LossTerm, Objective
 
 __all__ = ["VariationalAutoencoder", "VariationalEncoder", "elbo_objective", "gaussian_code"]
 

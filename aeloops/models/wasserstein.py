@@ -22,7 +22,7 @@ import tensorflow as tf
 from aeloops.models.base import CODE, Autoencoder
 from aeloops.models.dense import LinearCodeEncoder
 from aeloops.models.generative import PriorSampling, mirrored_decoder
-from aeloops.objective import LossTerm, Objective
+from aeloops.objectives.objective import LossTerm, Objective
 
 __all__ = ["MMD", "WassersteinAutoencoder", "WassersteinEncoder", "imq_mmd_per_example", "wae_objective"]
 

@@ -1,0 +1,1 @@
+"""A trained model measured and served: likelihoods, anomaly scores and the SavedModel's signatures."""

@@ -1,0 +1,131 @@
+"""The SavedModel behind ``aeloops.export``: what TensorFlow alone can load, with named signatures.
+
+Signatures, every batch dimension dynamic and every tensor float32:
+
+- ``encode(inputs) -> {"code"}``; for a variational model, the mean;
+- ``decode(code) -> {"reconstruction"}``, for any code;
+- ``reconstruct(inputs) -> {"reconstruction"}``;
+- ``anomaly_score(inputs) -> {"score"}``: each example's reconstruction
+  error under the objective's reconstruction terms, weighted as in
+  training (as ``aeloops.evaluation.anomaly.anomaly_scores``);
+- for a variational model, ``sample(count, seed) -> {"reconstruction"}``:
+  decodings of ``count`` codes drawn from the N(0, I) prior.
+
+>>> write_saved_model(model, "exported/dense")                    # doctest: +SKIP
+>>> served = tf.saved_model.load("exported/dense")                # doctest: +SKIP
+>>> served.signatures["encode"](inputs=images)["code"]            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from aeloops.models.base import CODE, RECONSTRUCTION, Autoencoder
+from aeloops.models.variational import VariationalAutoencoder
+from aeloops.objectives.objective import Objective
+
+__all__ = ["SIGNATURES", "signature_names", "write_saved_model"]
+
+SIGNATURES = ("encode", "decode", "reconstruct", "anomaly_score")
+
+
+def signature_names(model: Autoencoder) -> tuple[str, ...]:
+    """Returns the signatures an export of ``model`` has."""
+    return (*SIGNATURES, "sample") if isinstance(model, VariationalAutoencoder) else SIGNATURES
+
+
+class _Serving(tf.Module):
+    """The model and its objective's reconstruction terms, as the functions a server calls."""
+
+    def __init__(self, model: Autoencoder, objective: Objective, step: int) -> None:
+        super().__init__(name="aeloops_serving")
+        self.model = model
+        # Regularizers do not score an example; weights are frozen at the step exported.
+        self.terms = [(term, float(term.weight_at(step))) for term in objective.terms if term.target is not None]
+        if not self.terms:
+            raise ValueError("The objective has no reconstruction term (a term with a target) to score with.")
+
+    def encode(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {CODE: tf.cast(self.model.encode(inputs, training=False), tf.float32)}
+
+    def decode(self, code: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {RECONSTRUCTION: tf.cast(self.model.decode(code, training=False), tf.float32)}
+
+    def reconstruct(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {RECONSTRUCTION: tf.cast(self.model.reconstruct(inputs, training=False), tf.float32)}
+
+    def anomaly_score(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        outputs = self.model(inputs, training=False)
+        # At serving time the input is every term's target (a denoising model's "clean" included).
+        batch = {term.target: inputs for term, _ in self.terms}
+        score = tf.zeros(tf.shape(inputs)[:1], tf.float32)
+        for term, weight in self.terms:
+            score += weight * term.per_example(outputs, batch)
+        return {"score": score}
+
+    def sample(self, count: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        latent_dim = self.model.encoder.latent_dim
+        codes = tf.random.stateless_normal(tf.stack([count, latent_dim]), seed=tf.stack([seed, tf.zeros_like(seed)]))
+        return self.decode(codes)
+
+
+def write_saved_model(
+    model: Autoencoder,
+    path: str | os.PathLike,
+    objective: Objective | None = None,
+    *,
+    step: int = 0,
+) -> pathlib.Path:
+    """Writes ``model`` as a SavedModel at ``path`` with the signatures above; returns the path.
+
+    Args:
+      model: a built aeloops ``Autoencoder`` (its ``example_shape`` known).
+      path: a directory that does not exist yet; nothing is overwritten.
+      objective: whose reconstruction terms ``anomaly_score`` sums
+        (default: the model's own ``default_objective()``).
+      step: the training step at which scheduled term weights are read.
+
+    The export holds the model's weights as they are: export inside
+    ``trainer.averaged_weights()`` to serve an optimizer's moving average.
+
+    Raises:
+      ValueError: for an unbuilt model, an objective without a
+        reconstruction term, or an existing ``path``.
+    """
+    path = pathlib.Path(path)
+    if not isinstance(model, Autoencoder) or model.example_shape is None:
+        raise ValueError("export needs a built aeloops Autoencoder (give the model an input_shape).")
+    if path.exists():
+        raise ValueError(f"{path} already exists; export to a new directory.")
+    objective = objective if objective is not None else model.default_objective()
+    serving = _Serving(model, objective, step)
+    example_shape = tuple(model.example_shape)
+    code_shape = tuple(model.encode(tf.zeros((1, *example_shape)), training=False).shape[1:])
+    inputs = tf.TensorSpec((None, *example_shape), tf.float32, name="inputs")
+    signatures = {
+        "encode": tf.function(serving.encode, input_signature=[inputs]),
+        "decode": tf.function(serving.decode, input_signature=[tf.TensorSpec((None, *code_shape), tf.float32, "code")]),
+        "reconstruct": tf.function(serving.reconstruct, input_signature=[inputs]),
+        "anomaly_score": tf.function(serving.anomaly_score, input_signature=[inputs]),
+    }
+    if isinstance(model, VariationalAutoencoder):
+        count, seed = tf.TensorSpec((), tf.int32, "count"), tf.TensorSpec((), tf.int32, "seed")
+        signatures["sample"] = tf.function(serving.sample, input_signature=[count, seed])
+    # Written beside the target and renamed, so a failed export leaves nothing behind.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        tf.saved_model.save(serving, os.fspath(partial), signatures=signatures)
+        os.replace(partial, path)
+    except tf.errors.OpError as error:  # A full or read-only disk, seen by TensorFlow's file system.
+        shutil.rmtree(partial, ignore_errors=True)
+        raise OSError(" ".join(error.message.split())) from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return path

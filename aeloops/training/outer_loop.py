@@ -1,0 +1,390 @@
+"""The outer loop: epochs, progress, validation and callbacks around a trainer's compiled calls.
+
+Plain Python between compiled calls, as Orbit's controller is: no summary,
+progress bar or checkpoint runs inside XLA. It drives the trainer through a
+small public interface: ``loop_function(method, kind)`` for compiled loops,
+``predict_function()``, ``averaged_weights()``, ``use_mode(mode)``, ``step``,
+``first_nonfinite_step``, ``stop_training``, ``steps_per_loop``,
+``on_nonfinite``, ``strategy``, ``seed`` and ``objective``.
+
+>>> history = fit(trainer, x_train, epochs=2, batch_size=256)   # doctest: +SKIP
+>>> history == trainer.fit(...)      # the same function, as a method   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aeloops.data.sources import (
+    INPUT,
+    SAMPLE_WEIGHT,
+    DatasetSource,
+    ResidentSource,
+    as_arrays,
+    as_batch_dict,
+    check_dataset,
+    to_tensors,
+)
+from aeloops.objectives.objective import TOTAL
+from aeloops.training.callbacks import Callback, EpochProgress
+from aeloops.training.compiled import (
+    GRADIENT_NORM,
+    LOSS_SCALE_SKIPPED,
+    NONFINITE_STEPS,
+    WEIGHT_PREFIX,
+    WEIGHTED_PREFIX,
+    is_distributed,
+)
+from aeloops.training.mode_probe import ModeProbe
+
+if TYPE_CHECKING:
+    from aeloops.training.trainer import Trainer
+
+__all__ = [
+    "NonFiniteLossError",
+    "check_targets",
+    "evaluate",
+    "fit",
+    "predict",
+]
+
+# Values counted per epoch rather than averaged.
+_COUNTS = (NONFINITE_STEPS, LOSS_SCALE_SKIPPED)
+
+Source = ResidentSource | DatasetSource
+Data = Any  # np.ndarray, a dict of np.ndarray, a tf.data.Dataset, or a source of its own epochs (ImageStream).
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a loss term turns NaN or Inf and the trainer is set to stop."""
+
+
+def fit(
+    trainer: Trainer,
+    data: Data,
+    epochs: int = 1,
+    batch_size: int = 32,
+    *,
+    shuffle: bool = True,
+    validation_data: Data | None = None,
+    initial_epoch: int = 0,
+    initial_step: int | None = None,
+    steps_per_epoch: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    verbose: int = 1,
+) -> dict[str, list[float]]:
+    """Trains ``trainer`` for ``epochs`` epochs and returns a Keras-shaped history.
+
+    Args:
+      trainer: the ``Trainer`` whose compiled steps run.
+      data: images as a NumPy array (the ``"input"`` entry), a dict of
+        arrays with an ``"input"`` entry, or a ``tf.data.Dataset`` of such
+        batches (already batched; ``batch_size`` and ``shuffle`` are then
+        the dataset's own business).
+      epochs: the epoch to stop after, counting ``initial_epoch``.
+      batch_size: the global batch size; the last partial batch of an
+        epoch is dropped so every step has the same shape.
+      shuffle: reshuffle arrays every epoch, seeded by ``(seed, epoch)``.
+      validation_data: like ``data``; evaluated after every epoch.
+      initial_epoch: the epoch to start at, when resuming.
+      initial_step: when resuming from a checkpoint taken mid-epoch, the
+        global step it holds: the first epoch then skips the batches it
+        already trained on. By default every epoch runs all of its steps.
+      steps_per_epoch: for a ``Dataset``; by default one pass of it.
+      callbacks: ``Callback`` objects: checkpoints (``Checkpointer``),
+        TensorBoard (``aeloops.SummaryWriter``), early stopping, ...
+      verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
+
+    Returns:
+      ``{"loss": [...], "<term>": [...], "val_loss": [...], ...}``, one
+      float per epoch run: whatever the train step returns, the gradient
+      norms, ``weight/<term>`` for scheduled weights, and ``val_`` copies of
+      what the test step returns.
+    """
+    _check_positive_int("epochs", epochs)
+    _check_positive_int("batch_size", batch_size)
+    if not 0 <= initial_epoch <= epochs:
+        raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], got {initial_epoch}.")
+    source = _training_source(trainer, data, batch_size, steps_per_epoch)
+    history: dict[str, list[float]] = {}
+    trainer.stop_training = False
+    probe = ModeProbe(trainer, remaining_steps=(epochs - initial_epoch) * source.steps_per_epoch)
+    for callback in callbacks:
+        callback.on_train_begin(trainer)
+    for epoch in range(initial_epoch, epochs):
+        progress = _progress(trainer, verbose, epoch, epochs, source.steps_per_epoch)
+        start = time.perf_counter()
+        if trainer.stop_training:  # Asked to stop before this epoch began (say, during validation).
+            break
+        done = 0
+        if initial_step is not None and epoch == initial_epoch:
+            done = initial_step - epoch * source.steps_per_epoch
+            done = done if 0 <= done < source.steps_per_epoch else 0
+        carried = trainer.epoch_progress if done else None
+        if carried is not None and (carried.epoch, carried.steps) != (epoch, done):
+            carried = None  # Progress of another epoch or step: this epoch's row counts the steps run now.
+        logs, steps_run = _run_epoch(
+            trainer, source, epoch, shuffle, batch_size, progress, callbacks, probe, done, carried
+        )
+        if logs is None:  # Stopped mid-epoch: the checkpoint keeps trainer.epoch_progress for the resume.
+            break
+        logs.update(trainer.learning_rates())  # The rate in effect at the epoch's end, schedules included.
+        logs["epoch_seconds"] = time.perf_counter() - start
+        logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
+        if validation_data is not None:
+            validation_started = time.perf_counter()
+            validation = evaluate(trainer, validation_data, batch_size=batch_size)
+            logs.update({f"val_{name}": value for name, value in validation.items()})
+            logs["validation_seconds"] = time.perf_counter() - validation_started
+        for name, value in logs.items():
+            history.setdefault(name, []).append(value)
+        if progress is not None:
+            shown = [(name, value) for name, value in logs.items() if not name.endswith("_seconds")]
+            progress.update(source.steps_per_epoch, shown)
+        for callback in callbacks:
+            callback.on_epoch_end(trainer, epoch, logs)
+        if trainer.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end(trainer, history)
+    return history
+
+
+def _run_epoch(
+    trainer: Trainer,
+    source: Source,
+    epoch: int,
+    shuffle: bool,
+    batch_size: int,
+    progress: keras.utils.Progbar | None,
+    callbacks: Sequence[Callback],
+    probe: ModeProbe,
+    done: int,
+    carried: EpochProgress | None,
+) -> tuple[dict[str, float] | None, int]:
+    """Runs ``epoch`` from its step ``done``; returns its mean values (None if stopped early) and steps run.
+
+    ``carried`` holds the sums of the epoch's steps before ``done``, run
+    before a resume; the means then cover the whole epoch.
+    """
+    steps = source.steps_per_epoch
+    run_loop = _epoch_runner(trainer, source, epoch, shuffle, done)
+    sums: dict[str, float] = dict(carried.sums) if carried is not None else {}
+    counted = done if carried is not None else 0
+    steps_run = 0
+    started = time.perf_counter()
+    while done < steps:
+        count = min(probe.steps_for_call(trainer.steps_per_loop), steps - done)
+        call_started = time.perf_counter()
+        results = {name: float(value) for name, value in run_loop(done, count).items()}
+        if probe.record(count, time.perf_counter() - call_started):
+            run_loop = _epoch_runner(trainer, source, epoch, shuffle, done + count)
+        if trainer.on_nonfinite == "stop" and results[NONFINITE_STEPS] > 0:
+            _raise_nonfinite(trainer, results)
+        sums = {name: sums.get(name, 0.0) + value for name, value in results.items()}
+        done += count
+        counted += count
+        steps_run += count
+        trainer.epoch_progress = EpochProgress(epoch, done, sums)
+        if progress is not None and done < steps:  # fit() shows the epoch's last values.
+            throughput = steps_run * batch_size / (time.perf_counter() - started)
+            progress.update(done, [*means(trainer, sums, counted).items(), ("samples_per_second", throughput)])
+        for callback in callbacks:
+            callback.on_loop_end(trainer, means(trainer, results, count))
+        if trainer.stop_training and done < steps:
+            return None, steps_run
+    trainer.epoch_progress = None  # The epoch is whole: its row goes to the history, not to checkpoints.
+    return means(trainer, sums, counted), steps_run
+
+
+def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, float]:
+    """Returns the mean of each summed value over the steps that were not skipped; counts stay counts.
+
+    A scheduled weight is reported as ``sum(weight * term) / sum(term)``:
+    the weight that, applied to the term's logged mean, gives its share of
+    the logged ``loss`` (a plain mean of the weight would not, as the weight
+    and the term change together).
+    """
+    skipped = sums.get(NONFINITE_STEPS, 0.0)
+    # An epoch whose every step was skipped has no mean: NaN (null in history.json), not a made-up 0.
+    divisor = steps - skipped if steps - skipped >= 1 else math.nan
+    result = {}
+    for name, value in sums.items():
+        if name in _COUNTS:
+            if name != NONFINITE_STEPS or trainer.on_nonfinite == "skip":
+                result[name] = float(round(value))
+        elif name.startswith(WEIGHTED_PREFIX):
+            continue
+        elif name.startswith(WEIGHT_PREFIX):
+            term = name[len(WEIGHT_PREFIX) :]
+            weighted, total = sums.get(f"{WEIGHTED_PREFIX}{term}", 0.0), sums.get(term, 0.0)
+            result[name] = weighted / total if total != 0 else value / steps
+        else:
+            result[name] = value / divisor
+    return result
+
+
+def _raise_nonfinite(trainer: Trainer, results: Mapping[str, float]) -> None:
+    names = [
+        name
+        for name, value in results.items()
+        if not math.isfinite(value) and name not in (TOTAL, NONFINITE_STEPS) and not name.endswith(GRADIENT_NORM)
+    ]
+    what = f"loss term {', '.join(map(repr, names))}" if names else "gradient"
+    raise NonFiniteLossError(
+        f"The {what} became NaN or Inf at step {int(trainer.first_nonfinite_step.numpy())}; training stopped "
+        "before saving it. Lower the learning rate or check the data, or skip such steps "
+        "(on_nonfinite='skip', --on-nonfinite skip)."
+    )
+
+
+def _progress(trainer: Trainer, verbose: int, epoch: int, epochs: int, steps: int) -> keras.utils.Progbar | None:
+    if verbose == 0:
+        return None
+    if verbose == 1:
+        print(f"Epoch {epoch + 1}/{epochs}")
+    # The loop passes running means itself, so Progbar must not average them.
+    return _Progbar(steps, verbose=verbose, unit_name="step")
+
+
+class _Progbar(keras.utils.Progbar):
+    """A progress bar that shows the values it is given, without averaging them again."""
+
+    def update(self, current: int, values: Sequence[tuple[str, float]] | None = None, finalize: bool | None = None):
+        self.stateful_metrics.update(name for name, _ in values or ())
+        super().update(current, values, finalize)
+
+
+def _is_source(data: Data) -> bool:
+    """Whether ``data`` makes its own epochs (``aeloops.data.stream.ImageStream``, say): ``epoch_dataset``."""
+    return hasattr(data, "epoch_dataset") and hasattr(data, "steps_per_epoch")
+
+
+def _training_source(trainer: Trainer, data: Data, batch_size: int, steps_per_epoch: int | None) -> Source:
+    if _is_source(data):
+        return data
+    if isinstance(data, tf.data.Dataset):
+        check_dataset(data, getattr(trainer.model, "example_shape", None), "data")
+        return DatasetSource(data, steps_per_epoch)
+    arrays = as_arrays(data, "data")
+    check_targets(trainer, arrays, "data")
+    if len(arrays[INPUT]) < batch_size:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the {len(arrays[INPUT])} training examples; lower --batch-size."
+        )
+    if is_distributed(trainer.strategy):
+        dataset = tf.data.Dataset.from_tensor_slices(arrays)
+        return DatasetSource(dataset, None, batch_size=batch_size, seed=trainer.seed)
+    return ResidentSource(arrays, batch_size, trainer.seed)
+
+
+def _epoch_runner(trainer: Trainer, source: Source, epoch: int, shuffle: bool, done: int) -> Callable[[int, int], dict]:
+    """Returns ``run(first_step, count)``, which trains ``count`` steps of ``epoch``."""
+    if isinstance(source, ResidentSource):
+        batch_indices = source.batch_indices(epoch, shuffle)
+        loop = trainer.loop_function("train", "resident")
+        return lambda first, count: loop(source.tensors, batch_indices, tf.constant(first), tf.constant(count))
+    dataset = source.epoch_dataset(epoch, shuffle, done)
+    iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+    loop = trainer.loop_function("train", "iterator")
+    return lambda first, count: loop(iterator, tf.constant(count))
+
+
+def evaluate(trainer: Trainer, data: Data, batch_size: int = 256) -> dict[str, float]:
+    """Returns the mean over ``data`` of everything ``trainer.test_step`` returns.
+
+    Uses the optimizers' moving averages of the weights where they keep
+    them (``use_ema``). Arrays are evaluated exactly, every example counted
+    once: the last batch is padded to full size and the padding has
+    ``"sample_weight"`` 0, so every batch has one static shape. A
+    ``Dataset``'s batches are averaged alike, a short last batch weighing as
+    much as a full one.
+    """
+    _check_positive_int("batch_size", batch_size)
+    with trainer.averaged_weights():
+        if isinstance(data, tf.data.Dataset):
+            check_dataset(data, getattr(trainer.model, "example_shape", None), "validation_data")
+            sums, batches = _evaluate_dataset(trainer, data.map(as_batch_dict))
+            return {name: value / batches for name, value in sums.items()}
+        arrays = as_arrays(data, "validation_data")
+        check_targets(trainer, arrays, "validation_data")
+        count = len(arrays[INPUT])
+        batches = math.ceil(count / batch_size)
+        padded = np.arange(batches * batch_size)
+        rows = np.where(padded < count, padded, 0)
+        table = {name: value[rows] for name, value in arrays.items()}
+        table[SAMPLE_WEIGHT] = (padded < count).astype(np.float32)
+        if is_distributed(trainer.strategy):
+            sums, _ = _evaluate_dataset(trainer, tf.data.Dataset.from_tensor_slices(table).batch(batch_size))
+        else:
+            loop = trainer.loop_function("test", "resident")
+            batch_indices = tf.constant(np.arange(batches * batch_size, dtype=np.int32).reshape(batches, batch_size))
+            sums = loop(to_tensors(table), batch_indices, tf.constant(0), tf.constant(batches))
+        return {name: float(value) * batch_size / count for name, value in sums.items()}
+
+
+def _evaluate_dataset(trainer: Trainer, dataset: tf.data.Dataset) -> tuple[dict[str, float], int]:
+    """Returns the sums of each value's per-batch means over ``dataset``, and the batch count."""
+    step = trainer.loop_function("test", "batch")
+    sums: dict[str, float] = {}
+    batches = 0
+    for batch in trainer.strategy.experimental_distribute_dataset(dataset):
+        results = step(batch)
+        sums = {name: sums.get(name, 0.0) + float(value) for name, value in results.items()}
+        batches += 1
+    if not batches:
+        raise ValueError("The evaluation data is empty.")
+    return sums, batches
+
+
+def predict(trainer: Trainer, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Returns the model's outputs for ``data``, with averaged weights if kept.
+
+    Runs up to ``trainer.steps_per_loop`` batches per compiled call; the
+    last batches are padded (and trimmed) so every call has one shape.
+    """
+    _check_positive_int("batch_size", batch_size)
+    inputs = as_arrays(data, "data")[INPUT]
+    count = len(inputs)
+    batches_per_call = min(trainer.steps_per_loop, math.ceil(count / batch_size))
+    rows_per_call = batches_per_call * batch_size
+    forward = trainer.predict_function()
+    pieces: dict[str, list[np.ndarray]] = {}
+    with trainer.averaged_weights():
+        for start in range(0, count, rows_per_call):
+            rows = np.arange(start, start + rows_per_call)
+            block = inputs[np.where(rows < count, rows, 0)]  # Padding repeats the first example.
+            block = block.reshape(batches_per_call, batch_size, *inputs.shape[1:])
+            for name, value in forward(tf.constant(block)).items():
+                pieces.setdefault(name, []).append(value.numpy())
+    return {name: np.concatenate(parts)[:count] for name, parts in pieces.items()}
+
+
+# Losses that read their target as probabilities in [0, 1].
+_CROSS_ENTROPIES = ("bce", "bce_logits", "binary_crossentropy", "binary_crossentropy_from_logits")
+
+
+def check_targets(trainer: Trainer, arrays: Mapping[str, np.ndarray], name: str) -> None:
+    """Refuses cross-entropy targets outside [0, 1] (raw 0-255 pixels, say), which train to a negative loss."""
+    for term in trainer.objective.terms:
+        if term.loss in _CROSS_ENTROPIES and term.target in arrays:
+            values = arrays[term.target]
+            low, high = float(values.min()), float(values.max())
+            if low < 0 or high > 1:
+                raise ValueError(
+                    f"{name}[{term.target!r}] ranges over [{low:g}, {high:g}], but loss term {term.name!r} is a "
+                    "cross-entropy, which needs targets in [0, 1]; scale the data first "
+                    "(aeloops.to_model_inputs divides uint8 pixels by 255)."
+                )
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")

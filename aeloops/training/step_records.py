@@ -1,0 +1,87 @@
+"""What the library records around every training step, whoever wrote it: updates, norms, non-finite steps.
+
+``Trainer.optimize`` notes each update it applies as an ``Update``;
+``Trainer.run_train_step`` checks them (``check_updates``) and turns them,
+with the step's own results, into the values the loop sums
+(``library_values``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import tensorflow as tf
+
+from aeloops.objectives.objective import Objective, StepError
+from aeloops.training.compiled import GRADIENT_NORM, LOSS_SCALE_SKIPPED, NONFINITE_STEPS, WEIGHT_PREFIX, WEIGHTED_PREFIX
+
+__all__ = ["Update", "check_updates", "library_values"]
+
+
+@dataclasses.dataclass
+class Update:
+    """What ``optimize`` saw of one update, for the wrapper around the step."""
+
+    name: str | None
+    norm: tf.Tensor
+    clipped_norm: tf.Tensor | None
+    finite: tf.Tensor
+    loss_scale_skipped: tf.Tensor | None
+
+
+def check_updates(updates: Sequence[Update], on_nonfinite: str) -> None:
+    """Refuses updates the step's logs could not report: made in a branch, named twice, or missing for "skip"."""
+    graph = tf.compat.v1.get_default_graph()
+    if any(getattr(update.norm, "graph", graph) is not graph for update in updates):
+        raise StepError(
+            "train_step called optimize() inside an if (or tf.cond) on a tensor, whose branch hides the "
+            "update from the step; pass the condition instead: self.optimize(loss, tape, ..., when=condition)."
+        )
+    names = [update.name for update in updates]
+    if len(set(names)) != len(names):
+        raise ValueError(f"train_step applied several updates named {names}; give each optimize() call its own name.")
+    if on_nonfinite == "skip" and not updates:
+        raise ValueError(
+            "on_nonfinite='skip' needs train_step to apply its updates with self.optimize(loss, tape, ...), "
+            "which skips non-finite ones."
+        )
+
+
+def library_values(
+    results: Mapping[str, tf.Tensor],
+    updates: Sequence[Update],
+    objective: Objective,
+    step: tf.Tensor,
+    replicas: int,
+    skip_nonfinite: bool,
+) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """Returns the step's results with the library's own values added, and whether the step was finite.
+
+    The library's values: each update's gradient norms, scheduled weights and
+    the terms they weight, loss-scale skips and the non-finite count. Under
+    ``skip_nonfinite`` a non-finite step's values are zeroed (it counts only
+    as skipped).
+    """
+    finite = tf.reduce_all(tf.stack([tf.math.is_finite(v) for v in results.values()] + [u.finite for u in updates]))
+    # Replicas' values are summed, so a value every replica holds whole is reported as a share.
+    library = {}
+    for update in updates:
+        prefix = "" if update.name is None else f"{update.name}_"
+        library[f"{prefix}{GRADIENT_NORM}"] = update.norm
+        if update.clipped_norm is not None:
+            library[f"{prefix}clipped_{GRADIENT_NORM}"] = update.clipped_norm
+    if skip_nonfinite:
+        results = {name: tf.where(finite, value, 0.0) for name, value in results.items()}
+        library = {name: tf.where(finite, value, 0.0) for name, value in library.items()}
+    library = {name: value / replicas for name, value in library.items()}
+    for term in objective.terms:
+        if callable(term.weight) and term.name in results:
+            weight = term.weight_at(step)
+            library[f"{WEIGHT_PREFIX}{term.name}"] = weight / replicas
+            library[f"{WEIGHTED_PREFIX}{term.name}"] = weight * results[term.name]
+    skips = [u.loss_scale_skipped for u in updates if u.loss_scale_skipped is not None]
+    if skips:
+        library[LOSS_SCALE_SKIPPED] = tf.reduce_max(tf.stack(skips)) / replicas
+    library[NONFINITE_STEPS] = tf.cast(tf.logical_not(finite), tf.float32) / replicas
+    return {**results, **library}, finite

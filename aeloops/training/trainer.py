@@ -1,0 +1,417 @@
+"""The Trainer: the researcher's train step, and the library's guarantees around it.
+
+A ``Trainer`` has three public levers, as Keras's ``Model`` and Orbit's
+trainers do:
+
+- ``compute_terms(batch, training)``: the forward pass and the objective, a
+  dict of every term and ``"loss"``. Training, evaluation, per-term gradient
+  norms and summaries all go through it.
+- ``train_step(batch)``: one replica's training step: a ``GradientTape``,
+  then ``self.optimize(loss, tape)``. Override it to change training; the
+  dict it returns is logged like the terms.
+- ``test_step(batch)``: one replica's evaluation step.
+
+Around the step, out of reach of an override, the library counts steps,
+applies the non-finite policy, scales losses for mixed precision, sums
+replicas' shares, and reports gradient norms (``optimize`` does the last
+three for every update it applies). A ``Trainer`` is a ``tf.Module``: every
+model, optimizer and variable it or a subclass holds is saved by
+``tf.train.Checkpoint(trainer=trainer)``.
+
+>>> class TwoOptimizers(Trainer):                                    # doctest: +SKIP
+...     def train_step(self, batch):
+...         with tf.GradientTape() as tape:
+...             terms = self.compute_terms(batch, training=True)
+...         self.optimize(terms["loss"], tape)   # one optimizer per part
+...         return terms
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from aeloops.data.sources import INPUT, SAMPLE_WEIGHT, bernoulli_draw
+from aeloops.objectives.objective import TOTAL, Objective
+from aeloops.training import checks, outer_loop
+from aeloops.training import updates as gradient_updates
+from aeloops.training.compiled import (
+    GRADIENT_NORM,
+    NONFINITE_STEPS,
+    build_loop,
+    build_predict_loop,
+    is_distributed,
+    resolve_mode,
+)
+from aeloops.training.mode_probe import CHOICES
+from aeloops.training.optimizers import OptimizerSpec, inner_optimizer
+from aeloops.training.options import NONFINITE_POLICIES
+from aeloops.training.step_records import Update, check_updates, library_values
+
+__all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
+
+NonFiniteLossError = outer_loop.NonFiniteLossError
+Batch = Mapping[str, tf.Tensor]
+Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
+
+
+class _Cache:
+    """Python state a checkpoint must not see: compiled functions, trace counts, the step's updates."""
+
+    def __init__(self) -> None:
+        self.functions: dict[tuple[str, str, str], Callable[..., Any]] = {}
+        self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
+        # The graph the training loop was last traced into, by mode: what auto inspects.
+        self.train_graphs: dict[str, tf.Graph] = {}
+        # MirroredStrategy runs each replica's step in a thread of its own.
+        self.local = threading.local()
+        self.parts: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]] = []
+        self.swapped = False
+        # What mode="auto" measured and chose (aeloops.training.mode_probe), once it has.
+        self.mode_report: dict[str, Any] | None = None
+
+
+class Trainer(tf.Module):
+    """Trains an ``Autoencoder`` on an ``Objective`` with a compiled custom loop.
+
+    Args:
+      model: the autoencoder, created under ``strategy.scope()``.
+      objective: the loss terms; defaults to ``model.default_objective()``.
+      optimizer: a Keras optimizer, its name (``"adadelta"`` by name uses a
+        learning rate of 1.0, see ``aeloops.training.optimizers``), or a dict giving
+        parts of the model their own: ``{"encoder": "adam", "decoder":
+        keras.optimizers.Adam(1e-4)}`` (keys are attribute paths of the
+        model; together the parts must cover every trainable variable).
+      learning_rate: overrides the named optimizer's learning rate.
+      optimizer_options: Keras options for named optimizers (``clipnorm``,
+        ``global_clipnorm``, ``clipvalue``, ``use_ema``, ``ema_momentum``,
+        ``gradient_accumulation_steps``).
+      mode: ``"xla"``, ``"graph"``, ``"eager"`` or ``"auto"`` (see
+        ``aeloops.training.compiled.resolve_mode``).
+      steps_per_loop: training steps per compiled call.
+      strategy: a ``tf.distribute.Strategy``; the default strategy when None.
+      seed: seeds the per-epoch shuffles, so a resumed run sees the same order.
+      on_nonfinite: ``"stop"`` (raise after the compiled call) or ``"skip"``
+        (leave the weights untouched on such steps and count them).
+      dynamic_binarization: replace each training batch's ``"input"`` (in
+        [0, 1]) with a new Bernoulli draw of its pixels at every step, keyed
+        by ``seed`` and the step (so a resumed run draws the same), for a
+        Bernoulli likelihood on MNIST as Burda et al. train it. Evaluation
+        batches are left as they are: binarize them once
+        (``aeloops.data.binarize(x, "fixed")``).
+
+    >>> model = DenseAutoencoder(input_shape=(784,))        # doctest: +SKIP
+    >>> trainer = Trainer(model, optimizer="adam", mode="xla")  # doctest: +SKIP
+    >>> history = trainer.fit(x_train, epochs=2, batch_size=256,
+    ...                       validation_data=x_test)        # doctest: +SKIP
+    >>> sorted(history)                                     # doctest: +SKIP
+    ['bce', 'loss', 'val_bce', 'val_loss']
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        objective: Objective | None = None,
+        optimizer: OptimizerSpec = "adam",
+        *,
+        learning_rate: float | None = None,
+        optimizer_options: Mapping[str, Any] | None = None,
+        mode: str = "auto",
+        steps_per_loop: int = 1,
+        strategy: tf.distribute.Strategy | None = None,
+        seed: int = 0,
+        on_nonfinite: str = "stop",
+        dynamic_binarization: bool = False,
+    ) -> None:
+        super().__init__(name="trainer")
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
+        checks.refuse_keras_steps(model)
+        if isinstance(steps_per_loop, bool) or not isinstance(steps_per_loop, int) or steps_per_loop < 1:
+            raise ValueError(f"steps_per_loop must be a positive int, got {steps_per_loop!r}.")
+        if objective is None:
+            objective = model.default_objective()
+        if not isinstance(objective, Objective):
+            raise TypeError(f"objective must be an aeloops Objective, got {type(objective).__name__}.")
+        checks.check_outputs(model, objective)
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
+        self._cache = _Cache()
+        self.model = model
+        self.objective = objective
+        self.steps_per_loop = steps_per_loop
+        self.seed = int(seed)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        if on_nonfinite == "skip" and is_distributed(self.strategy):
+            raise ValueError("on_nonfinite='skip' is not supported under a distribution strategy; use 'stop'.")
+        self.on_nonfinite = on_nonfinite
+        self.dynamic_binarization = bool(dynamic_binarization)
+        self.requested_mode = mode
+        self.mode = resolve_mode(mode, model, self.strategy)
+        with self.strategy.scope():
+            parts = gradient_updates.resolve_parts(model, optimizer, learning_rate, dict(optimizer_options or {}))
+            self.optimizers = {part: part_optimizer for part, (part_optimizer, _) in parts.items()}
+            gradient_updates.check_strategy(self.optimizers, self.strategy)
+            for part_optimizer, variables in parts.values():
+                part_optimizer.build(variables)
+            # The project's own step: a loss-scaling optimizer skips steps
+            # without counting them in optimizer.iterations.
+            self.step = _counter("step", 0)
+            # The first step whose loss terms were not finite (-1: none yet).
+            self.first_nonfinite_step = _counter("first_nonfinite_step", -1)
+            # The mode "auto" chose (aeloops.training.mode_probe.CHOICES; 0 before it has):
+            # checkpointed, so a resumed run compiles as the run it continues did.
+            self.mode_choice = _counter("mode_choice", 0)
+        self._cache.parts = list(parts.values())
+        # Set (by a callback or a signal handler) to stop after the current compiled call.
+        self.stop_training = False
+        # The epoch in progress (an aeloops.training.callbacks.EpochProgress), kept by fit and saved in checkpoints.
+        self.epoch_progress = None
+
+    # ------------------------------------------------------------------
+    # The researcher's levers.
+
+    def compute_terms(self, batch: Batch, training: bool) -> dict[str, tf.Tensor]:
+        """Returns the objective on ``batch``: every term's value and the weighted ``"loss"``.
+
+        Values are each replica's share of the global batch mean
+        (``tf.nn.compute_average_loss``), so their sum over replicas is the
+        mean. Evaluation batches carry ``"sample_weight"`` (0 for padding);
+        an override should pass it on to the objective.
+        """
+        outputs = self.model(batch[INPUT], training=training)
+        return self.objective(
+            outputs, batch, self.step, sample_weight=batch.get(SAMPLE_WEIGHT), layer_losses=self.model.losses
+        )
+
+    def train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        """One replica's training step: returns the dict to log (every term and ``"loss"``).
+
+        Override it to change training. Apply every update with
+        ``self.optimize(loss, tape, ...)``, which scales the loss under mixed
+        precision, honours the non-finite policy and reports gradient norms.
+        Returned values are summed over replicas: return each replica's
+        share of a mean, as ``compute_terms`` and ``tf.nn.compute_average_loss`` do.
+        """
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(batch, training=True)
+        self.optimize(terms[TOTAL], tape)
+        return terms
+
+    def test_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        """One replica's evaluation step: returns the dict to log with a ``val_`` prefix."""
+        return self.compute_terms(batch, training=False)
+
+    # Not converted by AutoGraph: its control flow is Python's own (tf.cond where a
+    # tensor decides), and converting it cost about 0.1 s of every trace. An
+    # override is converted as usual.
+    @tf.autograph.experimental.do_not_convert
+    def optimize(
+        self,
+        loss: tf.Tensor,
+        tape: tf.GradientTape,
+        variables: Sequence[tf.Variable] | None = None,
+        optimizer: keras.optimizers.Optimizer | None = None,
+        *,
+        name: str | None = None,
+        when: tf.Tensor | bool | None = None,
+    ) -> tf.Tensor:
+        """Applies the gradient of ``loss`` (recorded on ``tape``) and returns its global norm.
+
+        By default every part of the model gets its own optimizer's update
+        (the trainer's single optimizer, or one per part). Pass
+        ``variables`` and ``optimizer`` to update something else, a
+        discriminator say, and a ``name`` for each further update: its
+        gradient norms are logged as ``<name>_gradient_norm``.
+
+        ``when``, a boolean tensor, applies the update only where it is true
+        (``when=self.step % 5 == 0``: every fifth step). Use it rather than
+        an ``if`` on a tensor around the call, whose branch would hide the
+        update's norms from the step's logs; the norm is logged every step,
+        applied or not.
+
+        The norm is that of the whole gradient summed over replicas, before
+        any clipping; where the optimizer clips, ``clipped_gradient_norm``
+        is logged too. Under ``on_nonfinite="skip"`` an update whose loss or
+        gradient is NaN or Inf is not applied.
+        """
+        if optimizer is None and variables is None:
+            parts = self._cache.parts
+        elif optimizer is None:
+            if len(self._cache.parts) > 1:
+                raise ValueError("This trainer has one optimizer per part; pass optimizer= with variables=.")
+            parts = [(self._cache.parts[0][0], list(variables))]
+        else:
+            parts = [(optimizer, list(variables if variables is not None else self.model.trainable_variables))]
+        plan = gradient_updates.plan(loss, tape, parts, self.strategy.num_replicas_in_sync)
+        condition = plan.finite if self.on_nonfinite == "skip" else None
+        if when is not None:
+            when = tf.convert_to_tensor(when, tf.bool)
+            condition = when if condition is None else tf.logical_and(condition, when)
+        if condition is None:
+            plan.apply()
+        else:
+            tf.cond(condition, plan.apply, tf.no_op)
+        recorded = getattr(self._cache.local, "updates", None)
+        if recorded is not None:
+            recorded.append(Update(name, plan.norm, plan.clipped_norm, plan.finite, plan.loss_scale_skipped))
+        return plan.norm
+
+    # ------------------------------------------------------------------
+    # The library's wrappers: what runs around every step, whoever wrote it.
+
+    def run_train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        """Runs ``train_step`` on one replica with the library's bookkeeping; returns what the loop sums."""
+        step = self.step.read_value()
+        if self.dynamic_binarization:
+            batch = {**batch, INPUT: bernoulli_draw(batch[INPUT], self.seed, step)}
+        self._cache.local.updates = updates = []
+        try:
+            results = checks.check_results(self.train_step(batch), "train_step")
+        finally:
+            self._cache.local.updates = None
+        check_updates(updates, self.on_nonfinite)
+        values, finite = library_values(
+            results, updates, self.objective, step, self.strategy.num_replicas_in_sync, self.on_nonfinite == "skip"
+        )
+        self.first_nonfinite_step.assign(
+            tf.where(tf.logical_or(finite, self.first_nonfinite_step >= 0), self.first_nonfinite_step, step)
+        )
+        self.step.assign_add(1)
+        return values
+
+    def run_test_step(self, batch: Batch) -> dict[str, tf.Tensor]:
+        """Runs ``test_step`` on one replica; returns what the evaluation loop sums."""
+        return checks.check_results(self.test_step(batch), "test_step")
+
+    def loop_function(self, method: str, kind: str) -> Callable[..., dict[str, tf.Tensor]]:
+        """Returns the compiled loop of ``kind`` (``training.compiled``) over the ``"train"`` or ``"test"`` step.
+
+        Built once per (method, kind, mode) and cached, so nothing retraces,
+        even when ``"auto"`` switches modes back and forth while it measures.
+        """
+        key = (method, kind, self.mode)
+        if key not in self._cache.functions:
+            step = {"train": self.run_train_step, "test": self.run_test_step}[method]
+            counter = "train" if method == "train" else "eval"
+
+            def count_trace() -> None:
+                self._cache.trace_counts[counter] += 1
+                if method == "train":
+                    self._cache.train_graphs[key[2]] = tf.compat.v1.get_default_graph()
+
+            self._cache.functions[key] = checks.plain_step_errors(
+                build_loop(step, kind, mode=self.mode, strategy=self.strategy, on_trace=count_trace)
+            )
+        return self._cache.functions[key]
+
+    def use_mode(self, mode: str) -> None:
+        """Runs the compiled loops in ``mode`` from now on (compiled once per mode; see ``loop_function``)."""
+        self.mode = resolve_mode(mode, self.model, self.strategy)
+
+    @property
+    def auto_candidates(self) -> tuple[str, ...]:
+        """What ``mode="auto"`` chooses between: XLA is no option across several replicas."""
+        return ("graph",) if is_distributed(self.strategy) else ("graph", "xla")
+
+    @property
+    def mode_report(self) -> dict[str, Any] | None:
+        """What ``mode="auto"`` timed and chose, why, and what measuring cost; None until it has chosen."""
+        return self._cache.mode_report
+
+    def settle_mode(self, mode: str, report: dict[str, Any]) -> None:
+        """Keeps ``mode`` for the rest of the run, as ``mode="auto"`` chose it (checkpointed), and why."""
+        self.use_mode(mode)
+        self.mode_choice.assign(next(number for number, name in CHOICES.items() if name == mode))
+        self._cache.mode_report = report
+
+    def traced_graph(self) -> tf.Graph | None:
+        """Returns the graph the current mode's training loop was last traced into; None before its trace."""
+        return self._cache.train_graphs.get(self.mode)
+
+    @property
+    def trace_counts(self) -> dict[str, int]:
+        """How often each kind of loop was traced: stays at one per kind once warm."""
+        return self._cache.trace_counts
+
+    @property
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        """The trainer's optimizer, when it has one for the whole model (see ``optimizers`` otherwise)."""
+        if len(self.optimizers) > 1:
+            parts = list(self.optimizers)
+            raise AttributeError(f"This trainer has one optimizer per part: trainer.optimizers[...] for {parts}.")
+        return next(iter(self.optimizers.values()))
+
+    def learning_rates(self) -> dict[str, float]:
+        """Returns the learning rate in effect: ``{"learning_rate": ...}``, or one per part."""
+        rates = {}
+        for part, part_optimizer in self.optimizers.items():
+            key = "learning_rate" if len(self.optimizers) == 1 else f"learning_rate/{part}"
+            rates[key] = float(tf.convert_to_tensor(inner_optimizer(part_optimizer).learning_rate))
+        return rates
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Swaps the optimizers' moving averages of the weights in for the block (``use_ema``); else does nothing.
+
+        As Keras's ``SwapEMAWeights`` does: evaluation, predictions,
+        summaries' pictures and the saved model use the average, training
+        the raw weights. The swap is exact and undone on leaving.
+        """
+        pairs = [] if self._cache.swapped else gradient_updates.average_pairs(self.optimizers.values())
+        if not pairs:
+            yield
+            return
+        gradient_updates.swap(pairs)
+        self._cache.swapped = True
+        try:
+            yield
+        finally:
+            gradient_updates.swap(pairs)
+            self._cache.swapped = False
+
+    def check_checkpointable(self) -> None:
+        """Raises a ValueError naming any state this trainer holds that a checkpoint would drop or restore wrongly."""
+        problems = checks.checkpoint_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
+
+    # ------------------------------------------------------------------
+    # The outer loop (aeloops.training.outer_loop), as methods.
+
+    def fit(self, data: Data, epochs: int = 1, batch_size: int = 32, **kwargs: Any) -> dict[str, list[float]]:
+        """Trains for ``epochs`` epochs; returns a Keras-shaped history (see ``aeloops.training.outer_loop.fit``)."""
+        return outer_loop.fit(self, data, epochs, batch_size, **kwargs)
+
+    def evaluate(self, data: Data, batch_size: int = 256) -> dict[str, float]:
+        """Returns every term's mean over ``data`` (see ``aeloops.training.outer_loop.evaluate``)."""
+        return outer_loop.evaluate(self, data, batch_size)
+
+    def predict(self, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Returns the model's outputs for ``data`` (see ``aeloops.training.outer_loop.predict``)."""
+        return outer_loop.predict(self, data, batch_size)
+
+    def predict_function(self) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+        """Returns the compiled forward pass ``predict`` uses (``aeloops.training.compiled.build_predict_loop``)."""
+        key = ("predict", "batch", self.mode)
+        if key not in self._cache.functions:
+
+            def count_trace() -> None:
+                self._cache.trace_counts["predict"] += 1
+
+            self._cache.functions[key] = build_predict_loop(
+                self.model, mode=self.mode, strategy=self.strategy, on_trace=count_trace
+            )
+        return self._cache.functions[key]
+
+
+def _counter(name: str, initial: int) -> tf.Variable:
+    return tf.Variable(
+        initial, dtype=tf.int64, trainable=False, name=name, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
+    )

@@ -1,0 +1,197 @@
+"""How gradients become updates: optimizers per part, clipping, loss scaling, replicas, moving averages.
+
+The helpers behind ``Trainer.optimize`` and ``Trainer.averaged_weights``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from aeloops.training.optimizers import OptimizerSpec, inner_optimizer, make_optimizer
+
+__all__ = [
+    "Plan",
+    "all_reduce",
+    "average_pairs",
+    "check_strategy",
+    "clip",
+    "clips",
+    "loss_scale",
+    "plan",
+    "resolve_parts",
+    "swap",
+]
+
+
+def resolve_parts(
+    model: keras.Model, optimizer: OptimizerSpec, learning_rate: float | None, options: dict[str, Any]
+) -> dict[str, tuple[keras.optimizers.Optimizer, list[tf.Variable]]]:
+    """Returns ``{part: (optimizer, variables)}`` covering every trainable variable once."""
+    if not isinstance(optimizer, Mapping):
+        return {"model": (make_optimizer(optimizer, learning_rate, **options), list(model.trainable_variables))}
+    if learning_rate is not None or options:
+        raise ValueError("With one optimizer per part, give each part its own learning rate and options.")
+    parts, owner = {}, {}
+    for path, part_optimizer in optimizer.items():
+        target = model
+        for attribute in path.split("."):  # "encoder.hidden_layers.0": attributes, and list indices.
+            if attribute.isdigit() and isinstance(target, Sequence) and int(attribute) < len(target):
+                target = target[int(attribute)]
+            else:
+                target = getattr(target, attribute, None)
+        if not isinstance(target, keras.layers.Layer):
+            raise ValueError(f"optimizer part {path!r} names no layer of {type(model).__name__} (model.{path}).")
+        variables = list(target.trainable_variables)
+        for variable in variables:
+            if id(variable) in owner:
+                first = owner[id(variable)]
+                raise ValueError(f"{variable.path} belongs to two optimizer parts, {first!r} and {path!r}.")
+            owner[id(variable)] = path
+        parts[path] = (make_optimizer(part_optimizer), variables)
+    missing = [variable.path for variable in model.trainable_variables if id(variable) not in owner]
+    if missing:
+        raise ValueError(f"No optimizer part covers {', '.join(missing[:3])}; add a part for them.")
+    # In the model's own order, whatever order the mapping came in (a config
+    # file may sort it): the gradient's norm is then summed the same way.
+    position = {id(variable): index for index, variable in enumerate(model.trainable_variables)}
+    return dict(sorted(parts.items(), key=lambda item: min((position[id(v)] for v in item[1][1]), default=-1)))
+
+
+def check_strategy(optimizers: Mapping[str, keras.optimizers.Optimizer], strategy: tf.distribute.Strategy) -> None:
+    """Refuses an optimizer created outside ``strategy`` (its variables would not be mirrored)."""
+    for part, optimizer in optimizers.items():
+        if getattr(inner_optimizer(optimizer), "_distribution_strategy", strategy) is not strategy:
+            where = "The optimizer" if part == "model" else f"The optimizer of part {part!r}"
+            raise ValueError(
+                f"{where} was created outside the trainer's strategy; create it under `with strategy.scope():` "
+                "(or pass its name and let the trainer create it)."
+            )
+
+
+# Helpers marked do_not_convert hold no control flow that depends on a tensor, so
+# AutoGraph need not rewrite them: each rewrite costs time in every process's first trace.
+@tf.autograph.experimental.do_not_convert
+def loss_scale(parts: Sequence[tuple[keras.optimizers.Optimizer, Any]]) -> tf.Tensor | None:
+    """Returns the parts' dynamic loss scale when they scale losses (``mixed_float16``), else None."""
+    scaling = [isinstance(opt, keras.optimizers.LossScaleOptimizer) for opt, _ in parts]
+    if not any(scaling):
+        return None
+    if not all(scaling):
+        raise ValueError("One update cannot mix loss-scaling optimizers with others; optimize them separately.")
+    return tf.cast(tf.convert_to_tensor(parts[0][0].dynamic_scale), tf.float32)
+
+
+def all_reduce(gradients: Sequence[tf.Tensor | None]) -> list[tf.Tensor | None]:
+    """Returns ``gradients`` summed over replicas, Nones kept in place."""
+    present = [g for g in gradients if g is not None]
+    summed = iter(tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, present))
+    return [None if g is None else next(summed) for g in gradients]
+
+
+@tf.autograph.experimental.do_not_convert
+def clips(optimizer: keras.optimizers.Optimizer) -> bool:
+    """Returns whether ``optimizer`` clips gradients (``clipnorm``, ``global_clipnorm`` or ``clipvalue``)."""
+    inner = inner_optimizer(optimizer)
+    return bool(inner.clipnorm or inner.global_clipnorm or inner.clipvalue)
+
+
+def clip(optimizer: keras.optimizers.Optimizer, gradients: list[tf.Tensor | None]) -> list[tf.Tensor | None]:
+    """Returns ``gradients`` clipped as ``optimizer``'s options say (Keras's rules, on whole gradients)."""
+    inner = inner_optimizer(optimizer)
+    if inner.clipnorm:
+        return [None if g is None else tf.clip_by_norm(g, inner.clipnorm) for g in gradients]
+    if inner.global_clipnorm:
+        present = [g for g in gradients if g is not None]
+        clipped = iter(tf.clip_by_global_norm(present, inner.global_clipnorm)[0])
+        return [None if g is None else next(clipped) for g in gradients]
+    if inner.clipvalue:
+        return [None if g is None else tf.clip_by_value(g, -inner.clipvalue, inner.clipvalue) for g in gradients]
+    return gradients
+
+
+def average_pairs(optimizers: Any) -> list[tuple[tf.Variable, tf.Variable]]:
+    """Returns ``(variable, moving average)`` pairs of every optimizer that keeps averages (``use_ema``)."""
+    pairs = []
+    for optimizer in optimizers:
+        inner = inner_optimizer(optimizer)
+        if inner.use_ema:
+            # Keras keeps the averages beside the variables they follow, in order.
+            for variable, average in zip(inner._trainable_variables, inner._model_variables_moving_average):
+                if average is not None:
+                    pairs.append((variable, average))
+    return pairs
+
+
+def swap(pairs: Sequence[tuple[tf.Variable, tf.Variable]]) -> None:
+    """Exchanges each variable's value with its moving average's, exactly."""
+    for variable, average in pairs:
+        current = tf.identity(variable.value)
+        variable.assign(average.value)
+        average.assign(current)
+
+
+@dataclasses.dataclass
+class Plan:
+    """One update, computed but not applied: ``apply()`` applies it; the rest is what the step logs of it."""
+
+    apply: Callable[[], tf.Operation]
+    norm: tf.Tensor
+    clipped_norm: tf.Tensor | None
+    finite: tf.Tensor
+    loss_scale_skipped: tf.Tensor | None
+
+
+@tf.autograph.experimental.do_not_convert
+def plan(
+    loss: tf.Tensor, tape: tf.GradientTape, parts: Sequence[tuple[keras.optimizers.Optimizer, list]], replicas: int
+) -> Plan:
+    """Returns the update of each ``(optimizer, variables)`` part from the gradient of ``loss`` on ``tape``.
+
+    Loss scaling enters through the tape's output gradient (so the tape may
+    be closed); gradients are summed over replicas for the norm, which is
+    taken before clipping and unscaled.
+    """
+    scale = loss_scale(parts)
+    all_variables = [variable for _, part_variables in parts for variable in part_variables]
+    gradients = tape.gradient(loss, all_variables, output_gradients=None if scale is None else scale)
+    summed = all_reduce(gradients) if replicas > 1 else list(gradients)
+    unscale = 1.0 if scale is None else 1.0 / scale
+    norm = tf.linalg.global_norm([g for g in summed if g is not None]) * unscale
+    finite = tf.math.is_finite(tf.cast(loss, tf.float32))
+    loss_scale_skipped = None
+    if scale is None:
+        finite = tf.logical_and(finite, tf.math.is_finite(norm))
+    else:  # Overflowing scaled gradients are the loss scaler's business.
+        loss_scale_skipped = tf.cast(tf.logical_not(tf.math.is_finite(norm)), tf.float32)
+    steps, clipped, offset = [], [], 0
+    any_clipping = any(clips(part_optimizer) for part_optimizer, _ in parts)
+    for part_optimizer, part_variables in parts:
+        part_gradients = gradients[offset : offset + len(part_variables)]
+        part_summed = summed[offset : offset + len(part_variables)]
+        offset += len(part_variables)
+        if not clips(part_optimizer):
+            # Its gradient counts as it is in the clipped norm; no arithmetic needed.
+            clipped.extend(g if scale is None else g * unscale for g in part_summed if g is not None)
+        else:
+            clipped_part = clip(part_optimizer, [None if g is None else g * unscale for g in part_summed])
+            clipped.extend(g for g in clipped_part if g is not None)
+            if replicas > 1:
+                # Keras clips each replica's share before summing them; clip
+                # the sum instead, as one device would, and hand each replica
+                # its share (which the optimizer's own clipping then leaves be).
+                factor = (1.0 if scale is None else scale) / replicas
+                part_gradients = [None if g is None else g * factor for g in clipped_part]
+        steps.append((part_optimizer, part_gradients, part_variables))
+
+    def apply() -> tf.Operation:
+        for part_optimizer, part_gradients, part_variables in steps:
+            part_optimizer.apply_gradients([(g, v) for g, v in zip(part_gradients, part_variables) if g is not None])
+        return tf.no_op()
+
+    clipped_norm = tf.linalg.global_norm(clipped) if any_clipping else None
+    return Plan(apply, norm, clipped_norm, finite, loss_scale_skipped)
