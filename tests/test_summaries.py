@@ -276,7 +276,8 @@ def test_the_graph_of_an_xla_run_is_not_empty(tmp_path, small_images):
     model = registry.get("sparse").build()
     inputs = to_model_inputs(small_images[:256], (784,))
     trainer = Trainer(model, registry.get("sparse").objective(model), mode="xla", steps_per_loop=4)
-    trainer.fit(inputs, epochs=1, batch_size=64, verbose=0, callbacks=[SummaryWriter(trainer, tmp_path, examples=inputs[:8])])
+    writer = SummaryWriter(trainer, tmp_path, examples=inputs[:8])
+    trainer.fit(inputs, epochs=1, batch_size=64, verbose=0, callbacks=[writer])
     accumulator = EventAccumulator(str(tmp_path / "train"))
     accumulator.Reload()
     node_names = [node.name for node in accumulator.Graph().node]
