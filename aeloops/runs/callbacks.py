@@ -7,10 +7,10 @@ import time
 
 import tensorflow as tf
 
-from aeloops.training.callbacks import Callback
 from aeloops.runs.checkpoints import Checkpointer
-from aeloops.training.trainer import Trainer
 from aeloops.runs.directory import RunDirectory, write_json
+from aeloops.training.callbacks import Callback
+from aeloops.training.trainer import Trainer
 
 __all__ = ["FirstCallTimer", "HistoryFile", "PreemptionHandling", "StopOnRequest"]
 

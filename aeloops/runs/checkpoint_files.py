@@ -21,8 +21,8 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from aeloops.runs.directory import keep_aside
 from aeloops.files import replacing
+from aeloops.runs.directory import keep_aside
 
 __all__ = [
     "RECORD_KEY",

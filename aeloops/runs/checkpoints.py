@@ -30,8 +30,8 @@ import keras
 import tensorflow as tf
 
 from aeloops.runs import checkpoint_files
-from aeloops.training.callbacks import Callback, EpochProgress
 from aeloops.runs.directory import RunWriteError
+from aeloops.training.callbacks import Callback, EpochProgress
 
 if TYPE_CHECKING:
     from aeloops.training.trainer import Trainer

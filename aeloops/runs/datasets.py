@@ -17,12 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops import data as data_lib
-from aeloops.runs.config import TrainConfig
 from aeloops.data import images as images_lib
 from aeloops.data.images import ImageData, ImageFiles, color_mode_of
 from aeloops.data.locate import source_kind
 from aeloops.data.stream import ImageStream
 from aeloops.models.registry import MNIST_SHAPE
+from aeloops.runs.config import TrainConfig
 
 __all__ = [
     "VALIDATION_BINARIZATION_SEED",
@@ -203,8 +203,8 @@ def _threshold(image: tf.Tensor) -> tf.Tensor:
 
 def fingerprint(data: Any) -> dict[str, Any] | None:
     """Returns the record of a run's data that a resume checks: of arrays' bytes, or of a stream's files."""
-    from aeloops.runs import record as run_record  # Deferred: run_record reads checkpoints.
     from aeloops.data.stream import stream_fingerprint
+    from aeloops.runs import record as run_record  # Deferred: run_record reads checkpoints.
 
     return stream_fingerprint(data) if isinstance(data, ImageStream) else run_record.fingerprint(data)
 

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import pathlib
-import shlex
 import socket
 import tempfile
 from collections.abc import Iterator

@@ -18,8 +18,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from aeloops.training.callbacks import TIMINGS, Callback
 from aeloops.runs.checkpoints import Checkpointer
+from aeloops.training.callbacks import TIMINGS, Callback
 
 if TYPE_CHECKING:
     from aeloops.training.trainer import Trainer

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import keras
 import tensorflow as tf
 
-from aeloops.training.callbacks import Callback
 from aeloops.runs.early_stopping import Watch
+from aeloops.training.callbacks import Callback
 from aeloops.training.optimizers import inner_optimizer
 
 if TYPE_CHECKING:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from aeloops.objectives import schedules
-from aeloops.runs.config import TrainConfig
 from aeloops.models import registry
 from aeloops.models.base import Autoencoder
+from aeloops.objectives import schedules
 from aeloops.objectives.objective import LossTerm, Objective
+from aeloops.runs.config import TrainConfig
 
 __all__ = ["build_objective", "unused_outputs"]
 

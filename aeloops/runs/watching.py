@@ -13,10 +13,10 @@ import pathlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from aeloops.objectives.objective import TOTAL, Objective
 from aeloops.runs.config import TrainConfig
 from aeloops.runs.early_stopping import EarlyStopping
 from aeloops.runs.lr_schedules import ReduceOnPlateau, schedule
-from aeloops.objectives.objective import TOTAL, Objective
 
 if TYPE_CHECKING:
     from aeloops.training.callbacks import Callback
