@@ -174,6 +174,20 @@ def _list_models() -> None:
         spec = registry.get(name)
         # Counted for MNIST's 28x28 grey digits; every model is built for the data it is given.
         print(f"{name:<{width}} {spec.build().count_params():>9,} params  {spec.description}; takes {spec.takes}")
+        # An option without a default (None) is chosen by the model for the images it is given.
+        options = ", ".join(
+            option if value is None else f"{option}={_toml(value)}" for option, value in spec.options.items()
+        )
+        print(f"{'':<{width}} {'':>16}  options (--set model.<option>=...): {options or 'none'}")
+
+
+def _toml(value: object) -> str:
+    """Writes a default as --set takes it: lists and booleans in TOML, strings bare."""
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(_toml(item) for item in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 class _SignalCatcher:

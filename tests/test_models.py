@@ -148,6 +148,27 @@ def test_user_encoder_with_library_decoder_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.reconstruct(images), model.reconstruct(images))
 
 
+@pytest.mark.parametrize("name", registry.names())
+def test_a_registered_model_s_options_are_what_it_is_built_with_and_a_width_changes_it(name):
+    spec = registry.get(name)
+    built = spec.build((8, 8, 1))
+    config = built.get_config()
+    # The options are the very arguments the registry builds with (lists as get_config keeps them); one
+    # left to None the model chooses for the images.
+    as_built = {
+        option: list(value) if isinstance(value, tuple) else value
+        for option, value in spec.options.items()
+        if value is not None
+    }
+    assert {option: config[option] for option in as_built} == as_built
+    assert "seed" not in spec.options and spec.options, name
+    widths = {option: value for option, value in spec.options.items() if option.endswith(("units", "filters"))}
+    if widths:
+        option, value = next(iter(widths.items()))
+        wider = [width + 1 for width in value] if isinstance(value, (tuple, list)) else value + 1
+        assert spec.build((8, 8, 1), **{option: wider}).count_params() > built.count_params(), option
+
+
 def test_constructor_arguments_are_validated():
     with pytest.raises(ValueError, match="units must be a sequence of positive ints"):
         DenseEncoder(units=(64, 0))

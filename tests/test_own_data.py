@@ -192,11 +192,19 @@ def test_every_registered_model_trains_on_32x32_colour_images_and_pictures_them_
     assert model.count_params() == registry.get(model_name).build((32, 32, 3)).count_params()
 
 
+# Widths a run chooses (--set model.<option>=...); the conv run also checks that export rebuilds them.
+WIDER = {"conv": {"encoder_filters": [32, 16, 8], "decoder_filters": [8, 16, 32]}, "convvae": {}}
+
+
 @pytest.mark.parametrize("model_name", ["conv", "convvae"])
 def test_64x64_colour_runs_export_and_evaluate(model_name, colour_files, tmp_path, capsys):
     run_dir = tmp_path / "run"
+    options = [f"--set=model.{name}={json.dumps(value)}" for name, value in WIDER[model_name].items()]
     run(["--model", model_name, "--dataset", str(colour_files / "colour64.npz"), "--epochs", "1",
-         "--batch-size", "64", "--mode", "graph", "--run-dir", str(run_dir)], capsys)  # fmt: skip
+         "--batch-size", "64", "--mode", "graph", "--run-dir", str(run_dir), *options], capsys)  # fmt: skip
+    assert json.loads((run_dir / "config.json").read_text())["model_options"] == WIDER[model_name]
+    built = registry.get(model_name).build((64, 64, 3), **WIDER[model_name]).count_params()
+    assert keras.saving.load_model(run_dir / "model.keras").count_params() == built
     assert export.main([str(run_dir), "--out", str(tmp_path / "exported")]) == 0, capsys.readouterr().err
     served = tf.saved_model.load(str(tmp_path / "exported"))
     images = np.load(colour_files / "colour64.npz")["x_test"][:3] / np.float32(255)
@@ -287,6 +295,19 @@ def test_bad_tfrecords_and_paths_are_refused_in_one_line(tmp_path, capsys):
         assert train.main(["--dataset", dataset, *arguments]) == 2
         assert message in one_error_line(capsys)
         assert not (tmp_path / "run").exists()
+
+
+def test_an_option_the_model_lacks_is_refused_naming_those_it_has_and_nothing_is_written(tmp_path, capsys):
+    arguments = ["--model", "conv", "--dataset", "mnist-sample", "--set", "model.filters=[32,16,8]"]
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
+    line = one_error_line(capsys)
+    assert "Model conv has no option 'filters'; its options: encoder_filters, decoder_filters," in line, line
+    assert not (tmp_path / "run").exists()
+    arguments[-1] = "model.encoder_filters=[16, 0, 8]"  # A value the model refuses: its own message, named.
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "run"), "--quiet"]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("aeloops.train: error: Model conv with encoder_filters=[16, 0, 8]: "), line
+    assert not (tmp_path / "run").exists()
 
 
 def test_colour_images_into_a_model_of_your_own_built_for_grey_are_refused(colour_files, tmp_path, capsys):

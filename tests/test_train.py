@@ -47,7 +47,11 @@ def test_help_does_not_import_tensorflow():
 def test_list_models_names_every_model_with_its_parameter_count(capsys):
     assert train.main(["--list-models"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    options, lines = lines[1::2], lines[::2]  # Each model's line, then its options'.
     assert len(lines) == len(registry.names())
+    conv = options[registry.names().index("conv")]
+    assert conv.strip().startswith("options (--set model.<option>=...): encoder_filters=[16,8,8], decoder_filters=")
+    assert "decoder_paddings, " in conv  # Chosen by the model for the images' size: no default to show.
     assert any(line.startswith("sparse") and "50,992 params" in line for line in lines)
     assert any(line.startswith("conv") and "4,385 params" in line for line in lines)
     # One column for the counts, however long a name: "params" starts at the same place on every line.

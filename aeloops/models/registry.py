@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -49,7 +50,10 @@ class ModelSpec:
 
     ``builder`` takes the images' shape, (height, width, channels), and
     returns the model built for them; a builder that takes no argument
-    builds a model of one fixed shape. ``trainer`` returns a ``Trainer``
+    builds a model of one fixed shape. ``options`` are the keyword arguments
+    ``builder`` also takes, with the values it uses when not given: the
+    widths, depths and sizes a run may change (``--set model.<option>=...``).
+    ``trainer`` returns a ``Trainer``
     subclass (imported when called, since trainers import models), for a
     model whose training is more than a weighted sum of terms, as an
     adversarial autoencoder's is; None for ``aeloops.Trainer``. ``takes``
@@ -62,15 +66,30 @@ class ModelSpec:
     objective: ObjectiveBuilder
     trainer: Callable[[], type] | None = None
     takes: str = "any images"
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    def build(self, image_shape: Sequence[int] = MNIST_SHAPE) -> Autoencoder:
-        """Returns the model built for images of ``image_shape`` (height, width, channels)."""
+    def build(self, image_shape: Sequence[int] = MNIST_SHAPE, **options: Any) -> Autoencoder:
+        """Returns the model built for images of ``image_shape`` (height, width, channels), with ``options`` changed.
+
+        >>> get("conv").build((32, 32, 3), encoder_filters=[32, 16, 8]).encoder.example_shape
+        (32, 32, 3)
+        """
         image_shape = tuple(int(dim) for dim in image_shape)
         if len(image_shape) != 3 or min(image_shape) < 1:
             raise ValueError(f"image_shape must be (height, width, channels), got {image_shape}.")
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            offered = ", ".join(self.options) if self.options else "none"
+            raise ValueError(f"Model {self.name} has no option {unknown[0]!r}; its options: {offered}.")
         if not inspect.signature(self.builder).parameters:
             return self.builder()
-        return self.builder(image_shape)
+        try:
+            return self.builder(image_shape, **options)
+        except (TypeError, ValueError) as error:
+            if not options:
+                raise
+            given = ", ".join(f"{name}={value!r}" for name, value in options.items())
+            raise type(error)(f"Model {self.name} with {given}: {error}") from None
 
 
 def _reconstruction_objective(model: Autoencoder, loss: str | None = None) -> Objective:
@@ -92,16 +111,20 @@ def register(
     objective: ObjectiveBuilder | None = None,
     trainer: Callable[[], type] | None = None,
     takes: str = "any images",
+    options: Mapping[str, Any] | None = None,
 ) -> ModelSpec:
     """Registers a model under ``name``; the objective defaults to its reconstruction term, the trainer to Trainer.
 
-    ``build`` takes the images' (height, width, channels), or nothing for a model of one fixed shape.
+    ``build`` takes the images' (height, width, channels), or nothing for a
+    model of one fixed shape, and the keyword ``options`` (with their
+    defaults) a run may change.
     """
     if not name or not isinstance(name, str):
         raise ValueError(f"A model name must be a non-empty string, got {name!r}.")
     if name in _REGISTRY:
         raise ValueError(f"A model named {name!r} is already registered.")
-    spec = ModelSpec(name, description, build, objective or _reconstruction_objective, trainer, takes)
+    objective = objective or _reconstruction_objective
+    spec = ModelSpec(name, description, build, objective, trainer, takes, dict(options or {}))
     _REGISTRY[name] = spec
     return spec
 
@@ -197,106 +220,126 @@ def rows(shape: Sequence[int]) -> tuple[int, int]:
     return int(shape[0]), int(np.prod(shape[1:]))
 
 
-register(
+def image(shape: Sequence[int]) -> tuple[int, int, int]:
+    """Returns the input shape of a convolutional model for images of ``shape``: the shape itself."""
+    return tuple(int(dim) for dim in shape)
+
+
+def _register_class(
+    name: str,
+    description: str,
+    model_class: type[Autoencoder],
+    inputs: Callable[[Sequence[int]], tuple[int, ...]] = image,
+    objective: ObjectiveBuilder | None = None,
+    trainer: Callable[[], type] | None = None,
+    takes: str = "any images",
+    **chosen: Any,
+) -> ModelSpec:
+    """Registers ``model_class`` built for ``inputs(shape)`` with the ``chosen`` arguments; the rest are its defaults.
+
+    Every keyword argument of the constructor is an option a run may change,
+    so what ``--set model.<option>=...`` accepts is the class's own signature.
+    """
+    parameters = list(inspect.signature(model_class.__init__).parameters.values())[2:]  # After self and input_shape.
+    options = {
+        parameter.name: chosen.get(parameter.name, parameter.default)
+        for parameter in parameters
+        # A run's randomness flows from its own seed (--seed), not the model's.
+        if parameter.default is not inspect.Parameter.empty and parameter.name != "seed"
+    }
+
+    def build(shape: Sequence[int], **given: Any) -> Autoencoder:
+        return model_class(inputs(shape), **{**chosen, **given})
+
+    return register(name, description, build, objective, trainer, takes, options)
+
+
+_register_class(
     "rowwise",
     "Dense 64-32-8-32-64-28 on each row of a 28x28 image, linear output, MSE (seed model 1)",
-    lambda shape: DenseAutoencoder(rows(shape), (64, 32, 8), (32, 64), output_activation="linear"),
-    takes="any images, row by row",
+    DenseAutoencoder, rows, takes="any images, row by row",
+    encoder_units=(64, 32, 8), decoder_units=(32, 64), output_activation="linear",
 )
-register(
+_register_class(
     "dense",
     "Dense 784-64-32-8-32-64-784, sigmoid output, binary cross-entropy (seed model 2)",
-    lambda shape: DenseAutoencoder(flat(shape), (64, 32, 8), (32, 64)),
-    takes="any images, flattened",
+    DenseAutoencoder, flat, takes="any images, flattened", encoder_units=(64, 32, 8), decoder_units=(32, 64),
 )
-register(
+_register_class(
     "sparse",
     "Dense 784-32-784 with an explicit L1 penalty (1e-4) on the code (Keras blog)",
-    lambda shape: DenseAutoencoder(flat(shape), (32,), ()),
-    _sparse_objective,
-    takes="any images, flattened",
+    DenseAutoencoder, flat, _sparse_objective, takes="any images, flattened", encoder_units=(32,), decoder_units=(),
 )
-register(
+_register_class(
     "deep",
     "Dense 784-128-64-32-64-128-784, binary cross-entropy (Keras blog)",
-    lambda shape: DenseAutoencoder(flat(shape), (128, 64, 32), (64, 128)),
-    takes="any images, flattened",
+    DenseAutoencoder, flat, takes="any images, flattened", encoder_units=(128, 64, 32), decoder_units=(64, 128),
 )
-register(
+_register_class(
     "conv",
     "Conv2D 16-8-8 with max-pooling to a 4x4x8 code, mirrored with up-sampling (Keras blog)",
-    lambda shape: ConvAutoencoder(shape),
+    ConvAutoencoder,
 )
-register(
+_register_class(
     "twohead",
     "Two Dense(2)->Dense(28) branches on 28x28 input, BCE on one head, (x - pred)**2 on the other",
-    lambda shape: MultiHeadAutoencoder(rows(shape), heads=2, code_units=2),
-    _two_head_objective,
-    takes="any images, row by row",
+    MultiHeadAutoencoder, rows, _two_head_objective, takes="any images, row by row", heads=2, code_units=2,
 )
-register(
+_register_class(
     "denoising",
     "Keras blog denoiser: Conv 32-32 with pooling / up-sampling; inputs corrupted by 0.5 x N(0, 1) in training",
-    lambda shape: ConvAutoencoder(shape, (32, 32), (32, 32), input_noise=0.5),
+    ConvAutoencoder, encoder_filters=(32, 32), decoder_filters=(32, 32), input_noise=0.5,
 )
-register(
+_register_class(
     "vae",
     "Keras blog VAE: Dense 784-256 to a 2-D Gaussian code, 2-256-784; the negative ELBO in nats (BCE sum + KL)",
-    lambda shape: VariationalAutoencoder(flat(shape), (256,), latent_dim=2),
-    _variational_objective,
-    takes="any images, flattened",
+    VariationalAutoencoder, flat, _variational_objective, takes="any images, flattened",
+    hidden_units=(256,), latent_dim=2,
 )
-register(
+_register_class(
     "iwae",
     "IWAE (Burda et al. 2015): Dense 784-200-200 (tanh) to a 50-D Gaussian, 50-200-200-784; the 50-sample bound",
-    lambda shape: ImportanceWeightedAutoencoder(flat(shape), (200, 200), latent_dim=50, samples=50),
-    iwae_objective,
-    takes="any images, flattened",
+    ImportanceWeightedAutoencoder, flat, iwae_objective, takes="any images, flattened",
+    hidden_units=(200, 200), latent_dim=50, samples=50,
 )
-register(
+_register_class(
     "aae",
     "Adversarial autoencoder (Makhzani et al. 2015): Dense 784-1000-1000 to a linear 8-D code, mirrored; BCE, and "
     "a discriminator pulling the codes toward N(0, I)",
-    lambda shape: AdversarialAutoencoder(flat(shape), (1000, 1000), latent_dim=8),
+    AdversarialAutoencoder, flat,
     trainer=lambda: importlib.import_module("aeloops.training.adversarial").AdversarialTrainer,
-    takes="any images, flattened",
+    takes="any images, flattened", hidden_units=(1000, 1000), latent_dim=8,
 )
-register(
+_register_class(
     "betatcvae",
     "beta-TC-VAE (Chen et al. 2018): Dense 784-400 to a 10-D Gaussian, 10-400-784; BCE + MI + 6 x TC + dimension KL",
-    lambda shape: TotalCorrelationVAE(flat(shape), (400,), latent_dim=10, beta=6.0),
-    lambda model, loss=None: tc_objective(model, loss, beta=model.beta),
-    takes="any images, flattened",
+    TotalCorrelationVAE, flat, lambda model, loss=None: tc_objective(model, loss, beta=model.beta),
+    takes="any images, flattened", hidden_units=(400,), latent_dim=10, beta=6.0,
 )
-register(
+_register_class(
     "vqvae",
     "VQ-VAE (van den Oord et al. 2017): Conv 32-32 (stride 2) to a 7x7 grid of 16-D vectors, 64 codebook entries",
-    lambda shape: VectorQuantizedAutoencoder(shape, (32, 32), embedding_dim=16, entries=64),
-    vq_objective,
+    VectorQuantizedAutoencoder, objective=vq_objective, filters=(32, 32), embedding_dim=16, entries=64,
 )
-register(
+_register_class(
     "wae",
     "WAE-MMD (Tolstikhin et al. 2018): Dense 784-400 to a linear 8-D code, 8-400-784; summed squared error + 10 x MMD",
-    lambda shape: WassersteinAutoencoder(flat(shape), (400,), latent_dim=8),
-    wae_objective,
-    takes="any images, flattened",
+    WassersteinAutoencoder, flat, wae_objective, takes="any images, flattened", hidden_units=(400,), latent_dim=8,
 )
-register(
+_register_class(
     "seq2seq",
     "Keras blog LSTM sequence autoencoder: rows of a 28x28 image as a sequence, 64-unit code",
-    lambda shape: SequenceAutoencoder(rows(shape), units=64),
-    takes="any images, rows as a sequence",
+    SequenceAutoencoder, rows, takes="any images, rows as a sequence", units=64,
 )
-register(
+_register_class(
     "convvae",
     "Convolutional VAE of the beta-VAE papers (Burgess et al. 2018): Conv 32-32-64-64 (4x4, stride 2), Dense 256 "
     "to a 10-D Gaussian, mirrored with transposed convolutions; the negative ELBO in nats",
-    lambda shape: ConvVariationalAutoencoder(shape, latent_dim=10),
-    _variational_objective,
-    takes="any images; made for 64x64 colour",
+    ConvVariationalAutoencoder, objective=_variational_objective, takes="any images; made for 64x64 colour",
+    latent_dim=10,
 )
-register(
+_register_class(
     "convtranspose",
     "TensorFlow tutorial autoencoder: strided Conv 16-8 down, transposed Conv 8-16 up",
-    lambda shape: TransposedConvAutoencoder(shape),
+    TransposedConvAutoencoder,
 )

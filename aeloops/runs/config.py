@@ -23,6 +23,7 @@ from typing import Any
 
 import tomllib
 
+from aeloops.data.locate import COLOR_MODES, INTERPOLATIONS, NAMED_DATASETS, check_source
 from aeloops.runs.choices import (
     BINARIZATIONS,
     BUILTIN_MODELS,
@@ -41,7 +42,6 @@ from aeloops.runs.choices import (
     VERSIONS_KEY,
 )
 from aeloops.runs.config_checks import validate
-from aeloops.data.locate import COLOR_MODES, INTERPOLATIONS, NAMED_DATASETS, check_source
 
 __all__ = [  # The choices are aeloops.runs.choices', offered here too where settings are read.
     "BINARIZATIONS",
@@ -93,6 +93,9 @@ class TrainConfig:
     """
 
     model: str = _setting("dense", "registered model name or module:builder (see --list-models)")
+    # The model's own arguments a run changes, e.g. {"encoder_filters": [32, 64, 128]}: --set
+    # model.encoder_filters=[32,64,128] or a [model_options] table; --list-models names each model's.
+    model_options: dict[str, Any] = _setting({}, "the model's options", flag=False)
     dataset: str = _setting(
         "mnist", f"{', '.join(DATASETS)}, a .npy/.npz file, a folder of images, or TFRecord shards (a file or glob)"
     )
@@ -329,6 +332,8 @@ def _parse_value(text: str) -> Any:
 def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
     """Applies ``key=value`` overrides (``objective.<term>.weight=...``, ``optimizers.<part>.<setting>=...``).
 
+    ``model.<option>=...`` sets one of the model's options (``model_options``).
+
     Table settings are applied together, so that settings that go together
     (a schedule and its length, say) may come in separate overrides.
     """
@@ -341,7 +346,10 @@ def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfi
             raise ValueError(f"--set takes key=value, got {override!r}.")
         value = _parse_value(text.strip())
         path = key.split(".")
-        if path[0] in TABLES:
+        if path[0] in ("model", "model_options") and len(path) == 2:
+            options = {**config.model_options, path[1]: value}
+            config = merge(config, {"model_options": options}, f"--set {override}")
+        elif path[0] in TABLES:
             if len(path) != 3:
                 raise ValueError(
                     f"--set {override!r}: table settings look like objective.<term>.weight=0.1 "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from aeloops.data.locate import COLOR_MODES, INTERPOLATIONS
 from aeloops.runs.choices import (
     BINARIZATIONS,
     LR_SCHEDULES,
@@ -25,7 +26,6 @@ from aeloops.runs.choices import (
     STRATEGIES,
     TERM_SETTINGS,
 )
-from aeloops.data.locate import COLOR_MODES, INTERPOLATIONS
 
 if TYPE_CHECKING:
     from aeloops.runs.config import TrainConfig
@@ -78,6 +78,7 @@ def validate(config: TrainConfig) -> None:
         first, separator, last = config.profile_steps.partition(":")
         if not (separator and first.isdigit() and last.isdigit() and int(first) < int(last)):
             raise ValueError(f"profile_steps must look like 10:20 (first < last), got {config.profile_steps!r}.")
+    _expect("model_options", config.model_options, (dict,), "a table of the model's options")
     _expect("objective", config.objective, (dict,), "a table of term settings")
     for term, settings in config.objective.items():
         _expect(f"objective.{term}", settings, (dict,), "a table such as {weight = 0.1}")

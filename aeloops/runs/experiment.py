@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shlex
 import threading
@@ -19,23 +20,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aeloops.training import mode_probe
-
-from aeloops.runs import record as run_record
-
-from aeloops.objectives import schedules
-
-from aeloops.runs import watching
-from aeloops.training.callbacks import Callback
-from aeloops.runs.checkpoints import Checkpointer
-from aeloops.runs.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, software_versions
 from aeloops.data.stream import ImageStream
-from aeloops.tensorboard.images import image_grid, write_png
-from aeloops.training.trainer import Trainer
+from aeloops.files import replacing
 from aeloops.models import registry
 from aeloops.models.registry import MNIST_SHAPE
-from aeloops.training.optimizers import make_optimizer
+from aeloops.objectives import schedules
+from aeloops.runs import record as run_record
+from aeloops.runs import watching
 from aeloops.runs.callbacks import FirstCallTimer, HistoryFile, PreemptionHandling, StopOnRequest
+from aeloops.runs.checkpoints import Checkpointer
+from aeloops.runs.config import OPTIMIZER_OPTIONS, VERSIONS_KEY, TrainConfig, software_versions
 from aeloops.runs.datasets import (
     Datasets,
     fingerprint,
@@ -45,10 +39,14 @@ from aeloops.runs.datasets import (
     shape_datasets,
     stream_datasets,
 )
-from aeloops.runs.objective import build_objective, unused_outputs
 from aeloops.runs.directory import RunDirectory, is_chief_task, worker_scratch_dir, write_json, writing
-from aeloops.files import replacing
+from aeloops.runs.objective import build_objective, unused_outputs
+from aeloops.tensorboard.images import image_grid, write_png
 from aeloops.tensorboard.summaries import SummaryWriter, reconstruction_rows
+from aeloops.training import mode_probe
+from aeloops.training.callbacks import Callback
+from aeloops.training.optimizers import make_optimizer
+from aeloops.training.trainer import Trainer
 
 __all__ = [
     "Datasets",
@@ -130,7 +128,8 @@ def make_optimizers(config: TrainConfig) -> keras.optimizers.Optimizer | dict[st
 def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | str]:
     """Returns what TensorBoard's HParams dashboard shows of the run: the values in effect, not the requests.
 
-    Learning rates as numbers (one per part), the optimizer options, the
+    Learning rates as numbers (one per part), the model's options changed,
+    the optimizer options, the
     mode (``auto`` for a run that has yet to choose), every term's weight (a
     schedule by its description).
     """
@@ -143,6 +142,8 @@ def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | 
         "seed": config.seed,
         **trainer.learning_rates(),
     }
+    for option, value in config.model_options.items():  # Lists as text: HParams columns hold scalars.
+        values[f"model/{option}"] = value if isinstance(value, (int, float, str)) else json.dumps(value)
     for part, settings in config.optimizer_settings().items():
         prefix = "" if part == "model" else f"{part}/"
         values[f"{prefix}optimizer"] = settings["optimizer"]
@@ -166,7 +167,7 @@ def build_trainer(
     spec = registry.get(config.model)
     with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
         # A run records its images' shape; one that predates the record trained on MNIST's.
-        model = model or spec.build(config.image_shape or MNIST_SHAPE)
+        model = model or spec.build(config.image_shape or MNIST_SHAPE, **config.model_options)
         optimizers = make_optimizers(config)
     trainer_class = spec.trainer() if spec.trainer is not None else Trainer
     return trainer_class(
@@ -235,7 +236,7 @@ def _run(
     # config.json records the shape the model is built for, so evaluate and export rebuild it without the data.
     config = dataclasses.replace(config, image_shape=list(image_shape))
     with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
-        model = registry.get(config.model).build(image_shape)
+        model = registry.get(config.model).build(image_shape, **config.model_options)
     if not streaming:
         datasets = shape_datasets(images, dataset_name, model.example_shape, config)
         del images  # The model-shaped copies are what training reads.
