@@ -44,8 +44,8 @@ RUNS = (
 )
 
 
-def run(blog_run: BlogRun, splits, epochs_override: int | None) -> dict:
-    """Trains one of the blog's models and returns its row."""
+def run(blog_run: BlogRun, splits, epochs_override: int | None, examples: int | None = None) -> dict:
+    """Trains one of the blog's models (on the first ``examples`` training images if given) and returns its row."""
     keras.utils.set_random_seed(0)
     if blog_run.model == "simple":
         model = DenseAutoencoder((784,), (32,), ())
@@ -54,7 +54,7 @@ def run(blog_run: BlogRun, splits, epochs_override: int | None) -> dict:
         spec = registry.get(blog_run.model)
         model = spec.build()
         objective = spec.objective(model)
-    train = to_model_inputs(splits.train_images, model.example_shape)
+    train = to_model_inputs(splits.train_images[:examples], model.example_shape)
     test = to_model_inputs(splits.test_images, model.example_shape)
     trainer = Trainer(model, objective, "adadelta", mode="auto", steps_per_loop=50)
     epochs = epochs_override or blog_run.epochs
@@ -75,14 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.blog_table", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="MNIST IDX files (default: the Keras cache)")
     parser.add_argument("--epochs", type=int, help="override every run's epochs (for a quick look)")
+    parser.add_argument("--examples", type=int, help="train on the first N training images (for a quick look)")
     args = parser.parse_args(argv)
     splits = load_mnist(args.data_dir, download=False)
     rows = []
     for blog_run in RUNS:
-        rows.append(run(blog_run, splits, args.epochs))
+        rows.append(run(blog_run, splits, args.epochs, args.examples))
         print(f"{blog_run.name}: {rows[-1]['seconds']:.0f} s", file=sys.stderr)
     lines = [
-        f"Machine: {machine.describe()}. Adadelta (learning rate 1.0), seed 0, MNIST test set as validation.",
+        f"Machine: {machine.describe()}. Adadelta (learning rate 1.0), seed 0, MNIST test set as validation"
+        + (f"; the first {args.examples:,} training images." if args.examples else "."),
         "",
         "| model | epochs | batch | aeloops train loss | aeloops validation loss | blog | mode | wall time |",
         "| --- | ---: | ---: | ---: | ---: | --- | --- | ---: |",

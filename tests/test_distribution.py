@@ -131,7 +131,7 @@ def test_two_workers_agree_and_match_one_process(tmp_path, mnist):
 
 def test_sigterm_to_one_worker_stops_both_and_they_resume_consistently(tmp_path, mnist):
     images = tmp_path / "images.npz"
-    np.savez(images, x_train=mnist.train_images[:4096], x_test=mnist.test_images[:256])
+    np.savez(images, x_train=mnist.train_images[:2048], x_test=mnist.test_images[:256])  # 32 steps an epoch.
     common = ["--dataset", str(images), "--epochs", "4", "--batch-size", "64", "--steps-per-loop", "1",
               "--quiet", "--strategy", "multiworker", "--run-dir", str(tmp_path / "run")]  # fmt: skip
     cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
@@ -149,7 +149,7 @@ def test_sigterm_to_one_worker_stops_both_and_they_resume_consistently(tmp_path,
     chief_step = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
     other_step = tf.train.latest_checkpoint(str(tmp_path / "run.worker-1" / "checkpoints"))
     assert chief_step.rsplit("-", 1)[1] == other_step.rsplit("-", 1)[1]  # Both stopped at one step.
-    assert 64 < int(chief_step.rsplit("-", 1)[1]) < 4 * 64
+    assert 32 < int(chief_step.rsplit("-", 1)[1]) < 4 * 32
 
     resumed = start_workers(["--resume", *common])
     for worker in resumed:
@@ -158,7 +158,7 @@ def test_sigterm_to_one_worker_stops_both_and_they_resume_consistently(tmp_path,
     reference = cli([*common[:-4], "--strategy", "mirrored", "--run-dir", str(tmp_path / "reference")])
     _, stderr = reference.communicate(timeout=600)
     assert reference.returncode == 0, stderr[-2000:]
-    # 256 steps of two-worker all-reduces drift from one process by float rounding only.
+    # 128 steps of two-worker all-reduces drift from one process by float rounding only.
     ours = load_model(tmp_path / "run" / "model.keras").weights
     theirs = load_model(tmp_path / "reference" / "model.keras").weights
     for left, right in zip(ours, theirs):
