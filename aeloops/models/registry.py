@@ -71,8 +71,9 @@ class ModelSpec:
     def build(self, image_shape: Sequence[int] = MNIST_SHAPE, **options: Any) -> Autoencoder:
         """Returns the model built for images of ``image_shape`` (height, width, channels), with ``options`` changed.
 
-        >>> get("conv").build((32, 32, 3), encoder_filters=[32, 16, 8]).encoder.example_shape
-        (32, 32, 3)
+        >>> spec = get("conv")
+        >>> spec.build((32, 32, 3)).count_params(), spec.build((32, 32, 3), encoder_filters=[32, 16, 8]).count_params()
+        (4963, 9451)
         """
         image_shape = tuple(int(dim) for dim in image_shape)
         if len(image_shape) != 3 or min(image_shape) < 1:
