@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from aeloops.models.gaussian import DequantizedGaussian, dequantize
 from aeloops.models.importance import posterior_log_weights
 
 __all__ = ["log_weights", "negative_log_likelihood"]
@@ -47,6 +48,8 @@ def _checked_latent_dim(model: keras.Model, inputs: tf.Tensor) -> int:
             f"aeloops.VariationalEncoder gives); {type(model.encoder).__name__} has no {missing[0]!r}."
         )
     decoded = model.decoder(outputs["mean"], training=False)
+    if _pixel_likelihood(model) is not None:
+        return int(outputs["mean"].shape[-1])
     if not isinstance(decoded, dict) or "logits" not in decoded:
         raise ValueError(
             f"The likelihood needs a decoder of Bernoulli logits (output 'logits', as a DenseDecoder with a "
@@ -55,14 +58,26 @@ def _checked_latent_dim(model: keras.Model, inputs: tf.Tensor) -> int:
     return int(outputs["mean"].shape[-1])
 
 
-def log_weights(model: keras.Model, inputs: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+def _pixel_likelihood(model: keras.Model) -> DequantizedGaussian | None:
+    """Returns the model's Gaussian decoder likelihood, or None for Bernoulli logits."""
+    return getattr(model, "pixel_likelihood", None)
+
+
+def log_weights(
+    model: keras.Model, inputs: tf.Tensor, noise: tf.Tensor, targets: tf.Tensor | None = None
+) -> tf.Tensor:
     """Returns log p(x|z) + log p(z) - log q(z|x) for each sample: shape ``(samples, batch)``.
 
     ``noise`` has shape ``(samples, batch, latent_dim)``: standard normal
-    draws that the posterior's mean and scale turn into codes.
+    draws that the posterior's mean and scale turn into codes. For a model
+    with a Gaussian decoder likelihood, ``targets`` are the dequantized
+    images whose density p(y|z) is weighed (``inputs`` by default).
     """
     encoded = model.encoder(inputs, training=False)
-    return posterior_log_weights(encoded["mean"], encoded["log_variance"], noise, model.decoder, inputs)
+    return posterior_log_weights(
+        encoded["mean"], encoded["log_variance"], noise, model.decoder, inputs if targets is None else targets,
+        likelihood=_pixel_likelihood(model),
+    )  # fmt: skip
 
 
 def negative_log_likelihood(
@@ -107,10 +122,19 @@ def negative_log_likelihood(
         bounds.append(bound.numpy())
         elbos.append(elbo.numpy())
     nll = -np.concatenate(bounds).astype(np.float64)
+    elbo = -np.concatenate(elbos).astype(np.float64)
+    extra = {}
+    if _pixel_likelihood(model) is not None:
+        # A density of dequantized values bounds the probability of their 8-bit bins: add D log 256.
+        dimensions = int(np.prod(inputs.shape[1:]))
+        bins = _pixel_likelihood(model).bins
+        nll, elbo = nll + dimensions * math.log(bins), elbo + dimensions * math.log(bins)
+        extra = {"bits_per_dim": float(nll.mean() / (dimensions * math.log(2.0))), "dequantized_bins": bins}
     return {
         "nll": float(nll.mean()),
-        "elbo": float(-np.concatenate(elbos).astype(np.float64).mean()),
+        "elbo": float(elbo.mean()),
         "nll_standard_error": float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else 0.0,
+        **extra,
         "samples": samples,
         "examples": len(inputs),
         "seed": seed,
@@ -119,6 +143,7 @@ def negative_log_likelihood(
 
 def _bound_function(model: keras.Model, chunk: int, chunks: int, samples: int, latent_dim: int, jit_compile: bool):
     """Returns a compiled function of (a batch, its seed) giving the bound and the ELBO per example."""
+    likelihood = _pixel_likelihood(model)
 
     @tf.function(reduce_retracing=True, jit_compile=jit_compile)
     def bound(inputs: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -126,10 +151,14 @@ def _bound_function(model: keras.Model, chunk: int, chunks: int, samples: int, l
         # A running log-sum-exp over chunks, and the sum of the log weights for the ELBO.
         running = tf.fill([batch], -np.inf)
         total = tf.zeros([batch])
+        targets = None
+        if likelihood is not None:  # One dequantization per image, shared by its K samples.
+            uniform = tf.random.stateless_uniform(tf.shape(inputs), seed=tf.stack([seed[0] + 7919, seed[1]]))
+            targets = dequantize(inputs, uniform, likelihood.bins)
         for index in tf.range(chunks):
             chunk_seed = tf.stack([seed[0], seed[1] * chunks + tf.cast(index, tf.int64)])
             noise = tf.random.stateless_normal([chunk, batch, latent_dim], seed=chunk_seed)
-            weights = log_weights(model, inputs, noise)
+            weights = log_weights(model, inputs, noise, targets)
             # The last chunk may run past K samples: its extra rows count for nothing.
             valid = tf.range(chunk) + index * chunk < samples
             weights = tf.where(valid[:, None], weights, -np.inf)

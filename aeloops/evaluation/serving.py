@@ -25,6 +25,7 @@ import tempfile
 
 import tensorflow as tf
 
+from aeloops.evaluation.anomaly import scoring_terms
 from aeloops.models.base import CODE, RECONSTRUCTION, Autoencoder
 from aeloops.models.variational import VariationalAutoencoder
 from aeloops.objectives.objective import Objective
@@ -46,9 +47,7 @@ class _Serving(tf.Module):
         super().__init__(name="aeloops_serving")
         self.model = model
         # Regularizers do not score an example; weights are frozen at the step exported.
-        self.terms = [(term, float(term.weight_at(step))) for term in objective.terms if term.target is not None]
-        if not self.terms:
-            raise ValueError("The objective has no reconstruction term (a term with a target) to score with.")
+        self.terms = scoring_terms(objective, step)
 
     def encode(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         return {CODE: tf.cast(self.model.encode(inputs, training=False), tf.float32)}
@@ -62,7 +61,7 @@ class _Serving(tf.Module):
     def anomaly_score(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = self.model(inputs, training=False)
         # At serving time the input is every term's target (a denoising model's "clean" included).
-        batch = {term.target: inputs for term, _ in self.terms}
+        batch = {term.target: inputs for term, _ in self.terms if term.target is not None}
         score = tf.zeros(tf.shape(inputs)[:1], tf.float32)
         for term, weight in self.terms:
             score += weight * term.per_example(outputs, batch)

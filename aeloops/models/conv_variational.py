@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from aeloops.models.base import Autoencoder, Decoder, Encoder, crop_to, output_dict, validate_units
+from aeloops.models.gaussian import LIKELIHOODS, PIXEL_NLL, DequantizedGaussian
 from aeloops.models.generative import PriorSampling
 from aeloops.models.variational import elbo_objective, gaussian_code
 from aeloops.objectives.objective import Objective
@@ -136,9 +137,13 @@ class ConvVariationalDecoder(Decoder):
 
 @keras.saving.register_keras_serializable(package="aeloops")
 class ConvVariationalAutoencoder(PriorSampling, Autoencoder):
-    """The beta-VAE paper's convolutional VAE, trained on the negative ELBO (Bernoulli pixels, in nats).
+    """The beta-VAE paper's convolutional VAE, trained on the negative ELBO in nats.
 
-    ``beta`` weights the KL term (1: a plain VAE).
+    ``beta`` weights the KL term (1: a plain VAE). ``likelihood`` is the
+    decoder's: ``"bernoulli"`` for binary pixels, or ``"gaussian"`` for 8-bit
+    grey or colour images (``models.gaussian``: one learned scale, dequantized
+    pixels), whose likelihood ``evaluate`` reports in bits per dimension as
+    colour-image papers do; it adds the output ``"pixel_nll"``.
 
     >>> model = ConvVariationalAutoencoder((64, 64, 3), latent_dim=10)
     >>> model.count_params()
@@ -158,9 +163,18 @@ class ConvVariationalAutoencoder(PriorSampling, Autoencoder):
         beta: float = 1.0,
         activation: str = "relu",
         seed: int | None = None,
+        likelihood: str = "bernoulli",
         **kwargs: Any,
     ):
         input_shape = tuple(int(dim) for dim in input_shape)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}.")
+        self.likelihood = likelihood
+        # Created before the layers are built, as the encoder's generator is; None for Bernoulli pixels.
+        self.pixel_likelihood = (
+            DequantizedGaussian(seed=None if seed is None else seed + 1, name="pixel_likelihood")
+            if likelihood == "gaussian" else None
+        )  # fmt: skip
         if len(input_shape) != 3:
             raise ValueError(
                 f"ConvVariationalAutoencoder needs input_shape (height, width, channels), got {input_shape}."
@@ -173,6 +187,12 @@ class ConvVariationalAutoencoder(PriorSampling, Autoencoder):
             input_shape=input_shape,
             **kwargs,
         )
+
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
+        outputs = super().call(inputs, training=training)
+        if self.pixel_likelihood is not None:
+            outputs[PIXEL_NLL] = self.pixel_likelihood(inputs, outputs["reconstruction"], training=training)
+        return outputs
 
     def default_objective(self) -> Objective:
         """Returns the negative ELBO in nats, the KL weighted by ``beta``."""
@@ -187,4 +207,5 @@ class ConvVariationalAutoencoder(PriorSampling, Autoencoder):
             "beta": self.beta,
             "activation": self.encoder.activation,
             "seed": self.encoder.seed,
+            "likelihood": self.likelihood,
         }

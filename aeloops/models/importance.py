@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from aeloops.models.gaussian import DequantizedGaussian
 from aeloops.models.variational import VariationalAutoencoder, elbo_objective
 from aeloops.objectives.objective import LossTerm, Objective
 
@@ -28,20 +29,26 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 def posterior_log_weights(
     mean: tf.Tensor, log_variance: tf.Tensor, noise: tf.Tensor, decoder: keras.Model, inputs: tf.Tensor,
-    training: bool = False,
+    training: bool = False, likelihood: DequantizedGaussian | None = None,
 ) -> tf.Tensor:  # fmt: skip
     """Returns log p(x|z) + log p(z) - log q(z|x) for each draw ``mean + scale * noise``: ``(samples, batch)``.
 
     The weights of the IWAE bound, which trains on them here and measures the
-    likelihood with them in ``evaluation.likelihood``.
+    likelihood with them in ``evaluation.likelihood``: of Bernoulli logits, or
+    with ``likelihood`` of a Gaussian density of ``inputs`` (dequantized).
     """
     codes = mean + tf.exp(0.5 * log_variance) * noise
     samples, batch = tf.shape(noise)[0], tf.shape(noise)[1]
-    logits = decoder(tf.reshape(codes, [samples * batch, -1]), training=training)["logits"]
-    logits = tf.reshape(tf.cast(logits, tf.float32), [samples, batch, -1])
+    decoded = decoder(tf.reshape(codes, [samples * batch, -1]), training=training)
     flat_inputs = tf.reshape(tf.cast(inputs, tf.float32), [1, batch, -1])
-    targets = tf.broadcast_to(flat_inputs, tf.shape(logits))
-    log_likelihood = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits), axis=-1)
+    if likelihood is not None:  # A Gaussian density of the (dequantized) inputs, as models.gaussian defines it.
+        means = tf.reshape(tf.cast(decoded["reconstruction"], tf.float32), [samples * batch, -1])
+        targets = tf.reshape(tf.broadcast_to(flat_inputs, [samples, batch, tf.shape(means)[-1]]), tf.shape(means))
+        log_likelihood = -tf.reshape(likelihood.negative_log_density(targets, means), [samples, batch])
+    else:
+        logits = tf.reshape(tf.cast(decoded["logits"], tf.float32), [samples, batch, -1])
+        targets = tf.broadcast_to(flat_inputs, tf.shape(logits))
+        log_likelihood = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits), axis=-1)
     log_prior = -0.5 * tf.reduce_sum(tf.square(codes) + _LOG_2PI, axis=-1)
     log_posterior = -0.5 * tf.reduce_sum(tf.square(noise) + log_variance + _LOG_2PI, axis=-1)
     return log_likelihood + log_prior - log_posterior

@@ -335,9 +335,10 @@ _register_class(
 _register_class(
     "convvae",
     "Convolutional VAE of the beta-VAE papers (Burgess et al. 2018): Conv 32-32-64-64 (4x4, stride 2), Dense 256 "
-    "to a 10-D Gaussian, mirrored with transposed convolutions; the negative ELBO in nats",
+    "to a 10-D Gaussian, mirrored with transposed convolutions; the negative ELBO in nats with Gaussian pixels "
+    "(dequantized 8-bit values, one learned scale: likelihoods in bits per dimension)",
     ConvVariationalAutoencoder, objective=_variational_objective, takes="any images; made for 64x64 colour",
-    latent_dim=10,
+    latent_dim=10, likelihood="gaussian",
 )
 _register_class(
     "convtranspose",

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from aeloops.models.base import CODE, Autoencoder, Encoder, reconstruction_term, validate_units
 from aeloops.models.dense import dense_stack, run_stack
+from aeloops.models.gaussian import PIXEL_NLL
 from aeloops.models.generative import PriorSampling, mirrored_decoder
 from aeloops.objectives.objective import LossTerm, Objective
 
@@ -29,10 +30,16 @@ def elbo_objective(model: Autoencoder, loss: str | None = None, beta: float = 1.
 
     The KL divergence (the encoder's ``"kl"`` output) is summed over the
     latent dimensions; ``beta`` other than 1 makes it a beta-VAE's objective.
+    A model with a Gaussian decoder likelihood (output ``"pixel_nll"``) is
+    reconstructed by it, as ``"gaussian_nll"``, unless ``loss`` asks otherwise.
     """
+    if loss is None and PIXEL_NLL in model.output_names():
+        reconstruction = LossTerm("gaussian_nll", output=PIXEL_NLL, loss="sum", target=None)
+    else:
+        reconstruction = dataclasses.replace(reconstruction_term(model, loss), reduction="sum")
     return Objective(
         [
-            dataclasses.replace(reconstruction_term(model, loss), reduction="sum"),
+            reconstruction,
             LossTerm("kl", output="kl", loss="sum", target=None, weight=beta),
         ]
     )
