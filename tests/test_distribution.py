@@ -167,3 +167,31 @@ def test_sigterm_to_one_worker_stops_both_and_they_resume_consistently(tmp_path,
     reference_history = json.loads((tmp_path / "reference" / "history.json").read_text())
     assert history["epoch"] == [1, 2, 3, 4]
     np.testing.assert_allclose(history["val_loss"], reference_history["val_loss"], rtol=1e-3)
+
+
+def test_two_workers_stream_tfrecord_shards_split_by_file_and_stay_in_step(tmp_path, mnist):
+    # Shards of unequal sizes: one worker's two shards hold 300 images, the other's 212, and both run 8 steps.
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    bounds = [0, 200, 300, 400, 512]
+    for number, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        with tf.io.TFRecordWriter(str(shards / f"part-{number}.tfrecord")) as writer:
+            for image in mnist.train_images[start:stop]:
+                encoded = tf.io.encode_png(image[..., None]).numpy()
+                feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded]))}
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    run_dir = tmp_path / "run"
+    arguments = ["--dataset", str(shards), "--stream", "--model", "sparse", "--epochs", "2", "--batch-size", "64",
+                 "--no-validation", "--quiet", "--strategy", "multiworker", "--run-dir", str(run_dir)]  # fmt: skip
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    workers = [cli(arguments, {"cluster": cluster, "task": {"type": "worker", "index": index}}) for index in (0, 1)]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    history = json.loads((run_dir / "history.json").read_text())
+    assert history["epoch"] == [1, 2] and history["loss"][1] < history["loss"][0]
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-16")  # 512 // 64 steps twice.
+    chief = checkpoint_values(run_dir / "checkpoints")
+    other = checkpoint_values(tmp_path / "run.worker-1" / "checkpoints")
+    for name in chief:  # One model: every step's all-reduce kept the workers' weights identical.
+        np.testing.assert_array_equal(chief[name], other[name], err_msg=name)

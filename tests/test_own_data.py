@@ -16,6 +16,8 @@ import tensorflow as tf
 
 from aeloops import evaluate, export, train
 from aeloops.data import image_dataset, load_images
+from aeloops.data.images import scan
+from aeloops.data.stream import ImageStream
 from aeloops.models import registry
 from tests.conftest import SHARED_MNIST
 
@@ -122,6 +124,36 @@ def test_streamed_shards_train_and_refuse_a_split_they_cannot_hold_out(mnist_thr
     assert train.main([*arguments, "--run-dir", str(tmp_path / "run")]) == 0, capsys.readouterr().err
     history = history_of(tmp_path / "run")
     assert history["val_loss"][1] < history["val_loss"][0]
+
+
+@pytest.mark.parametrize("kind", ["shards", "png"])
+def test_each_worker_streams_its_own_files_and_every_worker_runs_the_epoch_s_steps(mnist_three_ways, mnist, kind):
+    files = scan(str(mnist_three_ways / kind / "train"))
+    stream = ImageStream(files, batch_size=128, example_shape=(28, 28, 1), seed=3)
+    # Which of the 4 shards (256 images each, in order) an image comes from; a folder's images are numbered.
+    home = {mnist.train_images[index].tobytes(): index for index in range(TRAIN)}
+    seen = []
+    for worker in (0, 1):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
+        batches = [batch["input"].numpy() for batch in stream.worker_dataset(1, True, 2, context)]
+        # Every worker runs the epoch's 8 steps (2 already done), one per-replica batch of 64 a step.
+        assert len(batches) == stream.steps_per_epoch - 2 == 6 and {len(batch) for batch in batches} == {64}
+        seen.append({home[(image[..., 0] * 255).round().astype(np.uint8).tobytes()] for batch in batches
+                     for image in batch})  # fmt: skip
+    assert not seen[0] & seen[1]  # No image is read by both workers.
+    if kind == "shards":  # Split by file: each worker reads two whole shards of the four.
+        shards = [{index // 256 for index in worker} for worker in seen]
+        assert shards[0].isdisjoint(shards[1]) and shards[0] | shards[1] == {0, 1, 2, 3} and len(shards[0]) == 2
+    # Three workers on four shards: one reads 512 images, two read 256, and each still runs the epoch's 5 steps of
+    # 3 x 64 (the short ones start their shards again): an epoch that ended early on one would stall the others.
+    wide = ImageStream(files, batch_size=192, example_shape=(28, 28, 1), seed=3)
+    for worker in range(3):
+        context = tf.distribute.InputContext(num_input_pipelines=3, input_pipeline_id=worker, num_replicas_in_sync=3)
+        assert [len(batch["input"]) for batch in wide.worker_dataset(0, True, 0, context)] == [64] * 5
+    too_few = tf.distribute.InputContext(num_input_pipelines=5, input_pipeline_id=0, num_replicas_in_sync=5)
+    if kind == "shards":
+        with pytest.raises(ValueError, match="4 TFRecord shards cannot be split by file across 5 workers"):
+            stream.worker_dataset(0, True, 0, too_few)
 
 
 def test_a_folder_of_class_subfolders_gives_labels_and_tfrecords_give_theirs(mnist_three_ways, tmp_path, mnist):

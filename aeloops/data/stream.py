@@ -77,19 +77,51 @@ class ImageStream:
 
     def epoch_dataset(self, epoch: int, shuffle: bool, done: int) -> tf.data.Dataset:
         """Returns the batches of ``epoch`` after the first ``done``, as ``{"input": images}``."""
+        return self.worker_dataset(epoch, shuffle, done)
+
+    def worker_dataset(
+        self, epoch: int, shuffle: bool, done: int, context: tf.distribute.InputContext | None = None
+    ) -> tf.data.Dataset:
+        """Returns one worker's per-replica batches of ``epoch`` after the first ``done`` global steps.
+
+        Under ``MultiWorkerMirroredStrategy`` each worker (input pipeline)
+        reads its own files, as ``tf.distribute`` asks of a dataset function:
+        shards are split by file, a folder's images by position in the
+        epoch's order, so no worker decodes what another trains on. A worker
+        whose files hold fewer images than its share of the epoch starts its
+        files again (an epoch is ``steps_per_epoch`` steps on every worker,
+        or the all-reduce would wait forever). Without ``context``: the
+        whole epoch in global batches.
+        """
         rng = np.random.default_rng([self.seed, epoch])
+        pipelines, pipeline = (1, 0) if context is None else (context.num_input_pipelines, context.input_pipeline_id)
         if self.files.kind == "folder":
             order = rng.permutation(self.indices) if shuffle else self.indices
-            dataset = image_dataset(self.files, indices=order)
+            dataset = image_dataset(self.files, indices=order[pipeline::pipelines])
         else:
             shards = list(self.files.paths)
             if shuffle:
                 shards = [shards[index] for index in rng.permutation(len(shards))]
-            dataset = image_dataset(dataclasses.replace(self.files, paths=tuple(shards)))
+            if len(shards) < pipelines:
+                raise ValueError(
+                    f"{len(shards)} TFRecord shards cannot be split by file across {pipelines} workers; write the "
+                    f"records into at least {pipelines} shards."
+                )
+            dataset = image_dataset(dataclasses.replace(self.files, paths=tuple(shards[pipeline::pipelines])))
             if shuffle:
                 dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=int(rng.integers(2**31)))
-        dataset = self._shaped(dataset).batch(self.batch_size, drop_remainder=True)
-        return dataset.map(lambda batch: {"input": batch}).skip(done).prefetch(tf.data.AUTOTUNE)
+        if context is None:
+            batch_size, batches, skipped = self.batch_size, self.steps_per_epoch, done
+        else:
+            replicas = context.num_replicas_in_sync // pipelines  # This worker's replicas, one batch each a step.
+            batch_size = context.get_per_replica_batch_size(self.batch_size)
+            batches, skipped = self.steps_per_epoch * replicas, done * replicas
+            dataset = dataset.repeat()
+            options = tf.data.Options()  # Sharded above: tf.data is not to shard it again.
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+            dataset = dataset.with_options(options)
+        dataset = self._shaped(dataset).batch(batch_size, drop_remainder=True).take(batches)
+        return dataset.map(lambda batch: {"input": batch}).skip(skipped).prefetch(tf.data.AUTOTUNE)
 
     def _shaped(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
         if self.transform is not None:

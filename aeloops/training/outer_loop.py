@@ -291,8 +291,14 @@ def _epoch_runner(trainer: Trainer, source: Source, epoch: int, shuffle: bool, d
         batch_indices = source.batch_indices(epoch, shuffle)
         loop = trainer.loop_function("train", "resident")
         return lambda first, count: loop(source.tensors, batch_indices, tf.constant(first), tf.constant(count))
-    dataset = source.epoch_dataset(epoch, shuffle, done)
-    iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+    if isinstance(trainer.strategy, tf.distribute.MultiWorkerMirroredStrategy) and hasattr(source, "worker_dataset"):
+        # Each worker reads its own files (shards by file) instead of every worker reading everything.
+        iterator = iter(trainer.strategy.distribute_datasets_from_function(
+            lambda context: source.worker_dataset(epoch, shuffle, done, context)
+        ))  # fmt: skip
+    else:
+        dataset = source.epoch_dataset(epoch, shuffle, done)
+        iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
     loop = trainer.loop_function("train", "iterator")
     return lambda first, count: loop(iterator, tf.constant(count))
 
