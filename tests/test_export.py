@@ -114,10 +114,13 @@ def test_the_export_of_a_runs_best_checkpoint_serves_its_averaged_weights(tmp_pa
     images = tmp_path / "images.npz"
     np.savez(images, x_train=mnist.train_images[:512], x_test=mnist.test_images[:128])
     run_dir = tmp_path / "run"
-    arguments = ["--dataset", str(images), "--epochs", "3", "--batch-size", "64", "--use-ema", "--restore-best"]
+    # No later epoch improves on the first by 1,000: the best checkpoint is epoch 1's, not the newest.
+    arguments = ["--dataset", str(images), "--epochs", "3", "--batch-size", "64", "--use-ema", "--restore-best",
+                 "--min-delta", "1000"]  # fmt: skip
     assert train.main([*arguments, "--mode", "graph", "--quiet", "--run-dir", str(run_dir)]) == 0
     assert export_cli.main([str(run_dir), "--best", "--out", str(tmp_path / "served")]) == 0
     best = json.loads((run_dir / "best.json").read_text())
+    assert best["best_epoch"] == 1 and best["best_step"] == 8
     assert f"Exported the best checkpoint (step {best['best_step']}) of {run_dir}" in capsys.readouterr().out
     # model.keras is the best checkpoint's moving average; so is what is served.
     model = keras.saving.load_model(run_dir / "model.keras")
@@ -126,3 +129,8 @@ def test_the_export_of_a_runs_best_checkpoint_serves_its_averaged_weights(tmp_pa
     request = {"path": str(tmp_path / "served"), "inputs": str(tmp_path / "inputs.npz")}
     served = serve({"run": {**request, "calls": {"reconstruct": {"inputs": "images"}}}}, tmp_path)
     np.testing.assert_allclose(served["run/reconstruct/reconstruction"], model.reconstruct(inputs), atol=1e-5)
+    newest = export_cli.main([str(run_dir), "--out", str(tmp_path / "newest")])  # Another model: 16 steps more.
+    assert newest == 0
+    request = {"path": str(tmp_path / "newest"), "inputs": str(tmp_path / "inputs.npz")}
+    later = serve({"run": {**request, "calls": {"reconstruct": {"inputs": "images"}}}}, tmp_path)
+    assert np.abs(later["run/reconstruct/reconstruction"] - served["run/reconstruct/reconstruction"]).max() > 1e-3
