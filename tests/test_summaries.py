@@ -77,6 +77,10 @@ def test_event_files_hold_every_term(tmp_path, small_images, name):
     for tag in ("gradient_norm", "learning_rate", "epoch_seconds", "samples_per_second", "validation_seconds"):
         assert len(train[tag]) in (STEP_WRITES, EPOCHS) and all(np.isfinite(v) for _, v in train[tag])
     np.testing.assert_allclose([value for _, value in train["validation_seconds"]], history["validation_seconds"])
+    # Step scalars carry the values of the run, not placeholders: the rate the optimizer used, each epoch's too.
+    rate = float(trainer.learning_rates()["learning_rate"])
+    np.testing.assert_allclose([value for _, value in train["learning_rate"]], rate, rtol=1e-6)
+    np.testing.assert_allclose(history["learning_rate"], rate, rtol=1e-6)
     for variable in trainer.model.trainable_variables:
         assert len(train[variable.path]) == EPOCHS
     assert "config" in train
