@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from aeloops import evaluate
+from aeloops.data import to_model_inputs
+from aeloops.runs.config import load_run_config
+from aeloops.runs.datasets import binarize_validation
 from tests.conftest import REPO
 
 ENVIRONMENT = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
@@ -76,6 +79,14 @@ def test_data_from_a_file_is_binarized_as_the_run_was(vae_run, capsys, tmp_path,
     assert status == 0
     printed = json.loads(out)
     assert printed["examples"] == 50 and printed["data"] == str(path)
+    # The same images binarized beforehand as the run binarizes (one fixed draw) give the very same figures;
+    # grey pixels under a Bernoulli likelihood would give others.
+    config = load_run_config(vae_run / "config.json")
+    binary = binarize_validation(to_model_inputs(small_test_images[:50], (784,)), config)
+    assert set(np.unique(binary)) == {0.0, 1.0}
+    np.savez(tmp_path / "binary.npz", x_test=binary)
+    again = json.loads(run(capsys, vae_run, "--nll-samples", "5", "--data", tmp_path / "binary.npz")[1])
+    assert again["nll"] == printed["nll"] and again["elbo"] == printed["elbo"]
 
 
 def test_mistakes_are_refused_in_one_line(vae_run, tmp_path, capsys):
