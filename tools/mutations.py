@@ -1,0 +1,125 @@
+"""Deliberate one-line bugs, each applied to a copy of the repository and run against the tests of its concept.
+
+A mutation that no test catches (a survivor) is a behaviour the suite does
+not guard. Run before an issue is closed, and add a line here for every
+feature built::
+
+    python tools/mutations.py              # every mutation; exit 1 if any survives
+    python tools/mutations.py shuffle      # those whose name contains "shuffle"
+
+Each entry: a name, the file, the exact text to replace (it must occur once),
+its replacement, and the pytest arguments of the tests that should catch it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS = (
+    Mutation(
+        "export --best exports the newest checkpoint", "aeloops/export.py",
+        "    source = checked_source(run_dir, best)\n",
+        "    checked_source(run_dir, best)\n    source = run_dir.checkpoints\n",
+        ("tests/test_export.py", "-k", "best_checkpoint"),
+    ),
+    Mutation(
+        "dynamic binarization draws the same pixels at every step", "aeloops/data/sources.py",
+        "step * 1024 + tf.cast(replica, tf.int64)", "tf.cast(replica, tf.int64)",
+        ("tests/test_sources.py",),
+    ),
+    Mutation(
+        "evaluate --data skips the run's binarization", "aeloops/evaluate.py",
+        "images = run_data.binarize_validation(data_lib.to_model_inputs(_load(data), example_shape, data), config)",
+        "images = data_lib.to_model_inputs(_load(data), example_shape, data)",
+        ("tests/test_evaluate.py", "-k", "binarized_as"),
+    ),
+    Mutation(
+        "TensorBoard's learning_rate written as a constant", "aeloops/tensorboard/summaries.py",
+        "{**logs, **trainer.learning_rates()}", "{**logs, **{name: 7.0 for name in trainer.learning_rates()}}",
+        ("tests/test_summaries.py", "-k", "every_term and dense"),
+    ),
+    Mutation(
+        "loss-scale skips never counted", "aeloops/training/updates.py",
+        "loss_scale_skipped = tf.cast(tf.logical_not(tf.math.is_finite(norm)), tf.float32)",
+        "loss_scale_skipped = tf.zeros([], tf.float32)",
+        ("tests/test_loop.py", "-k", "loss_scale"),
+    ),
+    Mutation(
+        "every epoch shuffled in the same order", "aeloops/data/sources.py",
+        "np.random.default_rng([self.seed, epoch])", "np.random.default_rng([self.seed])",
+        ("tests/test_sources.py",),
+    ),
+    Mutation(
+        "model options ignored", "aeloops/models/registry.py",
+        "model_class(inputs(shape), **{**chosen, **given})", "model_class(inputs(shape), **chosen)",
+        ("tests/test_models.py", "-k", "options"),
+    ),
+    Mutation(
+        "bits per dimension without the bins' D log 256", "aeloops/evaluation/likelihood.py",
+        "nll, elbo = nll + dimensions * math.log(bins), elbo + dimensions * math.log(bins)", "nll, elbo = nll, elbo",
+        ("tests/test_likelihood.py", "-k", "8_bit"),
+    ),
+    Mutation(
+        "workers read every shard", "aeloops/data/stream.py",
+        "paths=tuple(shards[pipeline::pipelines])", "paths=tuple(shards)",
+        ("tests/test_own_data.py", "-k", "each_worker"),
+    ),
+    Mutation(
+        "a worker with fewer images ends its epoch early", "aeloops/data/stream.py",
+        "            dataset = dataset.repeat()\n", "",
+        ("tests/test_own_data.py", "-k", "each_worker"),
+    ),
+)  # fmt: skip
+
+
+def survives(mutation: Mutation) -> bool:
+    """Applies ``mutation`` to a copy of the repository and returns whether its tests still pass."""
+    with tempfile.TemporaryDirectory(prefix="aeloops-mutant-") as scratch:
+        copy = pathlib.Path(scratch) / "repo"
+        shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "runs"))
+        (copy.parent / "shared").symlink_to(REPO.parent / "shared")
+        target = copy / mutation.path
+        text = target.read_text(encoding="utf-8")
+        if text.count(mutation.old) != 1:
+            raise SystemExit(f"{mutation.name}: the text to replace occurs {text.count(mutation.old)} times in "
+                             f"{mutation.path}; update the entry.")  # fmt: skip
+        target.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutation.tests],
+            cwd=copy, capture_output=True, text=True,
+        )  # fmt: skip
+        return result.returncode == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the mutations whose names contain the first argument (all without one); exit 1 if any survives."""
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = [mutation for mutation in MUTATIONS if not argv or argv[0] in mutation.name]
+    survivors = []
+    for mutation in chosen:
+        alive = survives(mutation)
+        print(f"{'SURVIVED' if alive else 'caught  '}  {mutation.name}", flush=True)
+        survivors += [mutation.name] if alive else []
+    print(f"{len(chosen) - len(survivors)} of {len(chosen)} caught.")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
