@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aeloops.models.gaussian import DequantizedGaussian, dequantize
+from aeloops.models.gaussian import DequantizedGaussian, bits_per_dimension, dequantize
 from aeloops.models.importance import posterior_log_weights
 
 __all__ = ["log_weights", "negative_log_likelihood"]
@@ -47,9 +47,9 @@ def _checked_latent_dim(model: keras.Model, inputs: tf.Tensor) -> int:
             f"The likelihood needs an encoder of a Gaussian posterior (outputs 'mean' and 'log_variance', as "
             f"aeloops.VariationalEncoder gives); {type(model.encoder).__name__} has no {missing[0]!r}."
         )
-    decoded = model.decoder(outputs["mean"], training=False)
-    if _pixel_likelihood(model) is not None:
+    if _pixel_likelihood(model) is not None:  # A Gaussian density of the pixels, not Bernoulli logits.
         return int(outputs["mean"].shape[-1])
+    decoded = model.decoder(outputs["mean"], training=False)
     if not isinstance(decoded, dict) or "logits" not in decoded:
         raise ValueError(
             f"The likelihood needs a decoder of Bernoulli logits (output 'logits', as a DenseDecoder with a "
@@ -126,10 +126,9 @@ def negative_log_likelihood(
     extra = {}
     if _pixel_likelihood(model) is not None:
         # A density of dequantized values bounds the probability of their 8-bit bins: add D log 256.
-        dimensions = int(np.prod(inputs.shape[1:]))
-        bins = _pixel_likelihood(model).bins
+        dimensions, bins = int(np.prod(inputs.shape[1:])), _pixel_likelihood(model).bins
+        extra = {"bits_per_dim": bits_per_dimension(float(nll.mean()), dimensions, bins), "dequantized_bins": bins}
         nll, elbo = nll + dimensions * math.log(bins), elbo + dimensions * math.log(bins)
-        extra = {"bits_per_dim": float(nll.mean() / (dimensions * math.log(2.0))), "dequantized_bins": bins}
     return {
         "nll": float(nll.mean()),
         "elbo": float(elbo.mean()),

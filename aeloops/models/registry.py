@@ -34,7 +34,7 @@ from aeloops.models.variational import VariationalAutoencoder, elbo_objective
 from aeloops.models.wasserstein import WassersteinAutoencoder, wae_objective
 from aeloops.objectives.objective import LossTerm, Objective
 
-__all__ = ["MNIST_SHAPE", "ModelSpec", "flat", "get", "names", "register", "rows", "squared_error"]
+__all__ = ["MNIST_SHAPE", "ModelSpec", "flat", "get", "image", "names", "register", "rows", "squared_error"]
 
 # An objective builder takes the model and the --loss choice (None: the default).
 ObjectiveBuilder = Callable[[Autoencoder, "str | None"], Objective]
@@ -221,9 +221,9 @@ def rows(shape: Sequence[int]) -> tuple[int, int]:
     return int(shape[0]), int(np.prod(shape[1:]))
 
 
-def image(shape: Sequence[int]) -> tuple[int, int, int]:
-    """Returns the input shape of a convolutional model for images of ``shape``: the shape itself."""
-    return tuple(int(dim) for dim in shape)
+def image(shape: Sequence[int]) -> tuple[int, ...]:
+    """Returns the input shape of a convolutional model for images of ``shape``: the shape itself, as a tuple."""
+    return tuple(shape)
 
 
 def _register_class(
