@@ -41,12 +41,20 @@ BEST = "best"
 
 
 def export(
-    model: Autoencoder, path: str | os.PathLike, objective: Objective | None = None, *, step: int = 0
+    model: Autoencoder,
+    path: str | os.PathLike,
+    objective: Objective | None = None,
+    *,
+    step: int = 0,
+    image_shape: Sequence[int] | None = None,
 ) -> pathlib.Path:
-    """Writes ``model`` as a SavedModel at the new directory ``path`` (``aeloops.evaluation.serving``)."""
+    """Writes ``model`` as a SavedModel at the new directory ``path`` (``aeloops.evaluation.serving``).
+
+    Served images take ``image_shape`` (default: the model's input shape).
+    """
     from aeloops.evaluation.serving import write_saved_model  # Deferred: imports TensorFlow.
 
-    return write_saved_model(model, path, objective, step=step)
+    return write_saved_model(model, path, objective, step=step, image_shape=image_shape)
 
 
 def checked_source(run_dir: RunDirectory, best: bool, action: str = "export") -> pathlib.Path:
@@ -85,7 +93,8 @@ def export_run(run_dir: RunDirectory, out: str | os.PathLike, best: bool = False
         step = int(trainer.step.numpy())
         # What is served is what was validated: the weights' moving average, where the run keeps one.
         with trainer.averaged_weights():
-            path = export(trainer.model, out, trainer.objective, step=step)
+            # Served in the shape of the run's images, whatever shape the model reads them in.
+            path = export(trainer.model, out, trainer.objective, step=step, image_shape=config.image_shape)
     which = f"the best checkpoint (step {step})" if best else f"the newest checkpoint (step {step})"
     from aeloops.evaluation.serving import signature_names
 

@@ -9,7 +9,10 @@ and as 8 TFRecord shards in a temporary directory (or, with ``--colour``,
 synthetic 32x32 colour images), then, in interleaved rounds, trains one
 model (``--model``, ``--mode``) for ``--epochs`` epochs on each of: the
 arrays in memory, the folder streamed (``aeloops.data.stream.ImageStream``)
-and the shards streamed. It reports each one's median steps per second over
+and the shards streamed, each decoded every epoch and read from a cache of
+its decoded images (``--cache``, written once beforehand and timed); and,
+to tell the disk's cost from the loop's, the arrays in memory batched by
+``tf.data`` (an iterator each epoch, as streams are read). It reports each one's median steps per second over
 the epochs after the first (which compiles) and rounds, its ratio to memory,
 and decoding alone (images per second through ``aeloops.image_dataset``
 with nothing training).
@@ -32,6 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from aeloops.data import load_mnist, load_sample, to_model_inputs  # noqa: E402
+from aeloops.data.decoded import decoded_images  # noqa: E402
 from aeloops.data.images import image_dataset, scan  # noqa: E402
 from aeloops.data.stream import ImageStream  # noqa: E402
 from aeloops.models import registry  # noqa: E402
@@ -77,6 +81,13 @@ def steps_per_second(data, model_name: str, shape: tuple[int, ...], args: argpar
     return [rate / args.batch_size for rate in history["samples_per_second"][1:]]
 
 
+def cache_time(files, directory: pathlib.Path) -> float:
+    """Seconds to decode ``files`` into a cache in ``directory`` (``aeloops.data.decoded``), done once."""
+    started = time.perf_counter()
+    decoded_images(files, directory)
+    return time.perf_counter() - started
+
+
 def decode_rate(files) -> float:
     """Images per second through the decoding pipeline alone, one full pass."""
     started = time.perf_counter()
@@ -108,11 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         files = {kind: scan(path) for kind, path in paths.items()}
         shape = files["folder"].shape
         arrays = to_model_inputs(images, registry.get(args.model).build(shape).example_shape)
+        cache = pathlib.Path(directory) / "cache"
+        def through_tf_data():  # The same arrays in memory, batched by tf.data as a stream is: the loop's cost.
+            dataset = tf.data.Dataset.from_tensor_slices({"input": arrays}).shuffle(len(arrays), seed=0)
+            return dataset.batch(args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
         sources = {
             "memory": lambda: arrays,
+            "memory, through tf.data": through_tf_data,
             "folder": lambda: ImageStream(files["folder"], args.batch_size, arrays.shape[1:]),
             "tfrecord": lambda: ImageStream(files["tfrecord"], args.batch_size, arrays.shape[1:]),
+            "folder, cached": lambda: ImageStream(files["folder"], args.batch_size, arrays.shape[1:], cache=cache),
+            "tfrecord, cached": lambda: ImageStream(files["tfrecord"], args.batch_size, arrays.shape[1:], cache=cache),
         }
+        writing = {kind: cache_time(found, cache) for kind, found in files.items()}
         rates: dict[str, list[float]] = {name: [] for name in sources}
         decoding = {kind: [] for kind in files}
         for round_number in range(args.rounds):  # Interleaved, so a busy spell of the machine hits every source.
@@ -132,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         rate = statistics.median(values)
         decode = f"{statistics.median(decoding[name]):,.0f}" if name in decoding else "-"
         print(f"| {name} | {rate:.1f} | {rate / memory:.2f}x | {decode} |")
+    for kind, seconds in writing.items():
+        print(f"Decoding the {kind} into the cache, once: {seconds:.1f} s ({args.examples / seconds:,.0f} images/s).")
     return 0
 
 

@@ -124,11 +124,13 @@ def test_the_export_of_a_runs_best_checkpoint_serves_its_averaged_weights(tmp_pa
     assert f"Exported the best checkpoint (step {best['best_step']}) of {run_dir}" in capsys.readouterr().out
     # model.keras is the best checkpoint's moving average; so is what is served.
     model = keras.saving.load_model(run_dir / "model.keras")
-    inputs = mnist.test_images[:7].reshape(7, 784).astype(np.float32) / 255
+    # Served as the run's images are shaped, (28, 28, 1), though the dense model reads 784 values.
+    inputs = mnist.test_images[:7, ..., None].astype(np.float32) / 255
     np.savez(tmp_path / "inputs.npz", images=inputs)
     request = {"path": str(tmp_path / "served"), "inputs": str(tmp_path / "inputs.npz")}
     served = serve({"run": {**request, "calls": {"reconstruct": {"inputs": "images"}}}}, tmp_path)
-    np.testing.assert_allclose(served["run/reconstruct/reconstruction"], model.reconstruct(inputs), atol=1e-5)
+    expected = model.reconstruct(inputs.reshape(7, 784)).numpy().reshape(inputs.shape)
+    np.testing.assert_allclose(served["run/reconstruct/reconstruction"], expected, atol=1e-5)
     newest = export_cli.main([str(run_dir), "--out", str(tmp_path / "newest")])  # Another model: 16 steps more.
     assert newest == 0
     request = {"path": str(tmp_path / "newest"), "inputs": str(tmp_path / "inputs.npz")}

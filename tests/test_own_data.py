@@ -104,14 +104,65 @@ def test_a_streamed_folder_trains_as_the_same_images_in_memory_and_resumes_exact
               "--batch-size", "128", "--mode", "graph", "--deterministic", "--quiet"]  # fmt: skip
     assert train.main([*common, "--epochs", "2", "--run-dir", str(tmp_path / "memory")]) == 0
     assert train.main([*common, "--epochs", "2", "--stream", "--run-dir", str(tmp_path / "stream")]) == 0
-    assert train.main([*common, "--epochs", "1", "--stream", "--run-dir", str(tmp_path / "resumed")]) == 0
-    assert train.main(["--resume", "--run-dir", str(tmp_path / "resumed"), "--epochs", "2", "--quiet"]) == 0
     capsys.readouterr()
+    # The resumed run reads from a cache of the decoded images, written by its first part and reused by the rest.
+    cache = ["--cache", str(tmp_path / "cache")]
+    assert train.main([*common, "--epochs", "1", "--stream", *cache, "--run-dir", str(tmp_path / "resumed")]) == 0
+    assert "Decoding 1,024 images of" in capsys.readouterr().out
+    assert train.main(["--resume", "--run-dir", str(tmp_path / "resumed"), "--epochs", "2", "--quiet"]) == 0
+    assert "Decoding" not in capsys.readouterr().out
+    (cached,) = (tmp_path / "cache").glob("*.npy")
+    assert np.load(cached).dtype == np.uint8 and np.load(cached).shape == (1024, 28, 28, 1)  # Every file, once.
     memory, stream, resumed = (history_of(tmp_path / name) for name in ("memory", "stream", "resumed"))
     assert stream.keys() == memory.keys() and len(stream["loss"]) == 2
     for key, values in memory.items():
         np.testing.assert_allclose(stream[key], values, rtol=1e-6, err_msg=key)
-    assert resumed == stream  # Bit for bit: the resumed epoch read the batches the uninterrupted run read.
+    # Bit for bit: the resumed epoch read, from the cache, the batches the uninterrupted run decoded.
+    assert resumed == stream
+
+
+@pytest.mark.parametrize("kind", ["png", "shards"])
+def test_a_cache_of_decoded_images_gives_each_epoch_and_worker_the_batches_decoding_gives(
+    mnist_three_ways, tmp_path, kind
+):
+    """Resized, colour-converted or as they are; shuffled or not; one worker's share; after skipped steps."""
+    for options, dtype in [({}, np.uint8), ({"image_size": (20, 24)}, np.float32), ({"color_mode": "rgb"}, np.uint8)]:
+        files = scan(str(mnist_three_ways / kind / "train"), **options)
+        plain = ImageStream(files, 128, files.shape, seed=5, transform=lambda image: image**2)
+        cached = ImageStream(files, 128, files.shape, seed=5, transform=lambda image: image**2, cache=tmp_path)
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2)
+        cases = [(1, True, 3, None)]  # Resized and converted: one shuffled epoch; as they are, every case.
+        if not options:
+            cases += [(0, True, 0, None), (2, False, 0, None), (1, True, 2, context)]
+        for epoch, shuffle, done, worker in cases:
+            expected = [batch["input"].numpy() for batch in plain.worker_dataset(epoch, shuffle, done, worker)]
+            found = [batch["input"].numpy() for batch in cached.worker_dataset(epoch, shuffle, done, worker)]
+            assert len(found) == len(expected) > 0
+            for got, want in zip(found, expected, strict=True):
+                np.testing.assert_array_equal(got, want)
+        assert cached._reader.dtype == dtype  # Values that uint8 would round are kept as float32.
+    written = sorted(tmp_path.glob("*.npy"))
+    assert len(written) == 3
+    # A second stream of the same files reuses the cache; a changed file makes a new one.
+    times = [path.stat().st_mtime_ns for path in written]
+    files = scan(str(mnist_three_ways / kind / "train"))
+    assert ImageStream(files, 128, files.shape, cache=tmp_path).decoded.path in map(str, written)
+    assert [path.stat().st_mtime_ns for path in written] == times
+
+
+def test_a_cache_is_keyed_by_the_files_and_a_corrupt_one_is_named(tmp_path, mnist):
+    folder = tmp_path / "png"
+    write_folder(folder, mnist.train_images[:64])
+    first = ImageStream(scan(str(folder)), 16, (28, 28, 1), cache=tmp_path / "cache").decoded
+    tf.io.write_file(str(folder / "00003.png"), tf.io.encode_png(mnist.train_images[100][..., None]))
+    second = ImageStream(scan(str(folder)), 16, (28, 28, 1), cache=tmp_path / "cache").decoded
+    assert second.path != first.path
+    np.testing.assert_array_equal(np.load(second.path)[3, ..., 0], mnist.train_images[100])
+    encoded = (folder / "00005.png").read_bytes()
+    (folder / "00005.png").write_bytes(encoded[: len(encoded) // 2])  # Its header intact, its body cut.
+    with pytest.raises(ValueError, match="00005.png cannot be decoded as an image"):
+        _ = ImageStream(scan(str(folder)), 16, (28, 28, 1), cache=tmp_path / "cache").decoded
+    assert len(list((tmp_path / "cache").iterdir())) == 4  # Two caches and their descriptions; no partial file.
 
 
 def test_streamed_shards_train_and_refuse_a_split_they_cannot_hold_out(mnist_three_ways, tmp_path, capsys):
@@ -192,8 +243,8 @@ def colour_set(count, side, seed=0):
 def colour_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("colour")
     for side in (32, 64):
-        images = colour_set(320, side)
-        np.savez(root / f"colour{side}.npz", x_train=images[:256], x_test=images[256:])
+        images = colour_set(144, side)
+        np.savez(root / f"colour{side}.npz", x_train=images[:128], x_test=images[128:])
     return root
 
 
@@ -204,58 +255,67 @@ def run(arguments, capsys):
     return captured.out
 
 
+# Options a run chooses (--set model.<option>=...): wider convolutions at 64x64, checked to be rebuilt by export;
+# the IWAE's bound on 5 samples, not 50, to keep the test short.
+OPTIONS = {("conv", 64): {"encoder_filters": [32, 16, 8], "decoder_filters": [8, 16, 32]},
+           ("iwae", 32): {"samples": 5}, ("iwae", 64): {"samples": 5}}  # fmt: skip
+# The models with a Gaussian posterior, whose likelihood aeloops.evaluate estimates.
+LIKELIHOOD_MODELS = {"vae", "iwae", "betatcvae", "convvae"}
+
+
+@pytest.mark.parametrize("side", [32, 64])
 @pytest.mark.parametrize("model_name", registry.names())
-def test_every_registered_model_trains_on_32x32_colour_images_and_pictures_them_in_colour(
-    model_name, colour_files, tmp_path, capsys
+def test_every_registered_model_trains_pictures_exports_and_evaluates_colour_images(
+    model_name, side, colour_files, tmp_path, capsys
 ):
-    run_dir = tmp_path / "run"
-    run(["--model", model_name, "--dataset", str(colour_files / "colour32.npz"), "--epochs", "1",
-         "--batch-size", "64", "--mode", "graph", "--run-dir", str(run_dir)], capsys)  # fmt: skip
+    run_dir, options = tmp_path / "run", OPTIONS.get((model_name, side), {})
+    setting = [f"--set=model.{name}={json.dumps(value)}" for name, value in options.items()]
+    # Eager: what is tested is the shapes through every model; graph and XLA compute the same (test_loop.py).
+    run(["--model", model_name, "--dataset", str(colour_files / f"colour{side}.npz"), "--epochs", "1",
+         "--batch-size", "64", "--mode", "eager", "--run-dir", str(run_dir), *setting], capsys)  # fmt: skip
     history = json.loads((run_dir / "history.json").read_text())
     assert np.isfinite(history["loss"]).all() and np.isfinite(history["val_loss"]).all()
-    assert json.loads((run_dir / "config.json").read_text())["image_shape"] == [32, 32, 3]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["image_shape"] == [side, side, 3]
+    # The model options the run used: the widths it chose; beta-TC-VAE's estimator sized to the 128 images.
+    assert config["model_options"] == ({"dataset_size": 128} if model_name == "betatcvae" else options)
     picture = tf.io.decode_png((run_dir / "reconstructions.png").read_bytes()).numpy()
-    rows = 3 if model_name == "twohead" else 2
-    assert picture.shape == (rows * 34 + 2, 10 * 34 + 2, 3)
+    cell = side + 2
+    assert picture.shape == ((3 if model_name == "twohead" else 2) * cell + 2, 10 * cell + 2, 3)
     # The inputs' row is the validation images themselves, in colour.
-    inputs = np.load(colour_files / "colour32.npz")["x_test"][:10]
-    np.testing.assert_allclose(picture[2:34, 2:34].astype(int), inputs[0].astype(int), atol=1)
+    images = np.load(colour_files / f"colour{side}.npz")["x_test"]
+    np.testing.assert_allclose(picture[2 : side + 2, 2 : side + 2].astype(int), images[0].astype(int), atol=1)
     model = keras.saving.load_model(run_dir / "model.keras")
-    assert model.count_params() == registry.get(model_name).build((32, 32, 3)).count_params()
-
-
-# Widths a run chooses (--set model.<option>=...); the conv run also checks that export rebuilds them.
-WIDER = {"conv": {"encoder_filters": [32, 16, 8], "decoder_filters": [8, 16, 32]}, "convvae": {}}
-
-
-@pytest.mark.parametrize("model_name", ["conv", "convvae"])
-def test_64x64_colour_runs_export_and_evaluate(model_name, colour_files, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    options = [f"--set=model.{name}={json.dumps(value)}" for name, value in WIDER[model_name].items()]
-    run(["--model", model_name, "--dataset", str(colour_files / "colour64.npz"), "--epochs", "1",
-         "--batch-size", "64", "--mode", "graph", "--run-dir", str(run_dir), *options], capsys)  # fmt: skip
-    assert json.loads((run_dir / "config.json").read_text())["model_options"] == WIDER[model_name]
-    built = registry.get(model_name).build((64, 64, 3), **WIDER[model_name]).count_params()
-    assert keras.saving.load_model(run_dir / "model.keras").count_params() == built
+    built = registry.get(model_name).build((side, side, 3), **config["model_options"])
+    assert model.count_params() == built.count_params()
+    if model_name == "betatcvae":  # Its minibatch estimator weighted for the run's training images.
+        assert model.dataset_size == 128
+    # Exported for the data's shape, with a dynamic batch: served, it reconstructs as the model does.
     assert export.main([str(run_dir), "--out", str(tmp_path / "exported")]) == 0, capsys.readouterr().err
-    served = tf.saved_model.load(str(tmp_path / "exported"))
-    images = np.load(colour_files / "colour64.npz")["x_test"][:3] / np.float32(255)
-    reconstruction = served.signatures["reconstruct"](inputs=tf.constant(images))
-    model = keras.saving.load_model(run_dir / "model.keras")
-    expected = model(images, training=False)["reconstruction"]
-    np.testing.assert_allclose(next(iter(reconstruction.values())).numpy().reshape(expected.shape), expected,
-                               atol=1e-5)  # fmt: skip
+    served = tf.saved_model.load(str(tmp_path / "exported")).signatures
+    inputs = images[:3] / np.float32(255)
+    reconstruction = served["reconstruct"](inputs=tf.constant(inputs))["reconstruction"].numpy()
+    expected = model(inputs.reshape(-1, *model.example_shape), training=False)["reconstruction"]
+    assert reconstruction.shape == (3, side, side, 3)
+    np.testing.assert_allclose(reconstruction, np.reshape(expected, reconstruction.shape), atol=1e-5)
+    code = served["encode"](inputs=tf.constant(inputs))["code"]
+    decoded = served["decode"](code=code)["reconstruction"].numpy()
+    assert decoded.shape == (3, side, side, 3)
+    capsys.readouterr()
+    code = evaluate.main([str(run_dir), "--nll-samples", "2", "--examples", "4", "--batch-size", "4"])
+    if model_name not in LIKELIHOOD_MODELS:  # A model without a posterior is told so, in one line.
+        assert code == 2 and "needs an encoder of a Gaussian posterior" in one_error_line(capsys, "aeloops.evaluate")
+        return
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    assert result["examples"] == 4 and np.isfinite(result["nll"]), result
     if model_name == "convvae":
-        samples = tf.io.decode_png((run_dir / "samples.png").read_bytes()).numpy()
-        assert samples.shape == (4 * 66 + 2, 10 * 66 + 2, 3)
-        capsys.readouterr()
-        assert evaluate.main([str(run_dir), "--nll-samples", "4", "--examples", "8", "--batch-size", "4"]) == 0
-        result = json.loads(capsys.readouterr().out)
-        # Colour images: the likelihood of their 8-bit values (Gaussian pixels, dequantized) in bits per
-        # dimension, as colour-image papers report it (one epoch on random pixels: above a uniform guess's 8).
-        assert result["bits_per_dim"] == pytest.approx(result["nll"] / (64 * 64 * 3 * np.log(2)))
+        # The likelihood of the 8-bit values (Gaussian pixels, dequantized) in bits per dimension, as colour-image
+        # papers report it (one epoch on blobs: above a uniform guess's 8).
+        assert result["bits_per_dim"] == pytest.approx(result["nll"] / (side * side * 3 * np.log(2)))
         assert 8 < result["bits_per_dim"] < 32, result
-        assert "gaussian_nll" in json.loads((run_dir / "history.json").read_text())
+        samples = tf.io.decode_png((run_dir / "samples.png").read_bytes()).numpy()
+        assert samples.shape == (4 * cell + 2, 10 * cell + 2, 3)
 
 
 def test_resize_and_colour_conversion_come_from_flags_and_are_recorded(colour_files, tmp_path, capsys):
@@ -270,10 +330,10 @@ def test_resize_and_colour_conversion_come_from_flags_and_are_recorded(colour_fi
     assert picture.shape == (2 * 18 + 2, 10 * 26 + 2, 1)
 
 
-def one_error_line(capsys):
+def one_error_line(capsys, program="aeloops.train"):
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("aeloops.train: error: "), captured.err
+    assert len(lines) == 1 and lines[0].startswith(f"{program}: error: "), captured.err
     return lines[0]
 
 
@@ -352,3 +412,16 @@ def test_colour_images_into_a_model_of_your_own_built_for_grey_are_refused(colou
     line = one_error_line(capsys)
     assert "(32, 32, 3)" in line and "(28, 28, 1)" in line, line
     assert not (tmp_path / "run").exists()
+
+
+def test_a_cache_is_for_a_streamed_run_and_the_refusal_says_so(colour_files, mnist_three_ways, tmp_path, capsys):
+    common = ["--cache", str(tmp_path / "cache"), "--run-dir", str(tmp_path / "run"), "--quiet"]
+    assert train.main(["--dataset", str(colour_files / "colour32.npz"), *common]) == 2
+    assert "--cache reads a folder of images or TFRecord shards from disk" in one_error_line(capsys)
+    folder = str(mnist_three_ways / "png" / "test")
+    assert train.main(["--dataset", folder, *common]) == 2
+    assert "drop --cache, or add --stream to train from disk" in one_error_line(capsys)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+    # The advice, followed: with --stream the run trains from the cache.
+    run(["--dataset", folder, "--stream", "--epochs", "1", "--batch-size", "64", "--no-validation", *common], capsys)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1

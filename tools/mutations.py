@@ -78,13 +78,39 @@ MUTATIONS = (
     ),
     Mutation(
         "workers read every shard", "aeloops/data/stream.py",
-        "paths=tuple(shards[pipeline::pipelines])", "paths=tuple(shards)",
+        "mine = shards[pipeline::pipelines]", "mine = shards",
         ("tests/test_own_data.py", "-k", "each_worker"),
     ),
     Mutation(
         "a worker with fewer images ends its epoch early", "aeloops/data/stream.py",
         "            dataset = dataset.repeat()\n", "",
         ("tests/test_own_data.py", "-k", "each_worker"),
+    ),
+    Mutation(
+        "cached uint8 rows scaled by 1/256", "aeloops/data/stream.py",
+        "tf.cast(rows, tf.float32) / 255.0", "tf.cast(rows, tf.float32) / 256.0",
+        ("tests/test_own_data.py", "-k", "cache_of_decoded"),
+    ),
+    Mutation(
+        "a cached stream does not skip the steps already run", "aeloops/data/stream.py",
+        "dataset = dataset.batch(batch_size, drop_remainder=True).take(batches).skip(skipped)",
+        "dataset = dataset.batch(batch_size, drop_remainder=True).take(batches)",
+        ("tests/test_own_data.py", "-k", "cache_of_decoded"),
+    ),
+    Mutation(
+        "a cache outlives a change to its files", "aeloops/data/decoded.py",
+        "\\0{status.st_size}\\0{status.st_mtime_ns}", "",
+        ("tests/test_own_data.py", "-k", "keyed_by_the_files"),
+    ),
+    Mutation(
+        "beta-TC-VAE's dataset_size not set from the data", "aeloops/runs/experiment.py",
+        "    model.dataset_size = count\n", "",
+        ("tests/test_own_data.py", "-k", "every_registered and betatcvae-32"),
+    ),
+    Mutation(
+        "export serves the model's shape, not the images'", "aeloops/export.py",
+        "image_shape=config.image_shape)", "image_shape=None)",
+        ("tests/test_own_data.py", "-k", "every_registered and dense-32"),
     ),
 )  # fmt: skip
 

@@ -37,6 +37,7 @@ __all__ = [
     "ImageFiles",
     "color_mode_of",
     "convert",
+    "decode_failure",
     "image_dataset",
     "load_images",
     "read_source",
@@ -283,14 +284,14 @@ def _read_all(files: ImageFiles) -> tuple[np.ndarray, np.ndarray | None]:
             labels[position : position + size] = batch["label"].numpy()
             position += size
     except tf.errors.InvalidArgumentError as error:
-        raise ValueError(_decode_failure(files, position, error)) from None
+        raise ValueError(decode_failure(files, position, error)) from None
     if position != files.count:
         raise ValueError(f"{files.source} changed while it was read: {files.count} images listed, {position} read.")
     has_labels = files.labels is not None or files.has_labels
     return images, labels if has_labels else None
 
 
-def _decode_failure(files: ImageFiles, position: int, error: tf.errors.InvalidArgumentError) -> str:
+def decode_failure(files: ImageFiles, position: int, error: tf.errors.InvalidArgumentError) -> str:
     """Says which image failed to decode, or to match the others' size, and what to do."""
     size_hint = "give --image-size HEIGHT WIDTH to resize them all, or remove it"
     if files.kind == "folder":  # Decoded one by one, eagerly, to name the file at fault.

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["npy_dataset"]
+__all__ = ["RowReader", "npy_dataset"]
 
 
-class _RowReader:
+class RowReader:
     """Reads rows of a C-ordered ``.npy`` file by index, one ``pread`` per row."""
 
     def __init__(self, path: str) -> None:
@@ -68,7 +68,7 @@ def npy_dataset(
     The order is reshuffled every pass (seeded); the last partial batch is
     dropped so every batch has one shape.
     """
-    reader = _RowReader(os.fspath(path))
+    reader = RowReader(os.fspath(path))
     count = reader.shape[0]
     if batch_size < 1 or batch_size > count:
         raise ValueError(f"batch_size must lie in [1, {count}] for {path}, got {batch_size}.")

@@ -15,13 +15,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from aeloops.data.decoded import DecodedImages, decoded_images
 from aeloops.data.images import ImageFiles, image_dataset
+from aeloops.data.npy_rows import RowReader
 
 __all__ = ["ImageStream", "stream_fingerprint"]
 
@@ -36,7 +38,11 @@ class ImageStream:
     given, keeps those files only: a validation split holds out the rest).
     Shards are read in a permutation of the shards, their records mixed in
     a buffer of ``SHUFFLE_BUFFER``. ``transform`` maps each decoded image
-    (float32 in [0, 1]) before it is shaped as the model takes it.
+    (float32 in [0, 1]) before it is shaped as the model takes it. With
+    ``cache`` (a directory), the files are decoded once into it when the
+    first epoch starts (``decoded.decoded_images``, reported to ``log``),
+    and every epoch reads its rows from there, in the order and with the
+    values decoding would have given.
     """
 
     def __init__(
@@ -48,6 +54,8 @@ class ImageStream:
         seed: int = 0,
         indices: Sequence[int] | None = None,
         transform: Any = None,
+        cache: str | os.PathLike | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         if files.kind == "tfrecord" and indices is not None:
             raise ValueError(
@@ -66,6 +74,18 @@ class ImageStream:
         self.seed = seed
         self.transform = transform
         self.steps_per_epoch = self.count // batch_size
+        self.cache = cache
+        self._log = log
+        self._decoded: DecodedImages | None = None
+        self._reader: RowReader | None = None
+
+    @property
+    def decoded(self) -> DecodedImages | None:
+        """The files decoded into ``cache`` (written at first use), or None when the stream has no cache."""
+        if self.cache is not None and self._decoded is None:
+            self._decoded = decoded_images(self.files, self.cache, self._log)
+            self._reader = self._decoded.reader()
+        return self._decoded
 
     def __len__(self) -> int:
         return self.count
@@ -97,18 +117,25 @@ class ImageStream:
         pipelines, pipeline = (1, 0) if context is None else (context.num_input_pipelines, context.input_pipeline_id)
         if self.files.kind == "folder":
             order = rng.permutation(self.indices) if shuffle else self.indices
-            dataset = image_dataset(self.files, indices=order[pipeline::pipelines])
+            mine = order[pipeline::pipelines]
+            dataset = image_dataset(self.files, indices=mine) if self.decoded is None else _positions(mine)
         else:
-            shards = list(self.files.paths)
-            if shuffle:
-                shards = [shards[index] for index in rng.permutation(len(shards))]
+            shards = rng.permutation(len(self.files.paths)) if shuffle else np.arange(len(self.files.paths))
             if len(shards) < pipelines:
                 raise ValueError(
                     f"{len(shards)} TFRecord shards cannot be split by file across {pipelines} workers; write the "
                     f"records into at least {pipelines} shards."
                 )
-            dataset = image_dataset(dataclasses.replace(self.files, paths=tuple(shards[pipeline::pipelines])))
-            if shuffle:
+            mine = shards[pipeline::pipelines]
+            if self.decoded is None:
+                dataset = image_dataset(dataclasses.replace(self.files, paths=tuple(self.files.paths[i] for i in mine)))
+            else:  # The cache's rows of those shards' records, one shard after another, as reading them gives.
+                counts = np.asarray(self.decoded.shard_counts, np.int64)
+                starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+                dataset = tf.data.Dataset.from_tensor_slices((starts[mine], counts[mine])).flat_map(
+                    lambda start, count: tf.data.Dataset.range(start, start + count)
+                )
+            if shuffle:  # The same seed shuffles records or their row numbers into the same order.
                 dataset = dataset.shuffle(SHUFFLE_BUFFER, seed=int(rng.integers(2**31)))
         if context is None:
             batch_size, batches, skipped = self.batch_size, self.steps_per_epoch, done
@@ -120,13 +147,32 @@ class ImageStream:
             options = tf.data.Options()  # Sharded above: tf.data is not to shard it again.
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
             dataset = dataset.with_options(options)
-        dataset = self._shaped(dataset).batch(batch_size, drop_remainder=True).take(batches)
-        return dataset.map(lambda batch: {"input": batch}).skip(skipped).prefetch(tf.data.AUTOTUNE)
+        if self.decoded is None:
+            dataset = self._shaped(dataset).batch(batch_size, drop_remainder=True).take(batches).skip(skipped)
+        else:  # Row numbers are batched and skipped before any row is read.
+            dataset = dataset.batch(batch_size, drop_remainder=True).take(batches).skip(skipped)
+            dataset = dataset.map(self._rows, tf.data.AUTOTUNE)
+            if self.transform is not None:
+                dataset = dataset.unbatch().map(self.transform, tf.data.AUTOTUNE).batch(batch_size)
+            dataset = dataset.map(lambda batch: tf.reshape(batch, [batch_size, *self.example_shape]))
+        return dataset.map(lambda batch: {"input": batch}).prefetch(tf.data.AUTOTUNE)
+
+    def _rows(self, positions: tf.Tensor) -> tf.Tensor:
+        """Reads the cache's rows at ``positions``: float32 images in [0, 1], as decoding gives them."""
+        dtype = tf.as_dtype(self._reader.dtype)
+        rows = tf.numpy_function(self._reader, [positions], dtype, stateful=False)
+        rows = tf.ensure_shape(rows, [None, *self.files.shape])
+        # Divided as decoding divides, so a uint8 row gives the very floats of its decoded image.
+        return tf.cast(rows, tf.float32) / 255.0 if dtype == tf.uint8 else rows
 
     def _shaped(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
         if self.transform is not None:
             dataset = dataset.map(self.transform, tf.data.AUTOTUNE)
         return dataset.map(lambda image: tf.reshape(image, self.example_shape), tf.data.AUTOTUNE)
+
+
+def _positions(indices: np.ndarray) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices(np.asarray(indices, np.int64))
 
 
 def stream_fingerprint(stream: ImageStream) -> dict[str, Any]:

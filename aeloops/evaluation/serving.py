@@ -1,6 +1,7 @@
 """The SavedModel behind ``aeloops.export``: what TensorFlow alone can load, with named signatures.
 
-Signatures, every batch dimension dynamic and every tensor float32:
+Signatures, every batch dimension dynamic and every tensor float32; images
+(inputs and reconstructions) in the data's shape, ``(batch, *image_shape)``:
 
 - ``encode(inputs) -> {"code"}``; for a variational model, the mean;
 - ``decode(code) -> {"reconstruction"}``, for any code;
@@ -18,10 +19,12 @@ Signatures, every batch dimension dynamic and every tensor float32:
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import shutil
 import tempfile
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -41,24 +44,35 @@ def signature_names(model: Autoencoder) -> tuple[str, ...]:
 
 
 class _Serving(tf.Module):
-    """The model and its objective's reconstruction terms, as the functions a server calls."""
+    """The model and its objective's reconstruction terms, as the functions a server calls.
 
-    def __init__(self, model: Autoencoder, objective: Objective, step: int) -> None:
+    Inputs come, and reconstructions go, in ``image_shape``; the model reads them in its own ``example_shape``.
+    """
+
+    def __init__(self, model: Autoencoder, objective: Objective, step: int, image_shape: tuple[int, ...]) -> None:
         super().__init__(name="aeloops_serving")
         self.model = model
         # Regularizers do not score an example; weights are frozen at the step exported.
         self.terms = scoring_terms(objective, step)
+        self.image_shape = image_shape
+
+    def _model_inputs(self, inputs: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(inputs, [-1, *self.model.example_shape])
+
+    def _images(self, reconstruction: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(tf.cast(reconstruction, tf.float32), [-1, *self.image_shape])
 
     def encode(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {CODE: tf.cast(self.model.encode(inputs, training=False), tf.float32)}
+        return {CODE: tf.cast(self.model.encode(self._model_inputs(inputs), training=False), tf.float32)}
 
     def decode(self, code: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {RECONSTRUCTION: tf.cast(self.model.decode(code, training=False), tf.float32)}
+        return {RECONSTRUCTION: self._images(self.model.decode(code, training=False))}
 
     def reconstruct(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {RECONSTRUCTION: tf.cast(self.model.reconstruct(inputs, training=False), tf.float32)}
+        return {RECONSTRUCTION: self._images(self.model.reconstruct(self._model_inputs(inputs), training=False))}
 
     def anomaly_score(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        inputs = self._model_inputs(inputs)
         outputs = self.model(inputs, training=False)
         # At serving time the input is every term's target (a denoising model's "clean" included).
         batch = {term.target: inputs for term, _ in self.terms if term.target is not None}
@@ -79,6 +93,7 @@ def write_saved_model(
     objective: Objective | None = None,
     *,
     step: int = 0,
+    image_shape: Sequence[int] | None = None,
 ) -> pathlib.Path:
     """Writes ``model`` as a SavedModel at ``path`` with the signatures above; returns the path.
 
@@ -88,6 +103,9 @@ def write_saved_model(
       objective: whose reconstruction terms ``anomaly_score`` sums
         (default: the model's own ``default_objective()``).
       step: the training step at which scheduled term weights are read.
+      image_shape: the shape of one image as served, in and out, when it
+        is not the model's own (a dense model of 32x32x3 images takes
+        3,072 values; served, it takes and returns (32, 32, 3) images).
 
     The export holds the model's weights as they are: export inside
     ``trainer.averaged_weights()`` to serve an optimizer's moving average.
@@ -102,10 +120,13 @@ def write_saved_model(
     if path.exists():
         raise ValueError(f"{path} already exists; export to a new directory.")
     objective = objective if objective is not None else model.default_objective()
-    serving = _Serving(model, objective, step)
     example_shape = tuple(model.example_shape)
+    image_shape = example_shape if image_shape is None else tuple(int(dim) for dim in image_shape)
+    if math.prod(image_shape) != math.prod(example_shape):
+        raise ValueError(f"Images of shape {image_shape} do not reshape to the model's input shape {example_shape}.")
+    serving = _Serving(model, objective, step, image_shape)
     code_shape = tuple(model.encode(tf.zeros((1, *example_shape)), training=False).shape[1:])
-    inputs = tf.TensorSpec((None, *example_shape), tf.float32, name="inputs")
+    inputs = tf.TensorSpec((None, *image_shape), tf.float32, name="inputs")
     signatures = {
         "encode": tf.function(serving.encode, input_signature=[inputs]),
         "decode": tf.function(serving.decode, input_signature=[tf.TensorSpec((None, *code_shape), tf.float32, "code")]),

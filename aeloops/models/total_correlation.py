@@ -109,6 +109,17 @@ class TotalCorrelationVAE(VariationalAutoencoder):
         # The VAE's layout with this encoder: Autoencoder's constructor, not VariationalAutoencoder's.
         Autoencoder.__init__(self, encoder=encoder, decoder=decoder, input_shape=input_shape, **kwargs)
 
+    @property
+    def dataset_size(self) -> int:
+        """The training examples the estimator's minibatch weights assume (the CLI sets the run's count)."""
+        return self.encoder.dataset_size
+
+    @dataset_size.setter
+    def dataset_size(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"dataset_size must be a positive integer, got {value!r}.")
+        self.encoder.dataset_size = value
+
     def default_objective(self) -> Objective:
         """Returns ``tc_objective(self)``."""
         return tc_objective(self, beta=self.beta)

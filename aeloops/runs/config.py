@@ -108,6 +108,9 @@ class TrainConfig:
     validation_split: float | None = _setting(None, "hold out this fraction of the training images (seeded)")
     validation_data: str | None = _setting(None, "validation images from another path (default: the test split)")
     stream: bool = _setting(False, "decode a folder's or shards' images from disk each epoch, not once into memory")
+    cache: str | None = _setting(
+        None, "with a streamed run: decode the images once into this directory and read them from there", metavar="DIR"
+    )
     # The data's (height, width, channels), which the model is built for: recorded by the run, not set.
     image_shape: list[int] | None = _setting(None, "the data's image shape, recorded by the run", flag=False)
     binarize: str = _setting("none", f"{', '.join(BINARIZATIONS)}: binary images, for a Bernoulli likelihood")
@@ -182,7 +185,7 @@ _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 # Settings that describe how a run is watched, not what it computes: a
 # resumed run may change them.
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "quiet", "resume", "summary_every", "keep_checkpoints", "profile_steps", "projector_every"}
+    {"epochs", "quiet", "resume", "summary_every", "keep_checkpoints", "profile_steps", "projector_every", "cache"}
 )
 # Settings with a table of their own in config files and --set (a.b.c=value).
 TABLES = ("objective", "optimizers")

@@ -57,7 +57,7 @@ def validate(config: TrainConfig) -> None:
         if not getattr(config, name):
             raise ValueError(f"{name} must not be empty.")
     _validate_watching(config)
-    for name in ("data_dir", "loss", "run_dir", "profile_steps", "monitor"):
+    for name in ("data_dir", "loss", "run_dir", "profile_steps", "monitor", "cache"):
         if getattr(config, name) is not None:
             _expect(name, getattr(config, name), (str,), "a string")
     for name in ("resume", "validation", "quiet", "deterministic", "restore_best", "stream"):

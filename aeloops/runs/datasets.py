@@ -141,7 +141,7 @@ def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Call
     """Reads ``config.dataset`` and shapes it for a model: in memory, or streamed when the run streams it."""
     files, streaming = scan_source(config, log)
     if streaming:
-        return stream_datasets(files, example_shape, config)
+        return stream_datasets(files, example_shape, config, log)
     images, name = read_images(config, log, files)
     return shape_datasets(images, name, example_shape, config)
 
@@ -153,27 +153,40 @@ def scan_source(config: TrainConfig, log: Callable[[str], None]) -> tuple[ImageF
     more than ``MEMORY_SHARE`` of the machine's memory.
     """
     if source_kind(config.dataset) not in ("folder", "tfrecord"):
-        if config.stream:
-            raise ValueError(
-                f"--stream reads a folder of images or TFRecord shards from disk; {config.dataset} is neither."
-            )
+        for flag, given in (("--stream", config.stream), ("--cache", config.cache is not None)):
+            if given:
+                raise ValueError(
+                    f"{flag} reads a folder of images or TFRecord shards from disk; {config.dataset} is neither."
+                )
         return None, False
     files = images_lib.scan(config.dataset, config.image_size, config.color_mode, config.interpolation)
     size = files.count * int(np.prod(files.shape)) * 4
     budget = MEMORY_SHARE * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if not config.stream and size <= budget:
+        if config.cache is not None:
+            raise ValueError(f"--cache keeps a streamed run's decoded images, and {config.dataset} is read into "
+                             "memory once anyway; drop --cache, or add --stream to train from disk.")  # fmt: skip
         return files, False
     if not config.stream:
+        how = "from the cache" if config.cache else "from disk each epoch; --cache DIR decodes it once instead"
         log(f"{config.dataset} decodes to {size / 2**30:.1f} GiB, more than half this machine's memory: "
-            "streaming it from disk each epoch (as --stream does).")  # fmt: skip
+            f"streaming it {how} (as --stream does).")  # fmt: skip
     if config.binarize == "fixed":
         raise ValueError("--binarize fixed draws once per image held in memory; a streamed set takes threshold "
                          "or dynamic (a new draw every step).")  # fmt: skip
     return files, True
 
 
-def stream_datasets(files: ImageFiles, example_shape: tuple[int, ...], config: TrainConfig) -> Datasets:
-    """Returns a streamed training source and in-memory validation images, shaped for the model."""
+def stream_datasets(
+    files: ImageFiles,
+    example_shape: tuple[int, ...],
+    config: TrainConfig,
+    log: Callable[[str], None] | None = None,
+) -> Datasets:
+    """Returns a streamed training source and in-memory validation images, shaped for the model.
+
+    With ``config.cache``, the training images are decoded into it when the first epoch starts, told to ``log``.
+    """
     indices, validation, labels = None, None, None
     if config.validation and config.validation_data is not None:
         validation, _, labels, _, _ = images_lib.read_source(
@@ -190,7 +203,8 @@ def stream_datasets(files: ImageFiles, example_shape: tuple[int, ...], config: T
     elif config.validation_split is not None:
         indices, _ = images_lib.split_indices(files.count, config.validation_split, config.seed)
     transform = _threshold if config.binarize == "threshold" else None
-    train = ImageStream(files, config.batch_size, example_shape, seed=config.seed, indices=indices, transform=transform)
+    train = ImageStream(files, config.batch_size, example_shape, seed=config.seed, indices=indices, transform=transform,
+                        cache=config.cache, log=log)  # fmt: skip
     if validation is not None:
         validation = binarize_validation(data_lib.to_model_inputs(validation, example_shape, "validation images"),
                                          config)  # fmt: skip

@@ -85,6 +85,18 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
 
 
+def _fill_dataset_size(config: TrainConfig, model: keras.Model, count: int) -> TrainConfig:
+    """Gives a model with a ``dataset_size`` option (beta-TC-VAE's estimator) the run's training count.
+
+    Only when the run did not set it; set before the step is traced, and
+    recorded in the config, so evaluate, export and a resume rebuild it so.
+    """
+    if not hasattr(model, "dataset_size") or "dataset_size" in config.model_options:
+        return config
+    model.dataset_size = count
+    return dataclasses.replace(config, model_options={**config.model_options, "dataset_size": count})
+
+
 def _saved_config(config: TrainConfig) -> dict:
     """Returns config.json's content: without run_dir, so `--config <run>/config.json` repeats the run elsewhere.
 
@@ -241,11 +253,12 @@ def _run(
         datasets = shape_datasets(images, dataset_name, model.example_shape, config)
         del images  # The model-shaped copies are what training reads.
     else:
-        datasets = stream_datasets(files, model.example_shape, config)
+        datasets = stream_datasets(files, model.example_shape, config, log)
     if len(datasets.train) < config.batch_size:
         raise ValueError(
             f"--batch-size {config.batch_size} is larger than the {len(datasets.train)} training examples; lower it."
         )
+    config = _fill_dataset_size(config, model, len(datasets.train))
     steps_per_epoch = len(datasets.train) // config.batch_size
     config = watching.resolve(config, steps_per_epoch, has_validation=datasets.validation is not None)
     trainer = build_trainer(config, model, strategy)

@@ -1,0 +1,143 @@
+"""Decoded images kept on local disk: a folder or TFRecord shards decoded once, then read by row every epoch.
+
+On two cores, decoding a folder of PNGs each epoch costs about as much as
+training on them (benchmarks/RESULTS.md). A stream given a cache directory
+decodes its files once into one ``.npy`` there, and from then on reads each
+batch's rows with ``os.pread``. Rows are stored as decoding gives them
+(uint8 when every value is an exact ``k / 255``, else float32), so training
+from the cache gives the very numbers decoding gives. The cache is named by
+a fingerprint of the files and the decoding options, so a second run or a
+resume on the same files reuses it, and changed files get a new one.
+
+>>> cached = decoded_images(scan("photos/"), "/scratch/aeloops-cache")  # doctest: +SKIP
+>>> ImageStream(scan("photos/"), 128, (64, 64, 3), cache="/scratch/aeloops-cache")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from aeloops.data.images import ImageFiles, decode_failure, image_dataset
+from aeloops.data.npy_rows import RowReader
+from aeloops.files import replacing
+
+__all__ = ["DecodedImages", "cache_name", "decoded_images"]
+
+# Images decoded per tf.data batch while the cache is written.
+_WRITE_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedImages:
+    """A ``.npy`` of every image of a source, decoded, in the source's order."""
+
+    path: str
+    shard_counts: tuple[int, ...]  # Records in each TFRecord shard, in the source's order; () for a folder.
+
+    def reader(self) -> RowReader:
+        """Returns a reader of the cache's rows by index."""
+        return RowReader(self.path)
+
+
+def cache_name(files: ImageFiles) -> str:
+    """Returns the cache's file stem for ``files``: a hash of their names, sizes, times and decoding options."""
+    digest = hashlib.sha256()
+    options = [files.kind, files.count, list(files.shape), files.resize, files.interpolation]
+    digest.update(json.dumps(options).encode())
+    for path in files.paths:
+        status = os.stat(path)
+        digest.update(f"{os.path.abspath(path)}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+    return f"decoded-{digest.hexdigest()[:24]}"
+
+
+def decoded_images(
+    files: ImageFiles, directory: str | os.PathLike, log: Callable[[str], None] | None = None
+) -> DecodedImages:
+    """Returns the cache of ``files`` in ``directory``, decoding them into it first when it is not there.
+
+    The ``.npy`` and its description are each written through a temporary
+    file and one rename, so an interrupted write leaves no cache that looks
+    whole; the description, written last, is what marks it done.
+    """
+    directory = pathlib.Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"--cache {directory} is a file; give a directory for the decoded images.")
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = cache_name(files)
+    array_path, description_path = directory / f"{stem}.npy", directory / f"{stem}.json"
+    found = _existing(files, array_path, description_path)
+    if found is not None:
+        return found
+    if log is not None:
+        log(f"Decoding {files.count:,} images of {files.source} once into {array_path}; later epochs and runs "
+            "read them from there.")  # fmt: skip
+    shard_counts = _shard_counts(files)
+    try:
+        if files.resize:
+            raise _NotExactError  # Resized values are no longer multiples of 1/255.
+        _write(files, array_path, np.uint8)
+    except _NotExactError:
+        _write(files, array_path, np.float32)
+    description = {"source": files.source, "count": files.count, "shape": list(files.shape),
+                   "shard_counts": list(shard_counts)}  # fmt: skip
+    with replacing(description_path) as partial:
+        partial.write_text(json.dumps(description, indent=2) + "\n")
+    return DecodedImages(str(array_path), shard_counts)
+
+
+def _existing(files: ImageFiles, array_path: pathlib.Path, description_path: pathlib.Path) -> DecodedImages | None:
+    """Returns the cache already written for ``files``, or None when there is none (or not a whole one)."""
+    if not (array_path.is_file() and description_path.is_file()):
+        return None
+    try:
+        description = json.loads(description_path.read_text())
+        shape = RowReader(str(array_path)).shape
+    except (OSError, ValueError):
+        return None
+    if description.get("count") != files.count or list(shape) != [files.count, *files.shape]:
+        return None
+    return DecodedImages(str(array_path), tuple(description.get("shard_counts", ())))
+
+
+def _shard_counts(files: ImageFiles) -> tuple[int, ...]:
+    if files.kind != "tfrecord":
+        return ()
+    return tuple(int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda total, _: total + 1))
+                 for path in files.paths)  # fmt: skip
+
+
+class _NotExactError(Exception):
+    """Decoded values that uint8 cannot hold exactly (resized or colour-converted ones)."""
+
+
+def _write(files: ImageFiles, path: pathlib.Path, dtype: type) -> None:
+    """Writes every decoded image of ``files`` as ``dtype``; raises ``_NotExactError`` if uint8 would round them."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": (files.count, *files.shape)}  # fmt: skip
+    written = 0
+    with replacing(path) as partial, open(partial, "wb") as stream:
+        np.lib.format.write_array_header_2_0(stream, header)
+        try:
+            for batch in image_dataset(files).batch(_WRITE_BATCH).prefetch(2):
+                images = batch.numpy()
+                if dtype == np.uint8:
+                    levels = np.round(images * 255).astype(np.uint8)
+                    # Read back as the stream reads it: exact only if that gives these very floats.
+                    if not np.array_equal(levels.astype(np.float32) / np.float32(255), images):
+                        raise _NotExactError
+                    images = levels
+                stream.write(np.ascontiguousarray(images, dtype).tobytes())
+                written += len(images)
+        except tf.errors.InvalidArgumentError as error:
+            raise ValueError(decode_failure(files, written, error)) from None
+        if written != files.count:
+            raise ValueError(f"{files.source} changed while it was decoded: {files.count} images listed, "
+                             f"{written} read.")  # fmt: skip
