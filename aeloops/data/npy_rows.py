@@ -11,13 +11,61 @@ process.
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 __all__ = ["RowReader", "npy_dataset"]
+
+
+class _Reads:
+    """The row reads in flight in tf.data's threads, drained before the interpreter shuts down.
+
+    A tf.data iterator still alive at exit is destroyed while Python
+    finalizes, and its destructor waits for its parallel reads, which wait
+    for Python: the process would hang. At exit, reads are refused from then
+    on (they give zeros nobody reads, not an error TensorFlow would print)
+    and those in flight are let finish, so none is left to wait for.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.closing = False
+
+    def start(self) -> bool:
+        """Counts a call in (``end`` counts it out); False when the process is exiting and no row is to be read."""
+        with self.lock:
+            self.in_flight += 1
+            return not self.closing
+
+    def end(self) -> None:
+        """Counts a read out."""
+        with self.lock:
+            self.in_flight -= 1
+
+    def drain(self, quiet: float = 0.05, limit: float = 5.0) -> None:
+        """Refuses new reads and waits until no call has been in flight for ``quiet`` seconds (at most ``limit``)."""
+        self.closing = True
+        deadline, quiet_since = time.monotonic() + limit, None
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if self.in_flight:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= quiet:
+                return
+            time.sleep(0.002)  # Sleeping lets tf.data's threads take the interpreter and finish.
+
+
+_READS = _Reads()
+atexit.register(_READS.drain)
 
 
 class RowReader:
@@ -46,11 +94,16 @@ class RowReader:
         self.descriptor = os.open(path, os.O_RDONLY)
 
     def __call__(self, indices: np.ndarray) -> np.ndarray:
-        rows = np.empty((len(indices), *self.shape[1:]), self.dtype)
-        order = np.argsort(indices)
-        for position in order:
-            data = os.pread(self.descriptor, self.row_bytes, self.offset + int(indices[position]) * self.row_bytes)
-            rows[position] = np.frombuffer(data, self.dtype).reshape(self.shape[1:])
+        rows = np.zeros((len(indices), *self.shape[1:]), self.dtype)
+        try:
+            if not _READS.start():
+                return rows
+            for position in np.argsort(indices):  # In file order, so reads move forward.
+                offset = self.offset + int(indices[position]) * self.row_bytes
+                data = os.pread(self.descriptor, self.row_bytes, offset)
+                rows[position] = np.frombuffer(data, self.dtype).reshape(self.shape[1:])
+        finally:
+            _READS.end()
         return rows
 
 
