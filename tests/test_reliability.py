@@ -69,41 +69,49 @@ def reference(images_file, tmp_path_factory):
     return results
 
 
-KILL_POINTS = [
-    ("step", 2, "graph"),  # Before the first epoch's checkpoint (only the step-0 save exists).
-    ("step", 45, "graph"),  # Mid-epoch.
-    ("validation", 40, "graph"),  # During the second epoch's validation.
-    ("mid_save", 64, "graph"),  # While a checkpoint is being written.
-    ("mid_save", 32, "xla"),
-    # SIGTERM, as a preemption notice: mid-epoch it stops after that compiled call (steps 42-47) and saves the
-    # epoch's partial sums; during validation it stops when that epoch is whole.
-    ("term-step", 45, "graph"),
-    ("term-validation", 40, "xla"),
-    # Ctrl-C twice: the second stops at once, whatever was being written.
-    ("int2-step", 45, "graph"),
-]
+# Each run is stopped again and again, every resume starting from what the last stop left, then
+# left to finish: every stop must leave a state that resumes exactly, or the end differs.
+STOPS = {
+    "graph": [
+        ("step", 2),  # Before the first epoch's checkpoint (only the step-0 save exists).
+        ("step", 45),  # Mid-epoch.
+        ("validation", 40),  # During the second epoch's validation.
+        ("mid_save", 64),  # While a checkpoint is being written.
+        # SIGTERM, as a preemption notice: mid-epoch it stops after that compiled call (steps 42-47) and saves the
+        # epoch's partial sums.
+        ("term-step", 45),
+        ("int2-step", 45),  # Ctrl-C twice: the second stops at once, whatever was being written.
+    ],
+    # SIGTERM during validation stops when that epoch is whole.
+    "xla": [("mid_save", 32), ("term-validation", 40)],
+}
 
 
-@pytest.mark.parametrize(("point", "step", "mode"), KILL_POINTS, ids=[f"{p}-{s}-{m}" for p, s, m in KILL_POINTS])
-def test_killed_or_stopped_then_resumed_ends_bit_identical(images_file, reference, tmp_path, point, step, mode):
+@pytest.mark.parametrize("mode", STOPS)
+def test_killed_or_stopped_again_and_again_then_resumed_ends_bit_identical(images_file, reference, tmp_path, mode):
     run_dir = tmp_path / "run"
-    helper = [sys.executable, "-m", "tests.kill_helper", point, str(step), "--"]
-    code, stdout, stderr = run([*helper, *arguments(images_file, run_dir, mode)])
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    if point.startswith("term-"):
-        assert code == 128 + signal.SIGTERM, stderr
-        # Stopped promptly: within the compiled call it was in, or at the end of the epoch it validated.
-        assert latest.endswith("ckpt-47" if point == "term-step" else f"ckpt-{2 * STEPS_PER_EPOCH}"), stdout
-    elif point.startswith("int2-"):
-        assert code == -signal.SIGINT, stderr
-        assert stderr.strip().splitlines()[-1] == (
-            "aeloops.train: stopped at once; the checkpoints saved so far are intact."
-        )
-    else:
-        assert code == -signal.SIGKILL, stderr
-    assert not (run_dir / "model.keras").exists()
-    assert latest is not None  # A killed run is always resumable, even from step 0.
-    code, stdout, stderr = train("--resume", "--run-dir", str(run_dir), "--quiet")
+    resume = ["--resume", "--run-dir", str(run_dir), "--quiet"]
+    latest = None
+    for point, step in STOPS[mode]:
+        helper = [sys.executable, "-m", "tests.kill_helper", point, str(step), "--"]
+        code, stdout, stderr = run([*helper, *(resume if latest else arguments(images_file, run_dir, mode))])
+        if latest:
+            assert f"at step {latest.rsplit('-', 1)[1]}" in stdout, (point, stdout)
+        latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+        if point.startswith("term-"):
+            assert code == 128 + signal.SIGTERM, stderr
+            # Stopped promptly: within the compiled call it was in, or at the end of the epoch it validated.
+            assert latest.endswith("ckpt-47" if point == "term-step" else f"ckpt-{2 * STEPS_PER_EPOCH}"), stdout
+        elif point.startswith("int2-"):
+            assert code == -signal.SIGINT, stderr
+            assert stderr.strip().splitlines()[-1] == (
+                "aeloops.train: stopped at once; the checkpoints saved so far are intact."
+            )
+        else:
+            assert code == -signal.SIGKILL, (point, stderr)
+        assert not (run_dir / "model.keras").exists()
+        assert latest is not None  # A killed run is always resumable, even from step 0.
+    code, stdout, stderr = train(*resume)
     assert code == 0, stderr
     assert f"at step {latest.rsplit('-', 1)[1]}" in stdout
     weights, history = reference[mode]

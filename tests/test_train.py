@@ -144,20 +144,21 @@ def uninterrupted(tmp_path_factory):
     return check_run_directory(run_dir, "dense", 3)[1]
 
 
-@pytest.mark.parametrize(("signal_number", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_saves_and_resume_finishes_like_an_uninterrupted_run(tmp_path, uninterrupted, signal_number, status):
+def test_ctrl_c_from_outside_saves_and_resume_finishes_like_an_uninterrupted_run(tmp_path, uninterrupted):
+    """A real Ctrl-C, sent by another process; SIGTERM and a second Ctrl-C are test_reliability's."""
     stopped = tmp_path / "stopped"
     process = cli(*SIGNAL_RUN, "--run-dir", str(stopped), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for_first_epoch(process)
-    process.send_signal(signal_number)
+    process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=300)
-    assert process.returncode == status, stderr
+    assert process.returncode == 130, stderr
     assert "Stopped at step" in stdout
     history = json.loads((stopped / "history.json").read_text())
     assert history["epoch"] == [1]
     saved_step = int(tf.train.latest_checkpoint(str(stopped / "checkpoints")).rsplit("-", 1)[1])
-    # The signal came as epoch 1 ended: the run stops there, or a few one-step calls into epoch 2.
-    assert 156 <= saved_step < 156 + 50
+    # The signal came after epoch 1 ended: the run stops in epoch 2 or 3, however slow the machine.
+    assert 156 <= saved_step < 3 * 156
+    assert f"Stopped at step {saved_step}" in stdout
     assert not (stopped / "model.keras").exists()
 
     code, stdout, stderr = run_cli("--resume", "--run-dir", str(stopped), "--quiet")

@@ -87,6 +87,21 @@ MUTATIONS = (
         ("tests/test_own_data.py", "-k", "each_worker"),
     ),
     Mutation(
+        "a resumed epoch forgets the sums of its steps before the stop", "aeloops/training/outer_loop.py",
+        "sums: dict[str, float] = dict(carried.sums) if carried is not None else {}", "sums: dict[str, float] = {}",
+        ("tests/test_reliability.py", "-k", "again_and_again and graph"),
+    ),
+    Mutation(
+        "a profile window inside one compiled call profiles nothing", "aeloops/tensorboard/summaries.py",
+        "step < last and step + steps_per_loop > first", "first <= step < last",
+        ("tests/test_flags.py", "-k", "profile"),
+    ),
+    Mutation(
+        "--seed ignored", "aeloops/runs/experiment.py",
+        "    keras.utils.set_random_seed(config.seed)\n", "    keras.utils.set_random_seed(0)\n",
+        ("tests/test_flags.py", "-k", "seed"),
+    ),
+    Mutation(
         "streams still being read when a program ends hang it", "aeloops/data/npy_rows.py",
         "atexit.register(_READS.drain)\n", "",
         ("tests/test_streaming.py", "-k", "ends_with"),

@@ -173,6 +173,7 @@ class SummaryWriter(Callback):
     def on_train_begin(self, trainer: Trainer) -> None:
         step = int(trainer.step.numpy())
         self._last_written_step = step
+        self._profile(step, trainer.steps_per_loop)
         if self.hparams is not None:
             # A session per run and no experiment summary: TensorBoard then
             # shows every run's hyperparameters and scalars as columns.
@@ -185,7 +186,7 @@ class SummaryWriter(Callback):
 
     def on_loop_end(self, trainer: Trainer, logs: Mapping[str, float]) -> None:
         step = int(trainer.step.numpy())
-        self._profile(step)
+        self._profile(step, trainer.steps_per_loop)
         if not self._graph_written and self.examples is not None:
             # Written after the first compiled call rather than before it: by
             # then AutoGraph has converted the step's code, so tracing it once
@@ -265,11 +266,16 @@ class SummaryWriter(Callback):
             self._hparams_writer = tf.summary.create_file_writer(self.logdir)
         return self._hparams_writer
 
-    def _profile(self, step: int) -> None:
+    def _profile(self, step: int, steps_per_loop: int) -> None:
+        """Starts the profiler before the compiled call that runs step ``first``; stops it once ``last`` is passed.
+
+        Called between compiled calls: the profile covers whole calls, so a
+        window inside one call (10:20 with 50 steps a call) profiles that call.
+        """
         if self.profile_steps is None:
             return
         first, last = self.profile_steps
-        if not self._profiling and first <= step < last:
+        if not self._profiling and step < last and step + steps_per_loop > first:
             tf.profiler.experimental.start(self.logdir)
             self._profiling = True
         elif self._profiling and step >= last:
