@@ -9,8 +9,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
+from aeloops.data import load_sample
 from aeloops.models import base, registry
 from aeloops.runs import config as config_lib
 from aeloops.runs.stderr_filter import is_startup_chatter
@@ -40,7 +43,13 @@ def test_first_run_is_quiet_shows_digits_and_says_where_to_look(tmp_path):
     assert history["val_bce"][-1] <= 0.18  # Measured: 0.156.
     assert f"Reconstructions (inputs above, outputs below): {run_dir / 'reconstructions.png'}" in result.stdout
     assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in result.stdout
-    assert (run_dir / "reconstructions.png").stat().st_size > 0
+    # The picture shows the first ten validation digits above their reconstructions, which resemble them.
+    picture = tf.io.decode_png((run_dir / "reconstructions.png").read_bytes()).numpy()[..., 0].astype(int)
+    digits = load_sample().test_images[:10].astype(int)
+    inputs, outputs = (np.stack([picture[top : top + 28, 2 + 30 * column : 30 + 30 * column] for column in range(10)])
+                       for top in (2, 32))  # fmt: skip
+    assert np.abs(inputs - digits).max() <= 1
+    assert np.abs(outputs - digits).mean() < 0.1 * 255 < np.abs(outputs - digits[::-1]).mean()
 
 
 def test_an_error_found_after_tensorflow_loads_is_one_line(tmp_path):

@@ -217,7 +217,8 @@ def test_bad_fit_arguments(small_images):
         trainer.fit({"clean": images}, batch_size=32, verbose=0)
 
 
-def test_auto_mode_starts_in_graph_mode_and_measures_the_rest():
+def test_auto_mode_starts_in_graph_mode():
+    """How auto then measures each mode and keeps the faster is test_train_step's (test_auto_mode_times_...)."""
     conv, _ = build("conv")
     assert Trainer(conv, mode="auto").mode == "graph"
     assert Trainer(conv, mode="xla").mode == "xla"
