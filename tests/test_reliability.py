@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from aeloops import train as train_cli
 from aeloops.models import load_model
 from aeloops.training.callbacks import TIMINGS
 from tests.conftest import REPO, SHARED_MNIST
@@ -63,8 +64,7 @@ def reference(images_file, tmp_path_factory):
     results = {}
     for mode in ("graph", "xla"):
         run_dir = tmp_path_factory.mktemp("reference") / mode
-        code, _, stderr = train(*arguments(images_file, run_dir, mode))
-        assert code == 0, stderr
+        assert train_cli.main(arguments(images_file, run_dir, mode)) == 0  # In this process: no kill to survive.
         results[mode] = final_weights(run_dir), recorded_history(run_dir)
     return results
 
@@ -88,7 +88,9 @@ STOPS = {
 
 
 @pytest.mark.parametrize("mode", STOPS)
-def test_killed_or_stopped_again_and_again_then_resumed_ends_bit_identical(images_file, reference, tmp_path, mode):
+def test_killed_or_stopped_again_and_again_then_resumed_ends_bit_identical(
+    images_file, reference, tmp_path, mode, capsys
+):
     run_dir = tmp_path / "run"
     resume = ["--resume", "--run-dir", str(run_dir), "--quiet"]
     latest = None
@@ -111,9 +113,9 @@ def test_killed_or_stopped_again_and_again_then_resumed_ends_bit_identical(image
             assert code == -signal.SIGKILL, (point, stderr)
         assert not (run_dir / "model.keras").exists()
         assert latest is not None  # A killed run is always resumable, even from step 0.
-    code, stdout, stderr = train(*resume)
-    assert code == 0, stderr
-    assert f"at step {latest.rsplit('-', 1)[1]}" in stdout
+    capsys.readouterr()
+    assert train_cli.main(resume) == 0  # The last resume, in this process: it only has to finish.
+    assert f"at step {latest.rsplit('-', 1)[1]}" in capsys.readouterr().out
     weights, history = reference[mode]
     # The record is as exact as the weights: every row, a resumed epoch's included.
     assert recorded_history(run_dir) == history
@@ -125,12 +127,11 @@ def checkpoint_files(run_dir):
     return {path.name: path.read_bytes() for path in (run_dir / "checkpoints").glob("ckpt-*")}
 
 
-def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_checkpoint(images_file, tmp_path):
+def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_checkpoint(images_file, tmp_path, capsys):
     # A name a shell would split, expand and unquote: the advice must be safe to paste all the same.
     run_dir = tmp_path / "my runs" / "it's $HOME é"
     (tmp_path / "my").mkdir()  # What an unquoted 'mv my runs/...' would have moved.
-    code, _, stderr = train(*arguments(images_file, run_dir, "graph"))
-    assert code == 0, stderr
+    assert train_cli.main(arguments(images_file, run_dir, "graph")) == 0  # In this process, as the resumes below.
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     data_file = f"{latest}.data-00000-of-00001"
     with open(data_file, "r+b") as stream:
@@ -142,8 +143,9 @@ def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_check
         for name, content in checkpoint_files(run_dir).items()
         if not name.startswith(os.path.basename(latest))
     }
-    code, _, stderr = train("--resume", "--run-dir", str(run_dir), "--epochs", "4", "--quiet")
-    assert code == 2
+    capsys.readouterr()
+    assert train_cli.main(["--resume", "--run-dir", str(run_dir), "--epochs", "4", "--quiet"]) == 2
+    stderr = capsys.readouterr().err
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"aeloops.train: error: Checkpoint {latest} is damaged"), stderr
     assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
@@ -153,8 +155,8 @@ def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_check
     assert (tmp_path / "my").is_dir()
     assert {name: content for name, content in checkpoint_files(run_dir).items()} == intact
     assert (run_dir / "checkpoints" / "damaged" / os.path.basename(data_file)).is_file()
-    code, stdout, stderr = train("--resume", "--run-dir", str(run_dir), "--epochs", "4", "--quiet")
-    assert code == 0, stderr
+    assert train_cli.main(["--resume", "--run-dir", str(run_dir), "--epochs", "4", "--quiet"]) == 0
+    stdout = capsys.readouterr().out
     assert f"Resuming {run_dir} at step {(EPOCHS - 1) * STEPS_PER_EPOCH} (epoch {EPOCHS})" in stdout
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2, 3, 4]
 

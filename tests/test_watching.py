@@ -113,26 +113,25 @@ def outcome(run_dir):
     return record, json.loads((run_dir / "best.json").read_text()), weights
 
 
-def test_a_run_killed_and_resumed_stops_early_and_lowers_the_rate_as_one_left_alone(images_file, tmp_path):
+def test_a_run_killed_and_resumed_stops_early_and_lowers_the_rate_as_one_left_alone(images_file, tmp_path, capsys):
+    # In this process but the killed run (a kill ends its process): the CLI's main, as a user's shell runs it.
     left_alone, killed = tmp_path / "left_alone", tmp_path / "killed"
-    result = subprocess_run("-m", "aeloops.train", *watched_arguments(images_file, left_alone))
-    assert result.returncode == 0, result.stderr
-    assert "Best val_loss" in result.stdout and "stopped early at epoch 10" in result.stdout
+    assert train.main(watched_arguments(images_file, left_alone)) == 0
+    stdout = capsys.readouterr().out
+    assert "Best val_loss" in stdout and "stopped early at epoch 10" in stdout
     history, best, weights = outcome(left_alone)
     assert history["epoch"][-1] == 10 and best["stopped_early_at_epoch"] == 10 and best["model.keras"] == "best"
     assert history["learning_rate"][-1] == pytest.approx(history["learning_rate"][0] / 2)
     # Killed mid-epoch 10, after the reduction and one epoch without improvement.
     result = subprocess_run("-m", "tests.kill_helper", "step", "76", "--", *watched_arguments(images_file, killed))
     assert result.returncode == -signal.SIGKILL, result.stderr
-    result = subprocess_run("-m", "aeloops.train", "--resume", "--run-dir", str(killed), "--quiet")
-    assert result.returncode == 0, result.stderr
+    assert train.main(["--resume", "--run-dir", str(killed), "--quiet"]) == 0
     ours_history, ours_best, ours_weights = outcome(killed)
     assert ours_history == history and ours_best == best
     for ours, theirs in zip(ours_weights, weights):
         np.testing.assert_array_equal(ours, theirs)
     # Resumed once more, a finished early-stopped run trains no further.
-    result = subprocess_run("-m", "aeloops.train", "--resume", "--run-dir", str(killed), "--quiet", "--epochs", "20")
-    assert result.returncode == 0, result.stderr
+    assert train.main(["--resume", "--run-dir", str(killed), "--quiet", "--epochs", "20"]) == 0
     assert json.loads((killed / "history.json").read_text())["epoch"][-1] == 10
 
 
