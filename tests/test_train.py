@@ -27,12 +27,6 @@ def cli(*args, env=None, **kwargs):
     return subprocess.Popen(command, cwd=REPO, env=environment, text=True, **kwargs)
 
 
-def run_cli(*args):
-    process = cli(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stdout, stderr = process.communicate(timeout=600)
-    return process.returncode, stdout, stderr
-
-
 def test_help_does_not_import_tensorflow():
     code = "import sys; from aeloops import train; train.build_parser(); print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
@@ -113,9 +107,8 @@ def test_config_json_repeats_a_run_exactly(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     args = ("--model", "sparse", "--dataset", "mnist-sample", "--epochs", "2", "--batch-size", "256",
             "--set", "objective.sparsity.weight=1e-3")  # fmt: skip
-    assert run_cli(*args, "--run-dir", str(first))[0] == 0
-    code, _, stderr = run_cli("--config", str(first / "config.json"), "--run-dir", str(second))
-    assert code == 0, stderr
+    assert train.main([*args, "--run-dir", str(first), "--quiet"]) == 0
+    assert train.main(["--config", str(first / "config.json"), "--run-dir", str(second), "--quiet"]) == 0
     assert json.loads((first / "config.json").read_text()) == json.loads((second / "config.json").read_text())
     history_first = json.loads((first / "history.json").read_text())
     history_second = json.loads((second / "history.json").read_text())
@@ -140,11 +133,11 @@ SIGNAL_RUN = ("--dataset", "mnist-sample", "--epochs", "3", "--batch-size", "32"
 def uninterrupted(tmp_path_factory):
     """The final model of the signal tests' run left alone."""
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
-    assert run_cli(*SIGNAL_RUN, "--run-dir", str(run_dir))[0] == 0
+    assert train.main([*SIGNAL_RUN, "--run-dir", str(run_dir)]) == 0  # In this process: nothing stops it.
     return check_run_directory(run_dir, "dense", 3)[1]
 
 
-def test_ctrl_c_from_outside_saves_and_resume_finishes_like_an_uninterrupted_run(tmp_path, uninterrupted):
+def test_ctrl_c_from_outside_saves_and_resume_finishes_like_an_uninterrupted_run(tmp_path, uninterrupted, capsys):
     """A real Ctrl-C, sent by another process; SIGTERM and a second Ctrl-C are test_reliability's."""
     stopped = tmp_path / "stopped"
     process = cli(*SIGNAL_RUN, "--run-dir", str(stopped), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -161,9 +154,9 @@ def test_ctrl_c_from_outside_saves_and_resume_finishes_like_an_uninterrupted_run
     assert f"Stopped at step {saved_step}" in stdout
     assert not (stopped / "model.keras").exists()
 
-    code, stdout, stderr = run_cli("--resume", "--run-dir", str(stopped), "--quiet")
-    assert code == 0, stderr
-    assert f"Resuming {stopped} at step {saved_step}" in stdout
+    capsys.readouterr()
+    assert train.main(["--resume", "--run-dir", str(stopped), "--quiet"]) == 0  # The resume in this process.
+    assert f"Resuming {stopped} at step {saved_step}" in capsys.readouterr().out
     resumed_history, resumed = check_run_directory(stopped, "dense", 3)
     for ours, theirs in zip(resumed.weights, uninterrupted.weights):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
