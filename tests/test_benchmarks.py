@@ -53,12 +53,14 @@ def test_mode_choice_benchmark_prints_auto_against_each_fixed_mode(capsys):
     assert mode_choice.main(arguments) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[0] == "dense" and cells[4] == "graph"  # One short epoch never repays compiling XLA.
+    assert cells[0] == "dense" and cells[8] == "no"  # A program without convolutions: XLA after 6x tracing.
     seconds = [float(cell.removesuffix(" s")) for cell in cells[1:4]]
     assert all(value > 0 for value in seconds)
     # The ratio is of the unrounded medians.
     assert float(cells[5].removesuffix("x")) == pytest.approx(seconds[2] / min(seconds[:2]), abs=0.06)
-    assert float(cells[7]) < 6 and cells[8] == "no"  # Why it stayed: too short for a program without convolutions.
+    # The choice follows the rule from what auto measured, not from this machine's speed: graph mode kept when the
+    # rest of the run is under 6 times graph mode's tracing (on this machine one short epoch is: about 1-2).
+    assert cells[4] == ("graph" if float(cells[7]) < 6 else "xla"), cells
 
 
 def test_evaluation_benchmark_gives_per_example_times_and_validation_share(capsys):

@@ -46,8 +46,21 @@ def test_seed_makes_the_weights_and_the_same_seed_repeats_them(images, tmp_path,
                            (("first", "7"), ("again", "7"), ("other", "8")))  # fmt: skip
     for ours, theirs in zip(weights(first), weights(again), strict=True):
         np.testing.assert_array_equal(ours, theirs)
+    # The seed draws the initial weights (the step-0 checkpoint), not only the order of the batches.
+    initial = [initial_kernels(run_dir) for run_dir in (first, again, other)]
+    assert initial[0].keys() == initial[2].keys() and len(initial[0]) == 6  # The dense model's six layers.
+    assert all(np.array_equal(initial[0][name], initial[1][name]) for name in initial[0])
+    assert all(not np.array_equal(initial[0][name], initial[2][name]) for name in initial[0])
     assert any(not np.array_equal(ours, theirs) for ours, theirs in zip(weights(first), weights(other), strict=True))
     assert json.loads((other / "config.json").read_text())["seed"] == 8
+
+
+def initial_kernels(run_dir):
+    """The nonzero 2-D weights (the layers' kernels) of a run's step-0 checkpoint, by their names there."""
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "ckpt-0"))
+    tensors = {name: reader.get_tensor(name) for name, shape in reader.get_variable_to_shape_map().items()
+               if len(shape) == 2 and name.endswith("/.ATTRIBUTES/VARIABLE_VALUE")}  # fmt: skip
+    return {name: value for name, value in tensors.items() if value.any()}  # Not Adam's slots, zeros at step 0.
 
 
 def test_loss_names_the_reconstruction_term(images, tmp_path, capsys):

@@ -135,36 +135,51 @@ MUTATIONS = (
 )  # fmt: skip
 
 
-def survives(mutation: Mutation) -> bool:
-    """Applies ``mutation`` to a copy of the repository and returns whether its tests still pass."""
+def _copy_ignoring(directory: str, names: list[str]) -> set[str]:
+    # The top-level run folder only: aeloops/runs/ is the package's own (ignoring every "runs" dropped it).
+    ignored = {name for name in names if name in (".git", "__pycache__") or name.endswith(".egg-info")}
+    return ignored | ({"runs"} if pathlib.Path(directory) == REPO else set())
+
+
+def outcome(mutation: Mutation | None, tests: tuple[str, ...]) -> int:
+    """Runs ``tests`` on a copy of the repository with ``mutation`` applied (None: as it is); returns pytest's code.
+
+    1 means a test failed (the mutation is caught); 0 that all passed; anything
+    else (2: errors while collecting, an import that fails) says nothing about the mutation.
+    """
     with tempfile.TemporaryDirectory(prefix="aeloops-mutant-") as scratch:
         copy = pathlib.Path(scratch) / "repo"
-        shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "runs"))
+        shutil.copytree(REPO, copy, ignore=_copy_ignoring)
         (copy.parent / "shared").symlink_to(REPO.parent / "shared")
-        target = copy / mutation.path
-        text = target.read_text(encoding="utf-8")
-        if text.count(mutation.old) != 1:
-            raise SystemExit(f"{mutation.name}: the text to replace occurs {text.count(mutation.old)} times in "
-                             f"{mutation.path}; update the entry.")  # fmt: skip
-        target.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
+        if mutation is not None:
+            target = copy / mutation.path
+            text = target.read_text(encoding="utf-8")
+            if text.count(mutation.old) != 1:
+                raise SystemExit(f"{mutation.name}: the text to replace occurs {text.count(mutation.old)} times in "
+                                 f"{mutation.path}; update the entry.")  # fmt: skip
+            target.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutation.tests],
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
             cwd=copy, capture_output=True, text=True,
         )  # fmt: skip
-        return result.returncode == 0
+        return result.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the mutations whose names contain the first argument (all without one); exit 1 if any survives."""
+    """Runs the mutations whose names contain the first argument (all without one); exit 1 if any is not caught."""
     argv = sys.argv[1:] if argv is None else argv
     chosen = [mutation for mutation in MUTATIONS if not argv or argv[0] in mutation.name]
-    survivors = []
+    # A control: the copy itself must pass, or every mutation would look caught.
+    if outcome(None, ("tests/test_imports.py", "tests/test_sources.py")) != 0:
+        raise SystemExit("The unmutated copy of the repository fails its tests; fix the copy before reading mutants.")
+    uncaught = []
     for mutation in chosen:
-        alive = survives(mutation)
-        print(f"{'SURVIVED' if alive else 'caught  '}  {mutation.name}", flush=True)
-        survivors += [mutation.name] if alive else []
-    print(f"{len(chosen) - len(survivors)} of {len(chosen)} caught.")
-    return 1 if survivors else 0
+        code = outcome(mutation, mutation.tests)
+        verdict = {0: "SURVIVED", 1: "caught  "}.get(code, f"ERROR {code}")
+        print(f"{verdict}  {mutation.name}", flush=True)
+        uncaught += [] if code == 1 else [mutation.name]
+    print(f"{len(chosen) - len(uncaught)} of {len(chosen)} caught.")
+    return 1 if uncaught else 0
 
 
 if __name__ == "__main__":
