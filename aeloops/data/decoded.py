@@ -80,10 +80,8 @@ def decoded_images(
         log(f"Decoding {files.count:,} images of {files.source} once into {array_path}; later epochs and runs "
             "read them from there.")  # fmt: skip
     shard_counts = _shard_counts(files)
-    try:
-        if files.resize:
-            raise _NotExactError  # Resized values are no longer multiples of 1/255.
-        _write(files, array_path, np.uint8)
+    try:  # Resized values are no longer multiples of 1/255; converted ones are found out while writing.
+        _write(files, array_path, np.float32 if files.resize else np.uint8)
     except _NotExactError:
         _write(files, array_path, np.float32)
     description = {"source": files.source, "count": files.count, "shape": list(files.shape),

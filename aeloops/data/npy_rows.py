@@ -45,7 +45,7 @@ class _Reads:
             return not self.closing
 
     def end(self) -> None:
-        """Counts a read out."""
+        """Counts a call out."""
         with self.lock:
             self.in_flight -= 1
 
