@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.data.images import ImageFiles, decode_failure, image_dataset
-from aeloops.data.npy_rows import RowReader
+from aeloops.data.npy_rows import RowReader, npy_header
 from aeloops.files import replacing
 
 __all__ = ["DecodedImages", "cache_name", "decoded_images"]
@@ -97,7 +97,7 @@ def _existing(files: ImageFiles, array_path: pathlib.Path, description_path: pat
         return None
     try:
         description = json.loads(description_path.read_text())
-        shape = RowReader(str(array_path)).shape
+        shape, _, _ = npy_header(array_path)  # The header only: no descriptor left open.
     except (OSError, ValueError):
         return None
     if description.get("count") != files.count or list(shape) != [files.count, *files.shape]:

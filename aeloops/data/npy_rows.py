@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["RowReader", "npy_dataset"]
+__all__ = ["RowReader", "npy_dataset", "npy_header"]
 
 
 class _Reads:
@@ -68,27 +68,31 @@ _READS = _Reads()
 atexit.register(_READS.drain)
 
 
+def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Returns a ``.npy`` file's shape, dtype and data offset, from its header alone; refuses what rows cannot be."""
+    try:
+        with open(path, "rb") as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran_order, dtype = read_header(stream)
+            offset = stream.tell()
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read {os.fspath(path)} as a .npy file: {error}.") from None
+    if fortran_order or dtype.hasobject or not shape:
+        raise ValueError(f"{os.fspath(path)} must hold a C-ordered numeric array of examples, got {dtype} {shape}.")
+    return tuple(shape), dtype, offset
+
+
 class RowReader:
     """Reads rows of a C-ordered ``.npy`` file by index, one ``pread`` per row."""
 
     def __init__(self, path: str) -> None:
-        try:
-            with open(path, "rb") as stream:
-                version = np.lib.format.read_magic(stream)
-                read_header = (
-                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                )
-                shape, fortran_order, dtype = read_header(stream)
-                self.offset = stream.tell()
-        except (OSError, ValueError) as error:
-            raise ValueError(f"Cannot read {path} as a .npy file: {error}.") from None
-        if fortran_order or dtype.hasobject or not shape:
-            raise ValueError(f"{path} must hold a C-ordered numeric array of examples, got {dtype} {shape}.")
         self.path = path
-        self.shape = tuple(shape)
-        self.dtype = dtype
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        expected = self.offset + self.row_bytes * shape[0]
+        self.shape, self.dtype, self.offset = npy_header(path)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        expected = self.offset + self.row_bytes * self.shape[0]
         if os.path.getsize(path) < expected:
             raise ValueError(f"{path} is truncated: its header needs {expected} bytes.")
         self.descriptor = os.open(path, os.O_RDONLY)

@@ -66,9 +66,18 @@ class TotalCorrelationEncoder(VariationalEncoder):
 
     def __init__(self, *args: Any, dataset_size: int = 60000, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if isinstance(dataset_size, bool) or not isinstance(dataset_size, int) or dataset_size < 1:
-            raise ValueError(f"dataset_size must be a positive integer, got {dataset_size!r}.")
         self.dataset_size = dataset_size
+
+    @property
+    def dataset_size(self) -> int:
+        """The training examples the estimator's minibatch weights assume."""
+        return self._dataset_size
+
+    @dataset_size.setter
+    def dataset_size(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"dataset_size must be a positive integer, got {value!r}.")
+        self._dataset_size = value
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         outputs = super().call(inputs, training=training)
@@ -116,9 +125,7 @@ class TotalCorrelationVAE(VariationalAutoencoder):
 
     @dataset_size.setter
     def dataset_size(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"dataset_size must be a positive integer, got {value!r}.")
-        self.encoder.dataset_size = value
+        self.encoder.dataset_size = value  # Checked there.
 
     def default_objective(self) -> Objective:
         """Returns ``tc_objective(self)``."""
