@@ -133,3 +133,29 @@ def example_command(name):
     match = re.search(rf"<!-- example: {name} -->\n```bash\n(.*?)```", README, re.S)
     assert match, f"README has no command {name!r}"
     return shlex.split(match.group(1).replace("\\\n", " "))
+
+
+def test_pcgrad_example_trains_alike_in_float32_and_under_mixed_float16():
+    namespace = run_example("pcgrad")
+    assert namespace["history"]["bce"][-1] < namespace["history"]["bce"][0]
+    assert namespace["history"]["gradient_norm"][0] > 0
+    images = namespace["images"]
+
+    def moves(policy):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            keras.utils.set_random_seed(0)
+            trainer = namespace["build_trainer"]()
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        before = [variable.numpy() for variable in trainer.model.trainable_variables]
+        history = trainer.fit(images, epochs=2, batch_size=128, verbose=0)
+        return [v.numpy() - b for v, b in zip(trainer.model.trainable_variables, before)], history, trainer
+
+    float32, float32_history, _ = moves("float32")
+    mixed, mixed_history, trainer = moves("mixed_float16")
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    # An update divided by the loss scale it never had would move the weights far less.
+    for ours, theirs in zip(mixed, float32):
+        assert np.abs(ours - theirs).max() <= 0.2 * np.abs(theirs).max()
+    np.testing.assert_allclose(mixed_history["loss"], float32_history["loss"], atol=1e-3)

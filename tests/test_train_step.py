@@ -12,7 +12,7 @@ from aeloops.models import DenseAutoencoder, registry
 from aeloops.objectives.objective import LossTerm, Objective, StepError
 from aeloops.objectives.schedules import linear_warmup
 from aeloops.runs.checkpoints import Checkpointer
-from aeloops.training.callbacks import Callback
+from aeloops.training.callbacks import TIMINGS, Callback
 from aeloops.training.trainer import Trainer
 
 
@@ -148,17 +148,22 @@ def test_ema_weights_serve_evaluation_and_prediction_and_training_keeps_its_own(
     optimizer = keras.optimizers.Adam(1e-3, use_ema=True, ema_momentum=0.9)
     trainer = Trainer(model, optimizer=optimizer, mode="graph", steps_per_loop=4)
     trainer.fit(images, epochs=2, batch_size=64, verbose=0)
-    raw = [variable.numpy().copy() for variable in model.trainable_variables]
-    averages = [average.numpy() for average in optimizer._model_variables_moving_average]
+    # fit leaves the averages in the model, as Keras's does; the raw weights wait in the average's slots.
+    assert trainer.averages_in_use
+    held = [variable.numpy().copy() for variable in model.trainable_variables]
+    parked = [average.numpy().copy() for average in optimizer._model_variables_moving_average]
     evaluated = trainer.evaluate(images[:100])
     predicted = trainer.predict(images[:10])["reconstruction"]
-    for variable, value in zip(model.trainable_variables, raw):  # Swapped back exactly.
+    for variable, value in zip(model.trainable_variables, held):  # Evaluation changed nothing.
         np.testing.assert_array_equal(variable.numpy(), value)
-    for variable, average in zip(model.trainable_variables, averages):
-        variable.assign(average)
     np.testing.assert_allclose(predicted, model.reconstruct(images[:10]).numpy(), rtol=1e-5, atol=1e-6)
     assert evaluated["loss"] == pytest.approx(Trainer(model, mode="graph").evaluate(images[:100])["loss"], rel=1e-5)
-    assert not np.allclose(raw[0], averages[0])
+    with trainer.raw_weights():  # What training and checkpoints use: swapped in exactly.
+        for variable, value in zip(model.trainable_variables, parked):
+            np.testing.assert_array_equal(variable.numpy(), value)
+    for variable, value in zip(model.trainable_variables, held):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    assert not np.allclose(held[0], parked[0])
 
 
 def test_gradient_accumulation_applies_every_second_step(images):
@@ -279,6 +284,58 @@ def test_an_overridden_step_under_mixed_float16_scales_its_losses(images):
     assert "loss_scale_skipped_steps" in history
     # Gradient norms are reported unscaled: the loss scale (32768 at first) is divided out.
     assert 1e-3 < history["encoder_gradient_norm"][0] < 10
+
+
+def test_an_optimizer_that_does_not_scale_losses_is_refused_under_mixed_float16_with_the_fix(images):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with pytest.raises(ValueError, match=r"optimizer= is a Adam .*LossScaleOptimizer\(optimizer\)"):
+            Trainer(dense(), optimizer=keras.optimizers.Adam())
+        trainer = TwoOptimizerTrainer(dense(), optimizer="adam", mode="graph", steps_per_loop=4)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    # The subclass built a plain Adam for the decoder: refused before any update, naming it.
+    with pytest.raises(ValueError, match=r"trainer.decoder_optimizer is a Adam that does not scale losses"):
+        trainer.fit(images, epochs=1, batch_size=64, verbose=0)
+    assert int(trainer.step.numpy()) == 0
+
+
+class GradientValues(Trainer):
+    """optimize() as its two public halves, gradient values in between."""
+
+    def train_step(self, batch):
+        with tf.GradientTape() as tape:
+            terms = self.compute_terms(batch, training=True)
+        gradients = self.gradients(terms["loss"], tape)
+        assert len(gradients) == len(self.model.trainable_variables)
+        self.apply_gradients(gradients, loss=terms["loss"])
+        return terms
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_gradients_then_apply_gradients_train_as_optimize_does_with_an_optimizer_per_part(images, mode):
+    def run(trainer_class):
+        optimizers = {"decoder": keras.optimizers.SGD(0.1, clipnorm=0.01), "encoder": "adam"}
+        trainer = trainer_class(dense(), optimizer=optimizers, mode=mode, steps_per_loop=4)
+        return trainer, trainer.fit(images, epochs=1, batch_size=64, verbose=0)
+
+    (plain, expected), (halves, history) = run(Trainer), run(GradientValues)
+    untimed = [{k: v for k, v in h.items() if k not in TIMINGS} for h in (history, expected)]
+    assert untimed[0] == untimed[1]
+    assert history["clipped_gradient_norm"][0] < history["gradient_norm"][0]
+    for ours, theirs in zip(halves.model.weights, plain.model.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    # The values are the tape's gradient, in the order of model.trainable_variables.
+    batch = {"input": tf.constant(images[:64])}
+    with tf.GradientTape(persistent=True) as tape:
+        loss = halves.compute_terms(batch, training=True)["loss"]
+    variables = halves.model.trainable_variables
+    for value, variable, expected_value in zip(halves.gradients(loss, tape), variables, tape.gradient(loss, variables)):
+        assert value.shape == variable.shape
+        np.testing.assert_array_equal(value.numpy(), expected_value.numpy())
+    with pytest.raises(ValueError, match="is not a trainable variable of the model.*pass optimizer="):
+        halves.gradients(loss, tape, [tf.Variable(1.0)])
 
 
 class NanOnEvenSteps(Trainer):

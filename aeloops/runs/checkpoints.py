@@ -87,9 +87,27 @@ def _write_cause(error: BaseException) -> str:
 class Checkpointer(Callback):
     """Saves ``trainer`` every epoch (and on demand) and restores the latest save.
 
-    >>> checkpointer = Checkpointer(trainer, "runs/x/checkpoints")  # doctest: +SKIP
-    >>> checkpointer.restore()           # False when there is nothing yet  # doctest: +SKIP
-    >>> trainer.fit(images, callbacks=[checkpointer])                       # doctest: +SKIP
+    Restoring, then calling ``fit`` as the run that saved it called it,
+    finishes that run from the saved step: the same weights and history,
+    bit for bit, as if it had never stopped (``fit``'s ``epochs`` count from
+    that run's first epoch; a run saved complete trains no further unless
+    given more).
+
+    >>> import tempfile, aeloops
+    >>> images = aeloops.to_model_inputs(aeloops.load_sample().train_images[:256], (784,))
+    >>> run_dir = tempfile.TemporaryDirectory()
+    >>> trainer = aeloops.Trainer(aeloops.DenseAutoencoder(input_shape=(784,)), mode="graph")
+    >>> checkpointer = Checkpointer(trainer, run_dir.name)
+    >>> checkpointer.restore()          # a new directory: nothing to restore
+    False
+    >>> history = trainer.fit(images, epochs=2, batch_size=64, callbacks=[checkpointer], verbose=0)
+    >>> again = aeloops.Trainer(aeloops.DenseAutoencoder(input_shape=(784,)), mode="graph")  # a new process, say
+    >>> Checkpointer(again, run_dir.name).restore(), again.completed_epochs
+    (True, 2)
+    >>> more = again.fit(images, epochs=3, batch_size=64, verbose=0)   # that run, on to epoch 3
+    >>> len(more["loss"]), again.completed_epochs
+    (1, 3)
+    >>> run_dir.cleanup()
     """
 
     def __init__(
@@ -196,7 +214,8 @@ class Checkpointer(Callback):
             has_record = True  # Unreadable: the restore below fails and says why.
         # A checkpoint written without a run record (by a plain tf.train.Checkpoint) restores without one.
         objects = {**self._objects, "run_record": self.run_record} if has_record else self._objects
-        problem = _restore_into(objects, latest)
+        with self.trainer.raw_weights():  # Raw weights come back into the variables, averages into the slots.
+            problem = _restore_into(objects, latest)
         if problem is not None:
             raise ValueError(self._diagnose(latest, problem)) from None
         record = json.loads(self.run_record.numpy().decode("utf-8") or "{}") if has_record else {}
@@ -207,6 +226,9 @@ class Checkpointer(Callback):
                 state.update(self.restored_metadata[name])
         progress = record.get("epoch_progress")
         self.trainer.epoch_progress = None if progress is None else EpochProgress.from_json(progress)
+        if "completed_epochs" in record:  # Checkpoints before aeloops kept the count leave it as it is.
+            self.trainer.completed_epochs = int(record["completed_epochs"])
+            self.trainer.run_first_epoch = record.get("run_first_epoch")
         return True
 
     def _diagnose(self, latest: str, mismatch: str) -> str:
@@ -246,12 +268,19 @@ class Checkpointer(Callback):
         step = int(self.trainer.step.numpy())
         if self.latest is not None and self.latest.endswith(f"{checkpoint_files.PREFIX}-{step}"):
             return None
-        progress = self.trainer.epoch_progress
-        record = {"metadata": self.metadata, "epoch_progress": None if progress is None else progress.to_json()}
+        trainer = self.trainer
+        progress = trainer.epoch_progress
+        record = {
+            "metadata": self.metadata,
+            "epoch_progress": None if progress is None else progress.to_json(),
+            "completed_epochs": trainer.completed_epochs,
+            "run_first_epoch": trainer.run_first_epoch,
+        }
         self.run_record.assign(json.dumps(record))
         previous = self.latest
         try:
-            return self.manager.save(checkpoint_number=step)
+            with trainer.raw_weights():  # What training goes on from, even after fit left the averages in.
+                return self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as error:
             kept = f"{os.path.basename(previous)} and those before it are intact" if previous else "Nothing was saved"
             raise RunWriteError(

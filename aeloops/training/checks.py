@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "attributes",
+    "check_loss_scaled",
     "check_outputs",
     "check_results",
     "checkpoint_problems",
@@ -57,6 +58,31 @@ def check_outputs(model: keras.Model, objective: Objective) -> None:
                 f"LossTerm {term.name!r} reads output {term.output!r}, but the model returns {list(outputs)}; "
                 "point the term at one of those."
             )
+
+
+def computes_in_float16(model: keras.Model) -> bool:
+    """Whether ``model`` was built under ``mixed_float16``: its gradients need loss scaling."""
+    return getattr(getattr(model, "dtype_policy", None), "name", None) == "mixed_float16"
+
+
+def check_loss_scaled(optimizer: Any, model: keras.Model, what: str) -> None:
+    """Refuses an optimizer that does not scale losses for a model that computes in float16."""
+    if (
+        isinstance(optimizer, keras.optimizers.Optimizer)
+        and computes_in_float16(model)
+        and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    ):
+        raise ValueError(
+            f"{what} is a {type(optimizer).__name__} that does not scale losses, but the model computes in "
+            "float16 (mixed_float16), where small gradients underflow to zero; wrap it when you create it: "
+            "keras.optimizers.LossScaleOptimizer(optimizer), or pass the optimizer by name."
+        )
+
+
+def check_held_optimizers(trainer: Trainer) -> None:
+    """Refuses, under ``mixed_float16``, any optimizer the trainer holds that does not scale losses."""
+    for path, value in attributes(trainer):
+        check_loss_scaled(value, trainer.model, f"trainer.{path}")
 
 
 # Helpers marked do_not_convert hold no control flow that depends on a tensor, so

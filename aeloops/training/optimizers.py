@@ -45,6 +45,8 @@ def make_optimizer(
     optimizer: str | keras.optimizers.Optimizer,
     learning_rate: float | None = None,
     schedule: Callable[[float], float | keras.optimizers.schedules.LearningRateSchedule] | None = None,
+    *,
+    loss_scale: bool | None = None,
     **options: Any,
 ) -> keras.optimizers.Optimizer:
     """Returns a Keras optimizer from a name (or the instance given).
@@ -53,9 +55,10 @@ def make_optimizer(
     default) into the one used, such as ``aeloops.runs.lr_schedules.schedule``.
     ``options`` are Keras optimizer arguments (``clipnorm``,
     ``global_clipnorm``, ``clipvalue``, ``use_ema``, ``ema_momentum``,
-    ``gradient_accumulation_steps``); None leaves Keras's default. Under a
-    ``mixed_float16`` policy a named optimizer is wrapped in a
-    ``LossScaleOptimizer``, as Keras's ``fit`` does.
+    ``gradient_accumulation_steps``); None leaves Keras's default. A named
+    optimizer is wrapped in a ``LossScaleOptimizer`` when ``loss_scale`` is
+    true (by default, under a ``mixed_float16`` global policy), as Keras's
+    ``fit`` does.
     """
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -84,7 +87,9 @@ def make_optimizer(
         instance = type(keras.optimizers.get(name))(learning_rate=rate, **options)
     except ValueError as error:  # Keras's own checks (one clipping option, accumulation >= 2, ...).
         raise ValueError(f"Optimizer {name}: {' '.join(str(error).split())}") from None
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
+    if loss_scale is None:
+        loss_scale = keras.mixed_precision.global_policy().name == "mixed_float16"
+    if loss_scale:
         instance = keras.optimizers.LossScaleOptimizer(instance)
     return instance
 

@@ -3,9 +3,11 @@
 Plain Python between compiled calls, as Orbit's controller is: no summary,
 progress bar or checkpoint runs inside XLA. It drives the trainer through a
 small public interface: ``loop_function(method, kind)`` for compiled loops,
-``predict_function()``, ``averaged_weights()``, ``use_mode(mode)``, ``step``,
-``first_nonfinite_step``, ``stop_training``, ``steps_per_loop``,
-``on_nonfinite``, ``strategy``, ``seed`` and ``objective``.
+``predict_function()``, ``averaged_weights()``, ``use_averages(...)``,
+``use_mode(mode)``, ``step``, ``first_nonfinite_step``, ``stop_training``,
+``epoch_progress``, ``completed_epochs``, ``run_first_epoch``,
+``steps_per_loop``, ``on_nonfinite``, ``strategy``, ``seed`` and
+``objective``.
 
 >>> history = fit(trainer, x_train, epochs=2, batch_size=256)   # doctest: +SKIP
 >>> history == trainer.fit(...)      # the same function, as a method   # doctest: +SKIP
@@ -74,13 +76,22 @@ def fit(
     *,
     shuffle: bool = True,
     validation_data: Data | None = None,
-    initial_epoch: int = 0,
+    initial_epoch: int | None = None,
     initial_step: int | None = None,
     steps_per_epoch: int | None = None,
     callbacks: Sequence[Callback] = (),
     verbose: int = 1,
 ) -> dict[str, list[float]]:
-    """Trains ``trainer`` for ``epochs`` epochs and returns a Keras-shaped history.
+    """Trains ``trainer`` for ``epochs`` epochs and returns a Keras-shaped history of the epochs run.
+
+    A trainer counts the epochs it has trained (``completed_epochs``), and
+    each ``fit`` continues the count: a second ``fit(x, epochs=2)`` trains
+    epochs 3 and 4, with their own shuffles, and TensorBoard's epochs go on
+    increasing. A fit that did not reach its end (interrupted, or restored
+    from one of its checkpoints by ``Checkpointer.restore``) is finished by
+    the next one, from the step it reached: ``epochs`` then counts from the
+    interrupted fit's first epoch, so calling it again as it was called
+    gives the uninterrupted run's weights and history, bit for bit.
 
     Args:
       trainer: the ``Trainer`` whose compiled steps run.
@@ -88,15 +99,18 @@ def fit(
         arrays with an ``"input"`` entry, or a ``tf.data.Dataset`` of such
         batches (already batched; ``batch_size`` and ``shuffle`` are then
         the dataset's own business).
-      epochs: the epoch to stop after, counting ``initial_epoch``.
+      epochs: how many epochs this fit trains, counted from its first (see
+        above); with ``initial_epoch``, Keras's meaning: the epoch to stop
+        after, counting ``initial_epoch``.
       batch_size: the global batch size; the last partial batch of an
         epoch is dropped so every step has the same shape.
       shuffle: reshuffle arrays every epoch, seeded by ``(seed, epoch)``.
       validation_data: like ``data``; evaluated after every epoch.
-      initial_epoch: the epoch to start at, when resuming.
-      initial_step: when resuming from a checkpoint taken mid-epoch, the
-        global step it holds: the first epoch then skips the batches it
-        already trained on. By default every epoch runs all of its steps.
+      initial_epoch: Keras's: the epoch to start at, whatever the trainer
+        has trained (``0`` starts the count again).
+      initial_step: with ``initial_epoch``, when resuming from a checkpoint
+        taken mid-epoch, the global step it holds: the first epoch then
+        skips the batches it already trained on.
       steps_per_epoch: for a ``Dataset``; by default one pass of it.
       callbacks: ``Callback`` objects: checkpoints (``Checkpointer``),
         TensorBoard (``aeloops.SummaryWriter``), early stopping, ...
@@ -110,23 +124,25 @@ def fit(
     """
     _check_positive_int("epochs", epochs)
     _check_positive_int("batch_size", batch_size)
-    if not 0 <= initial_epoch <= epochs:
-        raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], got {initial_epoch}.")
+    first_epoch, end, done = _span(trainer, epochs, initial_epoch, initial_step)
     source = _training_source(trainer, data, batch_size, steps_per_epoch)
+    if initial_step is not None:
+        done = initial_step - first_epoch * source.steps_per_epoch
+        done = done if 0 <= done < source.steps_per_epoch else 0
     history: dict[str, list[float]] = {}
     trainer.stop_training = False
-    probe = ModeProbe(trainer, remaining_steps=(epochs - initial_epoch) * source.steps_per_epoch)
+    trainer.use_averages(False)  # Train the raw weights, whatever the last fit left in the model.
+    trainer.run_first_epoch = end - epochs if initial_epoch is None else initial_epoch
+    probe = ModeProbe(trainer, remaining_steps=(end - first_epoch) * source.steps_per_epoch - done)
     for callback in callbacks:
         callback.on_train_begin(trainer)
-    for epoch in range(initial_epoch, epochs):
-        progress = _progress(trainer, verbose, epoch, epochs, source.steps_per_epoch)
+    for epoch in range(first_epoch, end):
+        progress = _progress(trainer, verbose, epoch, end, source.steps_per_epoch)
         start = time.perf_counter()
         if trainer.stop_training:  # Asked to stop before this epoch began (say, during validation).
             break
-        done = 0
-        if initial_step is not None and epoch == initial_epoch:
-            done = initial_step - epoch * source.steps_per_epoch
-            done = done if 0 <= done < source.steps_per_epoch else 0
+        if epoch != first_epoch:
+            done = 0
         carried = trainer.epoch_progress if done else None
         if carried is not None and (carried.epoch, carried.steps) != (epoch, done):
             carried = None  # Progress of another epoch or step: this epoch's row counts the steps run now.
@@ -135,6 +151,7 @@ def fit(
         )
         if logs is None:  # Stopped mid-epoch: the checkpoint keeps trainer.epoch_progress for the resume.
             break
+        trainer.completed_epochs = epoch + 1
         logs.update(trainer.learning_rates())  # The rate in effect at the epoch's end, schedules included.
         logs["epoch_seconds"] = time.perf_counter() - start
         logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
@@ -152,9 +169,34 @@ def fit(
             callback.on_epoch_end(trainer, epoch, logs)
         if trainer.stop_training:
             break
+    if trainer.epoch_progress is None:  # Not stopped mid-epoch: this fit is over, the next starts its own.
+        trainer.run_first_epoch = None
     for callback in callbacks:
         callback.on_train_end(trainer, history)
+    trainer.use_averages(True)  # As Keras's fit leaves them: the model serves what evaluation measured.
     return history
+
+
+def _span(trainer: Trainer, epochs: int, initial_epoch: int | None, initial_step: int | None) -> tuple[int, int, int]:
+    """Returns the first epoch this fit runs, the epoch it stops before, and the steps of the first already run."""
+    if initial_epoch is not None:
+        if not 0 <= initial_epoch <= epochs:
+            raise ValueError(f"initial_epoch must lie in [0, epochs={epochs}], got {initial_epoch}.")
+        return initial_epoch, epochs, 0
+    if initial_step is not None:
+        raise ValueError("initial_step needs initial_epoch (the epoch that step falls in).")
+    first = trainer.completed_epochs
+    begun = trainer.run_first_epoch if trainer.run_first_epoch is not None else first
+    progress = trainer.epoch_progress
+    done = progress.steps if progress is not None and progress.epoch == first else 0
+    reached = first + 1 if done else first  # An epoch partly trained must be finished.
+    if begun + epochs < reached:
+        where = f"is partway through epoch {first + 1}" if done else f"has trained to epoch {first}"
+        raise ValueError(
+            f"This trainer's unfinished fit began at epoch {begun + 1} and {where}, past epochs={epochs}; "
+            f"pass epochs={reached - begun} or more to finish it."
+        )
+    return first, begun + epochs, done
 
 
 def _run_epoch(

@@ -173,6 +173,11 @@ class Trainer(tf.Module):
         self.stop_training = False
         # The epoch in progress (an aeloops.training.callbacks.EpochProgress), kept by fit and saved in checkpoints.
         self.epoch_progress = None
+        # Whole epochs trained: the next fit starts its count there (saved in checkpoints).
+        self.completed_epochs = 0
+        # The first epoch of a fit that has not reached its end (interrupted, or restored from its
+        # checkpoint): the next fit finishes it, counting its epochs from there. None once it ended.
+        self.run_first_epoch: int | None = None
 
     # ------------------------------------------------------------------
     # The researcher's levers.
@@ -224,32 +229,80 @@ class Trainer(tf.Module):
     ) -> tf.Tensor:
         """Applies the gradient of ``loss`` (recorded on ``tape``) and returns its global norm.
 
-        By default every part of the model gets its own optimizer's update
-        (the trainer's single optimizer, or one per part). Pass
-        ``variables`` and ``optimizer`` to update something else, a
-        discriminator say, and a ``name`` for each further update: its
-        gradient norms are logged as ``<name>_gradient_norm``.
+        ``self.apply_gradients(self.gradients(loss, tape, variables,
+        optimizer), variables, optimizer, name=name, when=when, loss=loss)``:
+        see those two for what it does. By default every part of the model
+        gets its own optimizer's update (the trainer's single optimizer, or
+        one per part). Pass ``variables`` and ``optimizer`` to update
+        something else, a discriminator say, and a ``name`` for each further
+        update: its gradient norms are logged as ``<name>_gradient_norm``.
+        """
+        gradients = self.gradients(loss, tape, variables, optimizer)
+        return self.apply_gradients(gradients, variables, optimizer, name=name, when=when, loss=loss)
+
+    @tf.autograph.experimental.do_not_convert
+    def gradients(
+        self,
+        loss: tf.Tensor,
+        tape: tf.GradientTape,
+        variables: Sequence[tf.Variable] | None = None,
+        optimizer: keras.optimizers.Optimizer | None = None,
+    ) -> list[tf.Tensor | None]:
+        """Returns the gradient of ``loss`` (recorded on ``tape``) for each of ``variables``, as values.
+
+        The values are the gradient of the global batch's loss: summed over
+        replicas, with mixed precision's loss scaling undone (the loss is
+        scaled by the scale of ``optimizer``, the one that will apply them),
+        so they may be compared, projected or combined freely and then
+        passed to ``apply_gradients``. ``variables`` default to
+        ``self.model.trainable_variables``, in that order; None where a
+        variable has no gradient.
+        """
+        variables = self._variables(variables)
+        parts = self._parts(variables, optimizer)
+        values = gradient_updates.gradients(loss, tape, parts, self.strategy.num_replicas_in_sync)
+        by_variable = {id(v): g for (_, part_variables), offset in _offsets(parts) for v, g in
+                       zip(part_variables, values[offset : offset + len(part_variables)])}  # fmt: skip
+        return [by_variable[id(variable)] for variable in variables]
+
+    @tf.autograph.experimental.do_not_convert
+    def apply_gradients(
+        self,
+        gradients: Sequence[tf.Tensor | None],
+        variables: Sequence[tf.Variable] | None = None,
+        optimizer: keras.optimizers.Optimizer | None = None,
+        *,
+        name: str | None = None,
+        when: tf.Tensor | bool | None = None,
+        loss: tf.Tensor | None = None,
+    ) -> tf.Tensor:
+        """Applies ``gradients`` (values, as ``gradients`` returns them) to ``variables``; returns their global norm.
+
+        Everything ``optimize`` promises holds: each variable is updated by
+        its part's optimizer (or by ``optimizer``), loss-scaled under
+        ``mixed_float16``; the norm before clipping is logged as
+        ``gradient_norm`` (``<name>_gradient_norm`` for a named update) and,
+        where the optimizer clips, ``clipped_gradient_norm``; the moving
+        averages (``use_ema``) follow; and under ``on_nonfinite="skip"`` an
+        update whose gradient (or ``loss``, if given) is NaN or Inf is not
+        applied. Call ``self.optimizer.apply_gradients`` directly and none
+        of that happens: under ``mixed_float16`` it would even divide the
+        update by a loss scale that was never applied.
 
         ``when``, a boolean tensor, applies the update only where it is true
         (``when=self.step % 5 == 0``: every fifth step). Use it rather than
         an ``if`` on a tensor around the call, whose branch would hide the
         update's norms from the step's logs; the norm is logged every step,
         applied or not.
-
-        The norm is that of the whole gradient summed over replicas, before
-        any clipping; where the optimizer clips, ``clipped_gradient_norm``
-        is logged too. Under ``on_nonfinite="skip"`` an update whose loss or
-        gradient is NaN or Inf is not applied.
         """
-        if optimizer is None and variables is None:
-            parts = self._cache.parts
-        elif optimizer is None:
-            if len(self._cache.parts) > 1:
-                raise ValueError("This trainer has one optimizer per part; pass optimizer= with variables=.")
-            parts = [(self._cache.parts[0][0], list(variables))]
-        else:
-            parts = [(optimizer, list(variables if variables is not None else self.model.trainable_variables))]
-        plan = gradient_updates.plan(loss, tape, parts, self.strategy.num_replicas_in_sync)
+        variables = self._variables(variables)
+        gradients = list(gradients)
+        if len(gradients) != len(variables):
+            raise ValueError(f"apply_gradients got {len(gradients)} gradients for {len(variables)} variables.")
+        parts = self._parts(variables, optimizer)
+        by_variable = {id(variable): gradient for variable, gradient in zip(variables, gradients)}
+        ordered = [by_variable[id(variable)] for _, part_variables in parts for variable in part_variables]
+        plan = gradient_updates.plan(ordered, parts, self.strategy.num_replicas_in_sync, loss)
         condition = plan.finite if self.on_nonfinite == "skip" else None
         if when is not None:
             when = tf.convert_to_tensor(when, tf.bool)
@@ -263,6 +316,28 @@ class Trainer(tf.Module):
             recorded.append(Update(name, plan.norm, plan.clipped_norm, plan.finite, plan.loss_scale_skipped))
         return plan.norm
 
+    def _variables(self, variables: Sequence[tf.Variable] | None) -> list[tf.Variable]:
+        return list(self.model.trainable_variables if variables is None else variables)
+
+    def _parts(
+        self, variables: list[tf.Variable], optimizer: keras.optimizers.Optimizer | None
+    ) -> list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]]:
+        """Returns ``(optimizer, variables)`` pairs: ``optimizer`` for all, or each variable's part's optimizer."""
+        if optimizer is not None:
+            checks.check_loss_scaled(optimizer, self.model, "the optimizer passed to optimize/apply_gradients")
+            return [(optimizer, variables)]
+        owner = {id(v): index for index, (_, part_variables) in enumerate(self._cache.parts) for v in part_variables}
+        grouped: dict[int, list[tf.Variable]] = {}
+        for variable in variables:
+            if id(variable) not in owner:
+                name = getattr(variable, "path", variable.name)
+                raise ValueError(
+                    f"{name} is not a trainable variable of the model, so no optimizer of the trainer's updates it; "
+                    "pass optimizer= for it (an optimizer the trainer holds, built in __init__)."
+                )
+            grouped.setdefault(owner[id(variable)], []).append(variable)
+        return [(self._cache.parts[index][0], grouped[index]) for index in sorted(grouped)]
+
     # ------------------------------------------------------------------
     # The library's wrappers: what runs around every step, whoever wrote it.
 
@@ -271,6 +346,7 @@ class Trainer(tf.Module):
         step = self.step.read_value()
         if self.dynamic_binarization:
             batch = {**batch, INPUT: bernoulli_draw(batch[INPUT], self.seed, step)}
+        checks.check_held_optimizers(self)  # While tracing: a subclass's optimizers exist by now.
         self._cache.local.updates = updates = []
         try:
             results = checks.check_results(self.train_step(batch), "train_step")
@@ -356,25 +432,52 @@ class Trainer(tf.Module):
             rates[key] = float(tf.convert_to_tensor(inner_optimizer(part_optimizer).learning_rate))
         return rates
 
+    @property
+    def averages_in_use(self) -> bool:
+        """Whether the model's variables hold the optimizers' moving averages (``use_ema``) rather than raw weights."""
+        return self._cache.swapped
+
+    def use_averages(self, averages: bool = True) -> None:
+        """Puts the optimizers' moving averages of the weights in the model's variables, or (False) the raw weights.
+
+        ``fit`` leaves the averages in, as Keras's ``fit`` does, so the model,
+        ``predict``, ``evaluate``, ``model.save`` and an export all serve the
+        same weights; it puts the raw weights back before it trains again,
+        and checkpoints always save the raw weights, so training resumes
+        exactly. The swap is exact. Does nothing without ``use_ema``.
+        """
+        if bool(averages) == self._cache.swapped:
+            return
+        pairs = gradient_updates.average_pairs(self.optimizers.values())
+        if pairs:
+            gradient_updates.swap(pairs)
+            self._cache.swapped = bool(averages)
+
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[None]:
-        """Swaps the optimizers' moving averages of the weights in for the block (``use_ema``); else does nothing.
+        """Puts the moving averages of the weights in for the block (``use_ema``), as Keras's ``SwapEMAWeights`` does.
 
-        As Keras's ``SwapEMAWeights`` does: evaluation, predictions,
-        summaries' pictures and the saved model use the average, training
-        the raw weights. The swap is exact and undone on leaving.
+        Evaluation, predictions, summaries' pictures and the saved model use
+        the averages, training the raw weights. Leaving the block restores
+        whichever the model held before.
         """
-        pairs = [] if self._cache.swapped else gradient_updates.average_pairs(self.optimizers.values())
-        if not pairs:
+        with self._holding(averages=True):
             yield
-            return
-        gradient_updates.swap(pairs)
-        self._cache.swapped = True
+
+    @contextlib.contextmanager
+    def raw_weights(self) -> Iterator[None]:
+        """Puts the raw training weights in for the block (what checkpoints save), whichever the model held before."""
+        with self._holding(averages=False):
+            yield
+
+    @contextlib.contextmanager
+    def _holding(self, averages: bool) -> Iterator[None]:
+        previous = self._cache.swapped
+        self.use_averages(averages)
         try:
             yield
         finally:
-            gradient_updates.swap(pairs)
-            self._cache.swapped = False
+            self.use_averages(previous)
 
     def check_checkpointable(self) -> None:
         """Raises a ValueError naming any state this trainer holds that a checkpoint would drop or restore wrongly."""
@@ -409,6 +512,14 @@ class Trainer(tf.Module):
                 self.model, mode=self.mode, strategy=self.strategy, on_trace=count_trace
             )
         return self._cache.functions[key]
+
+
+def _offsets(parts: Sequence[tuple[Any, list]]) -> Iterator[tuple[tuple[Any, list], int]]:
+    """Yields each part with the position of its first variable in the parts' concatenation."""
+    offset = 0
+    for part in parts:
+        yield part, offset
+        offset += len(part[1])
 
 
 def _counter(name: str, initial: int) -> tf.Variable:

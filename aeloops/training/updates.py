@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from aeloops.training.checks import check_loss_scaled, computes_in_float16
 from aeloops.training.optimizers import OptimizerSpec, inner_optimizer, make_optimizer
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "check_strategy",
     "clip",
     "clips",
+    "gradients",
     "loss_scale",
     "plan",
     "resolve_parts",
@@ -31,9 +33,16 @@ __all__ = [
 def resolve_parts(
     model: keras.Model, optimizer: OptimizerSpec, learning_rate: float | None, options: dict[str, Any]
 ) -> dict[str, tuple[keras.optimizers.Optimizer, list[tf.Variable]]]:
-    """Returns ``{part: (optimizer, variables)}`` covering every trainable variable once."""
+    """Returns ``{part: (optimizer, variables)}`` covering every trainable variable once.
+
+    Named optimizers scale losses when the model computes in float16; an
+    instance that does not is refused with the fix.
+    """
+    scaled = computes_in_float16(model)
     if not isinstance(optimizer, Mapping):
-        return {"model": (make_optimizer(optimizer, learning_rate, **options), list(model.trainable_variables))}
+        instance = make_optimizer(optimizer, learning_rate, loss_scale=scaled, **options)
+        check_loss_scaled(instance, model, "optimizer=")
+        return {"model": (instance, list(model.trainable_variables))}
     if learning_rate is not None or options:
         raise ValueError("With one optimizer per part, give each part its own learning rate and options.")
     parts, owner = {}, {}
@@ -52,7 +61,8 @@ def resolve_parts(
                 first = owner[id(variable)]
                 raise ValueError(f"{variable.path} belongs to two optimizer parts, {first!r} and {path!r}.")
             owner[id(variable)] = path
-        parts[path] = (make_optimizer(part_optimizer), variables)
+        parts[path] = (make_optimizer(part_optimizer, loss_scale=scaled), variables)
+        check_loss_scaled(parts[path][0], model, f"The optimizer of part {path!r}")
     missing = [variable.path for variable in model.trainable_variables if id(variable) not in owner]
     if missing:
         raise ValueError(f"No optimizer part covers {', '.join(missing[:3])}; add a part for them.")
@@ -135,6 +145,27 @@ def swap(pairs: Sequence[tuple[tf.Variable, tf.Variable]]) -> None:
         average.assign(current)
 
 
+@tf.autograph.experimental.do_not_convert
+def gradients(
+    loss: tf.Tensor, tape: tf.GradientTape, parts: Sequence[tuple[keras.optimizers.Optimizer, list]], replicas: int
+) -> list[tf.Tensor | None]:
+    """Returns the gradient of ``loss`` for the parts' variables, in order: the global batch's, unscaled.
+
+    Each replica's loss is its share of the global mean, so the sum over
+    replicas is the gradient of the mean. Under loss scaling the scale
+    enters through the tape's output gradient (so the tape may be closed)
+    and is divided out again here: the values are the true gradient.
+    """
+    scale = loss_scale(parts)
+    variables = [variable for _, part_variables in parts for variable in part_variables]
+    raw = tape.gradient(loss, variables, output_gradients=None if scale is None else scale)
+    summed = all_reduce(raw) if replicas > 1 else list(raw)
+    if scale is None:
+        return summed
+    # Scales are powers of two: dividing and multiplying again is exact.
+    return [None if g is None else g * (1.0 / scale) for g in summed]
+
+
 @dataclasses.dataclass
 class Plan:
     """One update, computed but not applied: ``apply()`` applies it; the rest is what the step logs of it."""
@@ -148,21 +179,21 @@ class Plan:
 
 @tf.autograph.experimental.do_not_convert
 def plan(
-    loss: tf.Tensor, tape: tf.GradientTape, parts: Sequence[tuple[keras.optimizers.Optimizer, list]], replicas: int
+    gradients: Sequence[tf.Tensor | None],
+    parts: Sequence[tuple[keras.optimizers.Optimizer, list]],
+    replicas: int,
+    loss: tf.Tensor | None = None,
 ) -> Plan:
-    """Returns the update of each ``(optimizer, variables)`` part from the gradient of ``loss`` on ``tape``.
+    """Returns the update of each ``(optimizer, variables)`` part by ``gradients`` (the global batch's, unscaled).
 
-    Loss scaling enters through the tape's output gradient (so the tape may
-    be closed); gradients are summed over replicas for the norm, which is
-    taken before clipping and unscaled.
+    The norm is taken before clipping. Each replica hands its optimizer its
+    share of the gradient (Keras sums replicas' gradients), times the loss
+    scale where the optimizer scales losses (it divides by it again).
     """
     scale = loss_scale(parts)
-    all_variables = [variable for _, part_variables in parts for variable in part_variables]
-    gradients = tape.gradient(loss, all_variables, output_gradients=None if scale is None else scale)
-    summed = all_reduce(gradients) if replicas > 1 else list(gradients)
-    unscale = 1.0 if scale is None else 1.0 / scale
-    norm = tf.linalg.global_norm([g for g in summed if g is not None]) * unscale
-    finite = tf.math.is_finite(tf.cast(loss, tf.float32))
+    present = [g for g in gradients if g is not None]
+    norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
+    finite = tf.constant(True) if loss is None else tf.math.is_finite(tf.cast(loss, tf.float32))
     loss_scale_skipped = None
     if scale is None:
         finite = tf.logical_and(finite, tf.math.is_finite(norm))
@@ -170,23 +201,25 @@ def plan(
         loss_scale_skipped = tf.cast(tf.logical_not(tf.math.is_finite(norm)), tf.float32)
     steps, clipped, offset = [], [], 0
     any_clipping = any(clips(part_optimizer) for part_optimizer, _ in parts)
+    share = 1.0 if scale is None else scale
+    if replicas > 1:
+        share = share / replicas
     for part_optimizer, part_variables in parts:
-        part_gradients = gradients[offset : offset + len(part_variables)]
-        part_summed = summed[offset : offset + len(part_variables)]
+        part = list(gradients[offset : offset + len(part_variables)])
         offset += len(part_variables)
         if not clips(part_optimizer):
-            # Its gradient counts as it is in the clipped norm; no arithmetic needed.
-            clipped.extend(g if scale is None else g * unscale for g in part_summed if g is not None)
+            clipped.extend(g for g in part if g is not None)  # It counts as it is in the clipped norm.
         else:
-            clipped_part = clip(part_optimizer, [None if g is None else g * unscale for g in part_summed])
+            clipped_part = clip(part_optimizer, part)
             clipped.extend(g for g in clipped_part if g is not None)
             if replicas > 1:
                 # Keras clips each replica's share before summing them; clip
                 # the sum instead, as one device would, and hand each replica
                 # its share (which the optimizer's own clipping then leaves be).
-                factor = (1.0 if scale is None else scale) / replicas
-                part_gradients = [None if g is None else g * factor for g in clipped_part]
-        steps.append((part_optimizer, part_gradients, part_variables))
+                part = clipped_part
+        if scale is not None or replicas > 1:
+            part = [None if g is None else g * share for g in part]
+        steps.append((part_optimizer, part, part_variables))
 
     def apply() -> tf.Operation:
         for part_optimizer, part_gradients, part_variables in steps:
