@@ -338,6 +338,56 @@ def test_gradients_then_apply_gradients_train_as_optimize_does_with_an_optimizer
         halves.gradients(loss, tape, [tf.Variable(1.0)])
 
 
+class CodeMeans(Trainer):
+    """compute_terms with a vector: each code unit's mean over the batch, as each replica's share."""
+
+    matrix = False
+
+    def compute_terms(self, batch, training):
+        terms = super().compute_terms(batch, training)
+        codes = self.model.encode(batch["input"], training=training)
+        global_batch = tf.cast(tf.shape(codes)[0] * self.strategy.num_replicas_in_sync, tf.float32)
+        terms["code_mean"] = codes / global_batch if self.matrix else tf.reduce_sum(codes, axis=0) / global_batch
+        return terms
+
+
+def test_a_vector_a_step_returns_is_logged_one_value_a_component_and_a_matrix_is_refused_naming_its_method(images):
+    keras.utils.set_random_seed(0)
+    trainer = CodeMeans(DenseAutoencoder(input_shape=(784,), encoder_units=(32,)), mode="graph", steps_per_loop=4)
+    validation = images[:256]  # Four whole batches of 64: no padding enters the means.
+    history = trainer.fit(images, epochs=1, batch_size=64, validation_data=validation, verbose=0)
+    expected = trainer.model.encode(validation).numpy().mean(axis=0)
+    names = [f"code_mean/{index:02d}" for index in range(len(expected))]  # Zero-padded: they sort in order.
+    assert len(names) == 32 and [name for name in history if name.startswith("code_mean/")] == names
+    np.testing.assert_allclose([history[f"val_{name}"][0] for name in names], expected, rtol=1e-4, atol=1e-6)
+    CodeMeans.matrix = True
+    try:
+        advice = r"^compute_terms \(called by train_step\) returned 'code_mean' with shape \(64, 8\); return scalars"
+        with pytest.raises(StepError, match=advice):
+            CodeMeans(dense(), mode="graph").fit(images, epochs=1, batch_size=64, verbose=0)
+    finally:
+        CodeMeans.matrix = False
+
+
+def test_building_many_trainers_in_one_process_draws_no_retracing_warning(images):
+    import logging
+
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        for _ in range(7):  # TensorFlow warns from the sixth trace of one code object.
+            trainer = Trainer(dense(), mode="graph")
+            trainer.fit(images[:128], epochs=1, batch_size=64, verbose=0)
+            trainer.predict(images[:8])
+    finally:
+        logger.removeHandler(handler)
+    assert not [message for message in messages if "retracing" in message]
+    assert trainer.trace_counts == {"train": 1, "eval": 0, "predict": 1}
+
+
 class NanOnEvenSteps(Trainer):
     """A custom update that turns NaN every other step: the skip policy must leave the weights be on those."""
 

@@ -87,19 +87,38 @@ def check_held_optimizers(trainer: Trainer) -> None:
 
 # Helpers marked do_not_convert hold no control flow that depends on a tensor, so
 # AutoGraph need not rewrite them: each rewrite costs time in every process's first trace.
+# A vector a step returns is logged one component a value, up to this many.
+MAX_COMPONENTS = 64
+
+
 @tf.autograph.experimental.do_not_convert
 def check_results(results: Any, method: str) -> dict[str, tf.Tensor]:
-    """Returns a step's results as float32 scalars, refusing anything else and the library's own names."""
+    """Returns a step's results as float32 scalars, refusing anything else and the library's own names.
+
+    A vector (a KL divergence per latent dimension, say) of up to
+    ``MAX_COMPONENTS`` values becomes one scalar a component, named
+    ``<name>/<index>`` (zero-padded, so they sort in order).
+    """
     if not isinstance(results, Mapping):
         raise StepError(f"{method} must return a dict of scalar tensors to log, got {type(results).__name__}.")
     checked = {}
     for name, value in results.items():
         value = tf.convert_to_tensor(value)
-        if value.shape.rank != 0:
-            raise StepError(f"{method} returned {name!r} with shape {value.shape}; return scalars (reduce it first).")
         if name in RESERVED or name.startswith((WEIGHT_PREFIX, WEIGHTED_PREFIX)):
             raise StepError(f"{method} returned {name!r}, a name the library logs itself; rename it.")
-        checked[name] = tf.cast(value, tf.float32)
+        value = tf.cast(value, tf.float32)
+        if value.shape.rank == 0:
+            checked[name] = value
+            continue
+        size = value.shape[0] if value.shape.rank == 1 else None
+        if size is None or size > MAX_COMPONENTS:
+            raise StepError(
+                f"{method} returned {name!r} with shape {value.shape}; return scalars, or vectors of at most "
+                f"{MAX_COMPONENTS} values of a static length (each is logged as {name}/<index>): reduce it first."
+            )
+        width = len(str(size - 1))
+        for index in range(size):
+            checked[f"{name}/{index:0{width}d}"] = value[index]
     return checked
 
 

@@ -115,7 +115,7 @@ def build_loop(
     if mode == "xla" and not whole_loop_in_xla:
         # XLA cannot compile next(iterator), nor lift variable creation out
         # of strategy.run: compile what one replica does instead.
-        step = tf.function(step, jit_compile=True, reduce_retracing=True)
+        step = _compile(step, jit_compile=True)
 
     def run(*args: Any) -> dict[str, tf.Tensor]:
         per_replica = strategy.run(step, args=args)
@@ -158,7 +158,7 @@ def build_loop(
     loop = {"resident": resident, "iterator": iterator_loop, "batch": one_batch}[kind]
     if mode == "eager":
         return loop
-    return tf.function(loop, jit_compile=whole_loop_in_xla, reduce_retracing=True)
+    return _compile(loop, jit_compile=whole_loop_in_xla)
 
 
 def build_predict_loop(
@@ -186,7 +186,18 @@ def build_predict_loop(
 
     if mode == "eager":
         return forward
-    return tf.function(forward, jit_compile=mode == "xla" and not is_distributed(strategy), reduce_retracing=True)
+    return _compile(forward, jit_compile=mode == "xla" and not is_distributed(strategy))
+
+
+def _compile(function: Callable[..., Any], *, jit_compile: bool) -> Callable[..., Any]:
+    """Returns ``function`` as a ``tf.function``, without TensorFlow's warning of retracing across trainers."""
+    compiled = tf.function(function, jit_compile=jit_compile, reduce_retracing=True)
+    # TensorFlow counts traces by code object, so a process that builds several
+    # trainers (a notebook, a sweep) is warned of "excessive retracing" although
+    # each trainer traces its own loops once; trainers count their own traces
+    # (Trainer.trace_counts). TensorFlow's own loaded SavedModels set this too.
+    compiled._omit_frequent_tracing_warning = True
+    return compiled
 
 
 # Helpers marked do_not_convert hold no control flow that depends on a tensor, so

@@ -349,7 +349,7 @@ class Trainer(tf.Module):
         checks.check_held_optimizers(self)  # While tracing: a subclass's optimizers exist by now.
         self._cache.local.updates = updates = []
         try:
-            results = checks.check_results(self.train_step(batch), "train_step")
+            results = checks.check_results(self.train_step(batch), self._origin("train_step"))
         finally:
             self._cache.local.updates = None
         check_updates(updates, self.on_nonfinite)
@@ -364,7 +364,13 @@ class Trainer(tf.Module):
 
     def run_test_step(self, batch: Batch) -> dict[str, tf.Tensor]:
         """Runs ``test_step`` on one replica; returns what the evaluation loop sums."""
-        return checks.check_results(self.test_step(batch), "test_step")
+        return checks.check_results(self.test_step(batch), self._origin("test_step"))
+
+    def _origin(self, method: str) -> str:
+        """Names what returned a step's dict for errors: ``compute_terms`` when the step is Trainer's own."""
+        if getattr(type(self), method) is getattr(Trainer, method):
+            return f"compute_terms (called by {method})"
+        return method
 
     def loop_function(self, method: str, kind: str) -> Callable[..., dict[str, tf.Tensor]]:
         """Returns the compiled loop of ``kind`` (``training.compiled``) over the ``"train"`` or ``"test"`` step.
