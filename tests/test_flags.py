@@ -90,6 +90,16 @@ def test_ema_momentum_sets_how_the_saved_weights_average(images, tmp_path, capsy
     assert max(np.abs(ours - theirs).max() for ours, theirs in zip(some, plain, strict=True)) > 1e-3
 
 
+def test_gradient_cosines_writes_the_cosine_of_each_pair_of_terms(images, tmp_path, capsys):
+    from tests.test_summaries import tensors
+
+    run_dir = run(tmp_path, "cosines", images, "--model", "sparse", "--gradient-cosines", "--summary-every", "4",
+              "--steps-per-loop", "4")
+    written = tensors(run_dir / "tensorboard" / "train")["gradient_cosine/bce/sparsity"]
+    assert [step for step, _ in written] == [4, 8] and all(-1 <= value <= 1 for _, value in written)
+    assert written[0][1] != written[1][1]
+
+
 def test_step_schedule_lowers_the_rate_by_its_factor_every_decay_steps(images, tmp_path, capsys):
     flags = ["--lr-schedule", "step", "--decay-steps", str(STEPS_PER_EPOCH), "--lr-factor", "0.5",
              "--learning-rate", "0.002"]  # fmt: skip

@@ -39,7 +39,7 @@ def tensors(logdir):
     }
 
 
-def train_with_summaries(name, images, logdir, objective=None):
+def train_with_summaries(name, images, logdir, objective=None, **writer_options):
     keras.utils.set_random_seed(0)
     spec = registry.get(name)
     model = spec.build()
@@ -54,6 +54,7 @@ def train_with_summaries(name, images, logdir, objective=None):
         config={"model": name},
         hparams={"model": name},
         trial_id=f"{name}-trial",
+        **writer_options,
     )
     history = trainer.fit(
         inputs[:512], epochs=EPOCHS, batch_size=64, validation_data=inputs[512:700], callbacks=[writer], verbose=0
@@ -68,6 +69,7 @@ def test_event_files_hold_every_term(tmp_path, small_images, name):
     terms = [*trainer.objective.names, "loss"]
     for term in trainer.objective.names:
         assert [step for step, _ in train[f"gradient_norm/{term}"]] == [6, 8, 14, 16]
+    assert not [tag for tag in train if tag.startswith("gradient_cosine/")]  # Only when asked for.
     for term in terms:
         assert [step for step, _ in train[term]] == [6, 8, 14, 16]
         assert [step for step, _ in train[f"epoch_{term}"]] == [0, 1]
@@ -306,3 +308,23 @@ def test_the_projector_can_be_written_every_few_epochs(tmp_path, small_images):
     assert [codes.shape for codes in seen] == [(100, 32), (100, 32)]
     assert not np.array_equal(seen[0], seen[1])  # Each epoch's own codes.
     np.testing.assert_allclose(seen[1], model.encode(inputs[:100]).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_cosines_when_asked_hold_the_cosine_of_the_terms_gradients(tmp_path, small_images):
+    trainer, _ = train_with_summaries("sparse", small_images, tmp_path, gradient_cosines=True)
+    written = tensors(tmp_path / "train")["gradient_cosine/bce/sparsity"]
+    assert [step for step, _ in written] == [6, 8, 14, 16]
+    # The last write is at the run's last step: the weights now. Recompute it as the definition says.
+    examples = to_model_inputs(small_images, trainer.model.example_shape)[:6]
+    variables = trainer.model.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        terms = trainer.compute_terms({"input": tf.constant(examples)}, training=False)
+        weighted = [term.weight_at(trainer.step) * terms[term.name] for term in trainer.objective.terms]
+    flat = []
+    for loss in weighted:
+        gradients = tape.gradient(loss, variables)
+        flat.append(np.concatenate([np.zeros(v.shape.num_elements()) if g is None else g.numpy().ravel()
+                                    for g, v in zip(gradients, variables)]))  # fmt: skip
+    expected = flat[0] @ flat[1] / np.linalg.norm(flat[0]) / np.linalg.norm(flat[1])
+    assert expected != 0
+    np.testing.assert_allclose(written[-1][1], expected, rtol=1e-4, atol=1e-6)

@@ -136,6 +136,7 @@ class TrainConfig:
     keep_checkpoints: int = _setting(3, "checkpoints kept")
     summary_every: int = _setting(100, "steps between TensorBoard scalars")
     projector_every: int | None = _setting(None, "also write the Projector's codes every this many epochs")
+    gradient_cosines: bool = _setting(False, "also log the cosine between each pair of loss terms' gradients")
     on_nonfinite: str = _setting("stop", "stop, or skip the update, when a loss term is NaN or Inf")
     deterministic: bool = _setting(False, "deterministic ops: a resumed run repeats exactly")
     # What is watched each epoch: the best checkpoint, early stopping and plateau reductions.
@@ -185,7 +186,8 @@ _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 # Settings that describe how a run is watched, not what it computes: a
 # resumed run may change them.
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "quiet", "resume", "summary_every", "keep_checkpoints", "profile_steps", "projector_every", "cache"}
+    {"epochs", "quiet", "resume", "summary_every", "keep_checkpoints", "profile_steps", "projector_every", "cache",
+     "gradient_cosines"}
 )
 # Settings with a table of their own in config files and --set (a.b.c=value).
 TABLES = ("objective", "optimizers")

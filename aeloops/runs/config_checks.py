@@ -60,7 +60,7 @@ def validate(config: TrainConfig) -> None:
     for name in ("data_dir", "loss", "run_dir", "profile_steps", "monitor", "cache"):
         if getattr(config, name) is not None:
             _expect(name, getattr(config, name), (str,), "a string")
-    for name in ("resume", "validation", "quiet", "deterministic", "restore_best", "stream"):
+    for name in ("resume", "validation", "quiet", "deterministic", "restore_best", "stream", "gradient_cosines"):
         _expect(name, getattr(config, name), (bool,), "true or false")
     _validate_optimizer_settings({name: getattr(config, name) for name in PART_SETTINGS}, "")
     for name, choices in (

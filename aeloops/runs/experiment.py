@@ -332,6 +332,7 @@ def _run(
         trial_id=run_dir.path.name,
         profile_steps=config.profile_window(),
         projector_every=config.projector_every,
+        gradient_cosines=config.gradient_cosines,
         image_shape=datasets.image_shape,
     )
     # history.json is written before the checkpoint: a kill between the two leaves it ahead, and a

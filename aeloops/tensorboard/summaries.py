@@ -6,7 +6,8 @@ A run's log directory gets:
   unweighted, and the weighted ``loss``), the step's ``gradient_norm``
   (before clipping; ``clipped_gradient_norm`` where the optimizer clips),
   ``gradient_norm/<term>`` (the norm of each weighted
-  term's own gradient, on a fixed batch), ``weight/<term>`` for scheduled
+  term's own gradient, on a fixed batch; with ``gradient_cosines``, also
+  ``gradient_cosine/<term>/<other>``), ``weight/<term>`` for scheduled
   terms and ``learning_rate``, every ``every_steps`` steps; ``epoch_<term>``,
   ``epoch_seconds``, ``validation_seconds`` and ``samples_per_second`` by epoch; histograms of each
   layer's weights, by epoch; the training step's op graph, once, after the
@@ -125,6 +126,9 @@ class SummaryWriter(Callback):
       profile_steps: ``(first, last)`` steps to profile, or None.
       projector_every: also write the Projector's codes every this many
         epochs (the Projector shows the newest); at the end only when None.
+      gradient_cosines: also write, with the per-term gradient norms, the
+        cosine between each pair of terms' gradients on ``examples``
+        (``gradient_cosine/<term>/<other>``: negative where they conflict).
       image_shape: the images' (height, width, channels), to picture inputs
         a model takes flat or row by row; guessed from their shape when None.
     """
@@ -143,6 +147,7 @@ class SummaryWriter(Callback):
         trial_id: str | None = None,
         profile_steps: tuple[int, int] | None = None,
         projector_every: int | None = None,
+        gradient_cosines: bool = False,
         image_shape: Sequence[int] | None = None,
     ) -> None:
         if every_steps < 1:
@@ -161,6 +166,7 @@ class SummaryWriter(Callback):
         self.trial_id = trial_id
         self.profile_steps = profile_steps
         self.projector_every = projector_every
+        self.gradient_cosines = bool(gradient_cosines)
         self.image_shape = None if image_shape is None else tuple(image_shape)
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
         self.validation_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "validation"))
@@ -204,8 +210,11 @@ class SummaryWriter(Callback):
             for name, value in {**logs, **trainer.learning_rates()}.items():
                 tf.summary.scalar(name, value)
             if self.examples is not None:
-                for name, norm in self.term_norms(self.examples).items():
+                norms, cosines = self.term_norms.measure(self.examples, cosines=self.gradient_cosines)
+                for name, norm in norms.items():
                     tf.summary.scalar(f"gradient_norm/{name}", norm)
+                for (name, other), cosine in cosines.items():
+                    tf.summary.scalar(f"gradient_cosine/{name}/{other}", cosine)
 
     def _generated_images(self, trainer: Trainer) -> None:
         """For a generative model: digits decoded from prior draws, each code dimension swept, the 2-D code's map."""
