@@ -26,12 +26,18 @@ from aeloops.training.trainer import Trainer  # noqa: E402
 
 
 class CodeEnergyTrainer(Trainer):
-    """An overridden step with a value of its own, and the objective's update through optimize()."""
+    """An overridden step with a value of its own, updating by gradient values transformed elementwise.
+
+    A signed square root of each gradient element: were the values each
+    replica's own gradient rather than the global batch's, the replicas'
+    updates would sum to something else than one device's.
+    """
 
     def train_step(self, batch):
         with tf.GradientTape() as tape:
             terms = self.compute_terms(batch, training=True)
-        self.optimize(terms["loss"], tape)
+        gradients = self.gradients(terms["loss"], tape)
+        self.apply_gradients([tf.sign(g) * tf.sqrt(tf.abs(g)) for g in gradients], loss=terms["loss"])
         energy = tf.reduce_sum(tf.square(self.model.encode(batch["input"], training=True)), axis=1)
         return {**terms, "code_energy": tf.nn.compute_average_loss(energy)}
 
