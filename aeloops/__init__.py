@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Autoencoder": "aeloops.models",
     "Callback": "aeloops.training.callbacks",
+    "Checkpointer": "aeloops.runs.checkpoints",
     "ConvAutoencoder": "aeloops.models",
     "ConvVariationalAutoencoder": "aeloops.models",
     "ImageData": "aeloops.data",
