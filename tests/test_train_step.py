@@ -313,7 +313,7 @@ class GradientValues(Trainer):
         return terms
 
 
-@pytest.mark.parametrize("mode", ["eager", "graph"])
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
 def test_gradients_then_apply_gradients_train_as_optimize_does_with_an_optimizer_per_part(images, mode):
     def run(trainer_class):
         optimizers = {"decoder": keras.optimizers.SGD(0.1, clipnorm=0.01), "encoder": "adam"}

@@ -132,6 +132,48 @@ MUTATIONS = (
         "image_shape=config.image_shape)", "image_shape=None)",
         ("tests/test_own_data.py", "-k", "every_registered and dense-32"),
     ),
+    Mutation(
+        "applied gradients not scaled back under mixed_float16", "aeloops/training/updates.py",
+        "        if scale is not None or replicas > 1:\n", "        if replicas > 1:\n",
+        ("tests/test_readme.py", "-k", "pcgrad"),
+    ),
+    Mutation(
+        "gradient values are one replica's, not the global batch's", "aeloops/training/updates.py",
+        "summed = all_reduce(raw) if replicas > 1 else list(raw)", "summed = list(raw)",
+        ("tests/test_distribution.py", "-k", "override"),
+    ),
+    Mutation(
+        "a second fit starts the epoch count again", "aeloops/training/outer_loop.py",
+        "    first = trainer.completed_epochs\n", "    first = 0\n",
+        ("tests/test_python_resume.py", "-k", "second_fit"),
+    ),
+    Mutation(
+        "a restored run forgets where its fit began", "aeloops/runs/checkpoints.py",
+        'self.trainer.run_first_epoch = record.get("run_first_epoch")', "self.trainer.run_first_epoch = None",
+        ("tests/test_python_resume.py", "-k", "restored_run"),
+    ),
+    Mutation(
+        "fit leaves the raw weights in the model after EMA", "aeloops/training/outer_loop.py",
+        "    trainer.use_averages(True)  # As Keras", "    trainer.use_averages(False)  # As Keras",
+        ("tests/test_python_resume.py", "-k", "moving_averages"),
+    ),
+    Mutation(
+        "checkpoints save the averages when fit left them in", "aeloops/runs/checkpoints.py",
+        "            with trainer.raw_weights():  # What training",
+        "            with trainer.averaged_weights():  # What training",
+        ("tests/test_python_resume.py", "-k", "moving_averages"),
+    ),
+    Mutation(
+        "a vector's components logged out of order", "aeloops/training/checks.py",
+        'checked[f"{name}/{index:0{width}d}"] = value[index]',
+        'checked[f"{name}/{index:0{width}d}"] = value[-1 - index]',
+        ("tests/test_train_step.py", "-k", "vector"),
+    ),
+    Mutation(
+        "gradient cosines divided by one norm only", "aeloops/tensorboard/term_norms.py",
+        "tf.math.divide_no_nan(dot, norms[name] * norms[other])", "tf.math.divide_no_nan(dot, norms[name])",
+        ("tests/test_summaries.py", "-k", "cosines"),
+    ),
 )  # fmt: skip
 
 
