@@ -83,9 +83,9 @@ def test_startup_benchmark_reads_the_cli_s_first_step_time(capsys):
     assert 0 < cold < total and warm > 0
 
 
+@pytest.mark.torch  # Run apart: pip install -e ".[bench]" && python -m pytest -m torch
 @pytest.mark.parametrize("model_name", ["dense", "deep", "conv"])
 def test_pytorch_peers_have_the_keras_architecture_and_learn(model_name, small_images):
-    pytest.importorskip("torch")  # An optional benchmark dependency.
     from aeloops.data import to_model_inputs
     from benchmarks.baselines import keras_reference
 

@@ -62,10 +62,22 @@ def test_regularizers_are_scaled_once(results):
     np.testing.assert_allclose(np.array(sparse["bce"]) + 1e-4 * np.array(sparse["sparsity"]), sparse["loss"], rtol=1e-5)
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        return probe.getsockname()[1]
+def free_ports(count=2):
+    """Ports nothing listens on, distinct: all are probed at once, so two probes cannot return one port.
+
+    TensorFlow's gRPC server refuses a port another socket holds (even with
+    SO_REUSEPORT), so the probes close before the workers start; another
+    process binding exactly one of these ports in that moment would fail the
+    test with "Could not start gRPC server", never pass it wrongly.
+    """
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("localhost", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def cli(arguments, tf_config=None):
@@ -97,7 +109,7 @@ def test_two_workers_agree_and_match_one_process(tmp_path, mnist):
     np.savez(images, x_train=mnist.train_images[:1024], x_test=mnist.test_images[:256])
     common = ["--dataset", str(images), "--model", "sparse", "--epochs", "2", "--batch-size", "64",
               "--steps-per-loop", "4", "--quiet"]  # fmt: skip
-    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     run_dir = tmp_path / "run"
     workers = [
         cli(
@@ -134,7 +146,7 @@ def test_sigterm_to_one_worker_stops_both_and_they_resume_consistently(tmp_path,
     np.savez(images, x_train=mnist.train_images[:2048], x_test=mnist.test_images[:256])  # 32 steps an epoch.
     common = ["--dataset", str(images), "--epochs", "4", "--batch-size", "64", "--steps-per-loop", "1",
               "--quiet", "--strategy", "multiworker", "--run-dir", str(tmp_path / "run")]  # fmt: skip
-    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
 
     def start_workers(arguments):
         return [cli(arguments, {"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in (0, 1)]
@@ -197,7 +209,7 @@ def test_two_workers_stream_tfrecord_shards_split_by_file_and_stay_in_step(tmp_p
     run_dir = tmp_path / "run"
     arguments = ["--dataset", str(shards), "--stream", "--model", "sparse", "--epochs", "2", "--batch-size", "64",
                  "--no-validation", "--quiet", "--strategy", "multiworker", "--run-dir", str(run_dir)]  # fmt: skip
-    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     workers = [cli(arguments, {"cluster": cluster, "task": {"type": "worker", "index": index}}) for index in (0, 1)]
     for worker in workers:
         _, stderr = worker.communicate(timeout=600)

@@ -77,16 +77,21 @@ def test_adversarial_example_trains_and_resumes_bit_exactly(tmp_path):
 
 
 def test_contractive_example_stays_in_graph_mode_without_compiling_xla():
-    from aeloops.training.mode_probe import XlaRecompileWarning
+    from aeloops.training.mode_probe import TRY_XLA_AFTER, TRY_XLA_AFTER_WITHOUT_CONVOLUTIONS, XlaRecompileWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         namespace = run_example("contractive")
-    trainer = namespace["trainer"]
-    assert trainer.mode == "graph" and int(trainer.mode_choice.numpy()) == 2
-    assert "too short to repay compiling XLA" in trainer.mode_report["reason"]
-    assert trainer.trace_counts["train"] == 1  # XLA was never compiled.
-    assert not [warning for warning in caught if warning.category is XlaRecompileWarning]
+    trainer, report = namespace["trainer"], namespace["trainer"].mode_report
+    # What auto decided follows its rule from what it measured (no convolutions: the lower threshold).
+    assert report["convolutions"] is False
+    if report["rest_over_tracing"] < TRY_XLA_AFTER_WITHOUT_CONVOLUTIONS:  # As README says of this short run.
+        assert trainer.mode == "graph" and int(trainer.mode_choice.numpy()) == 2
+        assert "too short to repay compiling XLA" in report["reason"] and "xla" not in report["seconds"]
+        assert trainer.trace_counts["train"] == 1  # XLA was never compiled.
+        assert not [warning for warning in caught if warning.category is XlaRecompileWarning]
+    else:  # A machine whose steps are slow beside its tracing: XLA is timed, and the faster kept.
+        assert TRY_XLA_AFTER_WITHOUT_CONVOLUTIONS < TRY_XLA_AFTER and len(report["seconds"]["xla"]) >= 2
     assert namespace["history"]["contraction"][-1] > 0
     assert namespace["history"]["bce"][-1] < namespace["history"]["bce"][0]
 

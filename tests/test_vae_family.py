@@ -185,3 +185,42 @@ def test_the_registered_aae_trains_with_its_discriminator_and_resumes_exactly(bi
     for ours, theirs in zip(resumed.discriminator.weights + resumed.model.weights,
                             uninterrupted.discriminator.weights + uninterrupted.model.weights):  # fmt: skip
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_the_aae_step_computes_both_adversaries_losses_as_defined_and_updates_what_each_owns(binary_images):
+    from aeloops.training.adversarial import AdversarialTrainer
+
+    images = binary_images[:64]
+
+    def trainer(rate, adversarial_rate):
+        keras.utils.set_random_seed(0)
+        return AdversarialTrainer(registry.get("aae").build(), optimizer=keras.optimizers.SGD(rate),
+                                  adversarial_learning_rate=adversarial_rate, mode="eager")  # fmt: skip
+
+    def softplus(x):
+        return np.logaddexp(0.0, x)
+
+    frozen = trainer(0.0, 0.0)  # Nothing moves: the logged losses are those of the weights as they are.
+    prior = tf.random.Generator.from_state(frozen.prior.state.numpy(), alg=frozen.prior.algorithm)  # A copy.
+    codes = frozen.model.encode(images, training=True)
+    real = frozen.discriminator(prior.normal(tf.shape(codes))).numpy()
+    fake = frozen.discriminator(codes).numpy()
+    history = frozen.fit(images, epochs=1, batch_size=64, shuffle=False, verbose=0)
+    # Prior draws are real (label 1), codes fake (label 0); the generator wants its codes called real.
+    np.testing.assert_allclose(history["discriminator"][0], np.mean(softplus(-real) + softplus(fake)), rtol=1e-5)
+    np.testing.assert_allclose(history["generator"][0], np.mean(softplus(-fake)), rtol=1e-5)
+
+    def moved(trained, before):
+        return [not np.array_equal(a.numpy(), b) for a, b in zip(trained, before)]
+
+    for rate, adversarial_rate in ((0.0, 1e-2), (1e-2, 0.0)):
+        step = trainer(rate, adversarial_rate)
+        parts = {"encoder": step.model.encoder.weights, "decoder": step.model.decoder.weights,
+                 "discriminator": step.discriminator.weights}  # fmt: skip
+        before = {name: [v.numpy().copy() for v in weights] for name, weights in parts.items()}
+        step.fit(images, epochs=1, batch_size=64, shuffle=False, verbose=0)
+        changed = {name: any(moved(parts[name], before[name])) for name in parts}
+        if rate == 0.0:  # Only the adversaries: the discriminator, and the encoder as the generator.
+            assert changed == {"encoder": True, "decoder": False, "discriminator": True}
+        else:  # Only the reconstruction: encoder and decoder.
+            assert changed == {"encoder": True, "decoder": True, "discriminator": False}

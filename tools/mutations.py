@@ -174,6 +174,16 @@ MUTATIONS = (
         "tf.math.divide_no_nan(dot, norms[name] * norms[other])", "tf.math.divide_no_nan(dot, norms[name])",
         ("tests/test_summaries.py", "-k", "cosines"),
     ),
+    Mutation(
+        "the AAE's discriminator calls the codes real", "aeloops/training/adversarial.py",
+        "_cross_entropy(tf.zeros_like(fake), fake)", "_cross_entropy(tf.ones_like(fake), fake)",
+        ("tests/test_vae_family.py", "-k", "both_adversaries"),
+    ),
+    Mutation(
+        "the AAE skips its reconstruction update", "aeloops/training/adversarial.py",
+        '        self.optimize(terms["loss"], tape)\n', "",
+        ("tests/test_vae_family.py", "-k", "both_adversaries"),
+    ),
 )  # fmt: skip
 
 

@@ -31,11 +31,16 @@ import tensorflow as tf
 from aeloops.models.gaussian import DequantizedGaussian, bits_per_dimension, dequantize
 from aeloops.models.importance import posterior_log_weights
 
-__all__ = ["log_weights", "negative_log_likelihood"]
+__all__ = ["log_weights", "negative_log_likelihood", "tracing_count"]
 
 # Decoded rows per chunk: 20,000 images of 784 pixels are 63 MB of logits.
 _CHUNK_ROWS = 20_000
 _BOUND_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def tracing_count(model: keras.Model) -> int:
+    """How often ``model``'s compiled bounds have been traced: repeated calls with new seeds add nothing."""
+    return sum(function.experimental_get_tracing_count() for function in _BOUND_FUNCTIONS.get(model, {}).values())
 
 
 def _checked_latent_dim(model: keras.Model, inputs: tf.Tensor) -> int:
