@@ -8,7 +8,7 @@ alike; the table gives medians.
 
 Usage: ``python -m benchmarks.mode_choice --data-dir ../shared/data/mnist
 [--examples 60000] [--epochs 3] [--repeats 3] [--models dense,conv,...]``.
-``contractive`` is README's contractive autoencoder (a nested
+``contractive`` is docs/train-step.md's contractive autoencoder (a nested
 ``GradientTape``, on which XLA compiles on every call).
 """
 
@@ -32,10 +32,11 @@ MODES = ("auto", "graph", "xla")
 
 
 def readme_example(name: str) -> str:
-    """Returns the code of README's ``<!-- example: name -->`` block."""
-    match = re.search(rf"<!-- example: {name} -->\n```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    """Returns the code of docs/train-step.md's ``<!-- example: name -->`` block."""
+    page = REPO / "docs" / "train-step.md"
+    match = re.search(rf"<!-- example: {name} -->\n```python\n(.*?)```", page.read_text(), re.S)
     if match is None:
-        raise SystemExit(f"README.md has no example {name!r}")
+        raise SystemExit(f"{page} has no example {name!r}")
     return match.group(1)
 
 

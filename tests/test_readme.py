@@ -1,4 +1,4 @@
-"""The README's examples run."""
+"""The examples of README.md and docs/ run."""
 
 import os
 import re
@@ -12,7 +12,8 @@ import numpy as np
 
 from tests.conftest import REPO
 
-README = (REPO / "README.md").read_text()
+# README and the guide pages it maps: every example in them runs here.
+README = "\n".join(path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
 
 
 def example(name):

@@ -218,7 +218,7 @@ _USE_TRAINER = (
     "aeloops models are trained by aeloops.Trainer, not Keras's {method}: "
     "trainer = aeloops.Trainer(model, objective); trainer.fit(x, epochs=..., batch_size=...). "
     "To change the training step, subclass aeloops.Trainer and override train_step "
-    "(README, 'Writing your own train step')."
+    "(docs/train-step.md)."
 )
 
 

@@ -58,7 +58,7 @@ def is_chief_task() -> bool:
     try:
         tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     except json.JSONDecodeError:
-        raise ValueError("TF_CONFIG is not valid JSON; see the README's 'Scaling out' section.") from None
+        raise ValueError("TF_CONFIG is not valid JSON; see docs/scaling.md.") from None
     task = tf_config.get("task") or {}
     if not task:
         return True

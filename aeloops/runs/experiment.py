@@ -269,7 +269,7 @@ def _run(
         names = ", ".join(repr(name) for name in unused)
         log(
             f"Note: no loss term reads the model's output {names}; add one with "
-            f"--set objective.<name>.output={unused[0]} and .loss=... (README, 'The command-line trainer')."
+            f"--set objective.<name>.output={unused[0]} and .loss=... (docs/cli.md)."
         )
     # Under MultiWorkerMirroredStrategy only the chief writes the run directory;
     # the other workers take part in every save, into scratch directories.

@@ -43,7 +43,7 @@ def refuse_keras_steps(model: keras.Model) -> None:
         if not owner.__module__.startswith(("keras", "aeloops.models")):
             raise ValueError(
                 f"{type(model).__name__} overrides Keras's {method}, which aeloops.Trainer never calls; "
-                f"move that code into a Trainer subclass's {method} (see README, 'Writing your own train step')."
+                f"move that code into a Trainer subclass's {method} (see docs/train-step.md)."
             )
 
 
