@@ -36,10 +36,11 @@ class AdversarialTrainer(Trainer):
 
     Args:
       model: an autoencoder with a flat, linear code (``AdversarialAutoencoder``).
-      *args, **kwargs: as ``Trainer``'s.
+      *args: as ``Trainer``'s.
       discriminator_units: the discriminator's hidden layers.
       adversarial_learning_rate: Adam's rate for the discriminator and the generator.
       prior_seed: seeds the prior's draws.
+      **kwargs: as ``Trainer``'s.
     """
 
     def __init__(
