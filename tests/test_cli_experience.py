@@ -183,3 +183,23 @@ def test_a_model_output_no_term_reads_is_named_and_a_term_can_be_declared_in_tom
     assert json.loads((tmp_path / "declared" / "config.json").read_text())["objective"]["energy"]["output"] == (
         "code_energy"
     )
+
+
+def test_the_first_run_transcript_is_what_a_terminal_shows_and_readme_holds_one(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("transcript", REPO / "tools" / "transcript.py")
+    transcript = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(transcript)
+    # A progress bar redrawn in place: the terminal shows each line as its last carriage return left it.
+    raw = "Epoch 1/3\r\n\x1b[1m 1/78\x1b[0m bar\r78/78 done\r\nEpoch 2/3\r\nx\r\nEpoch 3/3\r\n78/78 last\r\nFinished\r\n"
+    lines = transcript.elide_epochs(transcript.screen_lines(raw))
+    assert lines == ["Epoch 1/3", "78/78 done", "...", "Epoch 3/3", "78/78 last", "Finished"]
+    shown = transcript.screen_lines(transcript.run_in_terminal(["--epochs", "2", "--dataset", "mnist-sample"], tmp_path))
+    assert shown[0] == "Epoch 1/2" and shown[1].startswith("78/78 ━━━━━━━━━━━━━━━━━━━━ ")
+    assert shown[-2].startswith("  Reconstructions (inputs above, outputs below): runs/dense-")
+    assert list(tmp_path.glob("runs/*/reconstructions.png"))
+    # README's block has the same shape: first epoch, "...", the last, then where to look.
+    block = transcript.BLOCK.search((REPO / "README.md").read_text())[2].splitlines()
+    assert block[block.index("...") - 2] == "Epoch 1/20" and block[block.index("...") + 1] == "Epoch 20/20"
+    assert block[-1].startswith("  TensorBoard: tensorboard --logdir runs/dense-")

@@ -15,7 +15,10 @@ small public interface: ``loop_function(method, kind)`` for compiled loops,
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -290,18 +293,36 @@ def _raise_nonfinite(trainer: Trainer, results: Mapping[str, float]) -> None:
 def _progress(trainer: Trainer, verbose: int, epoch: int, epochs: int, steps: int) -> keras.utils.Progbar | None:
     if verbose == 0:
         return None
+    label = f"Epoch {epoch + 1}/{epochs}"
     if verbose == 1:
-        print(f"Epoch {epoch + 1}/{epochs}")
+        print(label)
     # The loop passes running means itself, so Progbar must not average them.
-    return _Progbar(steps, verbose=verbose, unit_name="step")
+    return _Progbar(steps, verbose=verbose, unit_name="step", label=label)
 
 
 class _Progbar(keras.utils.Progbar):
-    """A progress bar that shows the values it is given, without averaging them again."""
+    """A progress bar that shows the values it is given, without averaging them again.
+
+    With ``verbose=2`` (one line an epoch: a pipe, a log file, ``--quiet``)
+    the line starts with its ``label`` ("Epoch 3/20"), which Keras's line
+    lacks, so a log says which epoch each line is.
+    """
+
+    def __init__(self, target: int, *, label: str = "", **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        self.label = label
 
     def update(self, current: int, values: Sequence[tuple[str, float]] | None = None, finalize: bool | None = None):
         self.stateful_metrics.update(name for name, _ in values or ())
-        super().update(current, values, finalize)
+        if self.verbose != 2 or not self.label:
+            super().update(current, values, finalize)
+            return
+        line = io.StringIO()
+        with contextlib.redirect_stdout(line):
+            super().update(current, values, finalize)
+        if line.getvalue():
+            sys.stdout.write(f"{self.label} - {line.getvalue()}")
+            sys.stdout.flush()
 
 
 def _is_source(data: Data) -> bool:
