@@ -192,10 +192,12 @@ def test_the_first_run_transcript_is_what_a_terminal_shows_and_readme_holds_one(
     transcript = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(transcript)
     # A progress bar redrawn in place: the terminal shows each line as its last carriage return left it.
-    raw = "Epoch 1/3\r\n\x1b[1m 1/78\x1b[0m bar\r78/78 done\r\nEpoch 2/3\r\nx\r\nEpoch 3/3\r\n78/78 last\r\nFinished\r\n"
+    raw = ("Epoch 1/3\r\n\x1b[1m 1/78\x1b[0m bar\r78/78 done\r\nEpoch 2/3\r\nx\r\n"
+           "Epoch 3/3\r\n78/78 last\r\nFinished\r\n")  # fmt: skip
     lines = transcript.elide_epochs(transcript.screen_lines(raw))
     assert lines == ["Epoch 1/3", "78/78 done", "...", "Epoch 3/3", "78/78 last", "Finished"]
-    shown = transcript.screen_lines(transcript.run_in_terminal(["--epochs", "2", "--dataset", "mnist-sample"], tmp_path))
+    output = transcript.run_in_terminal(["--epochs", "2", "--dataset", "mnist-sample"], tmp_path)
+    shown = transcript.screen_lines(output)
     assert shown[0] == "Epoch 1/2" and shown[1].startswith("78/78 ━━━━━━━━━━━━━━━━━━━━ ")
     assert shown[-2].startswith("  Reconstructions (inputs above, outputs below): runs/dense-")
     assert list(tmp_path.glob("runs/*/reconstructions.png"))
