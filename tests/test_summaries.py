@@ -212,6 +212,12 @@ def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
         assert len(graph.node) > 100
         assert "head_1" in node_names and "head_2" in node_names, node_names[:500]
         assert re.search(r"\badam(_\d+)?/", node_names), node_names[:500]  # The optimizer's update, in its scope.
+        # The step reads model -> objective -> backward pass -> optimizer, with the library's bookkeeping in
+        # one box beside them (besides the function's inputs and outputs).
+        tops = {node.name.split("/")[0] for node in graph.node}
+        boxes = {name for name in tops if not re.fullmatch(r"(Identity|NoOp)(_\d+)?|inputs", name)}
+        model_scope = boxes - {"objective", "gradient_tape", "optimizer", "aeloops"}
+        assert len(boxes) == 5 and len(model_scope) == 1 and "autoencoder" in model_scope.pop(), sorted(tops)
         experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
         assert [info["name"] for info in experiment["hparamInfos"]] == ["model"]
         metrics = [info["name"] for info in experiment["metricInfos"]]

@@ -212,17 +212,19 @@ class Objective:
             ``"layer_losses"`` term, divided by the replica count once.
         """
         values: dict[str, tf.Tensor] = {}
-        total = tf.constant(0.0, tf.float32)
-        for term in self.terms:
-            per_example = term.per_example(outputs, batch)
-            value = tf.nn.compute_average_loss(
-                per_example, sample_weight=sample_weight, global_batch_size=global_batch_size
-            )
-            values[term.name] = value
-            total += term.weight_at(step) * value
-        if layer_losses:
-            summed = tf.add_n([tf.cast(loss, tf.float32) for loss in layer_losses])
-            values[LAYER_LOSSES] = tf.nn.scale_regularization_loss(summed)
-            total += values[LAYER_LOSSES]
-        values[TOTAL] = total
+        # One scope, so a traced step's graph reads model -> objective -> optimizer.
+        with tf.name_scope("objective"):
+            total = tf.constant(0.0, tf.float32)
+            for term in self.terms:
+                per_example = term.per_example(outputs, batch)
+                value = tf.nn.compute_average_loss(
+                    per_example, sample_weight=sample_weight, global_batch_size=global_batch_size
+                )
+                values[term.name] = value
+                total += term.weight_at(step) * value
+            if layer_losses:
+                summed = tf.add_n([tf.cast(loss, tf.float32) for loss in layer_losses])
+                values[LAYER_LOSSES] = tf.nn.scale_regularization_loss(summed)
+                total += values[LAYER_LOSSES]
+            values[TOTAL] = total
         return values

@@ -1,4 +1,4 @@
-"""The values the Trainer's options take: its execution modes and its non-finite policies.
+"""The values the Trainer's options take (execution modes, non-finite policies), and its graph scope.
 
 Plain constants, importing nothing, so that a run's config offers and checks
 them before TensorFlow loads.
@@ -6,9 +6,13 @@ them before TensorFlow loads.
 
 from __future__ import annotations
 
-__all__ = ["MODES", "NONFINITE_POLICIES"]
+__all__ = ["LIBRARY_SCOPE", "MODES", "NONFINITE_POLICIES"]
 
 # "auto" times graph against XLA on the run's first steps (training.mode_probe).
 MODES = ("auto", "xla", "graph", "eager")
 # What a step with a non-finite loss or gradient does: end the run, or leave the weights as they were.
 NONFINITE_POLICIES = ("stop", "skip")
+# The graph scope of what the library adds to a step (counting, checks, gradient norms), so a traced
+# step reads inputs -> model -> objective -> gradients -> optimizer, with one library box beside them.
+# The trailing "/" makes tf.name_scope re-enter it rather than open "aeloops_1".
+LIBRARY_SCOPE = "aeloops/"

@@ -51,7 +51,7 @@ from aeloops.training.compiled import (
 )
 from aeloops.training.mode_probe import CHOICES
 from aeloops.training.optimizers import OptimizerSpec, inner_optimizer
-from aeloops.training.options import NONFINITE_POLICIES
+from aeloops.training.options import LIBRARY_SCOPE, NONFINITE_POLICIES
 from aeloops.training.step_records import Update, check_updates, library_values
 
 __all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
@@ -307,10 +307,11 @@ class Trainer(tf.Module):
         if when is not None:
             when = tf.convert_to_tensor(when, tf.bool)
             condition = when if condition is None else tf.logical_and(condition, when)
-        if condition is None:
-            plan.apply()
-        else:
-            tf.cond(condition, plan.apply, tf.no_op)
+        with tf.name_scope("optimizer/"):  # Every update, its optimizers' own bookkeeping included.
+            if condition is None:
+                plan.apply()
+            else:
+                tf.cond(condition, plan.apply, tf.no_op)
         recorded = getattr(self._cache.local, "updates", None)
         if recorded is not None:
             recorded.append(Update(name, plan.norm, plan.clipped_norm, plan.finite, plan.loss_scale_skipped))
@@ -343,23 +344,27 @@ class Trainer(tf.Module):
 
     def run_train_step(self, batch: Batch) -> dict[str, tf.Tensor]:
         """Runs ``train_step`` on one replica with the library's bookkeeping; returns what the loop sums."""
-        step = self.step.read_value()
-        if self.dynamic_binarization:
-            batch = {**batch, INPUT: bernoulli_draw(batch[INPUT], self.seed, step)}
+        # The library's bookkeeping goes in one scope of the graph, the step's own ops around it.
+        with tf.name_scope(LIBRARY_SCOPE):
+            step = self.step.read_value()
+            if self.dynamic_binarization:
+                batch = {**batch, INPUT: bernoulli_draw(batch[INPUT], self.seed, step)}
         checks.check_held_optimizers(self)  # While tracing: a subclass's optimizers exist by now.
         self._cache.local.updates = updates = []
         try:
-            results = checks.check_results(self.train_step(batch), self._origin("train_step"))
+            returned = self.train_step(batch)
         finally:
             self._cache.local.updates = None
-        check_updates(updates, self.on_nonfinite)
-        values, finite = library_values(
-            results, updates, self.objective, step, self.strategy.num_replicas_in_sync, self.on_nonfinite == "skip"
-        )
-        self.first_nonfinite_step.assign(
-            tf.where(tf.logical_or(finite, self.first_nonfinite_step >= 0), self.first_nonfinite_step, step)
-        )
-        self.step.assign_add(1)
+        with tf.name_scope(LIBRARY_SCOPE):
+            results = checks.check_results(returned, self._origin("train_step"))
+            check_updates(updates, self.on_nonfinite)
+            values, finite = library_values(
+                results, updates, self.objective, step, self.strategy.num_replicas_in_sync, self.on_nonfinite == "skip"
+            )
+            self.first_nonfinite_step.assign(
+                tf.where(tf.logical_or(finite, self.first_nonfinite_step >= 0), self.first_nonfinite_step, step)
+            )
+            self.step.assign_add(1)
         return values
 
     def run_test_step(self, batch: Batch) -> dict[str, tf.Tensor]:

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from aeloops.training.checks import check_loss_scaled, computes_in_float16
 from aeloops.training.optimizers import OptimizerSpec, inner_optimizer, make_optimizer
+from aeloops.training.options import LIBRARY_SCOPE
 
 __all__ = [
     "Plan",
@@ -156,14 +157,17 @@ def gradients(
     enters through the tape's output gradient (so the tape may be closed)
     and is divided out again here: the values are the true gradient.
     """
-    scale = loss_scale(parts)
+    with tf.name_scope(LIBRARY_SCOPE):
+        scale = loss_scale(parts)
     variables = [variable for _, part_variables in parts for variable in part_variables]
-    raw = tape.gradient(loss, variables, output_gradients=None if scale is None else scale)
-    summed = all_reduce(raw) if replicas > 1 else list(raw)
-    if scale is None:
-        return summed
-    # Scales are powers of two: dividing and multiplying again is exact.
-    return [None if g is None else g * (1.0 / scale) for g in summed]
+    with tf.name_scope("gradient_tape/"):  # Where the tape puts the backward pass; its sums too.
+        raw = tape.gradient(loss, variables, output_gradients=None if scale is None else scale)
+    with tf.name_scope(LIBRARY_SCOPE):
+        summed = all_reduce(raw) if replicas > 1 else list(raw)
+        if scale is None:
+            return summed
+        # Scales are powers of two: dividing and multiplying again is exact.
+        return [None if g is None else g * (1.0 / scale) for g in summed]
 
 
 @dataclasses.dataclass
@@ -190,41 +194,43 @@ def plan(
     share of the gradient (Keras sums replicas' gradients), times the loss
     scale where the optimizer scales losses (it divides by it again).
     """
-    scale = loss_scale(parts)
-    present = [g for g in gradients if g is not None]
-    norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
-    finite = tf.constant(True) if loss is None else tf.math.is_finite(tf.cast(loss, tf.float32))
-    loss_scale_skipped = None
-    if scale is None:
-        finite = tf.logical_and(finite, tf.math.is_finite(norm))
-    else:  # Overflowing scaled gradients are the loss scaler's business.
-        loss_scale_skipped = tf.cast(tf.logical_not(tf.math.is_finite(norm)), tf.float32)
-    steps, clipped, offset = [], [], 0
-    any_clipping = any(clips(part_optimizer) for part_optimizer, _ in parts)
-    share = 1.0 if scale is None else scale
-    if replicas > 1:
-        share = share / replicas
-    for part_optimizer, part_variables in parts:
-        part = list(gradients[offset : offset + len(part_variables)])
-        offset += len(part_variables)
-        if not clips(part_optimizer):
-            clipped.extend(g for g in part if g is not None)  # It counts as it is in the clipped norm.
-        else:
-            clipped_part = clip(part_optimizer, part)
-            clipped.extend(g for g in clipped_part if g is not None)
-            if replicas > 1:
-                # Keras clips each replica's share before summing them; clip
-                # the sum instead, as one device would, and hand each replica
-                # its share (which the optimizer's own clipping then leaves be).
-                part = clipped_part
-        if scale is not None or replicas > 1:
-            part = [None if g is None else g * share for g in part]
-        steps.append((part_optimizer, part, part_variables))
+    with tf.name_scope(LIBRARY_SCOPE):  # The optimizers' own ops, in apply(), keep their scopes.
+        scale = loss_scale(parts)
+        present = [g for g in gradients if g is not None]
+        norm = tf.linalg.global_norm(present) if present else tf.constant(0.0)
+        finite = tf.constant(True) if loss is None else tf.math.is_finite(tf.cast(loss, tf.float32))
+        loss_scale_skipped = None
+        if scale is None:
+            finite = tf.logical_and(finite, tf.math.is_finite(norm))
+        else:  # Overflowing scaled gradients are the loss scaler's business.
+            loss_scale_skipped = tf.cast(tf.logical_not(tf.math.is_finite(norm)), tf.float32)
+        steps, clipped, offset = [], [], 0
+        any_clipping = any(clips(part_optimizer) for part_optimizer, _ in parts)
+        share = 1.0 if scale is None else scale
+        if replicas > 1:
+            share = share / replicas
+        for part_optimizer, part_variables in parts:
+            part = list(gradients[offset : offset + len(part_variables)])
+            offset += len(part_variables)
+            if not clips(part_optimizer):
+                clipped.extend(g for g in part if g is not None)  # It counts as it is in the clipped norm.
+            else:
+                clipped_part = clip(part_optimizer, part)
+                clipped.extend(g for g in clipped_part if g is not None)
+                if replicas > 1:
+                    # Keras clips each replica's share before summing them; clip
+                    # the sum instead, as one device would, and hand each replica
+                    # its share (which the optimizer's own clipping then leaves be).
+                    part = clipped_part
+            if scale is not None or replicas > 1:
+                part = [None if g is None else g * share for g in part]
+            steps.append((part_optimizer, part, part_variables))
 
     def apply() -> tf.Operation:
         for part_optimizer, part_gradients, part_variables in steps:
             part_optimizer.apply_gradients([(g, v) for g, v in zip(part_gradients, part_variables) if g is not None])
         return tf.no_op()
 
-    clipped_norm = tf.linalg.global_norm(clipped) if any_clipping else None
+    with tf.name_scope(LIBRARY_SCOPE):
+        clipped_norm = tf.linalg.global_norm(clipped) if any_clipping else None
     return Plan(apply, norm, clipped_norm, finite, loss_scale_skipped)
