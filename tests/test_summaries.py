@@ -251,7 +251,12 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         assert groups["vae"]["hparams"]["weight/kl"] == "linear_warmup(0 to 1 over 50 steps)"
         assert groups["sparse"]["hparams"]["learning_rate"] == pytest.approx(0.001)
         assert groups["diverges"]["hparams"]["learning_rate"] == pytest.approx(1e9)
-        assert groups["sparse"]["hparams"]["mode"] == "auto"  # A short run chooses after HParams is written.
+        # HParams says the mode that ran: auto's choice, as config.json records it (not "auto").
+        for name in ("sparse", "vae"):
+            ran = json.loads((runs / name / "config.json").read_text())["mode"]
+            assert ran in ("graph", "xla") and groups[name]["hparams"]["mode"] == ran
+        # A momentum is shown only for a moving average (none here).
+        assert "ema_momentum" not in columns
         # Scalars, graphs, pictures and histograms of the same runs.
         scalar_tags = get("/data/plugin/scalars/tags")
         assert {"epoch_loss", "epoch_kl", "epoch_bce"} <= set(scalar_tags["vae/tensorboard/validation"])

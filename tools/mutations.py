@@ -184,6 +184,16 @@ MUTATIONS = (
         '        self.optimize(terms["loss"], tape)\n', "",
         ("tests/test_vae_family.py", "-k", "both_adversaries"),
     ),
+    Mutation(
+        "HParams shows auto rather than the mode that ran", "aeloops/tensorboard/summaries.py",
+        '            values["mode"] = trainer.mode\n', "            pass\n",
+        ("tests/test_summaries.py", "-k", "hparams_compare"),
+    ),
+    Mutation(
+        "one line an epoch without its epoch", "aeloops/training/outer_loop.py",
+        'sys.stdout.write(f"{self.label} - {line.getvalue()}")', "sys.stdout.write(line.getvalue())",
+        ("tests/test_loop.py", "-k", "one_line"),
+    ),
 )  # fmt: skip
 
 

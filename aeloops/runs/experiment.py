@@ -142,14 +142,14 @@ def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | 
 
     Learning rates as numbers (one per part), the model's options changed,
     the optimizer options, the
-    mode (``auto`` for a run that has yet to choose), every term's weight (a
+    mode (``auto`` until it has chosen), every term's weight (a
     schedule by its description).
     """
     values: dict[str, float | str] = {
         "model": config.model,
         "dataset": config.dataset,
         "batch_size": config.batch_size,
-        "mode": config.mode,  # "auto" until it has chosen (config.json then records the choice).
+        "mode": config.mode,  # "auto" until it has chosen; SummaryWriter writes the choice.
         "precision": config.precision,
         "seed": config.seed,
         **trainer.learning_rates(),
@@ -160,6 +160,8 @@ def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | 
         prefix = "" if part == "model" else f"{part}/"
         values[f"{prefix}optimizer"] = settings["optimizer"]
         for option in OPTIMIZER_OPTIONS:
+            if option == "ema_momentum" and not settings["use_ema"]:
+                continue  # A momentum without a moving average means nothing.
             if settings[option] is not None and settings[option] is not False:
                 values[f"{prefix}{option}"] = settings[option]
     for term in trainer.objective.terms:

@@ -174,17 +174,17 @@ class SummaryWriter(Callback):
         self._profiling = False
         self._graph_written = False
         self._hparams_writer: tf.summary.SummaryWriter | None = None
+        self._session_started = False
+        self._started = time.time()
         self._codes_at: tuple[int, np.ndarray] | None = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         step = int(trainer.step.numpy())
         self._last_written_step = step
         self._profile(step, trainer.steps_per_loop)
-        if self.hparams is not None:
-            # A session per run and no experiment summary: TensorBoard then
-            # shows every run's hyperparameters and scalars as columns.
-            with self._session_writer().as_default():
-                hparams_api.hparams(self.hparams, trial_id=self.trial_id, start_time_secs=time.time())
+        self._started = time.time()
+        if trainer.requested_mode != "auto" or int(trainer.mode_choice.numpy()):
+            self._start_session(trainer)  # The mode is settled: no need to wait for auto's choice.
         with self.train_writer.as_default(step=step):
             if self.config is not None:
                 text = json.dumps(self.config, indent=2, sort_keys=True)
@@ -193,6 +193,8 @@ class SummaryWriter(Callback):
     def on_loop_end(self, trainer: Trainer, logs: Mapping[str, float]) -> None:
         step = int(trainer.step.numpy())
         self._profile(step, trainer.steps_per_loop)
+        if trainer.mode_report is not None:  # "auto" has chosen: HParams can say what runs.
+            self._start_session(trainer)
         if not self._graph_written and self.examples is not None:
             # Written after the first compiled call rather than before it: by
             # then AutoGraph has converted the step's code, so tracing it once
@@ -260,10 +262,24 @@ class SummaryWriter(Callback):
             self._codes_at = (step, trainer.predict(self.histogram_examples, batch_size=256)["code"])
         return self._codes_at[1]
 
+    def _start_session(self, trainer: Trainer | None) -> None:
+        """Writes the HParams session once: the hyperparameters, ``mode`` as the trainer runs (auto's choice)."""
+        if self.hparams is None or self._session_started:
+            return
+        self._session_started = True
+        values = dict(self.hparams)
+        if values.get("mode") == "auto" and trainer is not None and trainer.mode_report is not None:
+            values["mode"] = trainer.mode
+        # A session per run and no experiment summary: TensorBoard then
+        # shows every run's hyperparameters and scalars as columns.
+        with self._session_writer().as_default():
+            hparams_api.hparams(values, trial_id=self.trial_id, start_time_secs=self._started)
+
     def write_status(self, outcome: str) -> None:
         """Ends the HParams session: ``"finished"``, ``"stopped"`` (resumable) or ``"failed"``."""
         if self.hparams is None:
             return
+        self._start_session(self.trainer)  # A run that ended before auto chose still gets its row.
         status = _STATUSES[outcome]
         with self._session_writer().as_default():
             end = hparams_summary.session_end_pb(status, end_time_secs=time.time())
