@@ -339,3 +339,22 @@ def test_gradient_cosines_when_asked_hold_the_cosine_of_the_terms_gradients(tmp_
     expected = flat[0] @ flat[1] / np.linalg.norm(flat[0]) / np.linalg.norm(flat[1])
     assert expected != 0
     np.testing.assert_allclose(written[-1][1], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_a_run_from_python_gets_its_hparams_row_and_config_text_from_the_trainer(tmp_path, small_images):
+    keras.utils.set_random_seed(0)
+    spec = registry.get("sparse")
+    model = spec.build()
+    trainer = Trainer(model, spec.objective(model), mode="auto", steps_per_loop=4)
+    inputs = to_model_inputs(small_images[:512], (784,))
+    writer = SummaryWriter(trainer, tmp_path / "python", examples=inputs[:6])  # No config=, no hparams=.
+    trainer.fit(inputs, epochs=1, batch_size=64, callbacks=[writer], verbose=0)
+    [(_, text)] = tensors(tmp_path / "python" / "train")["config"]
+    config = json.loads(text.item().decode().strip("`\n"))
+    assert config["model"] == type(model).__name__ and config["optimizer"] == "Adam" and config["mode"] == "auto"
+    assert config["weight/sparsity"] == pytest.approx(1e-4) and config["learning_rate"] == pytest.approx(0.001)
+    with tensorboard_server(tmp_path) as get:
+        [group] = session_groups(get)
+        assert group["hparams"]["mode"] == trainer.mode  # What ran: auto's choice.
+        assert group["hparams"]["weight/sparsity"] == pytest.approx(1e-4)
+        assert group["sessions"][0]["status"] == "STATUS_SUCCESS"

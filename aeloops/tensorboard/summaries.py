@@ -50,16 +50,18 @@ from tensorboard.plugins.hparams import summary as hparams_summary
 
 from aeloops.data.sources import INPUT
 from aeloops.files import replacing
+from aeloops.objectives import schedules
 from aeloops.objectives.objective import Objective
 from aeloops.tensorboard.images import as_images, image_grid, labeled_grid, write_png
 from aeloops.tensorboard.term_norms import TermGradientNorms
 from aeloops.training.callbacks import TIMINGS, Callback
 from aeloops.training.compiled import is_distributed
+from aeloops.training.optimizers import inner_optimizer
 
 if TYPE_CHECKING:
     from aeloops.training.trainer import Trainer
 
-__all__ = ["SummaryWriter", "reconstruction_labels", "reconstruction_rows", "training_step_graph"]
+__all__ = ["SummaryWriter", "reconstruction_labels", "reconstruction_rows", "trainer_settings", "training_step_graph"]
 
 # The name of the codes in the Projector's checkpoint.
 PROJECTOR_TENSOR = "codes/.ATTRIBUTES/VARIABLE_VALUE"
@@ -72,6 +74,23 @@ def _sprite(images: np.ndarray) -> np.ndarray:
     side = int(np.ceil(np.sqrt(len(images))))
     filled = np.concatenate([images, np.zeros((side * side - len(images), *images.shape[1:]), images.dtype)])
     return image_grid(np.split(filled, side), padding=0)
+
+
+def trainer_settings(trainer: Trainer) -> dict[str, float | str]:
+    """What a trainer built from Python runs with, as flat values: model class, mode, seed, optimizers, weights."""
+    values: dict[str, float | str] = {
+        "model": type(trainer.model).__name__,
+        "mode": trainer.requested_mode,
+        "seed": trainer.seed,
+        "steps_per_loop": trainer.steps_per_loop,
+        "precision": getattr(getattr(trainer.model, "dtype_policy", None), "name", "float32"),
+        **trainer.learning_rates(),
+    }
+    for part, optimizer in trainer.optimizers.items():
+        values["optimizer" if part == "model" else f"optimizer/{part}"] = type(inner_optimizer(optimizer)).__name__
+    for term in trainer.objective.terms:
+        values[f"weight/{term.name}"] = schedules.describe(term.weight)
+    return values
 
 
 def training_step_graph(trainer: Trainer, example_shape: tuple[int, ...]) -> tf.Graph:
@@ -118,10 +137,12 @@ class SummaryWriter(Callback):
         histogram is summarized, and whose codes the Projector shows at the
         end of training, with each input's thumbnail; ``examples`` when not given.
       labels: the class of each of ``histogram_examples``, for the Projector's metadata.
-      config: the run's settings, written as text once.
-      hparams: hyperparameters for the HParams dashboard (flat, scalar values).
-        No experiment summary is written, so TensorBoard takes the union of
-        every run's hyperparameters as its columns.
+      config: the run's settings, written as text once; by default the
+        trainer's (``trainer_settings``), as from Python.
+      hparams: hyperparameters for the HParams dashboard (flat, scalar
+        values); by default the trainer's settings, so a run from Python
+        gets its row too. No experiment summary is written, so TensorBoard
+        takes the union of every run's hyperparameters as its columns.
       trial_id: the name the HParams dashboard gives this run (its directory, say).
       profile_steps: ``(first, last)`` steps to profile, or None.
       projector_every: also write the Projector's codes every this many
@@ -163,6 +184,7 @@ class SummaryWriter(Callback):
         self.labels = None if labels is None else np.asarray(labels)
         self.config = dict(config) if config is not None else None
         self.hparams = dict(hparams) if hparams is not None else None
+        self._settings_by_default = (config is None, hparams is None)
         self.trial_id = trial_id
         self.profile_steps = profile_steps
         self.projector_every = projector_every
@@ -183,6 +205,11 @@ class SummaryWriter(Callback):
         self._last_written_step = step
         self._profile(step, trainer.steps_per_loop)
         self._started = time.time()
+        default_config, default_hparams = self._settings_by_default
+        if default_config or default_hparams:  # Read now: learning rates as this run starts.
+            settings = trainer_settings(trainer)
+            self.config = settings if default_config else self.config
+            self.hparams = settings if default_hparams else self.hparams
         if trainer.requested_mode != "auto" or int(trainer.mode_choice.numpy()):
             self._start_session(trainer)  # The mode is settled: no need to wait for auto's choice.
         with self.train_writer.as_default(step=step):
