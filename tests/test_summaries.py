@@ -150,7 +150,7 @@ def test_profile_window_is_written(tmp_path, small_images):
     trainer = Trainer(model, mode="graph", steps_per_loop=2)
     writer = SummaryWriter(trainer, tmp_path, every_steps=100, profile_steps=(2, 6))
     trainer.fit(to_model_inputs(small_images[:512], (784,)), batch_size=64, callbacks=[writer], verbose=0)
-    assert list((tmp_path / "plugins" / "profile").rglob("*.xplane.pb"))
+    assert list((tmp_path / "train" / "plugins" / "profile").rglob("*.xplane.pb"))
 
 
 @contextlib.contextmanager
@@ -271,8 +271,9 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         [(_, _, buckets)] = get("/data/plugin/histograms/histograms?run=sparse/tensorboard/validation&tag=code")
         assert sum(count for _, _, count in buckets) == 1000 * 32  # 1,000 validation images' 32-unit codes.
         # The Projector: 1,000 codes with their thumbnails and digit labels, for each run.
-        run = "sparse/tensorboard"
-        assert {run, "vae/tensorboard"} <= set(get("/data/plugin/projector/runs"))
+        # One Projector run per training run, its train/ run, labelled: the one the Projector opens on.
+        run = "sparse/tensorboard/train"
+        assert sorted(get("/data/plugin/projector/runs")) == [run, "vae/tensorboard/train"]
         [embedding] = get(f"/data/plugin/projector/info?run={run}")["embeddings"]
         name = embedding["tensorName"]
         assert embedding["tensorShape"] == [1000, 32] and embedding["sprite"]["singleImageDim"] == [28, 28]
@@ -312,7 +313,7 @@ def test_the_projector_can_be_written_every_few_epochs(tmp_path, small_images):
 
     class AfterEachEpoch(Callback):
         def on_epoch_end(self, trainer, epoch, logs):
-            reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path)))
+            reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "train")))
             seen.append(reader.get_tensor("codes/.ATTRIBUTES/VARIABLE_VALUE"))
 
     trainer.fit(inputs, epochs=2, batch_size=64, verbose=0, callbacks=[writer, AfterEachEpoch()])

@@ -21,11 +21,14 @@ A run's log directory gets:
   and, for a 2-D code, the map of its code space, by epoch.
 - the directory itself: the run's hyperparameters (the values in effect)
   for the HParams dashboard, named by ``trial_id``, and its end: finished,
-  stopped (still running, as far as HParams can say) or failed.
-- ``plugins/profile/``: a profile of the steps in ``profile_steps``, if asked.
-- ``projector-codes-*``, ``projector_config.pbtxt``, ``sprite.png``, ``metadata.tsv``:
-  the codes of the histogram's examples for the Projector, at the end of
-  training, each with its thumbnail and label.
+  stopped (still running, as far as HParams can say) or failed. (HParams
+  reads a session's metrics from the runs below it, so the session sits
+  above ``train/`` and ``validation/``: the validation metrics are its
+  columns.)
+- ``train/plugins/profile/``: a profile of the steps in ``profile_steps``, if asked.
+- ``train/projector-codes-*``, ``projector_config.pbtxt``, ``sprite.png``,
+  ``metadata.tsv``: the codes of the histogram's examples for the
+  Projector, at the end of training, each with its thumbnail and label.
 
 >>> writer = SummaryWriter(trainer, "runs/x/tensorboard", every_steps=100,
 ...                        examples=x_test[:8])                  # doctest: +SKIP
@@ -264,7 +267,10 @@ class SummaryWriter(Callback):
 
     def write_projector(self, trainer: Trainer) -> None:
         """Writes the codes of ``histogram_examples`` for TensorBoard's Projector, with thumbnails and labels."""
-        directory = pathlib.Path(self.logdir)
+        # In train/, not the directory above: TensorBoard's Projector looks for a checkpoint in each run's
+        # directory and then its parent, so codes above train/ and validation/ showed as two more Projector
+        # runs of bare, unlabelled points, and opened on one of them.
+        directory = pathlib.Path(self.logdir) / "train"
         codes = self._codes(trainer)
         codes = codes.reshape(len(codes), -1).astype(np.float32)
         # Saved beside the config, whose Projector finds the newest checkpoint
@@ -328,7 +334,7 @@ class SummaryWriter(Callback):
             return
         first, last = self.profile_steps
         if not self._profiling and step < last and step + steps_per_loop > first:
-            tf.profiler.experimental.start(self.logdir)
+            tf.profiler.experimental.start(os.path.join(self.logdir, "train"))  # A run's step, in its run.
             self._profiling = True
         elif self._profiling and step >= last:
             tf.profiler.experimental.stop()
