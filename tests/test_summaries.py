@@ -257,6 +257,10 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
             assert ran in ("graph", "xla") and groups[name]["hparams"]["mode"] == ran
         # A momentum is shown only for a moving average (none here).
         assert "ema_momentum" not in columns
+        # The Text dashboard's config is the run's as it ran too: the mode chosen, the default rate used.
+        [(_, text)] = tensors(runs / "sparse" / "tensorboard" / "train")["config"]
+        shown = json.loads(text.item().decode().strip("`\n"))
+        assert shown["mode"] == groups["sparse"]["hparams"]["mode"] and shown["learning_rate"] == pytest.approx(1e-3)
         # Scalars, graphs, pictures and histograms of the same runs.
         scalar_tags = get("/data/plugin/scalars/tags")
         assert {"epoch_loss", "epoch_kl", "epoch_bce"} <= set(scalar_tags["vae/tensorboard/validation"])
@@ -352,7 +356,8 @@ def test_a_run_from_python_gets_its_hparams_row_and_config_text_from_the_trainer
     trainer.fit(inputs, epochs=1, batch_size=64, callbacks=[writer], verbose=0)
     [(_, text)] = tensors(tmp_path / "python" / "train")["config"]
     config = json.loads(text.item().decode().strip("`\n"))
-    assert config["model"] == type(model).__name__ and config["optimizer"] == "Adam" and config["mode"] == "auto"
+    assert config["model"] == type(model).__name__ and config["optimizer"] == "Adam"
+    assert config["mode"] == trainer.mode  # Written once auto had chosen: the mode that ran.
     assert config["weight/sparsity"] == pytest.approx(1e-4) and config["learning_rate"] == pytest.approx(0.001)
     with tensorboard_server(tmp_path) as get:
         [group] = session_groups(get)

@@ -194,6 +194,16 @@ MUTATIONS = (
         'sys.stdout.write(f"{self.label} - {line.getvalue()}")', "sys.stdout.write(line.getvalue())",
         ("tests/test_loop.py", "-k", "one_line"),
     ),
+    Mutation(
+        "the config text shows the rate requested, not the rate used", "aeloops/tensorboard/summaries.py",
+        '        resolved["learning_rate"] = rates["learning_rate"]\n', "        pass\n",
+        ("tests/test_summaries.py", "-k", "hparams_compare"),
+    ),
+    Mutation(
+        "the Projector's codes above train/ and validation/", "aeloops/tensorboard/summaries.py",
+        'directory = pathlib.Path(self.logdir) / "train"', "directory = pathlib.Path(self.logdir)",
+        ("tests/test_summaries.py", "-k", "hparams_compare"),
+    ),
 )  # fmt: skip
 
 

@@ -96,6 +96,17 @@ def trainer_settings(trainer: Trainer) -> dict[str, float | str]:
     return values
 
 
+def _as_run(values: Mapping[str, object], trainer: Trainer) -> dict[str, object]:
+    """Returns ``values`` with what the trainer settled filled in: the mode "auto" chose, the default rate used."""
+    resolved = dict(values)
+    if resolved.get("mode") == "auto" and trainer.mode_report is not None:
+        resolved["mode"] = trainer.mode
+    rates = trainer.learning_rates()
+    if "learning_rate" in resolved and resolved["learning_rate"] is None and "learning_rate" in rates:
+        resolved["learning_rate"] = rates["learning_rate"]
+    return resolved
+
+
 def training_step_graph(trainer: Trainer, example_shape: tuple[int, ...]) -> tf.Graph:
     """Returns the op graph of one training step (``run_train_step``), traced in graph mode.
 
@@ -199,7 +210,7 @@ class SummaryWriter(Callback):
         self._profiling = False
         self._graph_written = False
         self._hparams_writer: tf.summary.SummaryWriter | None = None
-        self._session_started = False
+        self._settled = False
         self._started = time.time()
         self._codes_at: tuple[int, np.ndarray] | None = None
 
@@ -214,17 +225,13 @@ class SummaryWriter(Callback):
             self.config = settings if default_config else self.config
             self.hparams = settings if default_hparams else self.hparams
         if trainer.requested_mode != "auto" or int(trainer.mode_choice.numpy()):
-            self._start_session(trainer)  # The mode is settled: no need to wait for auto's choice.
-        with self.train_writer.as_default(step=step):
-            if self.config is not None:
-                text = json.dumps(self.config, indent=2, sort_keys=True)
-                tf.summary.text("config", f"```\n{text}\n```")
+            self._settle(trainer)  # The mode is settled: no need to wait for auto's choice.
 
     def on_loop_end(self, trainer: Trainer, logs: Mapping[str, float]) -> None:
         step = int(trainer.step.numpy())
         self._profile(step, trainer.steps_per_loop)
-        if trainer.mode_report is not None:  # "auto" has chosen: HParams can say what runs.
-            self._start_session(trainer)
+        if trainer.mode_report is not None:  # "auto" has chosen: HParams and the config can say what runs.
+            self._settle(trainer)
         if not self._graph_written and self.examples is not None:
             # Written after the first compiled call rather than before it: by
             # then AutoGraph has converted the step's code, so tracing it once
@@ -295,24 +302,27 @@ class SummaryWriter(Callback):
             self._codes_at = (step, trainer.predict(self.histogram_examples, batch_size=256)["code"])
         return self._codes_at[1]
 
-    def _start_session(self, trainer: Trainer | None) -> None:
-        """Writes the HParams session once: the hyperparameters, ``mode`` as the trainer runs (auto's choice)."""
-        if self.hparams is None or self._session_started:
+    def _settle(self, trainer: Trainer) -> None:
+        """Writes, once, the HParams session and the config text, as the run runs (auto's choice, the rate used)."""
+        if self._settled:
             return
-        self._session_started = True
-        values = dict(self.hparams)
-        if values.get("mode") == "auto" and trainer is not None and trainer.mode_report is not None:
-            values["mode"] = trainer.mode
-        # A session per run and no experiment summary: TensorBoard then
-        # shows every run's hyperparameters and scalars as columns.
-        with self._session_writer().as_default():
-            hparams_api.hparams(values, trial_id=self.trial_id, start_time_secs=self._started)
+        self._settled = True
+        if self.config is not None:
+            text = json.dumps(_as_run(self.config, trainer), indent=2, sort_keys=True)
+            with self.train_writer.as_default(step=int(trainer.step.numpy())):
+                tf.summary.text("config", f"```\n{text}\n```")
+        if self.hparams is not None:
+            # A session per run and no experiment summary: TensorBoard then
+            # shows every run's hyperparameters and scalars as columns.
+            with self._session_writer().as_default():
+                values = _as_run(self.hparams, trainer)
+                hparams_api.hparams(values, trial_id=self.trial_id, start_time_secs=self._started)
 
     def write_status(self, outcome: str) -> None:
         """Ends the HParams session: ``"finished"``, ``"stopped"`` (resumable) or ``"failed"``."""
+        self._settle(self.trainer)  # A run that ended before auto chose still gets its row and config.
         if self.hparams is None:
             return
-        self._start_session(self.trainer)  # A run that ended before auto chose still gets its row.
         status = _STATUSES[outcome]
         with self._session_writer().as_default():
             end = hparams_summary.session_end_pb(status, end_time_secs=time.time())
