@@ -186,7 +186,7 @@ MUTATIONS = (
     ),
     Mutation(
         "HParams shows auto rather than the mode that ran", "aeloops/tensorboard/summaries.py",
-        '            values["mode"] = trainer.mode\n', "            pass\n",
+        '        resolved["mode"] = trainer.mode\n', "        pass\n",
         ("tests/test_summaries.py", "-k", "hparams_compare"),
     ),
     Mutation(
