@@ -261,8 +261,9 @@ class Trainer(tf.Module):
         variables = self._variables(variables)
         parts = self._parts(variables, optimizer)
         values = gradient_updates.gradients(loss, tape, parts, self.strategy.num_replicas_in_sync)
-        by_variable = {id(v): g for (_, part_variables), offset in _offsets(parts) for v, g in
-                       zip(part_variables, values[offset : offset + len(part_variables)])}  # fmt: skip
+        # The parts list the variables grouped by optimizer: put the values back in the caller's order.
+        in_parts = [variable for _, part_variables in parts for variable in part_variables]
+        by_variable = {id(variable): value for variable, value in zip(in_parts, values)}
         return [by_variable[id(variable)] for variable in variables]
 
     @tf.autograph.experimental.do_not_convert
@@ -523,14 +524,6 @@ class Trainer(tf.Module):
                 self.model, mode=self.mode, strategy=self.strategy, on_trace=count_trace
             )
         return self._cache.functions[key]
-
-
-def _offsets(parts: Sequence[tuple[Any, list]]) -> Iterator[tuple[tuple[Any, list], int]]:
-    """Yields each part with the position of its first variable in the parts' concatenation."""
-    offset = 0
-    for part in parts:
-        yield part, offset
-        offset += len(part[1])
 
 
 def _counter(name: str, initial: int) -> tf.Variable:
