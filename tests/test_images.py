@@ -24,13 +24,18 @@ def test_colour_grids_keep_their_colours_and_labels_do_not_hide_them():
     assert grid.shape == (7, 13, 3)
     np.testing.assert_array_equal(grid[1:6, 1:6], np.broadcast_to([255, 0, 0], (5, 5, 3)))
     labeled = labeled_grid([red], ["input"], shape=(5, 5, 3))
-    assert labeled.shape[-1] == 3
-    # The pictures sit right of the label's margin, enlarged, still pure red.
-    assert (labeled == [255, 0, 0]).all(axis=-1).sum() == 2 * (5 * labeled_scale(labeled, 9)) ** 2  # 2 + 5 + 2 rows.
+    scale = round(84 / 5)
+    assert labeled.shape[1:] == ((2 * 7 + 2) * scale, 3)  # The picture's width: the name sits above the row.
+    # The pictures sit under their name, enlarged, still pure red; the name is written in black.
+    assert (labeled == [255, 0, 0]).all(axis=-1).sum() == 2 * (5 * scale) ** 2
+    assert (labeled == 0).all(axis=-1)[: -(7 + 2) * scale].any()
 
 
-def labeled_scale(labeled, grid_height):
-    return labeled.shape[0] // grid_height
+def test_unnamed_rows_get_no_band():
+    rows = [np.zeros((3, 4, 4)), np.ones((3, 4, 4))]
+    named, unnamed = labeled_grid(rows, ["first", ""], scale=2), labeled_grid(rows, ["", ""], scale=2)
+    assert unnamed.shape == image_grid(rows).repeat(2, 0).repeat(2, 1).shape  # Without names: the grid, enlarged.
+    assert named.shape[0] > unnamed.shape[0] and named.shape[1] == unnamed.shape[1]
 
 
 def test_grid_places_each_image_and_round_trips_through_png(tmp_path):

@@ -62,6 +62,19 @@ def train_with_summaries(name, images, logdir, objective=None, **writer_options)
     return trainer, history
 
 
+def assert_named_rows(picture, rows):
+    """Asserts that ``picture`` holds ``rows`` rows of digits, each under a name legible on a 400-pixel card."""
+    # Digits are light on black: the name bands are the only tall runs of mostly white pixel rows.
+    white = np.concatenate([[False], picture.mean(axis=1) > 200, [False]])
+    edges = np.flatnonzero(np.diff(white.astype(int)))
+    bands = [(top, bottom) for top, bottom in zip(edges[::2], edges[1::2]) if bottom - top > 10]
+    assert len(bands) == rows, bands
+    for top, bottom in bands:
+        ink = np.flatnonzero((picture[top:bottom] < 128).any(axis=1))
+        # Shrunk to 400 pixels wide, a name is at least 8 pixels tall (they were 4 at 14 points).
+        assert len(ink) and (ink[-1] - ink[0] + 1) * 400 / picture.shape[1] >= 8, (top, bottom, ink)
+
+
 @pytest.mark.parametrize("name", ["dense", "conv", "twohead"])
 def test_event_files_hold_every_term(tmp_path, small_images, name):
     trainer, history = train_with_summaries(name, small_images, tmp_path)
@@ -76,6 +89,8 @@ def test_event_files_hold_every_term(tmp_path, small_images, name):
         assert [step for step, _ in validation[f"epoch_{term}"]] == [0, 1]
         np.testing.assert_allclose([value for _, value in validation[f"epoch_{term}"]], history[f"val_{term}"])
         np.testing.assert_allclose([value for _, value in train[f"epoch_{term}"]], history[term], rtol=1e-6)
+        # The train run holds the validation metrics too, as the history names them: HParams reads only it.
+        np.testing.assert_allclose([value for _, value in train[f"val_{term}"]], history[f"val_{term}"])
     for tag in ("gradient_norm", "learning_rate", "epoch_seconds", "samples_per_second", "validation_seconds"):
         assert len(train[tag]) in (STEP_WRITES, EPOCHS) and all(np.isfinite(v) for _, v in train[tag])
     np.testing.assert_allclose([value for _, value in train["validation_seconds"]], history["validation_seconds"])
@@ -97,14 +112,12 @@ def test_event_files_hold_every_term(tmp_path, small_images, name):
     images = validation["reconstructions"]
     assert len(images) == EPOCHS
     rows = 1 + (2 if name == "twohead" else 1)
-    # An image summary holds width, height and the PNG bytes: the grid, enlarged 3x, after a margin of labels.
+    # An image summary holds width, height and the PNG bytes: the grid enlarged 3x, each row under its name.
     width, height = int(images[0][1][0]), int(images[0][1][1])
-    grid_width = (6 * 30 + 2) * 3
-    assert height == (rows * 30 + 2) * 3 and width > grid_width
+    assert width == (6 * 30 + 2) * 3
     picture = tf.io.decode_png(images[0][1][2]).numpy()[..., 0]
-    margin = picture[:, : width - grid_width]
-    for row in range(rows):  # Every row has its name written beside it.
-        assert (margin[6 + row * 90 : 6 + (row + 1) * 90] < 128).any(), row
+    assert picture.shape == (height, width)
+    assert_named_rows(picture, rows)
     assert len(validation["code"]) == EPOCHS
 
 
@@ -185,6 +198,10 @@ def tensorboard_server(logdir):
     assert server.returncode in (0, -signal.SIGTERM)
 
 
+def groups_of(runs):
+    return sorted(path.name for path in runs.iterdir())
+
+
 STATUSES = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
 
 
@@ -193,11 +210,22 @@ def session_groups(get):
     return get("/data/plugin/hparams/session_groups", json.dumps(request).encode())["sessionGroups"]
 
 
-def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
-    train_with_summaries("twohead", small_images, tmp_path / "run")
+def test_a_real_tensorboard_serves_a_run_from_python(tmp_path, mnist):
+    """What the CLI writes, from Python with the writer's defaults: auto's mode, the Projector over labelled data."""
+    keras.utils.set_random_seed(0)
+    model = registry.get("twohead").build()
+    images, labels = to_model_inputs(mnist.train_images[:700], model.example_shape), mnist.train_labels[:700]
+    trainer = Trainer(model, registry.get("twohead").objective(model), mode="auto", steps_per_loop=3)
+    writer = SummaryWriter(
+        trainer, tmp_path / "run", every_steps=4, examples=images[512:518],
+        histogram_examples=images[512:], labels=labels[512:], trial_id="twohead-trial",
+    )  # fmt: skip
+    history = trainer.fit(
+        images[:512], epochs=EPOCHS, batch_size=64, validation_data=images[512:], callbacks=[writer], verbose=0
+    )
     with tensorboard_server(tmp_path) as get:
-        runs = get("/data/runs")
-        assert {"run/train", "run/validation"} <= set(runs)
+        # Two runs per training run, Keras's: the HParams row lives in train, not in a third run above.
+        assert sorted(get("/data/runs")) == ["run/train", "run/validation"]
         scalar_tags = get("/data/plugin/scalars/tags")
         assert {"head_1_bce", "head_2_squared_error", "loss", "gradient_norm"} <= set(scalar_tags["run/train"])
         assert {"epoch_loss", "epoch_head_1_bce"} <= set(scalar_tags["run/validation"])
@@ -219,12 +247,30 @@ def test_a_real_tensorboard_serves_the_run(tmp_path, small_images):
         model_scope = boxes - {"objective", "gradient_tape", "optimizer", "aeloops"}
         assert len(boxes) == 5 and len(model_scope) == 1 and "autoencoder" in model_scope.pop(), sorted(tops)
         experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
-        assert [info["name"] for info in experiment["hparamInfos"]] == ["model"]
+        assert {"model", "mode", "seed", "learning_rate", "weight/head_1_bce"} <= {
+            info["name"] for info in experiment["hparamInfos"]
+        }
         metrics = [info["name"] for info in experiment["metricInfos"]]
-        assert {"group": "validation", "tag": "epoch_loss"} in metrics
-        assert {"group": "validation", "tag": "epoch_head_2_squared_error"} in metrics
+        assert {"group": "", "tag": "val_loss"} in metrics and {"group": "", "tag": "epoch_loss"} in metrics
+        assert {"group": "", "tag": "val_head_2_squared_error"} in metrics
         [group] = session_groups(get)
+        # The row's validation loss is the run's last, as the history has it.
+        shown = {value["name"]["tag"]: value["value"] for value in group["metricValues"] if not value["name"]["group"]}
+        assert shown["val_loss"] == pytest.approx(history["val_loss"][-1], rel=1e-6)
         assert group["name"] == "twohead-trial" and group["sessions"][0]["status"] == "STATUS_SUCCESS"
+        # The mode that trained, not "auto"; the config text says the same.
+        assert group["hparams"]["mode"] == trainer.mode and trainer.mode in ("graph", "xla")
+        assert group["hparams"]["model"] == "MultiHeadAutoencoder"
+        [(_, text)] = tensors(tmp_path / "run" / "train")["config"]
+        assert json.loads(text.item().decode().strip("`\n"))["mode"] == trainer.mode
+        # The Projector opens on the train run: the validation images' codes, labelled, with thumbnails.
+        [run] = get("/data/plugin/projector/runs")
+        [embedding] = get(f"/data/plugin/projector/info?run={run}")["embeddings"]
+        name = embedding["tensorName"]
+        shown = get(f"/data/plugin/projector/metadata?run={run}&name={name}", raw=True).decode().split()
+        assert run == "run/train" and shown == [str(label) for label in labels[512:]]
+        sprite = tf.io.decode_png(get(f"/data/plugin/projector/sprite_image?run={run}&name={name}", raw=True))
+        assert sprite.shape == (14 * 28, 14 * 28, 1)  # 188 thumbnails in a 14 x 14 square.
 
 
 def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, capsys):
@@ -236,14 +282,17 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
     assert train.main([*common, "--learning-rate", "1e9", "--run-dir", str(runs / "diverges")]) == 1
     capsys.readouterr()
     with tensorboard_server(runs) as get:
+        # Two runs per training run, whether it finished or failed.
+        parts = ("train", "validation")
+        assert sorted(get("/data/runs")) == [f"{name}/tensorboard/{part}" for name in groups_of(runs) for part in parts]
         experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
         columns = {info["name"]: info for info in experiment["hparamInfos"]}
         # Every run's hyperparameters are columns, not only the first run's.
         assert {"weight/sparsity", "weight/kl", "weight/bce", "learning_rate", "mode", "batch_size"} <= set(columns)
         assert columns["learning_rate"]["type"] == "DATA_TYPE_FLOAT64"
         metrics = [info["name"] for info in experiment["metricInfos"]]
-        for tag in ("epoch_loss", "epoch_bce", "epoch_sparsity", "epoch_kl"):
-            assert {"group": "validation", "tag": tag} in metrics, tag
+        for tag in ("val_loss", "val_bce", "val_sparsity", "val_kl"):
+            assert {"group": "", "tag": tag} in metrics, tag
         groups = {group["name"]: group for group in session_groups(get)}
         assert set(groups) == {"sparse", "vae", "diverges"}
         status = {name: group["sessions"][0]["status"] for name, group in groups.items()}
@@ -268,7 +317,7 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         for model in ("sparse", "vae"):
             assert get("/data/plugin/graphs/info")[f"{model}/tensorboard/train"]["run_graph"]
         image_tags = get("/data/plugin/images/tags")
-        assert {"reconstructions", "samples", "latent_map", "latent_traversal"} <= set(
+        assert {"reconstructions", "samples", "samples/latent_map", "samples/latent_traversal"} <= set(
             image_tags["vae/tensorboard/validation"]
         )
         assert "samples" not in image_tags["sparse/tensorboard/validation"]

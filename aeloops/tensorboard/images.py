@@ -59,38 +59,42 @@ def image_grid(rows: Sequence[np.ndarray], padding: int = 2, shape: Sequence[int
     return (grid * 255.0 + 0.5).astype(np.uint8)
 
 
+# TensorBoard fits a picture to its card, about 400 pixels wide by default: a label a thirtieth of the
+# picture's width is still about 13 pixels tall there, however many examples the picture holds.
+LABEL_FRACTION = 1 / 30
+
+
 def labeled_grid(
     rows: Sequence[np.ndarray], labels: Sequence[str], scale: int | None = None, shape: Sequence[int] | None = None
 ) -> np.ndarray:
-    """Returns ``image_grid(rows)`` enlarged ``scale`` times, each row named in a margin on its left.
+    """Returns ``image_grid(rows)`` enlarged ``scale`` times, each row under its name ("" for no name).
 
-    TensorBoard shows images at their own size: a 28-pixel digit needs
-    enlarging to be read, and a row of reconstructions its name. The
-    default scale brings each image to about 84 pixels (3 for MNIST).
+    The default scale brings each image to about 84 pixels (3 for MNIST);
+    names are written above their rows, a thirtieth of the picture's
+    width tall, so they stay legible when TensorBoard shrinks the picture
+    to its card.
     """
     if len(labels) != len(rows):
         raise ValueError(f"Give one label per row: {len(rows)} rows, {len(labels)} labels.")
     from PIL import Image, ImageDraw, ImageFont  # Deferred: only pictures with words need it.
 
     padding = 2
-    grid = image_grid(rows, padding, shape)
+    strips = [image_grid([row], padding, shape) for row in rows]
     if scale is None:
-        height = (grid.shape[0] - padding) // len(rows) - padding
-        scale = max(1, round(84 / height))
-    grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
-    colour = grid.shape[-1] == 3
-    mode, white, black = ("RGB", (255, 255, 255), (0, 0, 0)) if colour else ("L", 255, 0)
-    font = ImageFont.load_default(size=14)
-    margin = 8 + max(int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(label, font=font)) for label in labels)
-    canvas = Image.new(mode, (margin + grid.shape[1], grid.shape[0]), white)
-    canvas.paste(Image.fromarray(grid if colour else grid[..., 0]), (margin, 0))
-    draw = ImageDraw.Draw(canvas)
-    row_height = (grid.shape[0] - padding * scale) // len(rows)
-    for index, label in enumerate(labels):
-        middle = padding * scale + index * row_height + row_height // 2
-        draw.text((4, middle), label, fill=black, font=font, anchor="lm")
-    canvas = np.asarray(canvas, np.uint8)
-    return canvas if colour else canvas[..., None]
+        scale = max(1, round(84 / (strips[0].shape[0] - 2 * padding)))
+    strips = [np.repeat(np.repeat(strip, scale, axis=0), scale, axis=1) for strip in strips]
+    width, channels = strips[0].shape[1], strips[0].shape[2]
+    font = ImageFont.load_default(size=max(12, round(width * LABEL_FRACTION)))
+    band = round(font.size * 1.5)
+    parts = []
+    for strip, label in zip(strips, labels):
+        if label:
+            words = Image.new("L", (width, band), 255)
+            ImageDraw.Draw(words).text((padding * scale, band // 2), label, fill=0, font=font, anchor="lm")
+            parts.append(np.repeat(np.asarray(words, np.uint8)[..., None], channels, axis=-1))
+        parts.append(strip[: -padding * scale])  # Rows share the padding between them.
+    parts.append(strips[-1][-padding * scale :])
+    return np.concatenate(parts)
 
 
 def write_png(path: str | os.PathLike, grid: np.ndarray) -> None:

@@ -1,6 +1,6 @@
 """TensorBoard summaries, written by the outer loop, never inside the compiled step.
 
-A run's log directory gets:
+A run's log directory holds two TensorBoard runs, Keras's two:
 
 - ``train/``: everything the train step returns (every objective term,
   unweighted, and the weighted ``loss``), the step's ``gradient_norm``
@@ -11,20 +11,21 @@ A run's log directory gets:
   terms and ``learning_rate``, every ``every_steps`` steps; ``epoch_<term>``,
   ``epoch_seconds``, ``validation_seconds`` and ``samples_per_second`` by epoch; histograms of each
   layer's weights, by epoch; the training step's op graph, once, after the
-  first compiled call; the run's
-  config as text, once.
+  first compiled call; the run's config as text, once; the run's
+  hyperparameters (the values in effect) for the HParams dashboard, named
+  by ``trial_id``, and its end: finished, stopped (still running, as far as
+  HParams can say) or failed. HParams reads a row's metrics from its own
+  run, so the validation metrics are here too, by epoch, as ``val_<term>``
+  (the names of the history and the progress bar).
 - ``validation/``: the same ``epoch_<term>`` tags (TensorBoard overlays the
   two runs), an image of fixed examples above their reconstructions (one row
   per reconstructing term, each row named, enlarged to be read), a histogram
   of the codes of a larger fixed subset (a thousand validation images from
   the CLI), and for a generative model digits decoded from fixed prior draws
-  and, for a 2-D code, the map of its code space, by epoch.
-- the directory itself: the run's hyperparameters (the values in effect)
-  for the HParams dashboard, named by ``trial_id``, and its end: finished,
-  stopped (still running, as far as HParams can say) or failed. (HParams
-  reads a session's metrics from the runs below it, so the session sits
-  above ``train/`` and ``validation/``: the validation metrics are its
-  columns.)
+  (``samples``) and, under the same heading, each code dimension swept
+  (``samples/latent_traversal``) and the map of a 2-D code's space
+  (``samples/latent_map``), by epoch. (Headings sort so that the
+  reconstructions come first: TensorBoard opens the first two.)
 - ``train/plugins/profile/``: a profile of the steps in ``profile_steps``, if asked.
 - ``train/projector-codes-*``, ``projector_config.pbtxt``, ``sprite.png``,
   ``metadata.tsv``: the codes of the histogram's examples for the
@@ -209,7 +210,6 @@ class SummaryWriter(Callback):
         self._last_written_step = -1
         self._profiling = False
         self._graph_written = False
-        self._hparams_writer: tf.summary.SummaryWriter | None = None
         self._settled = False
         self._started = time.time()
         self._codes_at: tuple[int, np.ndarray] | None = None
@@ -262,15 +262,16 @@ class SummaryWriter(Callback):
             return
         with trainer.averaged_weights():
             draws = np.split(sample(32, seed=0), 4)  # The same draws every epoch.
-            tf.summary.image("samples", labeled_grid(draws, ["prior"] * 4, shape=self.image_shape)[None])
+            labels = ["prior draws", "", "", ""]
+            tf.summary.image("samples", labeled_grid(draws, labels, shape=self.image_shape)[None])
             latent_map = getattr(trainer.model, "latent_map", lambda: None)()
             traversal = getattr(trainer.model, "latent_traversal", lambda: None)()
         if latent_map is not None:
             grid = labeled_grid(latent_map, [""] * len(latent_map), scale=2, shape=self.image_shape)
-            tf.summary.image("latent_map", grid[None])
+            tf.summary.image("samples/latent_map", grid[None])
         if traversal is not None:
             labels = [f"z{index + 1}" for index in range(len(traversal))]
-            tf.summary.image("latent_traversal", labeled_grid(traversal, labels, shape=self.image_shape)[None])
+            tf.summary.image("samples/latent_traversal", labeled_grid(traversal, labels, shape=self.image_shape)[None])
 
     def write_projector(self, trainer: Trainer) -> None:
         """Writes the codes of ``histogram_examples`` for TensorBoard's Projector, with thumbnails and labels."""
@@ -314,7 +315,7 @@ class SummaryWriter(Callback):
         if self.hparams is not None:
             # A session per run and no experiment summary: TensorBoard then
             # shows every run's hyperparameters and scalars as columns.
-            with self._session_writer().as_default():
+            with self.train_writer.as_default():
                 values = _as_run(self.hparams, trainer)
                 hparams_api.hparams(values, trial_id=self.trial_id, start_time_secs=self._started)
 
@@ -324,15 +325,10 @@ class SummaryWriter(Callback):
         if self.hparams is None:
             return
         status = _STATUSES[outcome]
-        with self._session_writer().as_default():
+        with self.train_writer.as_default():
             end = hparams_summary.session_end_pb(status, end_time_secs=time.time())
             tf.summary.experimental.write_raw_pb(end.SerializeToString(), step=0)
-        self._session_writer().flush()
-
-    def _session_writer(self) -> tf.summary.SummaryWriter:
-        if self._hparams_writer is None:
-            self._hparams_writer = tf.summary.create_file_writer(self.logdir)
-        return self._hparams_writer
+        self.train_writer.flush()
 
     def _profile(self, step: int, steps_per_loop: int) -> None:
         """Starts the profiler before the compiled call that runs step ``first``; stops it once ``last`` is passed.
@@ -354,8 +350,8 @@ class SummaryWriter(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Mapping[str, float]) -> None:
         with self.train_writer.as_default(step=epoch):
             for name, value in logs.items():
-                if not name.startswith("val_"):
-                    tf.summary.scalar(name if name in TIMINGS else f"epoch_{name}", value)
+                # Validation metrics as the history names them, for HParams, which reads only this run.
+                tf.summary.scalar(name if name in TIMINGS or name.startswith("val_") else f"epoch_{name}", value)
             for variable in trainer.model.trainable_variables:
                 tf.summary.histogram(variable.path, variable)
         with self.validation_writer.as_default(step=epoch):
