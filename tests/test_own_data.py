@@ -78,7 +78,7 @@ def history_of(run_dir):
 def test_mnist_as_png_folders_and_tfrecord_shards_trains_to_the_history_of_its_idx_files(
     mnist_three_ways, tmp_path, capsys
 ):
-    common = ["--model", "conv", "--epochs", "2", "--batch-size", "128", "--mode", "graph", "--quiet"]
+    common = ["--model", "dense", "--epochs", "2", "--batch-size", "128", "--mode", "graph", "--quiet"]
     sources = {
         "idx": ["--dataset", "mnist", "--data-dir", str(mnist_three_ways / "idx")],
         "png": ["--dataset", str(mnist_three_ways / "png" / "train"),
@@ -258,13 +258,21 @@ def run(arguments, capsys):
 # Options a run chooses (--set model.<option>=...): wider convolutions at 64x64, checked to be rebuilt by export;
 # the IWAE's bound on 5 samples, not 50, to keep the test short.
 OPTIONS = {("conv", 64): {"encoder_filters": [32, 16, 8], "decoder_filters": [8, 16, 32]},
-           ("iwae", 32): {"samples": 5}, ("iwae", 64): {"samples": 5}}  # fmt: skip
+           ("iwae", 32): {"samples": 5}}  # fmt: skip
 # The models with a Gaussian posterior, whose likelihood aeloops.evaluate estimates.
 LIKELIHOOD_MODELS = {"vae", "iwae", "betatcvae", "convvae"}
 
 
-@pytest.mark.parametrize("side", [32, 64])
-@pytest.mark.parametrize("model_name", registry.names())
+# A model that flattens its input sees only a longer vector at 64x64: it is tried at 32x32, and the models
+# whose layers see the image's rows and columns at both sizes.
+SIZES = [
+    (name, side)
+    for name in registry.names()
+    for side in ((32,) if registry.get(name).takes.endswith("flattened") else (32, 64))
+]
+
+
+@pytest.mark.parametrize(("model_name", "side"), SIZES)
 def test_every_registered_model_trains_pictures_exports_and_evaluates_colour_images(
     model_name, side, colour_files, tmp_path, capsys
 ):
