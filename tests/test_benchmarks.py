@@ -184,3 +184,55 @@ def test_own_data_benchmark_times_disk_against_memory_and_decoding(capsys):
         assert decoding == "-" if "," in name else float(decoding.replace(",", "")) > 0
     for kind in ("folder", "tfrecord"):  # The cache's one decoding pass, timed.
         assert re.search(rf"Decoding the {kind} into the cache, once: [0-9.]+ s \([0-9,]+ images/s\)", out), out
+
+
+@pytest.mark.parametrize(
+    "rewrite", [{"pool": True}, {"upsample": True}, {"single_filter_conv": True}, {"conv": True}], ids=str
+)
+def test_each_conv_rewrite_computes_what_the_keras_layers_compute_gradients_included(rewrite):
+    from aeloops.models import registry
+    from benchmarks import conv_rewrites
+
+    for shape in ((28, 28, 1), (32, 32, 3)):  # The seed's odd 7 -> 4 pooling and 'valid' conv; colour.
+        images = tf.constant(np.random.default_rng(0).random((4, *shape)), tf.float32)
+        results = []
+        for rewritten in (False, True):
+            tf.keras.utils.set_random_seed(0)
+            with conv_rewrites.rewritten(**(rewrite if rewritten else {})):
+                model = registry.get("conv").build(shape)
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)["logits"]
+                loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(images, logits))
+            results.append((model, logits, tape.gradient(loss, model.trainable_variables)))
+        (plain, logits, gradients), (ours, our_logits, our_gradients) = results
+        # The same parameters under the same names (below the model's own, which Keras numbers).
+        assert [v.path.split("/", 1)[1] for v in ours.weights] == [v.path.split("/", 1)[1] for v in plain.weights]
+        rewritten_layers = [layer for layer in ours._flatten_layers() if layer.__module__ == conv_rewrites.__name__]
+        # The 1-filter rewrite has no 1-filter layer in a colour model (its output has 3).
+        assert rewritten_layers or (rewrite == {"single_filter_conv": True} and shape[-1] == 3), shape
+        np.testing.assert_allclose(our_logits, logits, rtol=1e-5, atol=1e-6)
+        for our_gradient, gradient, variable in zip(our_gradients, gradients, plain.trainable_variables):
+            np.testing.assert_allclose(our_gradient, gradient, rtol=1e-4, atol=1e-7, err_msg=variable.path)
+
+
+def test_conv_profile_times_each_layer_s_kernels_from_a_real_trace():
+    from aeloops.models import registry
+    from benchmarks import conv_profile
+
+    model = registry.get("conv").build()
+    conv_profile._record_output_shapes(model, np.zeros((1, 28, 28, 1), np.float32))
+    # The seed model's multiply-adds per image, layer by layer: 28x28x16x9x1, 14x14x8x9x16, ... (2 FLOPs each).
+    macs = {"encoder/conv_1": 112_896, "encoder/conv_2": 225_792, "encoder/conv_3": 28_224, "decoder/conv_1": 9_216,
+            "decoder/conv_2": 36_864, "decoder/conv_3": 225_792, "decoder/output": 112_896}  # fmt: skip
+    flops = {path.split("/", 1)[1]: value for path, value in conv_profile.conv_layer_flops(model, 1).items()}
+    assert flops == {layer: 2.0 * count for layer, count in macs.items()}
+    images = np.random.default_rng(0).random((32 * 2 * 3, 28, 28, 1)).astype(np.float32)
+    rows = conv_profile.profile("conv", images, "graph", calls=2, steps=2, batch=32)
+    assert sum(row["share"] for row in rows) == pytest.approx(1.0)
+    kinds = {row["op"]: row for row in rows}
+    # Every layer's forward pass and filter gradient is found and named; a convolution does real work.
+    for layer in ("encoder/conv_1", "encoder/conv_2", "decoder/conv_3", "decoder/output"):
+        for kind in ("Conv2D", "Conv2DBackpropFilter"):
+            row = kinds[f"{kind} {layer}"]
+            assert row["ms_per_step"] > 0 and row["gflops"] > 0.01, (kind, layer, row)
+    assert "Conv2DBackpropInput encoder/conv_1" not in kinds  # The input needs no gradient.
