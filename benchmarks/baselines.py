@@ -15,8 +15,8 @@ import tensorflow as tf
 __all__ = ["HandWrittenLoop", "KerasFit", "keras_reference"]
 
 
-def keras_reference(name: str) -> keras.Model:
-    """Returns a plain Keras model with the architecture of seed model ``name``."""
+def keras_reference(name: str, image_shape: tuple[int, int, int] = (28, 28, 1)) -> keras.Model:
+    """Returns a plain Keras model with the architecture of seed model ``name`` (conv: for ``image_shape``)."""
     dense = keras.layers.Dense
     if name == "dense":
         layers = [dense(64, "relu"), dense(32, "relu"), dense(8, "relu"), dense(32, "relu"), dense(64, "relu")]
@@ -27,23 +27,27 @@ def keras_reference(name: str) -> keras.Model:
     if name == "sparse":
         return keras.Sequential([keras.Input((784,)), dense(32, "relu"), dense(784, "sigmoid")])
     if name == "conv":
+        from aeloops.models.conv import default_paddings
+
         conv = keras.layers.Conv2D
+        # The seed's 'valid' last hidden convolution ends 28x28 exactly; other sizes use 'same' (as aeloops does).
+        paddings = default_paddings(image_shape[:2], 3, 3)
         return keras.Sequential(
             [
-                keras.Input((28, 28, 1)),
+                keras.Input(image_shape),
                 conv(16, 3, activation="relu", padding="same"),
                 keras.layers.MaxPooling2D(2, padding="same"),
                 conv(8, 3, activation="relu", padding="same"),
                 keras.layers.MaxPooling2D(2, padding="same"),
                 conv(8, 3, activation="relu", padding="same"),
                 keras.layers.MaxPooling2D(2, padding="same"),
-                conv(8, 3, activation="relu", padding="same"),
+                conv(8, 3, activation="relu", padding=paddings[0]),
                 keras.layers.UpSampling2D(2),
-                conv(8, 3, activation="relu", padding="same"),
+                conv(8, 3, activation="relu", padding=paddings[1]),
                 keras.layers.UpSampling2D(2),
-                conv(16, 3, activation="relu", padding="valid"),
+                conv(16, 3, activation="relu", padding=paddings[2]),
                 keras.layers.UpSampling2D(2),
-                conv(1, 3, activation="sigmoid", padding="same"),
+                conv(image_shape[-1], 3, activation="sigmoid", padding="same"),
             ]
         )
     raise ValueError(f"No Keras reference for model {name!r}; choose dense, deep, sparse or conv.")
@@ -73,7 +77,7 @@ class KerasFit:
         steps_per_execution: int = 1,
     ) -> None:
         keras.utils.set_random_seed(0)
-        self.model = keras_reference(model_name)
+        self.model = keras_reference(model_name, images.shape[1:] if images.ndim == 4 else (28, 28, 1))
         self.model.compile(
             optimizer="adam",
             loss="binary_crossentropy",
@@ -104,7 +108,7 @@ class HandWrittenLoop:
 
     def __init__(self, model_name: str, images: np.ndarray, batch_size: int) -> None:
         keras.utils.set_random_seed(0)
-        self.model = keras_reference(model_name)
+        self.model = keras_reference(model_name, images.shape[1:] if images.ndim == 4 else (28, 28, 1))
         self.optimizer = keras.optimizers.Adam()
         self.loss = keras.losses.BinaryCrossentropy()
         self.dataset = (

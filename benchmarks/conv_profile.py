@@ -50,6 +50,7 @@ from aeloops.data import load_mnist, load_sample, to_model_inputs  # noqa: E402
 from aeloops.models import registry  # noqa: E402
 from aeloops.training.trainer import Trainer  # noqa: E402
 from benchmarks import conv_rewrites, machine  # noqa: E402
+from benchmarks.run import colour_images  # noqa: E402
 
 # Events that contain ops rather than being one: executor and thread-pool bookkeeping.
 _CONTAINERS = re.compile(r"::|^Threadpool|^Memory|^ParallelFor|^resident|^tf\.constant")
@@ -259,13 +260,6 @@ def time_one_setting(images: np.ndarray, intra: int, inter: int, split: bool, st
     print(f"{1000 * statistics.median(times):.2f}")
 
 
-def _colour_images(count: int, side: int) -> np.ndarray:
-    """Returns ``count`` smooth random colour images: the 32x32x3 conv model's speed does not depend on content."""
-    rng = np.random.default_rng(0)
-    small = rng.integers(0, 256, (count, side // 4, side // 4, 3)).astype(np.uint8)
-    return small.repeat(4, axis=1).repeat(4, axis=2)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Profiles the conv step (or times the rewrites) and prints Markdown."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.conv_profile", description=__doc__.splitlines()[0])
@@ -293,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rewrites:
         print(time_rewrites(mnist, args.modes, args.steps, args.batch_size, args.repeats))
         return 0
-    for shape, images in (("28x28x1", mnist), ("32x32x3", _colour_images(needed, 32))):
+    for shape, images in (("28x28x1", mnist), ("32x32x3", colour_images(needed, 32))):
         for mode in args.modes:
             rows = profile("conv", images, mode, args.calls, args.steps, args.batch_size)
             step = sum(row["ms_per_step"] for row in rows)

@@ -58,7 +58,7 @@ class AeloopsRun:
         keras.mixed_precision.set_global_policy(precision)
         keras.utils.set_random_seed(0)  # Every configuration starts from the same weights.
         try:
-            model = registry.get(model_name).build()
+            model = registry.get(model_name).build(images.shape[1:] if images.ndim == 4 else (28, 28, 1))
             self.trainer = Trainer(model, registry.get(model_name).objective(model), mode=mode, steps_per_loop=steps)
         finally:
             keras.mixed_precision.set_global_policy(previous)
@@ -112,21 +112,29 @@ class PeakMemory:
         return (self.peak - self.start) / 2**20
 
 
+def colour_images(count: int, side: int) -> np.ndarray:
+    """Returns ``count`` smooth random uint8 colour images (a conv step's speed does not depend on content)."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (count, side // 4, side // 4, 3)).astype(np.uint8).repeat(4, axis=1).repeat(4, axis=2)
+
+
 def _cpu_has_bfloat16() -> bool:
     cpuinfo = pathlib.Path("/proc/cpuinfo")
     return cpuinfo.is_file() and "avx512_bf16" in cpuinfo.read_text()
 
 
-def configurations(model: str, images: np.ndarray, batch: int, device: str, eager: bool, tiny: bool = False) -> list:
-    """Returns every configuration to time for ``model``."""
+def configurations(
+    model: str, images: np.ndarray, batch: int, device: str, eager: bool, tiny: bool = False, xla: bool = True
+) -> list:
+    """Returns every configuration to time for ``model`` (aeloops' XLA rows only with ``xla``)."""
     runs = [KerasFit(model, images, batch), HandWrittenLoop(model, images, batch)]
     # Keras fit as a user who cares about speed sets it: 50 steps per call, with and without XLA.
     runs += [KerasFit(model, images, batch, jit, steps_per_execution=50) for jit in (True, False)]
     # PyTorch, eager and compiled, on the CPU only (the rows say so); torch.compile's 20-30 s
     # compilation is left out of a smoke run.
-    if torch_peers.available() and device == "cpu":
+    if torch_peers.available() and device == "cpu" and images.shape[1:] in ((784,), (28, 28, 1)):
         runs += [TorchLoop(model, images, batch, compiled) for compiled in ((False,) if tiny else (False, True))]
-    modes = [("graph", 1), ("graph", 50), ("xla", 1), ("xla", 50)]
+    modes = [("graph", 1), ("graph", 50), *([("xla", 1), ("xla", 50)] if xla else [])]
     if eager:
         modes.insert(0, ("eager", 1))
     runs += [AeloopsRun(model, images, batch, mode, steps, "float32") for mode, steps in modes]
@@ -140,7 +148,7 @@ def configurations(model: str, images: np.ndarray, batch: int, device: str, eage
 
 def benchmark_model(model: str, images: np.ndarray, args: argparse.Namespace) -> list[dict]:
     """Times every configuration of ``model``, interleaved, and returns one row each."""
-    runs = configurations(model, images, args.batch_size, args.device, not args.no_eager, args.tiny)
+    runs = configurations(model, images, args.batch_size, args.device, not args.no_eager, args.tiny, not args.no_xla)
     rows = []
     for run in runs:
         with PeakMemory() as memory:
@@ -220,8 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=registry.names())
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--colour",
+        action="store_true",
+        help="conv on 32x32x3 images (MNIST's count of smooth random colour images) instead of MNIST",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-eager", action="store_true", help="skip eager mode (slow for conv)")
+    parser.add_argument("--no-xla", action="store_true", help="skip aeloops' XLA rows (slow for conv on a CPU)")
     parser.add_argument("--output", default="benchmarks/results", help="folder for results.json and results.md")
     args = parser.parse_args(argv)
     if args.device == "gpu" and not tf.config.list_physical_devices("GPU"):
@@ -233,14 +247,20 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats, args.batch_size = 1, 64
     keras.utils.set_random_seed(0)
     rows = []
+    if args.colour:
+        if args.models != ["conv"]:
+            parser.error("--colour times the conv model only: pass --models conv")
+        splits = splits._replace(train_images=colour_images(len(splits.train_images), 32))
+    image_shape = (32, 32, 3) if args.colour else (28, 28, 1)
     with tf.device("/GPU:0" if args.device == "gpu" else "/CPU:0"):
         for model in args.models:
-            example_shape = registry.get(model).build().example_shape
+            example_shape = registry.get(model).build(image_shape).example_shape
             images = to_model_inputs(splits.train_images, example_shape)
             rows += benchmark_model(model, images, args)
             print(f"{model}: done", file=sys.stderr)
     header = (
-        f"Machine: {machine.describe()}. Device: {args.device}. {len(splits.train_images)} images, "
+        f"Machine: {machine.describe()}. Device: {args.device}. {len(splits.train_images)} "
+        f"{'32x32x3 colour ' if args.colour else ''}images, "
         f"batch {args.batch_size}, one epoch per timing, {args.repeats} rounds; times are medians."
     )
     if not torch_peers.available():

@@ -236,3 +236,16 @@ def test_conv_profile_times_each_layer_s_kernels_from_a_real_trace():
             row = kinds[f"{kind} {layer}"]
             assert row["ms_per_step"] > 0 and row["gflops"] > 0.01, (kind, layer, row)
     assert "Conv2DBackpropInput encoder/conv_1" not in kinds  # The input needs no gradient.
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_the_keras_conv_peer_has_the_conv_model_s_parameters_and_output_for_each_image_shape(shape):
+    from aeloops.models import registry
+    from benchmarks.baselines import keras_reference
+
+    reference, ours = keras_reference("conv", shape), registry.get("conv").build(shape)
+    assert reference.count_params() == ours.count_params() and reference.output_shape == (None, *shape)
+    # The seed's 'valid' convolution at 28x28 only: 32x32 ends at exactly 32 with 'same' everywhere.
+    assert [layer.padding for layer in reference.layers if hasattr(layer, "kernel_size")].count("valid") == (
+        shape == (28, 28, 1)
+    )

@@ -204,6 +204,34 @@ MUTATIONS = (
         'directory = pathlib.Path(self.logdir) / "train"', "directory = pathlib.Path(self.logdir)",
         ("tests/test_summaries.py", "-k", "hparams_compare"),
     ),
+    Mutation(
+        "the HParams row in a third run above train/ and validation/", "aeloops/tensorboard/summaries.py",
+        "            with self.train_writer.as_default():\n                values = _as_run(",
+        "            with tf.summary.create_file_writer(self.logdir).as_default():\n                values = _as_run(",
+        ("tests/test_summaries.py", "-k", "from_python"),
+    ),
+    Mutation(
+        "no validation metric among HParams' columns", "aeloops/tensorboard/summaries.py",
+        'name if name in TIMINGS or name.startswith("val_") else f"epoch_{name}"',
+        'name if name in TIMINGS else f"epoch_{name.removeprefix(\'val_\')}"',
+        ("tests/test_summaries.py", "-k", "from_python"),
+    ),
+    Mutation(
+        "row names at 14 points, unreadable on a card", "aeloops/tensorboard/images.py",
+        "max(12, round(width * LABEL_FRACTION))", "14",
+        ("tests/test_summaries.py", "-k", "every_term and twohead"),
+    ),
+    Mutation(
+        "a rewritten convolution's shifts transposed", "benchmarks/conv_rewrites.py",
+        "first = (row * kw + column) * channels_out", "first = (column * kh + row) * channels_out",
+        ("tests/test_benchmarks.py", "-k", "conv_rewrite"),
+    ),
+    Mutation(
+        "the profile attributes a layer's ops to no layer", "benchmarks/conv_profile.py",
+        'pattern = "".join(rf"{re.escape(part)}(_\\d+)*/" for part in path.split("/")[1:])',
+        'pattern = "".join(rf"{re.escape(part)}/" for part in path.split("/")[1:])',
+        ("tests/test_benchmarks.py", "-k", "conv_profile"),
+    ),
 )  # fmt: skip
 
 
