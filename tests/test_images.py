@@ -49,3 +49,16 @@ def test_grid_places_each_image_and_round_trips_through_png(tmp_path):
     assert [path.name for path in tmp_path.iterdir()] == ["grid.png"]  # No temporary file is left.
     with pytest.raises(ValueError, match="Every row needs shape"):
         image_grid([np.zeros((2, 4, 4)), np.zeros((3, 4, 4))])
+
+
+def test_row_names_stay_legible_when_tensorboard_shrinks_a_wide_picture_to_its_card():
+    rows = [np.zeros((10, 28, 28)), np.zeros((10, 28, 28))]  # Ten examples a row, as the CLI pictures them.
+    grid = labeled_grid(rows, ["input", "reconstruction"])[..., 0]
+    assert grid.shape[1] == (10 * 30 + 2) * 3
+    # The names' ink: dark pixels in the white bands above the (black) rows.
+    bands = (grid > 200).mean(axis=1) > 0.5
+    ink_rows = np.flatnonzero(bands & (grid < 128).any(axis=1))
+    tops = np.split(ink_rows, np.flatnonzero(np.diff(ink_rows) > 1) + 1)
+    assert len(tops) == 2
+    for ink in tops:  # On a 400-pixel card, at least 8 pixels tall.
+        assert (ink[-1] - ink[0] + 1) * 400 / grid.shape[1] >= 8, ink

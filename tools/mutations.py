@@ -219,7 +219,7 @@ MUTATIONS = (
     Mutation(
         "row names at 14 points, unreadable on a card", "aeloops/tensorboard/images.py",
         "max(12, round(width * LABEL_FRACTION))", "14",
-        ("tests/test_summaries.py", "-k", "every_term and twohead"),
+        ("tests/test_images.py", "-k", "legible"),
     ),
     Mutation(
         "a rewritten convolution's shifts transposed", "benchmarks/conv_rewrites.py",
