@@ -12,7 +12,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["HandWrittenLoop", "KerasFit", "keras_reference"]
+__all__ = ["HandWrittenLoop", "KerasFit", "image_shape_of", "keras_reference"]
+
+
+def image_shape_of(images: np.ndarray) -> tuple[int, ...]:
+    """Returns the (height, width, channels) of a batch of images; MNIST's for flat vectors."""
+    return tuple(images.shape[1:]) if images.ndim == 4 else (28, 28, 1)
 
 
 def keras_reference(name: str, image_shape: tuple[int, int, int] = (28, 28, 1)) -> keras.Model:
@@ -77,7 +82,7 @@ class KerasFit:
         steps_per_execution: int = 1,
     ) -> None:
         keras.utils.set_random_seed(0)
-        self.model = keras_reference(model_name, images.shape[1:] if images.ndim == 4 else (28, 28, 1))
+        self.model = keras_reference(model_name, image_shape_of(images))
         self.model.compile(
             optimizer="adam",
             loss="binary_crossentropy",
@@ -108,7 +113,7 @@ class HandWrittenLoop:
 
     def __init__(self, model_name: str, images: np.ndarray, batch_size: int) -> None:
         keras.utils.set_random_seed(0)
-        self.model = keras_reference(model_name, images.shape[1:] if images.ndim == 4 else (28, 28, 1))
+        self.model = keras_reference(model_name, image_shape_of(images))
         self.optimizer = keras.optimizers.Adam()
         self.loss = keras.losses.BinaryCrossentropy()
         self.dataset = (

@@ -58,18 +58,12 @@ _CONVOLUTION_TYPES = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 
 
 def conv_layer_flops(model: keras.Model, batch: int) -> dict[str, float]:
-    """Returns each 2-D convolution layer's FLOPs for one pass over ``batch`` examples, by layer path."""
-    flops = {}
-    for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, keras.layers.Conv2D):
-            height, width, _ = layer.output_shape_seen  # Noted by _record_output_shapes.
-            kh, kw, channels_in, channels_out = layer.kernel.shape
-            flops[layer.path] = 2.0 * batch * height * width * channels_out * kh * kw * channels_in
-    return flops
+    """Returns each 2-D convolution layer's FLOPs for one pass over ``batch`` examples, by layer path.
 
-
-def _record_output_shapes(model: keras.Model, example: np.ndarray) -> None:
-    """Runs ``model`` once, noting each convolution's output (height, width, channels) on the layer."""
+    In the order the forward pass calls them (the first sees the input, so
+    it has no input gradient): the model is run once on a zero example.
+    """
+    called = []
     originals = {}
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.Conv2D):
@@ -77,13 +71,20 @@ def _record_output_shapes(model: keras.Model, example: np.ndarray) -> None:
 
             def call(inputs, layer=layer, original=layer.call):
                 outputs = original(inputs)
-                layer.output_shape_seen = tuple(int(side) for side in outputs.shape[1:])
+                called.append((layer, tuple(int(side) for side in outputs.shape[1:])))
                 return outputs
 
             layer.call = call
-    model(example, training=False)
-    for layer, original in originals.items():
-        layer.call = original
+    try:
+        model(np.zeros((1, *model.example_shape), np.float32), training=False)
+    finally:
+        for layer, original in originals.items():
+            layer.call = original
+    flops = {}
+    for layer, (height, width, _) in called:
+        kh, kw, channels_in, channels_out = layer.kernel.shape
+        flops[layer.path] = 2.0 * batch * height * width * channels_out * kh * kw * channels_in
+    return flops
 
 
 def _layer_of(op_name: str, paths: list[str]) -> str | None:
@@ -136,7 +137,6 @@ def profile(model_name: str, images: np.ndarray, mode: str, calls: int, steps: i
     spec = registry.get(model_name)
     model = spec.build(images.shape[1:])
     inputs = to_model_inputs(images[: batch * steps * (calls + 1)], model.example_shape)
-    _record_output_shapes(model, inputs[:1])
     flops = conv_layer_flops(model, batch)
     trainer = Trainer(model, spec.objective(model), mode=mode, steps_per_loop=steps)
     trainer.fit(inputs[: batch * steps], batch_size=batch, verbose=0)  # Traced and compiled here.
@@ -147,7 +147,7 @@ def profile(model_name: str, images: np.ndarray, mode: str, calls: int, steps: i
         events = read_trace(logdir)
     total_steps = calls * steps
     kinds: dict[str, float] = collections.Counter()
-    layer_seconds: dict[tuple[str, str], float] = collections.Counter()
+    flops_of: dict[str, float] = {}  # A kind's FLOPs per step, where its layers are known.
     for name, seconds in events:
         if ":" in name:  # Graph mode: "<op name>:<op type>".
             op_name, kind = name.rsplit(":", 1)
@@ -155,11 +155,15 @@ def profile(model_name: str, images: np.ndarray, mode: str, calls: int, steps: i
             kind = "Conv2D" if kind == "FusedConv2D" else kind  # Conv2D + bias (+ ReLU), fused by oneDNN.
             layer = _layer_of(op_name, list(flops)) if kind in _CONVOLUTION_TYPES else None
             if layer is not None:
-                layer_seconds[kind, layer] += seconds
                 kind = f"{kind} {layer.split('/', 1)[1]}"
+                flops_of[kind] = flops[layer]
         elif re.fullmatch(r"[a-z][\w.-]*|[A-Z]\w*\.\d+", name):  # XLA: an HLO thunk, "convolution.12".
             kind = re.sub(r"[._]\d+$", "", name)
-            kind = f"{kind} (XLA)" if kind in _CONVOLUTION_TYPES else kind  # TensorFlow's gradient ops, lowered.
+            if kind in _CONVOLUTION_TYPES or kind == "convolution":  # TensorFlow's gradient ops, lowered.
+                # XLA names no layer: the pass over every layer (the first has no input gradient).
+                passes = list(flops.values())[1:] if kind == "Conv2DBackpropInput" else flops.values()
+                kind = kind if kind == "convolution" else f"{kind} (XLA)"
+                flops_of[kind] = sum(passes)
         else:  # XLA compiling (MLIR passes) and its runtime's own work.
             kind = "XLA compiler and runtime"
         kinds[kind] += seconds
@@ -167,14 +171,8 @@ def profile(model_name: str, images: np.ndarray, mode: str, calls: int, steps: i
     rows = []
     for kind, seconds in kinds.most_common():
         row = {"op": kind, "ms_per_step": 1000 * seconds / total_steps, "share": seconds / everything}
-        conv_type, _, layer = kind.partition(" ")
-        if conv_type in _CONVOLUTION_TYPES and layer and layer != "(XLA)":
-            path = next(path for path in flops if path.endswith(layer))
-            row["gflops"] = flops[path] * total_steps / seconds / 1e9
-        elif kind in ("convolution", "Conv2DBackpropInput (XLA)", "Conv2DBackpropFilter (XLA)"):
-            # XLA names no layer: the pass over every layer together (the first layer has no input gradient).
-            passes = list(flops.values())[1:] if kind.startswith("Conv2DBackpropInput") else flops.values()
-            row["gflops"] = sum(passes) * total_steps / seconds / 1e9
+        if kind in flops_of:
+            row["gflops"] = flops_of[kind] * total_steps / seconds / 1e9
         rows.append(row)
     return rows
 

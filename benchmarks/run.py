@@ -39,7 +39,7 @@ from aeloops.data import load_mnist, load_sample, to_model_inputs  # noqa: E402
 from aeloops.models import registry  # noqa: E402
 from aeloops.training.trainer import Trainer  # noqa: E402
 from benchmarks import machine, torch_peers  # noqa: E402
-from benchmarks.baselines import HandWrittenLoop, KerasFit  # noqa: E402
+from benchmarks.baselines import HandWrittenLoop, KerasFit, image_shape_of  # noqa: E402
 from benchmarks.torch_peers import TorchLoop  # noqa: E402
 
 MODELS = ("dense", "deep", "conv")
@@ -58,7 +58,7 @@ class AeloopsRun:
         keras.mixed_precision.set_global_policy(precision)
         keras.utils.set_random_seed(0)  # Every configuration starts from the same weights.
         try:
-            model = registry.get(model_name).build(images.shape[1:] if images.ndim == 4 else (28, 28, 1))
+            model = registry.get(model_name).build(image_shape_of(images))
             self.trainer = Trainer(model, registry.get(model_name).objective(model), mode=mode, steps_per_loop=steps)
         finally:
             keras.mixed_precision.set_global_policy(previous)

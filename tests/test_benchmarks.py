@@ -220,12 +220,12 @@ def test_conv_profile_times_each_layer_s_kernels_from_a_real_trace():
     from benchmarks import conv_profile
 
     model = registry.get("conv").build()
-    conv_profile._record_output_shapes(model, np.zeros((1, 28, 28, 1), np.float32))
     # The seed model's multiply-adds per image, layer by layer: 28x28x16x9x1, 14x14x8x9x16, ... (2 FLOPs each).
     macs = {"encoder/conv_1": 112_896, "encoder/conv_2": 225_792, "encoder/conv_3": 28_224, "decoder/conv_1": 9_216,
             "decoder/conv_2": 36_864, "decoder/conv_3": 225_792, "decoder/output": 112_896}  # fmt: skip
     flops = {path.split("/", 1)[1]: value for path, value in conv_profile.conv_layer_flops(model, 1).items()}
     assert flops == {layer: 2.0 * count for layer, count in macs.items()}
+    assert list(flops) == list(macs)  # In the forward pass's order: the first layer has no input gradient.
     images = np.random.default_rng(0).random((32 * 2 * 3, 28, 28, 1)).astype(np.float32)
     rows = conv_profile.profile("conv", images, "graph", calls=2, steps=2, batch=32)
     assert sum(row["share"] for row in rows) == pytest.approx(1.0)

@@ -59,8 +59,8 @@ def image_grid(rows: Sequence[np.ndarray], padding: int = 2, shape: Sequence[int
     return (grid * 255.0 + 0.5).astype(np.uint8)
 
 
-# TensorBoard fits a picture to its card, about 400 pixels wide by default: a label a thirtieth of the
-# picture's width is still about 13 pixels tall there, however many examples the picture holds.
+# TensorBoard fits a picture to its card, about 400 pixels wide by default: a font a thirtieth of the
+# picture's width is still about 13 pixels there (names' ink 9 to 11), however many examples it holds.
 LABEL_FRACTION = 1 / 30
 
 

@@ -205,7 +205,9 @@ class SummaryWriter(Callback):
         self.projector_every = projector_every
         self.gradient_cosines = bool(gradient_cosines)
         self.image_shape = None if image_shape is None else tuple(image_shape)
-        self.train_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "train"))
+        # The train run also holds the HParams row, the config text, the profile and the Projector.
+        self.train_dir = os.path.join(self.logdir, "train")
+        self.train_writer = tf.summary.create_file_writer(self.train_dir)
         self.validation_writer = tf.summary.create_file_writer(os.path.join(self.logdir, "validation"))
         self._last_written_step = -1
         self._profiling = False
@@ -278,7 +280,7 @@ class SummaryWriter(Callback):
         # In train/, not the directory above: TensorBoard's Projector looks for a checkpoint in each run's
         # directory and then its parent, so codes above train/ and validation/ showed as two more Projector
         # runs of bare, unlabelled points, and opened on one of them.
-        directory = pathlib.Path(self.logdir) / "train"
+        directory = pathlib.Path(self.train_dir)
         codes = self._codes(trainer)
         codes = codes.reshape(len(codes), -1).astype(np.float32)
         # Saved beside the config, whose Projector finds the newest checkpoint
@@ -313,8 +315,8 @@ class SummaryWriter(Callback):
             with self.train_writer.as_default(step=int(trainer.step.numpy())):
                 tf.summary.text("config", f"```\n{text}\n```")
         if self.hparams is not None:
-            # A session per run and no experiment summary: TensorBoard then
-            # shows every run's hyperparameters and scalars as columns.
+            # A session per run and no experiment summary: TensorBoard then shows
+            # every run's hyperparameters, and every scalar of train/, as columns.
             with self.train_writer.as_default():
                 values = _as_run(self.hparams, trainer)
                 hparams_api.hparams(values, trial_id=self.trial_id, start_time_secs=self._started)
@@ -340,7 +342,7 @@ class SummaryWriter(Callback):
             return
         first, last = self.profile_steps
         if not self._profiling and step < last and step + steps_per_loop > first:
-            tf.profiler.experimental.start(os.path.join(self.logdir, "train"))  # A run's step, in its run.
+            tf.profiler.experimental.start(self.train_dir)  # A run's step, in its run.
             self._profiling = True
         elif self._profiling and step >= last:
             tf.profiler.experimental.stop()
