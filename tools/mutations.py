@@ -232,6 +232,11 @@ MUTATIONS = (
         'pattern = "".join(rf"{re.escape(part)}/" for part in path.split("/")[1:])',
         ("tests/test_benchmarks.py", "-k", "conv_profile"),
     ),
+    Mutation(
+        "the profile's layers not in forward order", "benchmarks/conv_profile.py",
+        "called.append((layer, ", "called.insert(0, (layer, ",
+        ("tests/test_benchmarks.py", "-k", "conv_profile"),
+    ),
 )  # fmt: skip
 
 
