@@ -263,12 +263,13 @@ OPTIONS = {("conv", 64): {"encoder_filters": [32, 16, 8], "decoder_filters": [8,
 LIKELIHOOD_MODELS = {"vae", "iwae", "betatcvae", "convvae"}
 
 
-# A model that flattens its input sees only a longer vector at 64x64: it is tried at 32x32, and the models
-# whose layers see the image's rows and columns at both sizes.
+# A model that flattens its input sees only a longer vector at 64x64, and one that reads it row by row a longer
+# sequence of longer rows: they are tried at 32x32, and the convolutional models, whose layers see the image's
+# rows and columns (their strides and paddings depend on the side), at both sizes.
 SIZES = [
     (name, side)
     for name in registry.names()
-    for side in ((32,) if registry.get(name).takes.endswith("flattened") else (32, 64))
+    for side in ((32, 64) if registry.get(name).takes.split(";")[0] == "any images" else (32,))
 ]
 
 
