@@ -72,8 +72,8 @@ def reference(images_file, tmp_path_factory):
 # Each run is stopped again and again, every resume starting from what the last stop left, then
 # left to finish: every stop must leave a state that resumes exactly, or the end differs.
 STOPS = {
+    # (A run stopped before its first epoch's checkpoint resumes from step 0: test_resume_safety.py.)
     "graph": [
-        ("step", 2),  # Before the first epoch's checkpoint (only the step-0 save exists).
         ("step", 45),  # Mid-epoch.
         ("validation", 40),  # During the second epoch's validation.
         ("mid_save", 64),  # While a checkpoint is being written.
