@@ -73,9 +73,9 @@ def check_run_directory(run_dir, model_name, epochs):
 
 @pytest.fixture(scope="module")
 def mnist_subset(tmp_path_factory, mnist):
-    """2,048 real MNIST training images and 500 test images, as a user's .npz file."""
+    """1,024 real MNIST training images and 500 test images, as a user's .npz file."""
     path = tmp_path_factory.mktemp("data") / "mnist_subset.npz"
-    np.savez(path, x_train=mnist.train_images[:2048], x_test=mnist.test_images[:500])
+    np.savez(path, x_train=mnist.train_images[:1024], x_test=mnist.test_images[:500])
     return path
 
 
