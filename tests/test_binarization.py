@@ -1,20 +1,17 @@
 """Binary MNIST: threshold and fixed binarization of arrays, dynamic binarization in the train step, the CLI's."""
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from aeloops import train
 from aeloops.data import binarize, to_model_inputs
 from aeloops.models import registry
 from aeloops.runs.checkpoints import Checkpointer
 from aeloops.training.trainer import Trainer
-from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -68,19 +65,16 @@ def test_dynamic_binarization_draws_anew_every_step_and_resumes_exactly(images, 
         np.testing.assert_array_equal(expected.numpy(), actual.numpy())
 
 
-def test_the_cli_binarizes_records_it_and_refuses_an_unknown_method(tmp_path):
-    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "aeloops.train", "--dataset", "mnist-sample", "--model", "vae", "--epochs", "1",
-               "--binarize", "dynamic", "--quiet", "--run-dir", str(tmp_path / "run")]  # fmt: skip
-    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+def test_the_cli_binarizes_records_it_and_refuses_an_unknown_method(tmp_path, capsys):
+    arguments = ["--dataset", "mnist-sample", "--model", "vae", "--epochs", "1", "--binarize", "dynamic", "--quiet"]
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "run")]) == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "run" / "config.json").read_text())["binarize"] == "dynamic"
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert 60 < history["val_loss"][0] < 250  # Nats per binary image, after one epoch on 5,000 images.
-    command[command.index("dynamic")] = "otsu"
-    result = subprocess.run(command[:-1] + [str(tmp_path / "other")], env=environment, capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
+    capsys.readouterr()
+    arguments[arguments.index("dynamic")] = "otsu"
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "other")]) == 2
+    assert capsys.readouterr().err.strip() == (
         "aeloops.train: error: command line: binarize must be one of none, threshold, fixed, dynamic; got 'otsu'."
     )
+    assert not (tmp_path / "other").exists()

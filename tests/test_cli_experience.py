@@ -1,7 +1,7 @@
 """What a user of the command line sees: a clean terminal, a first run worth looking at, early errors, one import.
 
-Each test runs ``python`` as a subprocess, as a user would, and reads all of
-its stderr, not only the last line.
+The tests of what a terminal shows run ``python`` as a subprocess, as a user
+would, and read all of its stderr, not only the last line.
 """
 
 import json
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from aeloops import train
 from aeloops.data import load_sample
 from aeloops.models import base, registry
 from aeloops.runs import config as config_lib
@@ -115,9 +116,7 @@ def test_the_filter_drops_tensorflow_chatter_and_keeps_everything_else():
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("saved") / "twohead.keras"
-    code = f"from aeloops.models import registry; registry.get('twohead').build().save({str(path)!r})"
-    result = python("-c", code)
-    assert result.returncode == 0, result.stderr
+    registry.get("twohead").build().save(path)  # Saved here: what is tested is loading, in fresh processes.
     return path
 
 
@@ -158,21 +157,25 @@ def build():
 """
 
 
-def test_a_model_output_no_term_reads_is_named_and_a_term_can_be_declared_in_toml(tmp_path):
+def test_a_model_output_no_term_reads_is_named_and_a_term_can_be_declared_in_toml(tmp_path, monkeypatch, capsys):
+    # In this process (what the terminal shows is the first run's business, above): as `python -m` from tmp_path.
     (tmp_path / "my_models.py").write_text(MY_MODELS)
-    common = ["-m", "aeloops.train", "--model", "my_models:build", "--dataset", "mnist-sample", "--epochs", "2",
-              "--quiet"]  # fmt: skip
-    plain = python(*common, "--run-dir", str(tmp_path / "plain"), cwd=tmp_path)
-    assert plain.returncode == 0 and plain.stderr == ""
-    notes = [line for line in plain.stdout.splitlines() if line.startswith("Note:")]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.delitem(sys.modules, "my_models", raising=False)
+    common = ["--model", "my_models:build", "--dataset", "mnist-sample", "--epochs", "2", "--quiet"]
+    assert train.main([*common, "--run-dir", "plain"]) == 0
+    plain = capsys.readouterr()
+    assert plain.err == ""
+    notes = [line for line in plain.out.splitlines() if line.startswith("Note:")]
     assert len(notes) == 1 and "'code_energy'" in notes[0]
     (tmp_path / "run.toml").write_text(
         '[objective.energy]\noutput = "code_energy"\nloss = "sum"\ntarget = "none"\nweight = 0.01\n'
         'schedule = "linear_warmup"\nschedule_steps = 100\n'
     )
-    declared = python(*common, "--config", "run.toml", "--run-dir", str(tmp_path / "declared"), cwd=tmp_path)
-    assert declared.returncode == 0, declared.stderr
-    assert "Note:" not in declared.stdout
+    assert train.main([*common, "--config", "run.toml", "--run-dir", "declared"]) == 0
+    declared = capsys.readouterr()
+    assert "Note:" not in declared.out, declared.err
     history = json.loads((tmp_path / "declared" / "history.json").read_text())
     # 78 steps an epoch: the warm-up (100 steps) ends during the second.
     assert 0 < history["weight/energy"][0] < history["weight/energy"][1] <= 0.01

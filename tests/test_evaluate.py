@@ -1,28 +1,21 @@
 """python -m aeloops.evaluate: a run's NLL printed and written, earlier evaluations kept, mistakes refused."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from aeloops import evaluate
+from aeloops import train as train_cli
 from aeloops.data import to_model_inputs
 from aeloops.runs.config import load_run_config
 from aeloops.runs.datasets import binarize_validation
-from tests.conftest import REPO
-
-ENVIRONMENT = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
 
 
 def train(run_dir, model, *extra):
-    command = [sys.executable, "-m", "aeloops.train", "--dataset", "mnist-sample", "--model", model, "--epochs", "1",
-               "--quiet", "--run-dir", str(run_dir), *extra]  # fmt: skip
-    result = subprocess.run(command, env=ENVIRONMENT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    arguments = ["--dataset", "mnist-sample", "--model", model, "--epochs", "1", "--quiet", "--run-dir", str(run_dir)]
+    assert train_cli.main([*arguments, *extra]) == 0
     return run_dir
 
 
@@ -97,6 +90,7 @@ def test_data_from_a_file_is_binarized_as_the_run_was(vae_run, capsys, tmp_path,
 
 def test_mistakes_are_refused_in_one_line(vae_run, tmp_path, capsys):
     dense = train(tmp_path / "dense", "dense")
+    capsys.readouterr()
     cases = [
         ((vae_run, "--nll-samples", "0"), "--nll-samples must be a positive integer, got 0."),
         ((tmp_path / "nothing", "--nll-samples", "5"), "holds no config.json; give the directory of a training run."),
