@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,8 +43,12 @@ def run(command):
     return result.returncode, result.stdout, result.stderr
 
 
-def train(*args):
-    return run([sys.executable, "-m", "aeloops.train", *args])
+def train(capsys, *args):
+    """Runs the CLI in this process (a kill is the only reason for another); returns its status, stdout, stderr."""
+    capsys.readouterr()
+    code = train_cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def final_weights(run_dir):
@@ -60,12 +65,12 @@ def recorded_history(run_dir):
 
 @pytest.fixture(scope="module")
 def reference(images_file, tmp_path_factory):
-    """Final weights and history of uninterrupted runs, per mode."""
+    """Uninterrupted runs, per mode: each one's directory, final weights and history."""
     results = {}
     for mode in ("graph", "xla"):
         run_dir = tmp_path_factory.mktemp("reference") / mode
         assert train_cli.main(arguments(images_file, run_dir, mode)) == 0  # In this process: no kill to survive.
-        results[mode] = final_weights(run_dir), recorded_history(run_dir)
+        results[mode] = run_dir, final_weights(run_dir), recorded_history(run_dir)
     return results
 
 
@@ -116,7 +121,7 @@ def test_killed_or_stopped_again_and_again_then_resumed_ends_bit_identical(
     capsys.readouterr()
     assert train_cli.main(resume) == 0  # The last resume, in this process: it only has to finish.
     assert f"at step {latest.rsplit('-', 1)[1]}" in capsys.readouterr().out
-    weights, history = reference[mode]
+    _, weights, history = reference[mode]
     # The record is as exact as the weights: every row, a resumed epoch's included.
     assert recorded_history(run_dir) == history
     for ours, theirs in zip(final_weights(run_dir), weights):
@@ -127,11 +132,11 @@ def checkpoint_files(run_dir):
     return {path.name: path.read_bytes() for path in (run_dir / "checkpoints").glob("ckpt-*")}
 
 
-def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_checkpoint(images_file, tmp_path, capsys):
+def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_checkpoint(reference, tmp_path, capsys):
     # A name a shell would split, expand and unquote: the advice must be safe to paste all the same.
     run_dir = tmp_path / "my runs" / "it's $HOME é"
     (tmp_path / "my").mkdir()  # What an unquoted 'mv my runs/...' would have moved.
-    assert train_cli.main(arguments(images_file, run_dir, "graph")) == 0  # In this process, as the resumes below.
+    shutil.copytree(reference["graph"][0], run_dir)  # A finished run (the graph-mode reference, copied).
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     data_file = f"{latest}.data-00000-of-00001"
     with open(data_file, "r+b") as stream:
@@ -161,33 +166,33 @@ def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_check
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2, 3, 4]
 
 
-def test_corrupt_data_files_exit_2(tmp_path):
+def test_corrupt_data_files_exit_2(tmp_path, capsys):
     data_dir = tmp_path / "mnist"
     data_dir.mkdir()
     for name in os.listdir(SHARED_MNIST):
         content = (SHARED_MNIST / name).read_bytes()
         # The training images are cut off: a truncated download.
         (data_dir / name).write_bytes(content[: len(content) // 3] if name.startswith("train-images") else content)
-    code, _, stderr = train("--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run"))
+    code, _, stderr = train(capsys, "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run"))
     assert code == 2
     assert "train-images-idx3-ubyte.gz" in stderr.strip().splitlines()[-1]
     assert not (tmp_path / "run").exists()
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated zip")
-    code, _, stderr = train("--dataset", str(tmp_path / "broken.npz"), "--run-dir", str(tmp_path / "run"))
+    code, _, stderr = train(capsys, "--dataset", str(tmp_path / "broken.npz"), "--run-dir", str(tmp_path / "run"))
     assert code == 2 and "broken.npz" in stderr.strip().splitlines()[-1]
 
 
-def test_diverging_run_stops_with_exit_1_or_skips(images_file, tmp_path):
+def test_diverging_run_stops_with_exit_1_or_skips(images_file, tmp_path, capsys):
     diverging = ["--model", "rowwise", "--optimizer", "sgd", "--learning-rate", "1e9", "--epochs", "2"]
     common = ["--dataset", str(images_file), "--batch-size", "256", "--steps-per-loop", "1", "--quiet"]
-    code, _, stderr = train(*diverging, *common, "--run-dir", str(tmp_path / "stop"))
+    code, _, stderr = train(capsys, *diverging, *common, "--run-dir", str(tmp_path / "stop"))
     assert code == 1
     message = stderr.strip().splitlines()[-1]
     assert message.startswith("aeloops.train: The loss term 'mse' became NaN or Inf at step ")
     assert "Traceback" not in stderr
     # The step-0 checkpoint stays the latest good one.
     assert tf.train.latest_checkpoint(str(tmp_path / "stop" / "checkpoints")).endswith("ckpt-0")
-    code, _, stderr = train(*diverging, *common, "--on-nonfinite", "skip", "--run-dir", str(tmp_path / "skip"))
+    code, _, stderr = train(capsys, *diverging, *common, "--on-nonfinite", "skip", "--run-dir", str(tmp_path / "skip"))
     assert code == 0, stderr
     history = json.loads((tmp_path / "skip" / "history.json").read_text())
     assert len(history["skipped_steps"]) == 2 and history["skipped_steps"][1] > 0
