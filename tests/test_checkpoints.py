@@ -31,7 +31,9 @@ def without_timings(history):
     return {name: values for name, values in history.items() if name not in TIMINGS}
 
 
-@pytest.mark.parametrize("name", ["denoising", "vae", "iwae", "wae", "betatcvae"])
+# Each of the models' own random draws: input noise, a Gaussian code (beta-TC-VAE draws its code as the VAE does),
+# the importance samples, the prior's samples, and the convolutional VAE's code and its pixels' dequantization noise.
+@pytest.mark.parametrize("name", ["denoising", "vae", "iwae", "wae", "convvae"])
 def test_resume_mid_epoch_restores_random_state_and_the_epochs_record_exactly(tmp_path, small_images, name):
     """Models that draw random numbers in training (input noise, VAE sampling) resume exactly, history included."""
     images = to_model_inputs(small_images[:256], registry.get(name).build().example_shape)
