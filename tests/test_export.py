@@ -118,7 +118,7 @@ def test_the_export_of_a_runs_best_checkpoint_serves_its_averaged_weights(tmp_pa
     arguments = ["--dataset", str(images), "--epochs", "3", "--batch-size", "64", "--use-ema", "--restore-best",
                  "--min-delta", "1000"]  # fmt: skip
     assert train.main([*arguments, "--mode", "graph", "--quiet", "--run-dir", str(run_dir)]) == 0
-    assert export_cli.main([str(run_dir), "--best", "--out", str(tmp_path / "served")]) == 0
+    assert export_cli.main([str(run_dir), "--best", "--out", str(tmp_path / "best")]) == 0
     best = json.loads((run_dir / "best.json").read_text())
     assert best["best_epoch"] == 1 and best["best_step"] == 8
     assert f"Exported the best checkpoint (step {best['best_step']}) of {run_dir}" in capsys.readouterr().out
@@ -127,12 +127,10 @@ def test_the_export_of_a_runs_best_checkpoint_serves_its_averaged_weights(tmp_pa
     # Served as the run's images are shaped, (28, 28, 1), though the dense model reads 784 values.
     inputs = mnist.test_images[:7, ..., None].astype(np.float32) / 255
     np.savez(tmp_path / "inputs.npz", images=inputs)
-    request = {"path": str(tmp_path / "served"), "inputs": str(tmp_path / "inputs.npz")}
-    served = serve({"run": {**request, "calls": {"reconstruct": {"inputs": "images"}}}}, tmp_path)
+    assert export_cli.main([str(run_dir), "--out", str(tmp_path / "newest")]) == 0  # Another model: 16 steps more.
+    call = {"inputs": str(tmp_path / "inputs.npz"), "calls": {"reconstruct": {"inputs": "images"}}}
+    served = serve({name: {"path": str(tmp_path / name), **call} for name in ("best", "newest")}, tmp_path)
     expected = model.reconstruct(inputs.reshape(7, 784)).numpy().reshape(inputs.shape)
-    np.testing.assert_allclose(served["run/reconstruct/reconstruction"], expected, atol=1e-5)
-    newest = export_cli.main([str(run_dir), "--out", str(tmp_path / "newest")])  # Another model: 16 steps more.
-    assert newest == 0
-    request = {"path": str(tmp_path / "newest"), "inputs": str(tmp_path / "inputs.npz")}
-    later = serve({"run": {**request, "calls": {"reconstruct": {"inputs": "images"}}}}, tmp_path)
-    assert np.abs(later["run/reconstruct/reconstruction"] - served["run/reconstruct/reconstruction"]).max() > 1e-3
+    from_best, from_newest = (served[f"{name}/reconstruct/reconstruction"] for name in ("best", "newest"))
+    np.testing.assert_allclose(from_best, expected, atol=1e-5)
+    assert np.abs(from_newest - from_best).max() > 1e-3
