@@ -274,7 +274,8 @@ def test_network_free_default_falls_back_to_the_sample_and_records_it(tmp_path, 
 )
 def test_precisions_and_strategies_train(tmp_path, mnist_subset, capsys, arguments):
     run_dir = tmp_path / "run"
-    code = train.main(["--dataset", str(mnist_subset), "--epochs", "2", "--run-dir", str(run_dir), "--quiet", *arguments])
+    common = ["--dataset", str(mnist_subset), "--epochs", "2", "--run-dir", str(run_dir), "--quiet"]
+    code = train.main([*common, *arguments])
     assert code == 0, capsys.readouterr().err
     history, model = check_run_directory(run_dir, "dense", 2)
     assert history["loss"][1] < history["loss"][0] < 0.7
