@@ -237,6 +237,16 @@ MUTATIONS = (
         "called.append((layer, ", "called.insert(0, (layer, ",
         ("tests/test_benchmarks.py", "-k", "conv_profile"),
     ),
+    Mutation(
+        "the dequantization noise drawn outside the model's checkpointed seed generator", "aeloops/models/gaussian.py",
+        "keras.random.uniform(tf.shape(images), seed=self.seed_generator)", "keras.random.uniform(tf.shape(images))",
+        ("tests/test_checkpoints.py", "-k", "resume_mid_epoch and convvae"),
+    ),
+    Mutation(
+        "layer losses not divided by the replica count", "aeloops/objectives/objective.py",
+        "values[LAYER_LOSSES] = tf.nn.scale_regularization_loss(summed)", "values[LAYER_LOSSES] = summed",
+        ("tests/test_distribution.py", "-k", "mirrored or regularizers"),
+    ),
 )  # fmt: skip
 
 
