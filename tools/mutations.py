@@ -247,6 +247,12 @@ MUTATIONS = (
         "values[LAYER_LOSSES] = tf.nn.scale_regularization_loss(summed)", "values[LAYER_LOSSES] = summed",
         ("tests/test_distribution.py", "-k", "mirrored or regularizers"),
     ),
+    Mutation(
+        "a preemption checkpoint drops the epoch's partial record", "aeloops/runs/callbacks.py",
+        "        self.handler.save_checkpoint_if_preempted()\n",
+        "        trainer.epoch_progress = None\n        self.handler.save_checkpoint_if_preempted()\n",
+        ("tests/test_distribution.py", "-k", "sigterm"),
+    ),
 )  # fmt: skip
 
 
