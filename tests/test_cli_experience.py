@@ -6,6 +6,7 @@ would, and read all of its stderr, not only the last line.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -21,9 +22,9 @@ from aeloops.runs.stderr_filter import is_startup_chatter
 from aeloops.training import optimizers
 from tests.conftest import REPO
 
-ENVIRONMENT = {**os.environ, "PYTHONPATH": str(REPO)}
-ENVIRONMENT.pop("TF_CPP_MIN_LOG_LEVEL", None)  # As a user has it: nothing set.
-ENVIRONMENT.pop("AELOOPS_SHOW_TF_LOGS", None)
+ENVIRONMENT_UNSET = ("TF_CPP_MIN_LOG_LEVEL", "AELOOPS_SHOW_TF_LOGS")
+ENVIRONMENT = {name: value for name, value in os.environ.items() if name not in ENVIRONMENT_UNSET}
+ENVIRONMENT["PYTHONPATH"] = str(REPO)  # As a user has it: nothing set but where the package is.
 
 
 def python(*arguments, cwd=REPO, env=None):
@@ -31,26 +32,6 @@ def python(*arguments, cwd=REPO, env=None):
         [sys.executable, *arguments], cwd=cwd, env={**ENVIRONMENT, **(env or {})}, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
-
-
-def test_first_run_is_quiet_shows_digits_and_says_where_to_look(tmp_path):
-    """The default run on the bundled sample: nothing on stderr, validation BCE at most 0.18, paths to open."""
-    run_dir = tmp_path / "first"
-    result = python("-m", "aeloops.train", "--dataset", "mnist-sample", "--run-dir", str(run_dir))
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    history = json.loads((run_dir / "history.json").read_text())
-    assert len(history["epoch"]) == config_lib.TrainConfig().epochs
-    assert history["val_bce"][-1] <= 0.18  # Measured: 0.156.
-    assert f"Reconstructions (inputs above, outputs below): {run_dir / 'reconstructions.png'}" in result.stdout
-    assert f"tensorboard --logdir {run_dir / 'tensorboard'}" in result.stdout
-    # The picture shows the first ten validation digits above their reconstructions, which resemble them.
-    picture = tf.io.decode_png((run_dir / "reconstructions.png").read_bytes()).numpy()[..., 0].astype(int)
-    digits = load_sample().test_images[:10].astype(int)
-    inputs, outputs = (np.stack([picture[top : top + 28, 2 + 30 * column : 30 + 30 * column] for column in range(10)])
-                       for top in (2, 32))  # fmt: skip
-    assert np.abs(inputs - digits).max() <= 1
-    assert np.abs(outputs - digits).mean() < 0.1 * 255 < np.abs(outputs - digits[::-1]).mean()
 
 
 def test_an_error_found_after_tensorflow_loads_is_one_line(tmp_path):
@@ -188,23 +169,55 @@ def test_a_model_output_no_term_reads_is_named_and_a_term_can_be_declared_in_tom
     )
 
 
-def test_the_first_run_transcript_is_what_a_terminal_shows_and_readme_holds_one(tmp_path):
+def transcript_tool():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("transcript", REPO / "tools" / "transcript.py")
     transcript = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(transcript)
+    return transcript
+
+
+def test_a_transcript_keeps_each_line_as_the_terminal_shows_it():
+    transcript = transcript_tool()
     # A progress bar redrawn in place: the terminal shows each line as its last carriage return left it.
     raw = ("Epoch 1/3\r\n\x1b[1m 1/78\x1b[0m bar\r78/78 done\r\nEpoch 2/3\r\nx\r\n"
            "Epoch 3/3\r\n78/78 last\r\nFinished\r\n")  # fmt: skip
     lines = transcript.elide_epochs(transcript.screen_lines(raw))
     assert lines == ["Epoch 1/3", "78/78 done", "...", "Epoch 3/3", "78/78 last", "Finished"]
-    output = transcript.run_in_terminal(["--epochs", "2", "--dataset", "mnist-sample"], tmp_path)
-    shown = transcript.screen_lines(output)
-    assert shown[0] == "Epoch 1/2" and shown[1].startswith("78/78 ━━━━━━━━━━━━━━━━━━━━ ")
-    assert shown[-2].startswith("  Reconstructions (inputs above, outputs below): runs/dense-")
-    assert list(tmp_path.glob("runs/*/reconstructions.png"))
-    # README's block has the same shape: first epoch, "...", the last, then where to look.
+
+
+def test_the_first_run_in_a_terminal_shows_only_its_own_lines_digits_and_where_to_look(tmp_path, monkeypatch):
+    """The default run on the bundled sample, in a terminal: each epoch, then where to look; no TensorFlow chatter."""
+    for name in ENVIRONMENT_UNSET:  # As a user has it: nothing set.
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # This repository's aeloops, whatever is installed.
+    transcript = transcript_tool()
+    shown = transcript.screen_lines(transcript.run_in_terminal(["--dataset", "mnist-sample"], tmp_path))
+    [run_dir] = tmp_path.glob("runs/dense-*")
+    run = run_dir.relative_to(tmp_path)
+    epochs = config_lib.TrainConfig().epochs
+    # Every line the terminal shows, in order: what is on the screen is the run's own output, nothing else.
+    assert len(shown) == 2 * epochs + 5, shown
+    for epoch in range(epochs):
+        assert shown[2 * epoch] == f"Epoch {epoch + 1}/{epochs}"
+        assert re.fullmatch(r"78/78 ━{20} \d+s \d+ms/step - bce: .* - val_loss: \d\.\d{4}", shown[2 * epoch + 1])
+    assert shown[-5].startswith("Mode 'auto' kept graph mode: ") and shown[-4].startswith("Best val_loss ")
+    assert shown[-3].startswith("Finished in ") and shown[-3].endswith(f"the run is in {run}.")
+    assert shown[-2] == f"  Reconstructions (inputs above, outputs below): {run / 'reconstructions.png'}"
+    assert shown[-1].startswith(f"  TensorBoard: tensorboard --logdir {run / 'tensorboard'}  (then open http://")
+    history = json.loads((run_dir / "history.json").read_text())
+    assert len(history["epoch"]) == epochs
+    assert history["val_bce"][-1] <= 0.18  # Measured: 0.154 to 0.156.
+    # The picture shows the first ten validation digits above their reconstructions, which resemble them.
+    picture = tf.io.decode_png((run_dir / "reconstructions.png").read_bytes()).numpy()[..., 0].astype(int)
+    digits = load_sample().test_images[:10].astype(int)
+    inputs, outputs = (np.stack([picture[top : top + 28, 2 + 30 * column : 30 + 30 * column] for column in range(10)])
+                       for top in (2, 32))  # fmt: skip
+    assert np.abs(inputs - digits).max() <= 1
+    assert np.abs(outputs - digits).mean() < 0.1 * 255 < np.abs(outputs - digits[::-1]).mean()
+    # README's block, after its two lines on falling back to the sample, has the screen's shape: the first
+    # epoch, "...", the last, then where to look.
     block = transcript.BLOCK.search((REPO / "README.md").read_text())[2].splitlines()
-    assert block[block.index("...") - 2] == "Epoch 1/20" and block[block.index("...") + 1] == "Epoch 20/20"
-    assert block[-1].startswith("  TensorBoard: tensorboard --logdir runs/dense-")
+    assert block[1].startswith("MNIST is not on this machine") and block[2] == f"Epoch 1/{epochs}"
+    assert [line.split()[0] for line in block[2:]] == [line.split()[0] for line in transcript.elide_epochs(shown)]

@@ -253,6 +253,11 @@ MUTATIONS = (
         "        trainer.epoch_progress = None\n        self.handler.save_checkpoint_if_preempted()\n",
         ("tests/test_distribution.py", "-k", "sigterm"),
     ),
+    Mutation(
+        "the CLI leaves TensorFlow's start-up chatter on the terminal", "aeloops/train.py",
+        "        stderr_filter.start()\n", "        pass\n",
+        ("tests/test_cli_experience.py", "-k", "first_run_in"),
+    ),
 )  # fmt: skip
 
 
