@@ -136,15 +136,15 @@ def test_two_workers_stopped_by_sigterm_to_one_resume_together_and_match_one_pro
     assert (run_dir / "model.keras").exists() and (run_dir / "history.json").exists()
     assert not (scratch / "history.json").exists() and not (scratch / "tensorboard").exists()
     # The two workers end bit-identical: their last checkpoints (the chief's and the other's scratch copy) agree.
-    chief, other = checkpoint_values(run_dir / "checkpoints"), checkpoint_values(scratch / "checkpoints")
-    assert len(chief) > 10 and chief.keys() == other.keys()  # The weights, the optimizer's slots, the step, ...
-    for name in chief:
-        np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+    ours, theirs = checkpoint_values(run_dir / "checkpoints"), checkpoint_values(scratch / "checkpoints")
+    assert len(ours) > 10 and ours.keys() == theirs.keys()  # The weights, the optimizer's slots, the step, ...
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
     # The same run in one process, uninterrupted: this one, as nothing here needs a fresh one.
     assert train.main([*common, "--strategy", "mirrored", "--run-dir", str(tmp_path / "reference")]) == 0
     single = checkpoint_values(tmp_path / "reference" / "checkpoints")
-    for name in chief:
-        np.testing.assert_allclose(chief[name], single[name], rtol=1e-3, atol=2e-5, err_msg=name)
+    for name in ours:
+        np.testing.assert_allclose(ours[name], single[name], rtol=1e-3, atol=2e-5, err_msg=name)
     history = json.loads((run_dir / "history.json").read_text())
     reference_history = json.loads((tmp_path / "reference" / "history.json").read_text())
     assert history["epoch"] == [1, 2, 3] and history["loss"][2] < history["loss"][0]
