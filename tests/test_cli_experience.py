@@ -139,7 +139,7 @@ def build():
 
 
 def test_a_model_output_no_term_reads_is_named_and_a_term_can_be_declared_in_toml(tmp_path, monkeypatch, capsys):
-    # In this process (what the terminal shows is the first run's business, above): as `python -m` from tmp_path.
+    # In this process (what the terminal shows is the first run's business, below): as `python -m` from tmp_path.
     (tmp_path / "my_models.py").write_text(MY_MODELS)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(tmp_path)
