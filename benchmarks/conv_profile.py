@@ -50,7 +50,7 @@ from aeloops.data import load_mnist, load_sample, to_model_inputs  # noqa: E402
 from aeloops.models import registry  # noqa: E402
 from aeloops.training.trainer import Trainer  # noqa: E402
 from benchmarks import conv_rewrites, machine  # noqa: E402
-from benchmarks.run import colour_images  # noqa: E402
+from benchmarks.run import blocky_colour_images  # noqa: E402
 
 # Events that contain ops rather than being one: executor and thread-pool bookkeeping.
 _CONTAINERS = re.compile(r"::|^Threadpool|^Memory|^ParallelFor|^resident|^tf\.constant")
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rewrites:
         print(time_rewrites(mnist, args.modes, args.steps, args.batch_size, args.repeats))
         return 0
-    for shape, images in (("28x28x1", mnist), ("32x32x3", colour_images(needed, 32))):
+    for shape, images in (("28x28x1", mnist), ("32x32x3", blocky_colour_images(needed, 32))):
         for mode in args.modes:
             rows = profile("conv", images, mode, args.calls, args.steps, args.batch_size)
             step = sum(row["ms_per_step"] for row in rows)
