@@ -51,14 +51,21 @@ def test_grid_places_each_image_and_round_trips_through_png(tmp_path):
         image_grid([np.zeros((2, 4, 4)), np.zeros((3, 4, 4))])
 
 
+def assert_named_rows(picture, rows):
+    """Asserts that ``picture`` holds ``rows`` rows of digits, each under a name legible on a 400-pixel card."""
+    # Digits are light on black: the name bands are the only tall runs of mostly white pixel rows.
+    white = np.concatenate([[False], picture.mean(axis=1) > 200, [False]])
+    edges = np.flatnonzero(np.diff(white.astype(int)))
+    bands = [(top, bottom) for top, bottom in zip(edges[::2], edges[1::2]) if bottom - top > 10]
+    assert len(bands) == rows, bands
+    for top, bottom in bands:
+        ink = np.flatnonzero((picture[top:bottom] < 128).any(axis=1))
+        # Shrunk to 400 pixels wide, a name is at least 8 pixels tall.
+        assert len(ink) and (ink[-1] - ink[0] + 1) * 400 / picture.shape[1] >= 8, (top, bottom, ink)
+
+
 def test_row_names_stay_legible_when_tensorboard_shrinks_a_wide_picture_to_its_card():
     rows = [np.zeros((10, 28, 28)), np.zeros((10, 28, 28))]  # Ten examples a row, as the CLI pictures them.
     grid = labeled_grid(rows, ["input", "reconstruction"])[..., 0]
     assert grid.shape[1] == (10 * 30 + 2) * 3
-    # The names' ink: dark pixels in the white bands above the (black) rows.
-    bands = (grid > 200).mean(axis=1) > 0.5
-    ink_rows = np.flatnonzero(bands & (grid < 128).any(axis=1))
-    tops = np.split(ink_rows, np.flatnonzero(np.diff(ink_rows) > 1) + 1)
-    assert len(tops) == 2
-    for ink in tops:  # On a 400-pixel card, at least 8 pixels tall.
-        assert (ink[-1] - ink[0] + 1) * 400 / grid.shape[1] >= 8, ink
+    assert_named_rows(grid, 2)

@@ -23,6 +23,7 @@ from aeloops.tensorboard.summaries import SummaryWriter
 from aeloops.tensorboard.term_norms import TermGradientNorms
 from aeloops.training.callbacks import Callback
 from aeloops.training.trainer import Trainer
+from tests.test_images import assert_named_rows
 
 # 512 images at batch 64, 3 steps per call: 8 steps an epoch, calls end at
 # steps 3, 6, 8, 11, 14, 16; with summaries every 4 steps, writes at 6, 8, 14, 16.
@@ -60,19 +61,6 @@ def train_with_summaries(name, images, logdir, objective=None, **writer_options)
         inputs[:512], epochs=EPOCHS, batch_size=64, validation_data=inputs[512:700], callbacks=[writer], verbose=0
     )
     return trainer, history
-
-
-def assert_named_rows(picture, rows):
-    """Asserts that ``picture`` holds ``rows`` rows of digits, each under a name legible on a 400-pixel card."""
-    # Digits are light on black: the name bands are the only tall runs of mostly white pixel rows.
-    white = np.concatenate([[False], picture.mean(axis=1) > 200, [False]])
-    edges = np.flatnonzero(np.diff(white.astype(int)))
-    bands = [(top, bottom) for top, bottom in zip(edges[::2], edges[1::2]) if bottom - top > 10]
-    assert len(bands) == rows, bands
-    for top, bottom in bands:
-        ink = np.flatnonzero((picture[top:bottom] < 128).any(axis=1))
-        # Shrunk to 400 pixels wide, a name is at least 8 pixels tall.
-        assert len(ink) and (ink[-1] - ink[0] + 1) * 400 / picture.shape[1] >= 8, (top, bottom, ink)
 
 
 @pytest.mark.parametrize("name", ["dense", "conv", "twohead"])
