@@ -65,32 +65,51 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
-def _register_models_once_loaded(just_loaded: str | None = None) -> bool:
-    """Imports ``aeloops.models`` (registering its classes with Keras) once Keras and TensorFlow are fully loaded.
+def _loading_modules(just_loaded: str | None) -> list[str]:
+    """Names of the modules (Keras, TensorFlow, this package's) still being imported, ``just_loaded`` aside.
 
-    ``just_loaded`` names the module whose loading has just finished (Python
-    still marks it as initializing until the loader returns).
+    Python marks a module as initializing until its loader returns, so the
+    module whose loading has just finished is named by the caller.
+    """
+    return [
+        name
+        for name, module in list(sys.modules.items())
+        if (name in ("keras", "tensorflow") or name.startswith("aeloops."))
+        and name != just_loaded
+        and getattr(getattr(module, "__spec__", None), "_initializing", False)
+    ]
+
+
+def _register_models_once_loaded(just_loaded: str | None = None) -> bool:
+    """Imports ``aeloops.models`` (registering its classes with Keras) once nothing it needs is half-imported.
+
+    It waits for Keras and TensorFlow to finish loading, and for every module
+    of this package being imported: TensorFlow is often first imported by
+    one of ours (``aeloops.objectives.objective``, say), and importing the
+    models then would re-enter that module half-initialised.
     """
     if "keras" not in sys.modules:
         return False
-    for name in ("keras", "tensorflow"):
-        spec = getattr(sys.modules.get(name), "__spec__", None)
-        if name != just_loaded and getattr(spec, "_initializing", False):
-            return False
+    if _loading_modules(just_loaded):
+        return False
     importlib.import_module("aeloops.models")
     return True
 
 
 class _RegisterModelsAfterKeras(importlib.abc.MetaPathFinder):
-    """Registers the model classes right after ``keras`` (or ``tensorflow``, which may load it) finishes loading.
+    """Registers the model classes once Keras has loaded and no import of Keras, TensorFlow or ours is under way.
 
-    TensorFlow loads Keras in the middle of its own import, when importing
-    our models (which need TensorFlow) would fail, so both are watched and
-    the registration waits until neither is still loading.
+    It watches the modules whose end may be that moment: ``keras`` and
+    ``tensorflow`` (TensorFlow loads Keras in the middle of its own import,
+    when our models, which need TensorFlow, cannot load yet), and this
+    package's own modules (when one of them imported TensorFlow, the
+    registration waits until the outermost has finished). It never imports
+    the package while a module of it is half-initialised, and leaves
+    ``sys.meta_path`` once the models are registered.
     """
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if name not in ("keras", "tensorflow"):
+        if name not in ("keras", "tensorflow") and not name.startswith("aeloops."):
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import aeloops
 from aeloops import train
 from aeloops.data import load_sample
 from aeloops.models import base, registry
@@ -110,6 +111,35 @@ def saved_model(tmp_path_factory):
 def test_import_aeloops_is_all_load_model_needs(saved_model, imports, load):
     result = python("-c", f"{imports}; print(type({load}({str(saved_model)!r})).__name__)")
     assert result.stdout.strip() == "MultiHeadAutoencoder", result.stderr[-500:]
+
+
+FIRST_IMPORTS = sorted(
+    # One public name of each module behind the names (they load the same way), each first in its own process.
+    {module: f"import aeloops; aeloops.{name}" for name, module in sorted(aeloops._EXPORTS.items())}
+    .values()
+) + [
+    "import aeloops; from aeloops.objectives.objective import LossTerm",  # docs/library.md's first lines
+    "import aeloops.objectives.losses",  # a module of the package before the package's names
+    "import aeloops, tensorflow",
+]  # fmt: skip
+
+
+def test_every_public_name_imports_first_in_a_fresh_process():
+    # Each statement alone, then every public name, then what the import promises Keras: the models registered.
+    check = (
+        "; import keras; missing = [n for n in aeloops.__all__ if getattr(aeloops, n, None) is None]; "
+        "print(missing, 'aeloops>DenseAutoencoder' in keras.saving.get_custom_objects())"
+    )
+    processes = {
+        first: subprocess.Popen(
+            [sys.executable, "-c", f"{first}; import aeloops{check}"], cwd=REPO, env=ENVIRONMENT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for first in FIRST_IMPORTS
+    }  # fmt: skip
+    for first, process in processes.items():
+        out, err = process.communicate(timeout=600)
+        assert out.split() == ["[]", "True"], f"{first}: {err[-800:]}"
 
 
 def test_import_aeloops_alone_loads_no_tensorflow():
