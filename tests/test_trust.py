@@ -303,3 +303,64 @@ def test_the_rm_advice_for_a_link_pasted_into_bash_removes_that_link_only(name, 
     assert not os.path.lexists(run_dir / "history.json")
     assert target.read_text() == "precious" and (tmp_path / "my").is_dir()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["my", "outside", "runs"]  # Nothing ran: no 'pwned'.
+
+
+def plant_checkpoint_list(directory: pathlib.Path, outside: str) -> None:
+    """Writes ``directory``'s checkpoint list as a received run's might: ``outside`` first, then its own checkpoints.
+
+    Its timestamps are after ``last_preserved_timestamp``, so TensorFlow's manager takes every entry as its own
+    and deletes the oldest when it prunes.
+    """
+    own = sorted((path.name[: -len(".index")] for path in directory.glob("ckpt-*.index")), key=lambda n: int(n[5:]))
+    names = [outside, *own]
+    lines = [f'model_checkpoint_path: "{own[-1]}"', *(f'all_model_checkpoint_paths: "{name}"' for name in names)]
+    lines += [f"all_model_checkpoint_timestamps: {2e9 + number}" for number in range(len(names))]
+    (directory / "checkpoint").write_text("\n".join([*lines, "last_preserved_timestamp: 1.0"]) + "\n")
+
+
+def decoy_checkpoint(tmp_path: pathlib.Path) -> dict[pathlib.Path, bytes]:
+    """A stranger's files outside the run, named as a checkpoint; returns them with their bytes."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    files = {folder / "thesis.index": b"index of years of work", folder / "thesis.data-00000-of-00001": b"\x00" * 64}
+    for path, content in files.items():
+        path.write_bytes(content)
+    return files
+
+
+CHECKPOINT_READERS = {
+    "train --resume": lambda run, out: (train.main, ["--resume", "--run-dir", str(run), "--epochs", "3", "--quiet"]),
+    "evaluate": lambda run, out: (evaluate.main, [str(run), "--nll-samples", "2"]),
+    "export": lambda run, out: (export.main, [str(run), "--out", str(out)]),
+    "evaluate --best": lambda run, out: (evaluate.main, [str(run), "--nll-samples", "2", "--best"]),
+    "export --best": lambda run, out: (export.main, [str(run), "--out", str(out), "--best"]),
+}
+
+
+@pytest.mark.parametrize("listed", ["absolute", "relative"])
+@pytest.mark.parametrize("which", ["checkpoints", "checkpoints/best"])
+def test_a_checkpoint_list_naming_files_outside_the_run_is_refused_by_every_command(
+    run_dir, tmp_path, capsys, which, listed
+):
+    decoys = decoy_checkpoint(tmp_path)
+    outside = str(tmp_path / "elsewhere" / "thesis")
+    planted = run_dir / which
+    plant_checkpoint_list(planted, outside if listed == "absolute" else os.path.relpath(outside, planted))
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    readers = [name for name in CHECKPOINT_READERS if name.endswith("--best") == which.endswith("best")]
+    for name in [*readers, "train --resume"] if which.endswith("best") else readers:
+        command, argv = CHECKPOINT_READERS[name](run_dir, tmp_path / "exported")
+        assert command(argv) == 2, name
+        line = one_line(capsys)
+        assert f"The checkpoint list {planted / 'checkpoint'} names " in line and "thesis" in line, (name, line)
+        assert {path: path.read_bytes() for path in decoys} == decoys
+        assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before, name
+        assert not (tmp_path / "exported").exists()
+    # The advice, followed literally in a shell, lets the run go on from its own checkpoints.
+    subprocess.run(["bash", "-c", line.rsplit(": ", 1)[1]], cwd=tmp_path, check=True)
+    for name in ["train --resume", readers[-1]]:
+        command, argv = CHECKPOINT_READERS[name](run_dir, tmp_path / "exported")
+        assert command(argv) == 0, (name, capsys.readouterr().err)
+    assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2, 3]
+    assert {path: path.read_bytes() for path in decoys} == decoys
+    assert (planted / "checkpoint.untrusted").exists()

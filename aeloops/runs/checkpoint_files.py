@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shlex
 from collections.abc import Iterator
 
 import tensorflow as tf
@@ -26,6 +27,7 @@ from aeloops.runs.directory import keep_aside
 
 __all__ = [
     "RECORD_KEY",
+    "check_state_file",
     "damage",
     "first_line",
     "numbers",
@@ -96,6 +98,42 @@ def read_record(prefix: str) -> dict | None:
         return json.loads(text) if text else {}
     except json.JSONDecodeError:
         raise ValueError("its run record is not valid JSON") from None
+
+
+def check_state_file(directory: str | os.PathLike) -> None:
+    """Refuses a ``checkpoint`` state file that lists anything but checkpoints of ``directory`` itself.
+
+    ``tf.train.CheckpointManager`` adopts every path the list names, wherever
+    it points, and deletes the oldest when it prunes; a restore reads the
+    newest. A run directory may come from someone else, so its list is read
+    first: every entry must be a ``ckpt-N`` of ``directory`` (relative entries
+    are read from ``directory``, as TensorFlow reads them). An unreadable list
+    passes here: ``repair_state_file`` rebuilds it from the files on disk.
+
+    Raises:
+      ValueError: naming the list, the entry, and how to go on safely.
+    """
+    state_path = os.path.join(directory, STATE_FILE)
+    if not os.path.isfile(state_path):
+        return
+    try:
+        with quiet_tensorflow_logs():
+            state = tf.train.get_checkpoint_state(os.fspath(directory))
+    except (tf.errors.OpError, ValueError, UnicodeDecodeError):
+        return
+    if state is None:
+        return
+    home = os.path.realpath(directory)
+    for entry in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
+        path = os.path.realpath(os.path.join(directory, entry))  # An absolute entry stays as it is.
+        if os.path.dirname(path) != home or not re.fullmatch(rf"{PREFIX}-\d+", os.path.basename(path)):
+            aside = f"{state_path}.untrusted"
+            raise ValueError(
+                f"The checkpoint list {state_path} names {entry!r}, which is not a checkpoint of {directory} "
+                f"({PREFIX}-N there); aeloops reads and deletes nothing a list names elsewhere, and nothing was "
+                "changed. To go on with the checkpoints that are in the directory, move the list aside (it is "
+                f"rebuilt from them): mv {shlex.quote(state_path)} {shlex.quote(aside)}"
+            )
 
 
 def repair_state_file(directory: str | os.PathLike) -> str | None:

@@ -136,6 +136,9 @@ class Checkpointer(Callback):
         self.restored_metadata: dict[str, Any] | None = None
         self._tracked: dict[str, dict[str, Any]] = {}
         trainer.check_checkpointable()
+        # A list naming files outside the directory is refused before the manager adopts (and prunes) them.
+        for checked in dict.fromkeys((self.read_directory, self.directory)):
+            checkpoint_files.check_state_file(checked)
         # A state file lost or damaged is rebuilt from the checkpoint files before the manager reads it.
         self.repair = checkpoint_files.repair_state_file(self.read_directory)
         self.run_record = tf.Variable("", dtype=tf.string, trainable=False, name="run_record")
