@@ -37,6 +37,14 @@ def test_mirrored_matches_single_device(results, case):
         np.testing.assert_allclose(mirrored["history"][key], values, rtol=2e-4, atol=1e-6, err_msg=key)
     for ours, theirs in zip(mirrored["weights"], single["weights"]):
         np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=2e-5)
+    # Keras callbacks: the same calls as on one device, and the rate they halved is the one trained with and logged.
+    # (auto mode's probe times calls of its own sizes on one device, where XLA is a candidate.)
+    epochs_only = [[event for event in run["events"] if event[0] != "batch_end"] for run in (single, mirrored)]
+    assert epochs_only[0] == epochs_only[1] and len(epochs_only[0]) == 4
+    ends = [event[1] for event in mirrored["events"] if event[0] == "batch_end"]
+    assert ends == [3, 7, 11, 15] * 2 and (mirrored["events"] == single["events"] or case.endswith("auto"))
+    rates = [key for key in single["history"] if key.startswith("learning_rate")]
+    assert rates and all(mirrored["history"][key][1] == mirrored["history"][key][0] / 2 for key in rates)
 
 
 def test_an_overridden_step_with_clipped_per_part_optimizers_logs_what_one_device_does(results):

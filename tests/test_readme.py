@@ -164,3 +164,14 @@ def test_pcgrad_example_trains_alike_in_float32_and_under_mixed_float16():
     for ours, theirs in zip(mixed, float32):
         assert np.abs(ours - theirs).max() <= 0.2 * np.abs(theirs).max()
     np.testing.assert_allclose(mixed_history["loss"], float32_history["loss"], atol=1e-3)
+
+
+def test_keras_callbacks_example_logs_a_csv_row_per_epoch_and_stops_early(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = run_example("keras-callbacks")
+    history = namespace["history"]
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(history["loss"]) and rows[0].startswith("epoch,")
+    # ReduceLROnPlateau's halvings are the rates logged: each epoch's rate is the last one's or half of it.
+    rates = history["learning_rate"]
+    assert all(rate in (before, np.float32(before / 2).item()) for before, rate in zip(rates, rates[1:]))

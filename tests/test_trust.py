@@ -318,11 +318,10 @@ def plant_checkpoint_list(directory: pathlib.Path, outside: str) -> None:
     (directory / "checkpoint").write_text("\n".join([*lines, "last_preserved_timestamp: 1.0"]) + "\n")
 
 
-def decoy_checkpoint(tmp_path: pathlib.Path) -> dict[pathlib.Path, bytes]:
-    """A stranger's files outside the run, named as a checkpoint; returns them with their bytes."""
-    folder = tmp_path / "elsewhere"
+def decoy_checkpoint(folder: pathlib.Path, name: str) -> dict[pathlib.Path, bytes]:
+    """A stranger's files outside the run, named as a checkpoint ``name``; returns them with their bytes."""
     folder.mkdir()
-    files = {folder / "thesis.index": b"index of years of work", folder / "thesis.data-00000-of-00001": b"\x00" * 64}
+    files = {folder / f"{name}.index": b"index of years of work", folder / f"{name}.data-00000-of-00001": b"\x00" * 64}
     for path, content in files.items():
         path.write_bytes(content)
     return files
@@ -337,30 +336,30 @@ CHECKPOINT_READERS = {
 }
 
 
-@pytest.mark.parametrize("listed", ["absolute", "relative"])
+@pytest.mark.parametrize(("listed", "name"), [("absolute", "thesis"), ("relative", "thesis"), ("absolute", "ckpt-1")])
 @pytest.mark.parametrize("which", ["checkpoints", "checkpoints/best"])
 def test_a_checkpoint_list_naming_files_outside_the_run_is_refused_by_every_command(
-    run_dir, tmp_path, capsys, which, listed
+    run_dir, tmp_path, capsys, which, listed, name
 ):
-    decoys = decoy_checkpoint(tmp_path)
-    outside = str(tmp_path / "elsewhere" / "thesis")
+    decoys = decoy_checkpoint(tmp_path / "elsewhere", name)
+    outside = str(tmp_path / "elsewhere" / name)
     planted = run_dir / which
     plant_checkpoint_list(planted, outside if listed == "absolute" else os.path.relpath(outside, planted))
     before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
     readers = [name for name in CHECKPOINT_READERS if name.endswith("--best") == which.endswith("best")]
-    for name in [*readers, "train --resume"] if which.endswith("best") else readers:
-        command, argv = CHECKPOINT_READERS[name](run_dir, tmp_path / "exported")
-        assert command(argv) == 2, name
+    for reader in [*readers, "train --resume"] if which.endswith("best") else readers:
+        command, argv = CHECKPOINT_READERS[reader](run_dir, tmp_path / "exported")
+        assert command(argv) == 2, reader
         line = one_line(capsys)
-        assert f"The checkpoint list {planted / 'checkpoint'} names " in line and "thesis" in line, (name, line)
+        assert f"The checkpoint list {planted / 'checkpoint'} names " in line and f"elsewhere/{name}'" in line, line
         assert {path: path.read_bytes() for path in decoys} == decoys
-        assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before, name
+        assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before, reader
         assert not (tmp_path / "exported").exists()
     # The advice, followed literally in a shell, lets the run go on from its own checkpoints.
     subprocess.run(["bash", "-c", line.rsplit(": ", 1)[1]], cwd=tmp_path, check=True)
-    for name in ["train --resume", readers[-1]]:
-        command, argv = CHECKPOINT_READERS[name](run_dir, tmp_path / "exported")
-        assert command(argv) == 0, (name, capsys.readouterr().err)
+    for reader in ["train --resume", readers[-1]]:
+        command, argv = CHECKPOINT_READERS[reader](run_dir, tmp_path / "exported")
+        assert command(argv) == 0, (reader, capsys.readouterr().err)
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2, 3]
     assert {path: path.read_bytes() for path in decoys} == decoys
     assert (planted / "checkpoint.untrusted").exists()

@@ -34,6 +34,50 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "the models register while a module of the package is half-imported", "aeloops/__init__.py",
+        'if (name in ("keras", "tensorflow") or name.startswith("aeloops."))', 'if name in ("keras", "tensorflow")',
+        ("tests/test_cli_experience.py", "-k", "fresh_process"),
+    ),
+    Mutation(
+        "a checkpoint list may name a checkpoint elsewhere", "aeloops/runs/checkpoint_files.py",
+        "if os.path.dirname(path) != home or not", "if not",
+        ("tests/test_trust.py", "-k", "outside_the_run"),
+    ),
+    Mutation(
+        "the best checkpoint's list goes unread", "aeloops/runs/checkpoints.py",
+        "        for checked in dict.fromkeys((self.read_directory, self.directory)):\n",
+        "        for checked in dict.fromkeys((self.read_directory, self.directory)) if False else ():\n",
+        ("tests/test_trust.py", "-k", "outside_the_run"),
+    ),
+    Mutation(
+        "Keras batch hooks get the call's means, not the epoch's", "aeloops/training/keras_callbacks.py",
+        "callback.on_train_batch_end(batch, dict(epoch_means))", "callback.on_train_batch_end(batch, dict(call_means))",
+        ("tests/test_keras_callbacks.py", "-k", "batch_hooks"),
+    ),
+    Mutation(
+        "Keras callbacks' on_epoch_begin never called", "aeloops/training/keras_callbacks.py",
+        "            callback.on_epoch_begin(epoch, {})\n", "            pass\n",
+        ("tests/test_keras_callbacks.py", "-k", "learning_rate_set or batch_hooks"),
+    ),
+    Mutation(
+        "a Keras callback's stop_training is not the trainer's", "aeloops/training/keras_callbacks.py",
+        "        self._trainer.stop_training = bool(value)\n", "        pass\n",
+        ("tests/test_keras_callbacks.py", "-k", "early_stopping or terminate_on_nan"),
+    ),
+    Mutation(
+        "validation hooks called with val_ names", "aeloops/training/keras_callbacks.py",
+        "            callback.on_test_end(dict(logs))",
+        "            callback.on_test_end({f'val_{k}': v for k, v in logs.items()})",
+        ("tests/test_keras_callbacks.py", "-k", "batch_hooks"),
+    ),
+    Mutation(
+        "aeloops callbacks run before Keras's", "aeloops/training/keras_callbacks.py",
+        "            callback.on_epoch_end(epoch, dict(logs))\n        self._own(\"on_epoch_end\", epoch, logs)\n",
+        "            pass\n        self._own(\"on_epoch_end\", epoch, logs)\n"
+        "        for callback in self.keras:\n            callback.on_epoch_end(epoch, dict(logs))\n",
+        ("tests/test_keras_callbacks.py", "-k", "side_by_side or saved_in_the_checkpoint"),
+    ),
+    Mutation(
         "export --best exports the newest checkpoint", "aeloops/export.py",
         "    source = checked_source(run_dir, best)\n",
         "    checked_source(run_dir, best)\n    source = run_dir.checkpoints\n",

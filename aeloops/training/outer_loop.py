@@ -38,7 +38,7 @@ from aeloops.data.sources import (
     to_tensors,
 )
 from aeloops.objectives.objective import TOTAL
-from aeloops.training.callbacks import Callback, EpochProgress
+from aeloops.training.callbacks import EpochProgress
 from aeloops.training.compiled import (
     GRADIENT_NORM,
     LOSS_SCALE_SKIPPED,
@@ -47,6 +47,7 @@ from aeloops.training.compiled import (
     WEIGHTED_PREFIX,
     is_distributed,
 )
+from aeloops.training.keras_callbacks import CallbackList
 from aeloops.training.mode_probe import ModeProbe
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def fit(
     initial_epoch: int | None = None,
     initial_step: int | None = None,
     steps_per_epoch: int | None = None,
-    callbacks: Sequence[Callback] = (),
+    callbacks: Sequence[Any] = (),
     verbose: int = 1,
 ) -> dict[str, list[float]]:
     """Trains ``trainer`` for ``epochs`` epochs and returns a Keras-shaped history of the epochs run.
@@ -115,8 +116,10 @@ def fit(
         taken mid-epoch, the global step it holds: the first epoch then
         skips the batches it already trained on.
       steps_per_epoch: for a ``Dataset``; by default one pass of it.
-      callbacks: ``Callback`` objects: checkpoints (``Checkpointer``),
-        TensorBoard (``aeloops.SummaryWriter``), early stopping, ...
+      callbacks: aeloops ``Callback`` objects (checkpoints with
+        ``Checkpointer``, TensorBoard with ``aeloops.SummaryWriter``, ...)
+        and any ``keras.callbacks.Callback``, with Keras's meaning
+        (``aeloops.training.keras_callbacks`` says how each hook is called).
       verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
 
     Returns:
@@ -137,30 +140,35 @@ def fit(
     trainer.use_averages(False)  # Train the raw weights, whatever the last fit left in the model.
     trainer.run_first_epoch = end - epochs if initial_epoch is None else initial_epoch
     probe = ModeProbe(trainer, remaining_steps=(end - first_epoch) * source.steps_per_epoch - done)
-    for callback in callbacks:
-        callback.on_train_begin(trainer)
+    hooks = CallbackList(trainer, callbacks, epochs=end, steps=source.steps_per_epoch, verbose=verbose)
+    hooks.train_begin()
+    logs: dict[str, float] = {}
     for epoch in range(first_epoch, end):
-        progress = _progress(trainer, verbose, epoch, end, source.steps_per_epoch)
-        start = time.perf_counter()
         if trainer.stop_training:  # Asked to stop before this epoch began (say, during validation).
             break
+        hooks.epoch_begin(epoch)
+        progress = _progress(trainer, verbose, epoch, end, source.steps_per_epoch)
+        start = time.perf_counter()
         if epoch != first_epoch:
             done = 0
         carried = trainer.epoch_progress if done else None
         if carried is not None and (carried.epoch, carried.steps) != (epoch, done):
             carried = None  # Progress of another epoch or step: this epoch's row counts the steps run now.
-        logs, steps_run = _run_epoch(
-            trainer, source, epoch, shuffle, batch_size, progress, callbacks, probe, done, carried
+        epoch_logs, steps_run = _run_epoch(
+            trainer, source, epoch, shuffle, batch_size, progress, hooks, probe, done, carried
         )
-        if logs is None:  # Stopped mid-epoch: the checkpoint keeps trainer.epoch_progress for the resume.
+        if epoch_logs is None:  # Stopped mid-epoch: the checkpoint keeps trainer.epoch_progress for the resume.
             break
+        logs = epoch_logs
         trainer.completed_epochs = epoch + 1
         logs.update(trainer.learning_rates())  # The rate in effect at the epoch's end, schedules included.
         logs["epoch_seconds"] = time.perf_counter() - start
         logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
         if validation_data is not None:
             validation_started = time.perf_counter()
+            hooks.test_begin()
             validation = evaluate(trainer, validation_data, batch_size=batch_size)
+            hooks.test_end(validation)
             logs.update({f"val_{name}": value for name, value in validation.items()})
             logs["validation_seconds"] = time.perf_counter() - validation_started
         for name, value in logs.items():
@@ -168,14 +176,12 @@ def fit(
         if progress is not None:
             shown = [(name, value) for name, value in logs.items() if not name.endswith("_seconds")]
             progress.update(source.steps_per_epoch, shown)
-        for callback in callbacks:
-            callback.on_epoch_end(trainer, epoch, logs)
+        hooks.epoch_end(epoch, logs)
         if trainer.stop_training:
             break
     if trainer.epoch_progress is None:  # Not stopped mid-epoch: this fit is over, the next starts its own.
         trainer.run_first_epoch = None
-    for callback in callbacks:
-        callback.on_train_end(trainer, history)
+    hooks.train_end(history, logs)
     trainer.use_averages(True)  # As Keras's fit leaves them: the model serves what evaluation measured.
     return history
 
@@ -209,7 +215,7 @@ def _run_epoch(
     shuffle: bool,
     batch_size: int,
     progress: keras.utils.Progbar | None,
-    callbacks: Sequence[Callback],
+    hooks: CallbackList,
     probe: ModeProbe,
     done: int,
     carried: EpochProgress | None,
@@ -227,6 +233,7 @@ def _run_epoch(
     started = time.perf_counter()
     while done < steps:
         count = min(probe.steps_for_call(trainer.steps_per_loop), steps - done)
+        hooks.loop_begin(done)
         call_started = time.perf_counter()
         results = {name: float(value) for name, value in run_loop(done, count).items()}
         if probe.record(count, time.perf_counter() - call_started):
@@ -238,11 +245,11 @@ def _run_epoch(
         counted += count
         steps_run += count
         trainer.epoch_progress = EpochProgress(epoch, done, sums)
+        so_far = means(trainer, sums, counted)
         if progress is not None and done < steps:  # fit() shows the epoch's last values.
             throughput = steps_run * batch_size / (time.perf_counter() - started)
-            progress.update(done, [*means(trainer, sums, counted).items(), ("samples_per_second", throughput)])
-        for callback in callbacks:
-            callback.on_loop_end(trainer, means(trainer, results, count))
+            progress.update(done, [*so_far.items(), ("samples_per_second", throughput)])
+        hooks.loop_end(done - 1, means(trainer, results, count), so_far)
         if trainer.stop_training and done < steps:
             return None, steps_run
     trainer.epoch_progress = None  # The epoch is whole: its row goes to the history, not to checkpoints.
