@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import pathlib
@@ -26,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aeloops.runs import config as config_lib
+from aeloops.runs.choices import MLFLOW_DEFAULT
 from aeloops.runs.directory import RunDirectory, RunWriteError, default_run_dir, is_chief_task
 from aeloops.runs.stderr_filter import SHOW_ALL_VARIABLE, StderrFilter
 from aeloops.training import compile_cache
@@ -66,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"show TensorFlow's C++ start-up messages, hidden by default (or set {SHOW_ALL_VARIABLE}=1)",
     )
+    parser.add_argument(
+        "--mlflow",
+        nargs="?",
+        const=MLFLOW_DEFAULT,
+        metavar="TRACKING_URI",
+        help="also log the run to MLflow: its settings, every epoch's values, its pictures and model.keras; "
+        "without a URI to an SQLite store beside the runs (mlflow.db), with one to that store or server "
+        "(needs pip install 'aeloops[mlflow]')",
+    )
     for field in dataclasses.fields(config_lib.TrainConfig):
         if not field.metadata.get("flag", True):
             continue
@@ -94,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # A field's annotation (a string, under `from __future__ import annotations`) to its flag's type.
 _FLAG_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "list[int] | None": int}
-_NOT_SETTINGS = {"config", "set", "list_models", "show_tf_logs", "trust_code"}
+# Flags of the command, not settings of the run: a tracking URI is where this process reports, and one read
+# from a received run's config.json would send its values to a stranger's server.
+_NOT_SETTINGS = {"config", "set", "list_models", "show_tf_logs", "trust_code", "mlflow"}
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, RunDirectory]:
@@ -266,6 +279,8 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher, launched: float) ->
         if note:
             print(note)
         config_lib.check_names(config)  # Before TensorFlow loads: a typo fails at once.
+        if args.mlflow is not None and importlib.util.find_spec("mlflow") is None:
+            raise ValueError("--mlflow needs MLflow, which is not installed: pip install 'aeloops[mlflow]'.")
         chief = config.strategy != "multiworker" or is_chief_task()
         if not config.resume and chief:
             run_dir.check_new()  # Fail before importing TensorFlow; created once all else checks out.
@@ -276,7 +291,9 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher, launched: float) ->
             from aeloops.runs import experiment  # Deferred: imports TensorFlow.
 
             verbose = 2 if config.quiet or not sys.stdout.isatty() else 1
-            result = experiment.run(config, run_dir, verbose=verbose, stop_event=catcher.event, launched=launched)
+            result = experiment.run(
+                config, run_dir, verbose=verbose, stop_event=catcher.event, launched=launched, mlflow=args.mlflow
+            )
     except (ValueError, TypeError) as error:
         return _fail(" ".join(str(error).split()))
     except RunWriteError as error:  # Disk full, permissions: what failed and where, and that resuming is safe.

@@ -34,6 +34,16 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a resumed run logs to a new MLflow run", "aeloops/runs/tracking.py",
+        "        self.run_id = self._earlier_run()\n", "        self.run_id = None\n",
+        ("tests/test_tracking.py",),
+    ),
+    Mutation(
+        "MLflow metrics one epoch off", "aeloops/runs/tracking.py",
+        "float(value), 0, int(epoch))", "float(value), 0, int(epoch) - 1)",
+        ("tests/test_tracking.py",),
+    ),
+    Mutation(
         "the models register while a module of the package is half-imported", "aeloops/__init__.py",
         'if (name in ("keras", "tensorflow") or name.startswith("aeloops."))', 'if name in ("keras", "tensorflow")',
         ("tests/test_cli_experience.py", "-k", "fresh_process"),

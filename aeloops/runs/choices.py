@@ -13,6 +13,7 @@ __all__ = [
     "BINARIZATIONS",
     "BUILTIN_MODELS",
     "LR_SCHEDULES",
+    "MLFLOW_DEFAULT",
     "MODES",
     "NONFINITE_POLICIES",
     "OPTIMIZER_NAMES",
@@ -61,3 +62,6 @@ OPTIMIZER_OPTIONS = (
     "gradient_accumulation_steps",
 )
 PART_SETTINGS = ("optimizer", "learning_rate", *OPTIMIZER_OPTIONS)
+
+# `--mlflow` given without a tracking URI: MLflow's embedded SQLite store beside the runs.
+MLFLOW_DEFAULT = "default"

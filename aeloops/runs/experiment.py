@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,7 @@ from aeloops.runs.datasets import (
 )
 from aeloops.runs.directory import RunDirectory, is_chief_task, worker_scratch_dir, write_json, writing
 from aeloops.runs.objective import build_objective, unused_outputs
+from aeloops.runs.tracking import MlflowTracking
 from aeloops.tensorboard.images import image_grid, write_png
 from aeloops.tensorboard.summaries import SummaryWriter, reconstruction_rows
 from aeloops.training import mode_probe
@@ -208,6 +210,11 @@ def precision(config: TrainConfig) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
+def _warn(message: str) -> None:
+    """One line on stderr: something beside the run failed, and the run goes on."""
+    print(f"aeloops.train: warning: {message}", file=sys.stderr, flush=True)
+
+
 def run(
     config: TrainConfig,
     run_dir: RunDirectory,
@@ -216,6 +223,7 @@ def run(
     log: Callable[[str], None] = print,
     stop_event: threading.Event | None = None,
     launched: float | None = None,
+    mlflow: str | None = None,
 ) -> RunResult:
     """Trains as ``config`` says, writing everything into ``run_dir``.
 
@@ -223,10 +231,12 @@ def run(
     and training continues at its step; ``history.json`` keeps growing.
     ``launched``, a ``time.perf_counter()`` reading taken when the command
     started, makes the closing line count from then (TensorFlow's import
-    included) and say when the first training step ended.
+    included) and say when the first training step ended. ``mlflow``, a
+    tracking URI (or ``MLFLOW_DEFAULT``), also logs the run to MLflow
+    (``aeloops.runs.tracking``).
     """
     with precision(config):
-        return _run(config, run_dir, verbose, log, stop_event, launched)
+        return _run(config, run_dir, verbose, log, stop_event, launched, mlflow)
 
 
 def _run(
@@ -236,6 +246,7 @@ def _run(
     log: Callable[[str], None],
     stop_event: threading.Event | None,
     launched: float | None,
+    mlflow: str | None = None,
 ) -> RunResult:
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -347,6 +358,10 @@ def _run(
         callbacks.append(PreemptionHandling(strategy, checkpointer))
     if stop_event is not None:
         callbacks.append(StopOnRequest(stop_event, strategy if config.strategy == "multiworker" else None))
+    tracker = None
+    if mlflow is not None and chief:  # After HistoryFile: each epoch's row is in the history it copies.
+        tracker = MlflowTracking(mlflow, run_dir, _saved_config(config), history, _warn)
+        callbacks.append(tracker)
     started = launched if launched is not None else time.perf_counter()
     try:
         trainer.fit(
@@ -362,12 +377,16 @@ def _run(
     except BaseException:
         if chief:  # HParams shows the run as failed, rather than forever unknown.
             summaries.write_status("failed")
+        if tracker is not None:
+            tracker.finish("FAILED")
         raise
     if trainer.mode_report is not None:
         log(mode_probe.describe(trainer.mode_report))
     if chief and config.mode == "auto" and int(trainer.mode_choice.numpy()):  # What "auto" chose.
         write_json(run_dir.config, _saved_config(dataclasses.replace(config, mode=trainer.mode)))
     if trainer.stop_training and not stopper.state["stopped"]:
+        if tracker is not None:
+            tracker.finish("KILLED")
         log(f"Stopped at step {int(trainer.step.numpy())}; checkpoint saved in {run_dir.checkpoints}.")
         return RunResult(history, stopped=True)
     if chief:
@@ -390,8 +409,12 @@ def _run(
                 write_generated_images(model, run_dir, datasets.image_shape)
             with replacing(run_dir.model, suffix=".partial.keras") as partial_model:
                 model.save(partial_model)
+    if tracker is not None:
+        tracker.finish()
     began = f" (the first training step ended at {first_call.ended - started:.1f} s)" if first_call.ended else ""
     log(f"Finished in {time.perf_counter() - started:.1f} s{began}; the run is in {run_dir.path}.")
     log(f"  Reconstructions (inputs above, outputs below): {run_dir.reconstructions}")
     log(f"  TensorBoard: tensorboard --logdir {shlex.quote(str(run_dir.tensorboard))}  (then open http://localhost:6006)")
+    if tracker is not None and tracker.where():
+        log(f"  {tracker.where()}")
     return RunResult(history, stopped=False)
