@@ -1,9 +1,13 @@
-"""Export for serving: ``python -m aeloops.export RUN_DIR --out DIR`` and ``export(model, path)``.
+"""Export for serving: ``python -m aeloops.export RUN_DIR [--format tflite]`` and ``export(model, path)``.
 
 Writes a TensorFlow SavedModel that TensorFlow alone can load (no aeloops
 needed), with the signatures ``encode``, ``decode``, ``reconstruct`` and
 ``anomaly_score`` (and ``sample`` for a variational model); see
-``aeloops.evaluation.serving`` for what each returns. From a run directory the export
+``aeloops.evaluation.serving`` for what each returns. ``--format tflite``
+writes the same signatures (``sample`` aside) as one LiteRT file, checked
+against TensorFlow before it is written (``aeloops.evaluation.litert``),
+optionally quantized (``--quantize float16`` or ``int8``). Without ``--out``
+the export goes into the run: ``RUN/exported`` or ``RUN/model.tflite``. From a run directory the export
 holds the newest checkpoint's weights (``--best``: the best checkpoint's),
 as the optimizer's moving average where the run keeps one.
 
@@ -38,6 +42,10 @@ __all__ = ["export", "export_run", "main"]
 
 EXIT_USAGE = 2
 BEST = "best"
+SAVEDMODEL, TFLITE, ONNX = "savedmodel", "tflite", "onnx"
+# Kept here rather than imported: the flags are checked before TensorFlow loads (aeloops.evaluation.litert's).
+QUANTIZATIONS = ("none", "float16", "int8")
+OPSET = 17  # aeloops.evaluation.onnx_files.OPSET
 
 
 def export(
@@ -76,10 +84,31 @@ def checked_source(run_dir: RunDirectory, best: bool, action: str = "export") ->
     return source
 
 
-def export_run(run_dir: RunDirectory, out: str | os.PathLike, best: bool = False, *, trust_code: bool = False) -> str:
+def default_out(
+    run_dir: RunDirectory, best: bool = False, file_format: str = SAVEDMODEL, quantize: str = "none"
+) -> str:
+    """Where an export goes without ``--out``: into the run, named for what it holds."""
+    tag = "-best" if best else ""
+    if file_format == SAVEDMODEL:
+        return str(run_dir.path / f"exported{tag}")
+    if file_format == ONNX:
+        return str(run_dir.path / f"model{tag}.onnx")
+    return str(run_dir.path / f"model{tag}{'' if quantize == 'none' else f'.{quantize}'}.tflite")
+
+
+def export_run(
+    run_dir: RunDirectory,
+    out: str | os.PathLike,
+    best: bool = False,
+    *,
+    trust_code: bool = False,
+    file_format: str = SAVEDMODEL,
+    quantize: str = "none",
+) -> str:
     """Exports the newest (or best) checkpoint of ``run_dir`` to ``out``; returns a line saying what was written.
 
     A ``module:attribute`` model in the run's ``config.json`` is imported only with ``trust_code=True``.
+    ``file_format`` is ``"savedmodel"`` or ``"tflite"`` (with ``quantize``).
     """
     source = checked_source(run_dir, best)
     config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
@@ -94,8 +123,37 @@ def export_run(run_dir: RunDirectory, out: str | os.PathLike, best: bool = False
         # What is served is what was validated: the weights' moving average, where the run keeps one.
         with trainer.averaged_weights():
             # Served in the shape of the run's images, whatever shape the model reads them in.
-            path = export(trainer.model, out, trainer.objective, step=step, image_shape=config.image_shape)
+            if file_format == TFLITE:
+                from aeloops.evaluation.litert import write_tflite
+
+                report = write_tflite(
+                    trainer.model, out, trainer.objective, step=step, image_shape=config.image_shape,
+                    quantize=quantize,
+                )  # fmt: skip
+            elif file_format == ONNX:
+                from aeloops.evaluation.onnx_files import write_onnx
+
+                report = write_onnx(trainer.model, out, trainer.objective, step=step, image_shape=config.image_shape)
+            else:
+                path = export(trainer.model, out, trainer.objective, step=step, image_shape=config.image_shape)
     which = f"the best checkpoint (step {step})" if best else f"the newest checkpoint (step {step})"
+    shape = "x".join(map(str, config.image_shape or trainer.model.example_shape))
+    if file_format == ONNX:
+        return (
+            f"Exported {which} of {run_dir.path} to {report.path}: "
+            f"{', '.join(f'{name}.onnx' for name in report.signatures)} (ONNX opset {OPSET}), inputs {shape} floats "
+            f"in [0, 1], any batch size; largest difference from TensorFlow on the probe batch "
+            f"{max(report.differences.values()):.2g} (ONNX Runtime)."
+        )
+    if file_format == TFLITE:
+        batch = "any batch size" if report.batch_size is None else f"batches of {report.batch_size}"
+        error = max(report.differences.values())
+        kind = "float32" if quantize == "none" else f"{quantize}-quantized"
+        return (
+            f"Exported {which} of {run_dir.path} to {report.path} ({kind} LiteRT, {report.bytes:,} bytes): signatures "
+            f"{', '.join(report.signatures)}, inputs {shape} floats in [0, 1], {batch}; largest difference from "
+            f"TensorFlow on the probe batch {error:.2g}."
+        )
     from aeloops.evaluation.serving import signature_names
 
     return f"Exported {which} of {run_dir.path} to {path}: signatures {', '.join(signature_names(trainer.model))}."
@@ -105,11 +163,23 @@ def build_parser() -> argparse.ArgumentParser:
     """Returns the export command's argument parser."""
     parser = argparse.ArgumentParser(
         prog="python -m aeloops.export",
-        description="Export a training run's model as a TensorFlow SavedModel for serving.",
-        epilog="Example: python -m aeloops.export runs/dense --out exported/dense",
+        description="Export a training run's model for serving: a TensorFlow SavedModel, or a LiteRT file.",
+        epilog="Example: python -m aeloops.export runs/dense --format tflite --quantize float16",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by python -m aeloops.train")
-    parser.add_argument("--out", required=True, help="the SavedModel directory to create (must not exist)")
+    parser.add_argument(
+        "--out", help="the SavedModel directory or .tflite file to create (must not exist; default: in the run, "
+        "RUN/exported, RUN/model.tflite or RUN/model.onnx)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--format", dest="file_format", choices=(SAVEDMODEL, TFLITE, ONNX), default=SAVEDMODEL,
+        help="savedmodel (TensorFlow Serving, tf.saved_model.load), tflite (LiteRT, on devices) or onnx (a "
+        ".onnx file per signature, for ONNX Runtime; needs pip install 'aeloops[onnx]')",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quantize", choices=QUANTIZATIONS, default="none",
+        help="with --format tflite: float16 weights, or int8 dynamic-range weights (docs/tools.md gives the error)",
+    )  # fmt: skip
     parser.add_argument("--best", action="store_true", help="export the best checkpoint instead of the newest")
     parser.add_argument("--trust-code", action="store_true", help=config_lib.TRUST_HELP)
     return parser
@@ -133,15 +203,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = RunDirectory(args.run_dir)
     previous = signal.signal(signal.SIGTERM, _stop)
+    given = args.out is not None
+    args.out = args.out if given else default_out(run_dir, args.best, args.file_format, args.quantize)
     try:
+        if args.quantize != "none" and args.file_format != TFLITE:
+            raise ValueError("--quantize applies to LiteRT files; add --format tflite.")
         refuse_link(args.out)
         if pathlib.Path(args.out).exists():
-            raise ValueError(f"--out {args.out} already exists; choose a new directory.")
+            if given:
+                raise ValueError(f"--out {args.out} already exists; choose a new one.")
+            raise ValueError(f"{args.out} already exists (an earlier export); name another with --out.")
         checked_source(run_dir, args.best)
         config_lib.load_run_config(run_dir.config, trust_code=args.trust_code)  # Refused before TensorFlow loads.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
-            print(export_run(run_dir, args.out, args.best, trust_code=args.trust_code))
+            print(export_run(
+                run_dir, args.out, args.best, trust_code=args.trust_code, file_format=args.file_format,
+                quantize=args.quantize,
+            ))  # fmt: skip
     except (ValueError, TypeError) as error:
         print(f"aeloops.export: error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_USAGE

@@ -339,7 +339,7 @@ CHECKPOINT_READERS = {
 @pytest.mark.parametrize(("listed", "name"), [("absolute", "thesis"), ("relative", "thesis"), ("absolute", "ckpt-1")])
 @pytest.mark.parametrize("which", ["checkpoints", "checkpoints/best"])
 def test_a_checkpoint_list_naming_files_outside_the_run_is_refused_by_every_command(
-    run_dir, tmp_path, capsys, which, listed, name
+    run_dir, tmp_path, capsys, monkeypatch, which, listed, name
 ):
     decoys = decoy_checkpoint(tmp_path / "elsewhere", name)
     outside = str(tmp_path / "elsewhere" / name)
@@ -355,10 +355,12 @@ def test_a_checkpoint_list_naming_files_outside_the_run_is_refused_by_every_comm
         assert {path: path.read_bytes() for path in decoys} == decoys
         assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before, reader
         assert not (tmp_path / "exported").exists()
-    # The advice, followed literally in a shell, lets the run go on from its own checkpoints.
+    # The advice, followed literally in a shell, lets the run go on from its own checkpoints (named as a user
+    # in its parent folder would: relative, as TensorFlow then lists them).
     subprocess.run(["bash", "-c", line.rsplit(": ", 1)[1]], cwd=tmp_path, check=True)
+    monkeypatch.chdir(run_dir.parent)
     for reader in ["train --resume", readers[-1]]:
-        command, argv = CHECKPOINT_READERS[reader](run_dir, tmp_path / "exported")
+        command, argv = CHECKPOINT_READERS[reader](pathlib.Path(run_dir.name), tmp_path / "exported")
         assert command(argv) == 0, (reader, capsys.readouterr().err)
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2, 3]
     assert {path: path.read_bytes() for path in decoys} == decoys

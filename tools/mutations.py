@@ -34,6 +34,26 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "LiteRT keeps the unfrozen variables (every output NaN)", "aeloops/evaluation/litert.py",
+        "    frozen = convert_variables_to_constants_v2(concrete)\n", "    frozen = concrete\n",
+        ("tests/test_litert.py", "-k", "every_registered"),
+    ),
+    Mutation(
+        "a LiteRT file never falls back to one example a call", "aeloops/evaluation/litert.py",
+        "tries = [batch_size] if batch_size is not None else [None, 1]", "tries = [batch_size]",
+        ("tests/test_litert.py", "-k", "every_registered"),
+    ),
+    Mutation(
+        "float16 quantization asked for, float32 written", "aeloops/evaluation/litert.py",
+        "            converter.target_spec.supported_types = [tf.float16]\n", "            pass\n",
+        ("tests/test_litert.py", "-k", "quantized"),
+    ),
+    Mutation(
+        "ONNX's Log1p written as Log", "aeloops/evaluation/onnx_files.py",
+        "    ctx.replace_inputs(node, [added.output[0]])\n", "",
+        ("tests/test_onnx_files.py", "-k", "dense"),
+    ),
+    Mutation(
         "a resumed run logs to a new MLflow run", "aeloops/runs/tracking.py",
         "        self.run_id = self._earlier_run()\n", "        self.run_id = None\n",
         ("tests/test_tracking.py",),

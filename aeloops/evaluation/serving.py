@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from aeloops.evaluation.anomaly import scoring_terms
@@ -33,9 +34,13 @@ from aeloops.models.base import CODE, RECONSTRUCTION, Autoencoder
 from aeloops.models.variational import VariationalAutoencoder
 from aeloops.objectives.objective import Objective
 
-__all__ = ["SIGNATURES", "signature_names", "write_saved_model"]
+__all__ = ["FLOAT32_TOLERANCE", "SIGNATURES", "probe_inputs", "serving_functions", "signature_names",
+           "write_saved_model"]
 
 SIGNATURES = ("encode", "decode", "reconstruct", "anomaly_score")
+# How far another runtime's float32 outputs may lie from TensorFlow's (numpy.allclose's rtol and atol):
+# LiteRT and ONNX Runtime exports are checked against it before they are written.
+FLOAT32_TOLERANCE = 1e-5
 
 
 def signature_names(model: Autoencoder) -> tuple[str, ...]:
@@ -87,6 +92,51 @@ class _Serving(tf.Module):
         return self.decode(codes)
 
 
+def serving_functions(
+    model: Autoencoder,
+    objective: Objective | None = None,
+    *,
+    step: int = 0,
+    image_shape: Sequence[int] | None = None,
+) -> tuple[tf.Module, dict[str, tf.types.experimental.PolymorphicFunction]]:
+    """Returns the module that holds the model and its signatures by name, as ``write_saved_model`` exports them.
+
+    Raises:
+      ValueError: for an unbuilt model, an objective without a
+        reconstruction term, or images that do not reshape to the model's input.
+    """
+    if not isinstance(model, Autoencoder) or model.example_shape is None:
+        raise ValueError("export needs a built aeloops Autoencoder (give the model an input_shape).")
+    objective = objective if objective is not None else model.default_objective()
+    example_shape = tuple(model.example_shape)
+    image_shape = example_shape if image_shape is None else tuple(int(dim) for dim in image_shape)
+    if math.prod(image_shape) != math.prod(example_shape):
+        raise ValueError(f"Images of shape {image_shape} do not reshape to the model's input shape {example_shape}.")
+    serving = _Serving(model, objective, step, image_shape)
+    code_shape = tuple(model.encode(tf.zeros((1, *example_shape)), training=False).shape[1:])
+    inputs = tf.TensorSpec((None, *image_shape), tf.float32, name="inputs")
+    signatures = {
+        "encode": tf.function(serving.encode, input_signature=[inputs]),
+        "decode": tf.function(serving.decode, input_signature=[tf.TensorSpec((None, *code_shape), tf.float32, "code")]),
+        "reconstruct": tf.function(serving.reconstruct, input_signature=[inputs]),
+        "anomaly_score": tf.function(serving.anomaly_score, input_signature=[inputs]),
+    }
+    if isinstance(model, VariationalAutoencoder):
+        count, seed = tf.TensorSpec((), tf.int32, "count"), tf.TensorSpec((), tf.int32, "seed")
+        signatures["sample"] = tf.function(serving.sample, input_signature=[count, seed])
+    return serving, signatures
+
+
+def probe_inputs(
+    function: tf.types.experimental.PolymorphicFunction, signature: str, count: int, seed: int
+) -> np.ndarray:
+    """Seeded inputs for one signature: codes of an encoder's scale for ``decode``, images in [0, 1] for the rest."""
+    rng = np.random.default_rng([seed, SIGNATURES.index(signature)])
+    shape = (count, *function.input_signature[0].shape[1:])
+    values = rng.standard_normal(shape) if signature == "decode" else rng.random(shape)
+    return values.astype(np.float32)
+
+
 def write_saved_model(
     model: Autoencoder,
     path: str | os.PathLike,
@@ -115,27 +165,9 @@ def write_saved_model(
         reconstruction term, or an existing ``path``.
     """
     path = pathlib.Path(path)
-    if not isinstance(model, Autoencoder) or model.example_shape is None:
-        raise ValueError("export needs a built aeloops Autoencoder (give the model an input_shape).")
     if path.exists():
         raise ValueError(f"{path} already exists; export to a new directory.")
-    objective = objective if objective is not None else model.default_objective()
-    example_shape = tuple(model.example_shape)
-    image_shape = example_shape if image_shape is None else tuple(int(dim) for dim in image_shape)
-    if math.prod(image_shape) != math.prod(example_shape):
-        raise ValueError(f"Images of shape {image_shape} do not reshape to the model's input shape {example_shape}.")
-    serving = _Serving(model, objective, step, image_shape)
-    code_shape = tuple(model.encode(tf.zeros((1, *example_shape)), training=False).shape[1:])
-    inputs = tf.TensorSpec((None, *image_shape), tf.float32, name="inputs")
-    signatures = {
-        "encode": tf.function(serving.encode, input_signature=[inputs]),
-        "decode": tf.function(serving.decode, input_signature=[tf.TensorSpec((None, *code_shape), tf.float32, "code")]),
-        "reconstruct": tf.function(serving.reconstruct, input_signature=[inputs]),
-        "anomaly_score": tf.function(serving.anomaly_score, input_signature=[inputs]),
-    }
-    if isinstance(model, VariationalAutoencoder):
-        count, seed = tf.TensorSpec((), tf.int32, "count"), tf.TensorSpec((), tf.int32, "seed")
-        signatures["sample"] = tf.function(serving.sample, input_signature=[count, seed])
+    serving, signatures = serving_functions(model, objective, step=step, image_shape=image_shape)
     # Written beside the target and renamed, so a failed export leaves nothing behind.
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)

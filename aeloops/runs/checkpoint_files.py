@@ -107,7 +107,7 @@ def check_state_file(directory: str | os.PathLike) -> None:
     it points, and deletes the oldest when it prunes; a restore reads the
     newest. A run directory may come from someone else, so its list is read
     first: every entry must be a ``ckpt-N`` of ``directory`` (relative entries
-    are read from ``directory``, as TensorFlow reads them). An unreadable list
+    are read from ``directory``, as TensorFlow reads them, links resolved). An unreadable list
     passes here: ``repair_state_file`` rebuilds it from the files on disk.
 
     Raises:
@@ -125,7 +125,7 @@ def check_state_file(directory: str | os.PathLike) -> None:
         return
     home = os.path.realpath(directory)
     for entry in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
-        path = os.path.realpath(os.path.join(directory, entry))  # An absolute entry stays as it is.
+        path = os.path.realpath(entry)  # TensorFlow has put a relative entry under ``directory`` already.
         if os.path.dirname(path) != home or not re.fullmatch(rf"{PREFIX}-\d+", os.path.basename(path)):
             aside = f"{state_path}.untrusted"
             raise ValueError(
