@@ -247,8 +247,12 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI and returns its exit status."""
+def main(argv: Sequence[str] | None = None, *, callbacks: Sequence[Any] = ()) -> int:
+    """Runs the CLI and returns its exit status.
+
+    ``callbacks`` (aeloops or Keras callbacks) join the run's own, after them:
+    a program that drives runs (``aeloops.sweeps``) watches each epoch so.
+    """
     launched = time.perf_counter()
     args = build_parser().parse_args(argv)
     catcher = _SignalCatcher()
@@ -261,14 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     format_warning = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
     try:
-        return _main(args, catcher, launched)
+        return _main(args, catcher, launched, callbacks)
     finally:  # main() may run inside a larger program: leave it as found.
         warnings.formatwarning = format_warning
         stderr_filter.stop()
         catcher.uninstall()
 
 
-def _main(args: argparse.Namespace, catcher: _SignalCatcher, launched: float) -> int:
+def _main(args: argparse.Namespace, catcher: _SignalCatcher, launched: float, callbacks: Sequence[Any] = ()) -> int:
     try:
         if args.list_models:
             _list_models()
@@ -292,7 +296,8 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher, launched: float) ->
 
             verbose = 2 if config.quiet or not sys.stdout.isatty() else 1
             result = experiment.run(
-                config, run_dir, verbose=verbose, stop_event=catcher.event, launched=launched, mlflow=args.mlflow
+                config, run_dir, verbose=verbose, stop_event=catcher.event, launched=launched, mlflow=args.mlflow,
+                callbacks=callbacks,
             )
     except (ValueError, TypeError) as error:
         return _fail(" ".join(str(error).split()))

@@ -23,11 +23,12 @@ def module_name(path: pathlib.Path) -> str:
 MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 
 
-# The rooms from the top down: the entry points (evaluate loads a run's model as export does), then each
+# The rooms from the top down: the sweep (whose trials are CLI runs), the entry points (evaluate loads a run's
+# model as export does), then each
 # subpackage, then the one module every room may use. Rooms of one layer do not import each other.
 LAYERS = (
-    ("train", "evaluate"), ("export",), ("runs",), ("evaluation", "tensorboard"), ("training",), ("models",),
-    ("objectives", "data"), ("files",),
+    ("sweep",), ("sweeps",), ("train", "evaluate"), ("export",), ("runs",), ("evaluation", "tensorboard"),
+    ("training",), ("models",), ("objectives", "data"), ("files",),
 )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """The examples of README.md and docs/ run."""
 
+import json
 import os
 import re
 import shlex
@@ -175,3 +176,14 @@ def test_keras_callbacks_example_logs_a_csv_row_per_epoch_and_stops_early(tmp_pa
     # ReduceLROnPlateau's halvings are the rates logged: each epoch's rate is the last one's or half of it.
     rates = history["learning_rate"]
     assert all(rate in (before, np.float32(before / 2).item()) for before, rate in zip(rates, rates[1:]))
+
+
+def test_sweep_example_trains_both_points_and_names_the_best(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace = run_example("sweep-python")
+    study = namespace["study"]
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+    best = min(study.trials, key=lambda trial: trial.value)
+    history = (tmp_path / "runs" / "lr-sweep" / f"trial-{best.number:04d}" / "history.json").read_text()
+    assert study.best_value == json.loads(history)["val_loss"][-1]
+    assert study.best_params == best.params and "started" in capsys.readouterr().out

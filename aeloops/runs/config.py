@@ -257,7 +257,9 @@ def merge(config: TrainConfig, values: dict[str, Any], source: str) -> TrainConf
     """Returns ``config`` with ``values`` applied; unknown keys name ``source``."""
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
-        raise ValueError(f"{source}: unknown setting {unknown[0]!r}; known settings are {', '.join(sorted(_FIELDS))}.")
+        close = difflib.get_close_matches(unknown[0], _FIELDS, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known settings are {', '.join(sorted(_FIELDS))}."
+        raise ValueError(f"{source}: unknown setting {unknown[0]!r}; {hint}")
     values = dict(values)
     for table in TABLES:
         if table not in values:

@@ -224,6 +224,7 @@ def run(
     stop_event: threading.Event | None = None,
     launched: float | None = None,
     mlflow: str | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """Trains as ``config`` says, writing everything into ``run_dir``.
 
@@ -233,10 +234,10 @@ def run(
     started, makes the closing line count from then (TensorFlow's import
     included) and say when the first training step ended. ``mlflow``, a
     tracking URI (or ``MLFLOW_DEFAULT``), also logs the run to MLflow
-    (``aeloops.runs.tracking``).
+    (``aeloops.runs.tracking``). ``callbacks`` join the run's own, last.
     """
     with precision(config):
-        return _run(config, run_dir, verbose, log, stop_event, launched, mlflow)
+        return _run(config, run_dir, verbose, log, stop_event, launched, mlflow, callbacks)
 
 
 def _run(
@@ -247,6 +248,7 @@ def _run(
     stop_event: threading.Event | None,
     launched: float | None,
     mlflow: str | None = None,
+    extra_callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -362,6 +364,7 @@ def _run(
     if mlflow is not None and chief:  # After HistoryFile: each epoch's row is in the history it copies.
         tracker = MlflowTracking(mlflow, run_dir, _saved_config(config), history, _warn)
         callbacks.append(tracker)
+    callbacks += list(extra_callbacks)
     started = launched if launched is not None else time.perf_counter()
     try:
         trainer.fit(
