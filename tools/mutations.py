@@ -34,6 +34,27 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "sweep workers' samplers all seeded alike", "aeloops/sweeps/study.py",
+        "make_sampler(spec, spec.seed * 1_000_003 + count)", "make_sampler(spec, spec.seed)",
+        ("tests/test_sweep.py", "-k", "two_workers"),
+    ),
+    Mutation(
+        "a sweep's stopped trial never resumed", "aeloops/sweeps/study.py",
+        "            if stack.enter_context(_locked(claims / f\"{frozen.number}.lock\", blocking=False)):",
+        "            if False:",
+        ("tests/test_sweep.py", "-k", "killed"),
+    ),
+    Mutation(
+        "a sweep trial's run started again instead of resumed", "aeloops/sweeps/study.py",
+        "            if (run_dir / \"config.json\").is_file():", "            if False:",
+        ("tests/test_sweep.py", "-k", "killed"),
+    ),
+    Mutation(
+        "the sweep's pruner never asked", "aeloops/sweeps/study.py",
+        "        if self.trial.should_prune():", "        if False:",
+        ("tests/test_sweep.py", "-k", "pruning"),
+    ),
+    Mutation(
         "LiteRT keeps the unfrozen variables (every output NaN)", "aeloops/evaluation/litert.py",
         "    frozen = convert_variables_to_constants_v2(concrete)\n", "    frozen = concrete\n",
         ("tests/test_litert.py", "-k", "every_registered"),
