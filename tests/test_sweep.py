@@ -1,5 +1,6 @@
 """python -m aeloops.sweep: trials as run directories on an Optuna study, resumed after a kill, checked up front."""
 
+import contextlib
 import json
 import os
 import signal
@@ -140,15 +141,38 @@ def test_a_sweep_killed_during_its_second_trial_resumes_it_exactly_and_ends_with
     assert trials[1].value == whole["val_loss"][-1]
 
 
-def test_two_workers_share_one_study_and_run_each_trial_once(tmp_path):
+@contextlib.contextmanager
+def storage_for(kind, tmp_path):
+    """Yields the --storage argument of a study kind: None (the SQLite default) or a PostgreSQL server's URL."""
+    if kind == "sqlite":
+        yield None
+        return
+    pgserver = pytest.importorskip("pgserver", reason="pgserver (a PostgreSQL server in a wheel) is not installed")
+    pytest.importorskip("psycopg2", reason="psycopg2 is not installed")
+    try:
+        server = pgserver.get_server(tmp_path / "postgres", cleanup_mode="stop")
+    except Exception as error:  # noqa: BLE001 - whatever keeps PostgreSQL from starting here.
+        pytest.skip(f"PostgreSQL could not start here: {error}")
+    try:
+        # SQLAlchemy 2.1 reads postgresql:// as psycopg 3's; the wheel at hand is psycopg2's.
+        yield server.get_uri().replace("postgresql://", "postgresql+psycopg2://")
+    finally:
+        server.cleanup()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_two_workers_share_one_study_and_run_each_trial_once(tmp_path, kind):
     path = write_sweep(tmp_path, 'sampler = "random"\ntrials = 4\n[space]\nlearning_rate = {low = 0.001, high = 0.01, '
                                  'log = true}\n', "pair")  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-m", "aeloops.sweep", str(path), "--workers", "2"], cwd=tmp_path,
-                            env=environment, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    runs, study = load(path)
-    trials = study.get_trials()
+    with storage_for(kind, tmp_path) as storage:
+        arguments = [] if storage is None else ["--storage", storage]
+        result = subprocess.run([sys.executable, "-m", "aeloops.sweep", str(path), "--workers", "2", *arguments],
+                                cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs = path.parent / "runs"
+        study = optuna.load_study(study_name="pair", storage=storage or f"sqlite:///{runs}/study.db")
+        trials = study.get_trials()
     assert [trial.state.name for trial in trials] == ["COMPLETE"] * 4
     # Each trial started once, by one of the two worker processes, into its own run.
     started = [line for line in result.stdout.splitlines() if " started (" in line]
@@ -157,6 +181,7 @@ def test_two_workers_share_one_study_and_run_each_trial_once(tmp_path):
     assert 1 <= len(workers) <= 2 and str(os.getpid()) not in {worker.split(":")[1] for worker in workers}
     assert sorted(path.name for path in runs.glob("trial-*")) == [f"trial-{number:04d}" for number in range(4)]
     assert len({trial.params["learning_rate"] for trial in trials}) == 4
+    assert not (runs / "study.db").exists() or storage is None  # Given a storage, no SQLite file of its own.
 
 
 def test_pruning_stops_a_hopeless_trial_after_its_first_epoch(tmp_path):
