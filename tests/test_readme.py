@@ -10,6 +10,7 @@ import warnings
 
 import keras
 import numpy as np
+import pytest
 
 from tests.conftest import REPO
 
@@ -187,3 +188,22 @@ def test_sweep_example_trains_both_points_and_names_the_best(tmp_path, monkeypat
     history = (tmp_path / "runs" / "lr-sweep" / f"trial-{best.number:04d}" / "history.json").read_text()
     assert study.best_value == json.loads(history)["val_loss"][-1]
     assert study.best_params == best.params and "started" in capsys.readouterr().out
+
+
+def test_pcgrad_example_survives_a_term_without_gradient_and_its_naive_version_is_named_for_it():
+    # At a sparsity weight of 3e-3 the code dies and its L1 term has no gradient: PCGrad then divides 0 by 0.
+    code = example("pcgrad").replace("weight=1e-3", "weight=3e-3").replace("epochs=2", "epochs=7")
+    safe = {}
+    exec(compile(code, "README:pcgrad", "exec"), safe)  # noqa: S102 - the docs' own code.
+    assert all(np.isfinite(value).all() for value in safe["history"].values())
+    naive = code.replace("tf.math.divide_no_nan(conflict, tf.tensordot(other, other, 1))",
+                         "conflict / tf.tensordot(other, other, 1)")  # fmt: skip
+    assert naive != code
+    with pytest.raises(FloatingPointError) as raised:
+        exec(compile(naive, "README:pcgrad", "exec"), {})  # noqa: S102
+    message = str(raised.value)
+    assert re.fullmatch(
+        r"The gradient became NaN or Inf at step \d+ while every loss term was finite; training stopped before "
+        r"saving it\. A train step that divides by a norm that can be zero \(gradient surgery, say\) needs "
+        r"tf\.math\.divide_no_nan; else lower the learning rate, or skip such steps \(on_nonfinite='skip', "
+        r"--on-nonfinite skip\)\.", message), message

@@ -34,6 +34,18 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "the non-finite message reads the last step, not the first", "aeloops/training/trainer.py",
+        "tf.where(newly, mask, self._cache.first_nonfinite_mask)",
+        "tf.where(tf.logical_not(finite), mask, self._cache.first_nonfinite_mask)",
+        ("tests/test_readme.py", "-k", "naive"),
+    ),
+    Mutation(
+        "the non-finite message never names a term", "aeloops/training/outer_loop.py",
+        "    terms = [name for name in first if name != \"gradient\" and not name.endswith(GRADIENT_NORM)]",
+        "    terms = []",
+        ("tests/test_loop.py", "-k", "nonfinite_loss_stops"),
+    ),
+    Mutation(
         "sweep workers' samplers all seeded alike", "aeloops/sweeps/study.py",
         "make_sampler(spec, spec.seed * 1_000_003 + count)", "make_sampler(spec, spec.seed)",
         ("tests/test_sweep.py", "-k", "two_workers"),

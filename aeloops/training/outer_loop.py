@@ -37,7 +37,6 @@ from aeloops.data.sources import (
     check_dataset,
     to_tensors,
 )
-from aeloops.objectives.objective import TOTAL
 from aeloops.training.callbacks import EpochProgress
 from aeloops.training.compiled import (
     GRADIENT_NORM,
@@ -239,7 +238,7 @@ def _run_epoch(
         if probe.record(count, time.perf_counter() - call_started):
             run_loop = _epoch_runner(trainer, source, epoch, shuffle, done + count)
         if trainer.on_nonfinite == "stop" and results[NONFINITE_STEPS] > 0:
-            _raise_nonfinite(trainer, results)
+            _raise_nonfinite(trainer)
         sums = {name: sums.get(name, 0.0) + value for name, value in results.items()}
         done += count
         counted += count
@@ -283,17 +282,21 @@ def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, 
     return result
 
 
-def _raise_nonfinite(trainer: Trainer, results: Mapping[str, float]) -> None:
-    names = [
-        name
-        for name, value in results.items()
-        if not math.isfinite(value) and name not in (TOTAL, NONFINITE_STEPS) and not name.endswith(GRADIENT_NORM)
-    ]
-    what = f"loss term {', '.join(map(repr, names))}" if names else "gradient"
+def _raise_nonfinite(trainer: Trainer) -> None:
+    step = int(trainer.first_nonfinite_step.numpy())
+    first = trainer.first_nonfinite_values()
+    terms = [name for name in first if name != "gradient" and not name.endswith(GRADIENT_NORM)]
+    if terms:  # What the first non-finite step computed, not what NaN weights made of every later step.
+        what = f"The loss term {', '.join(map(repr, terms))} became NaN or Inf at step {step}"
+        advice = "Lower the learning rate or check the data, or skip such steps"
+    else:
+        what = f"The gradient became NaN or Inf at step {step} while every loss term was finite"
+        advice = (
+            "A train step that divides by a norm that can be zero (gradient surgery, say) needs "
+            "tf.math.divide_no_nan; else lower the learning rate, or skip such steps"
+        )
     raise NonFiniteLossError(
-        f"The {what} became NaN or Inf at step {int(trainer.first_nonfinite_step.numpy())}; training stopped "
-        "before saving it. Lower the learning rate or check the data, or skip such steps "
-        "(on_nonfinite='skip', --on-nonfinite skip)."
+        f"{what}; training stopped before saving it. {advice} (on_nonfinite='skip', --on-nonfinite skip)."
     )
 
 

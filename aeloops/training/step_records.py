@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
-from aeloops.objectives.objective import Objective, StepError
+from aeloops.objectives.objective import TOTAL, Objective, StepError
 from aeloops.training.compiled import GRADIENT_NORM, LOSS_SCALE_SKIPPED, NONFINITE_STEPS, WEIGHT_PREFIX, WEIGHTED_PREFIX
 
-__all__ = ["Update", "check_updates", "library_values"]
+__all__ = [
+    "nonfinite_mask","Update", "check_updates", "library_values"]
 
 
 @dataclasses.dataclass
@@ -46,6 +47,23 @@ def check_updates(updates: Sequence[Update], on_nonfinite: str) -> None:
             "on_nonfinite='skip' needs train_step to apply its updates with self.optimize(loss, tape, ...), "
             "which skips non-finite ones."
         )
+
+
+def nonfinite_mask(results: Mapping[str, tf.Tensor], updates: Sequence[Update]) -> tuple[list[str], tf.Tensor]:
+    """Names a step's values (not the total) and ``"gradient"``; returns them and a bit for each that is not finite.
+
+    At the first non-finite step it says what went wrong first: a term, or a
+    gradient while every term was finite (a step dividing by a zero norm).
+    """
+    names = [name for name in results if name != TOTAL]
+    flags = [tf.logical_not(tf.reduce_all(tf.math.is_finite(results[name]))) for name in names]
+    if updates:
+        names.append("gradient")
+        flags.append(tf.logical_not(tf.reduce_all(tf.stack([tf.math.is_finite(u.norm) for u in updates]))))
+    mask = tf.constant(0, tf.int64)
+    for index, flag in enumerate(flags[:63]):  # One bit each in an int64.
+        mask += tf.cast(flag, tf.int64) * (1 << index)
+    return names[:63], mask
 
 
 def library_values(

@@ -52,7 +52,7 @@ from aeloops.training.compiled import (
 from aeloops.training.mode_probe import CHOICES
 from aeloops.training.optimizers import OptimizerSpec, inner_optimizer
 from aeloops.training.options import LIBRARY_SCOPE, NONFINITE_POLICIES
-from aeloops.training.step_records import Update, check_updates, library_values
+from aeloops.training.step_records import Update, check_updates, library_values, nonfinite_mask
 
 __all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
 
@@ -75,6 +75,11 @@ class _Cache:
         self.swapped = False
         # What mode="auto" measured and chose (aeloops.training.mode_probe), once it has.
         self.mode_report: dict[str, Any] | None = None
+        # The values a step reports (its terms, then "gradient"), as traced, and at the first non-finite
+        # step a bit for each that was not finite: what went wrong first, for the message. Diagnostic
+        # only, so out of checkpoints.
+        self.nonfinite_names: list[str] = []
+        self.first_nonfinite_mask: tf.Variable | None = None
 
 
 class Trainer(tf.Module):
@@ -165,6 +170,7 @@ class Trainer(tf.Module):
             self.step = _counter("step", 0)
             # The first step whose loss terms were not finite (-1: none yet).
             self.first_nonfinite_step = _counter("first_nonfinite_step", -1)
+            self._cache.first_nonfinite_mask = _counter("first_nonfinite_mask", 0)
             # The mode "auto" chose (aeloops.training.mode_probe.CHOICES; 0 before it has):
             # checkpointed, so a resumed run compiles as the run it continues did.
             self.mode_choice = _counter("mode_choice", 0)
@@ -362,9 +368,11 @@ class Trainer(tf.Module):
             values, finite = library_values(
                 results, updates, self.objective, step, self.strategy.num_replicas_in_sync, self.on_nonfinite == "skip"
             )
-            self.first_nonfinite_step.assign(
-                tf.where(tf.logical_or(finite, self.first_nonfinite_step >= 0), self.first_nonfinite_step, step)
-            )
+            newly = tf.logical_and(tf.logical_not(finite), self.first_nonfinite_step < 0)
+            names, mask = nonfinite_mask(results, updates)
+            self._cache.nonfinite_names = names
+            self._cache.first_nonfinite_mask.assign(tf.where(newly, mask, self._cache.first_nonfinite_mask))
+            self.first_nonfinite_step.assign(tf.where(newly, step, self.first_nonfinite_step))
             self.step.assign_add(1)
         return values
 
@@ -427,6 +435,11 @@ class Trainer(tf.Module):
     def trace_counts(self) -> dict[str, int]:
         """How often each kind of loop was traced: stays at one per kind once warm."""
         return self._cache.trace_counts
+
+    def first_nonfinite_values(self) -> list[str]:
+        """What was not finite at the first non-finite step: its loss terms, and ``"gradient"`` if it was."""
+        mask = int(self._cache.first_nonfinite_mask.numpy())
+        return [name for index, name in enumerate(self._cache.nonfinite_names) if mask >> index & 1]
 
     @property
     def optimizer(self) -> keras.optimizers.Optimizer:
