@@ -218,8 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for seed in range(rounds)
         ]
         nll = [result["nll"] for result in results]
-        elbo = statistics.mean(result["elbo"] for result in results)
-        return {"nll": statistics.mean(nll), "nll_std_over_rounds": statistics.pstdev(nll), "elbo": elbo}
+        elbo = statistics.mean(result["negative_elbo"] for result in results)
+        return {"nll": statistics.mean(nll), "nll_std_over_rounds": statistics.pstdev(nll), "negative_elbo": elbo}
 
     started = time.perf_counter()
     last = test_nll()

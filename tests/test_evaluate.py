@@ -3,12 +3,13 @@
 import json
 import shutil
 
+import keras
 import numpy as np
 import pytest
 
 from aeloops import evaluate
 from aeloops import train as train_cli
-from aeloops.data import to_model_inputs
+from aeloops.data import load_sample, to_model_inputs
 from aeloops.runs.config import load_run_config
 from aeloops.runs.datasets import binarize_validation
 
@@ -41,7 +42,7 @@ def test_prints_one_json_object_and_writes_it(vae_run, capsys):
     assert status == 0 and err == ""
     printed = json.loads(out)
     assert printed == json.loads((vae_run / "evaluation.json").read_text())
-    assert printed["nll"] == pytest.approx(printed["elbo"], rel=1e-6)  # One sample: the bound is the ELBO.
+    assert printed["nll"] == pytest.approx(printed["negative_elbo"], rel=1e-6)  # One sample: the bound is the ELBO.
     settings = (printed["samples"], printed["examples"], printed["checkpoint"], printed["binarize"])
     assert settings == (1, 200, "newest", "fixed")
     assert printed["step"] == 78 and printed["data"] == "validation"
@@ -85,14 +86,14 @@ def test_data_from_a_file_is_binarized_as_the_run_was(vae_run, capsys, tmp_path,
     assert set(np.unique(binary)) == {0.0, 1.0}
     np.savez(tmp_path / "binary.npz", x_test=binary)
     again = json.loads(run(capsys, vae_run, "--nll-samples", "5", "--data", tmp_path / "binary.npz")[1])
-    assert again["nll"] == printed["nll"] and again["elbo"] == printed["elbo"]
+    assert again["nll"] == printed["nll"] and again["negative_elbo"] == printed["negative_elbo"]
 
 
 def test_mistakes_are_refused_in_one_line(vae_run, tmp_path, capsys):
     dense = train(tmp_path / "dense", "dense")
     capsys.readouterr()
     cases = [
-        ((vae_run, "--nll-samples", "0"), "--nll-samples must be a positive integer, got 0."),
+        ((vae_run, "--nll-samples", "-1"), "--nll-samples must be a non-negative integer, got -1."),
         ((tmp_path / "nothing", "--nll-samples", "5"), "holds no config.json; give the directory of a training run."),
         ((vae_run, "--nll-samples", "5", "--data", tmp_path / "missing.npy"), "missing.npy does not exist."),
         ((dense, "--nll-samples", "5"), "needs an encoder of a Gaussian posterior"),
@@ -101,3 +102,33 @@ def test_mistakes_are_refused_in_one_line(vae_run, tmp_path, capsys):
         status, out, err = run(capsys, *arguments)
         assert status == 2 and out == "" and len(err.splitlines()) == 1 and message in err, err
     assert not (dense / "evaluation.json").exists()
+
+
+@pytest.mark.parametrize("model", ["dense", "conv"])
+def test_every_model_gets_its_held_out_terms_and_reconstruction_error_without_flags(model, tmp_path, capsys):
+    run_dir = train(tmp_path / model, model, "--batch-size", "256")
+    capsys.readouterr()
+    status, out, err = run(capsys, run_dir)
+    assert status == 0 and err == ""
+    printed = json.loads(out)
+    # The terms validation computed at the run's last epoch, from the same checkpoint on the same images.
+    history = json.loads((run_dir / "history.json").read_text())
+    for name, value in printed["terms"].items():
+        assert value == pytest.approx(history[f"val_{name}"][-1], rel=1e-5), name
+    assert set(printed["terms"]) == {"loss", "bce"} and "nll" not in printed
+    # The squared error per pixel, as the saved model reconstructs the sample's 1,000 test images.
+    saved = keras.saving.load_model(run_dir / "model.keras")
+    images = to_model_inputs(load_sample().test_images, saved.example_shape)
+    expected = np.mean(np.square(np.asarray(saved.reconstruct(images), np.float64) - images))
+    assert printed["examples"] == 1000 and printed["mean_squared_error"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_vae_gets_its_likelihood_with_the_default_samples_and_can_skip_it(vae_run, capsys):
+    printed = json.loads(run(capsys, vae_run, "--examples", "20")[1])
+    assert printed["samples"] == evaluate.DEFAULT_SAMPLES and printed["nll"] <= printed["negative_elbo"] + 1e-3
+    assert {"kl", "bce", "loss"} <= set(printed["terms"])
+    # The negative ELBO is the objective's own loss in nats: one estimate from samples, one from the terms.
+    assert printed["negative_elbo"] == pytest.approx(printed["terms"]["loss"], rel=0.05)
+    skipped = json.loads(run(capsys, vae_run, "--examples", "20", "--nll-samples", "0")[1])
+    assert "nll" not in skipped and skipped["terms"] == printed["terms"]
+

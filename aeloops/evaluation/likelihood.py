@@ -14,7 +14,7 @@ stateless random numbers keyed by ``seed``, the example's batch and the
 chunk: the same call gives the same figures.
 
 >>> result = negative_log_likelihood(model, binary_test_images, samples=5000)  # doctest: +SKIP
->>> result["nll"], result["elbo"]                                              # doctest: +SKIP
+>>> result["nll"], result["negative_elbo"]                                              # doctest: +SKIP
 (89.9, 94.1)
 """
 
@@ -31,7 +31,7 @@ import tensorflow as tf
 from aeloops.models.gaussian import DequantizedGaussian, bits_per_dimension, dequantize
 from aeloops.models.importance import posterior_log_weights
 
-__all__ = ["log_weights", "negative_log_likelihood", "tracing_count"]
+__all__ = ["has_gaussian_posterior", "log_weights", "negative_log_likelihood", "tracing_count"]
 
 # Decoded rows per chunk: 20,000 images of 784 pixels are 63 MB of logits.
 _CHUNK_ROWS = 20_000
@@ -61,6 +61,18 @@ def _checked_latent_dim(model: keras.Model, inputs: tf.Tensor) -> int:
             f"sigmoid output gives); {type(model.decoder).__name__} returns none."
         )
     return int(outputs["mean"].shape[-1])
+
+
+def has_gaussian_posterior(model: keras.Model) -> bool:
+    """Whether ``negative_log_likelihood`` can evaluate ``model``: a Gaussian posterior and a pixel likelihood."""
+    example_shape = getattr(model, "example_shape", None)
+    if example_shape is None:
+        return False
+    try:
+        _checked_latent_dim(model, tf.zeros((1, *example_shape)))
+    except ValueError:
+        return False
+    return True
 
 
 def _pixel_likelihood(model: keras.Model) -> DequantizedGaussian | None:
@@ -93,7 +105,7 @@ def negative_log_likelihood(
     seed: int = 0,
     jit_compile: bool = False,
 ) -> dict[str, Any]:
-    """Returns the IWAE bound's negation (``"nll"``) and the negative ELBO (``"elbo"``), in nats, averaged.
+    """Returns the IWAE bound's negation (``"nll"``) and the negative ELBO (``"negative_elbo"``), in nats, averaged.
 
     Also ``"samples"``, ``"examples"``, ``"seed"`` and the standard error of
     the NLL across examples (``"nll_standard_error"``). ``images`` are the
@@ -136,7 +148,7 @@ def negative_log_likelihood(
         nll, elbo = nll + dimensions * math.log(bins), elbo + dimensions * math.log(bins)
     return {
         "nll": float(nll.mean()),
-        "elbo": float(elbo.mean()),
+        "negative_elbo": float(elbo.mean()),
         "nll_standard_error": float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else 0.0,
         **extra,
         "samples": samples,
