@@ -7,6 +7,7 @@ registered model; bad input ends in one line and writes nothing.
 
 import gzip
 import json
+import shutil
 import struct
 
 import keras
@@ -17,6 +18,7 @@ import tensorflow as tf
 from aeloops import evaluate, export, train
 from aeloops.data import image_dataset, load_images
 from aeloops.data.images import scan
+from aeloops.data.locate import source_kind, tfrecord_files
 from aeloops.data.stream import ImageStream
 from aeloops.models import registry
 from tests.conftest import SHARED_MNIST
@@ -435,3 +437,19 @@ def test_a_cache_is_for_a_streamed_run_and_the_refusal_says_so(colour_files, mni
     # The advice, followed: with --stream the run trains from the cache.
     run(["--dataset", folder, "--stream", "--epochs", "1", "--batch-size", "64", "--no-validation", *common], capsys)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+
+def test_a_folder_of_shards_is_found_among_other_files_as_tensorflow_datasets_and_the_docs_lay_them_out(
+    mnist_three_ways, tmp_path
+):
+    # TensorFlow Datasets' layout (its dataset_info.json beside the shards), and the docs' (test/ beside them).
+    folder = tmp_path / "mnist" / "3.0.1"
+    shutil.copytree(mnist_three_ways / "shards" / "train", folder)
+    (folder / "dataset_info.json").write_text("{}")
+    (folder / "features.json").write_text("{}")
+    shutil.copytree(mnist_three_ways / "shards" / "test", folder / "test")
+    assert source_kind(str(folder)) == "tfrecord"
+    assert tfrecord_files(str(folder)) == sorted(str(path) for path in folder.glob("*.tfrecord"))
+    found = load_images(str(folder))
+    reference = load_images(str(mnist_three_ways / "shards" / "train"))
+    np.testing.assert_array_equal(found.train, reference.train)

@@ -44,17 +44,25 @@ def source_kind(path: str) -> str:
     if _is_pattern(path) or any(marker in name for marker in _TFRECORD_MARKERS):
         return "tfrecord"
     if os.path.isdir(path):
-        # A folder of shards reads as TFRecords; any other folder as image files.
-        names = os.listdir(path)
-        shards = [entry for entry in names if any(marker in entry for marker in _TFRECORD_MARKERS)]
-        return "tfrecord" if shards and len(shards) == len(names) else "folder"
+        # A folder with shards at its top reads as TFRecords, whatever sits beside them (a TensorFlow
+        # Datasets folder's dataset_info.json, a test/ folder of other shards); any other as image files.
+        return "tfrecord" if _folder_shards(path) else "folder"
     return "unknown"
 
 
+def _is_shard(name: str) -> bool:
+    return any(marker in name for marker in _TFRECORD_MARKERS)
+
+
+def _folder_shards(path: str) -> list[str]:
+    """The shard files at the top of folder ``path`` (names holding .tfrecord or .tfrec), sorted."""
+    return sorted(str(entry) for entry in pathlib.Path(path).iterdir() if entry.is_file() and _is_shard(entry.name))
+
+
 def tfrecord_files(path: str) -> list[str]:
-    """Returns the shards ``path`` names (a file, a glob, or a folder of shards), sorted."""
+    """Returns the shards ``path`` names (a file, a glob, or the shards at the top of a folder), sorted."""
     if os.path.isdir(path):
-        return sorted(str(entry) for entry in pathlib.Path(path).iterdir() if entry.is_file())
+        return _folder_shards(path)
     return sorted(glob.glob(path)) if _is_pattern(path) else ([path] if os.path.isfile(path) else [])
 
 
