@@ -88,19 +88,22 @@ def test_a_restored_run_finishes_from_the_saved_step_as_if_never_stopped(images,
     assert (resumed.completed_epochs, resumed.run_first_epoch, int(resumed.step.numpy())) == (1, 0, 14)
     rest = resumed.fit(images, epochs=3, batch_size=64, callbacks=[checkpointer], verbose=0)
     assert_same_state(resumed, whole)
-    # The interrupted epoch's row covers all of its steps, those before the kill included.
+    # The finished fit returns the uninterrupted fit's history, every row: the epoch before the kill came back
+    # from the checkpoint, and the interrupted epoch's row covers all of its steps, those before the kill included.
+    assert set(rest) == set(expected)
     for name, values in untimed(expected).items():
-        assert rest[name] == values[1:], name
+        assert rest[name] == values, name
     # The process that was interrupted finishes its own run alike, without a checkpoint.
     finished = killed.fit(images, epochs=3, batch_size=64, verbose=0)
     assert_same_state(killed, whole)
-    assert finished["loss"] == expected["loss"][1:]
+    assert finished["loss"] == expected["loss"]
     # Restored from its last checkpoint the run is complete: called again as it was, it trains no further.
     keras.utils.set_random_seed(2)
     rerun = Trainer(registry.get("dense").build(), mode=mode, steps_per_loop=3)
     assert Checkpointer(rerun, tmp_path).restore()
-    assert rerun.fit(images, epochs=3, batch_size=64, verbose=0) == {}
+    again = rerun.fit(images, epochs=3, batch_size=64, verbose=0)
     assert_same_state(rerun, whole)
+    assert untimed(again) == untimed(expected)  # Its history, as the run that finished it returned it.
 
 
 def test_finishing_a_run_with_fewer_epochs_than_it_trained_says_what_to_pass(images, tmp_path):
@@ -113,7 +116,8 @@ def test_finishing_a_run_with_fewer_epochs_than_it_trained_says_what_to_pass(ima
     with pytest.raises(ValueError, match=expected):
         killed.fit(images, epochs=2, batch_size=64, verbose=0)
     history = killed.fit(images, epochs=3, batch_size=64, verbose=0)  # The advice, followed.
-    assert len(history["loss"]) == 1 and killed.completed_epochs == 3 and int(killed.step.numpy()) == 24
+    # The fit's whole history: its two epochs before the kill and the one it finished.
+    assert len(history["loss"]) == 3 and killed.completed_epochs == 3 and int(killed.step.numpy()) == 24
 
 
 def test_after_fit_with_moving_averages_every_path_serves_the_averages_and_training_resumes_exactly(images, tmp_path):

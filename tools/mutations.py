@@ -34,6 +34,17 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a finished fit returns only the rows it ran", "aeloops/training/outer_loop.py",
+        "    finishing = initial_epoch is None and trainer.run_first_epoch is not None\n",
+        "    finishing = False\n",
+        ("tests/test_python_resume.py", "-k", "restored_run_finishes"),
+    ),
+    Mutation(
+        "checkpoints forget the fit's rows", "aeloops/runs/checkpoints.py",
+        "            \"fit_history\": trainer.fit_history,\n", "",
+        ("tests/test_python_resume.py", "-k", "restored_run_finishes"),
+    ),
+    Mutation(
         "the non-finite message reads the last step, not the first", "aeloops/training/trainer.py",
         "tf.where(newly, mask, self._cache.first_nonfinite_mask)",
         "tf.where(tf.logical_not(finite), mask, self._cache.first_nonfinite_mask)",

@@ -232,6 +232,8 @@ class Checkpointer(Callback):
         if "completed_epochs" in record:  # Checkpoints before aeloops kept the count leave it as it is.
             self.trainer.completed_epochs = int(record["completed_epochs"])
             self.trainer.run_first_epoch = record.get("run_first_epoch")
+            rows = record.get("fit_history", {})
+            self.trainer.keep_fit_history({name: list(values) for name, values in rows.items()})
         return True
 
     def _diagnose(self, latest: str, mismatch: str) -> str:
@@ -278,6 +280,8 @@ class Checkpointer(Callback):
             "epoch_progress": None if progress is None else progress.to_json(),
             "completed_epochs": trainer.completed_epochs,
             "run_first_epoch": trainer.run_first_epoch,
+            # The fit's rows so far: a fit that finishes it returns its whole history.
+            "fit_history": trainer.fit_history,
         }
         self.run_record.assign(json.dumps(record))
         previous = self.latest

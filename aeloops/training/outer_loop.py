@@ -134,7 +134,10 @@ def fit(
     if initial_step is not None:
         done = initial_step - first_epoch * source.steps_per_epoch
         done = done if 0 <= done < source.steps_per_epoch else 0
-    history: dict[str, list[float]] = {}
+    # A fit that finishes an unfinished one returns that fit's whole history: its rows so far come back.
+    finishing = initial_epoch is None and trainer.run_first_epoch is not None
+    history = {name: list(values) for name, values in trainer.fit_history.items()} if finishing else {}
+    trainer.keep_fit_history(history)
     trainer.stop_training = False
     trainer.use_averages(False)  # Train the raw weights, whatever the last fit left in the model.
     trainer.run_first_epoch = end - epochs if initial_epoch is None else initial_epoch

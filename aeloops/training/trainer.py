@@ -80,6 +80,8 @@ class _Cache:
         # only, so out of checkpoints.
         self.nonfinite_names: list[str] = []
         self.first_nonfinite_mask: tf.Variable | None = None
+        # The rows of the fit in progress or last run (Trainer.fit_history).
+        self.fit_history: dict[str, list[float]] = {}
 
 
 class Trainer(tf.Module):
@@ -435,6 +437,23 @@ class Trainer(tf.Module):
     def trace_counts(self) -> dict[str, int]:
         """How often each kind of loop was traced: stays at one per kind once warm."""
         return self._cache.trace_counts
+
+    @property
+    def fit_history(self) -> dict[str, list[float]]:
+        """The history of the fit in progress or last run: what it returns, saved in checkpoints.
+
+        ``Checkpointer`` saves it in the run record, so a fit that finishes an
+        interrupted one returns every row.
+        """
+        return self._cache.fit_history
+
+    def keep_fit_history(self, history: dict[str, list[float]]) -> None:
+        """Makes ``history`` (its rows so far, filled in place) the fit's history.
+
+        A method, not an attribute: TensorFlow would track a dict assigned to
+        the trainer, changing what its checkpoints hold.
+        """
+        self._cache.fit_history = history
 
     def first_nonfinite_values(self) -> list[str]:
         """What was not finite at the first non-finite step: its loss terms, and ``"gradient"`` if it was."""
