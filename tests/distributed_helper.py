@@ -70,7 +70,7 @@ def train(name: str, mode: str, strategy: tf.distribute.Strategy | None, images:
         ),
     ]
     history = trainer.fit(
-        inputs, epochs=2, batch_size=64, shuffle=False, validation_data=inputs[:200], callbacks=callbacks, verbose=0
+        inputs, epochs=2, batch_size=64, validation_data=inputs[:200], callbacks=callbacks, verbose=0
     )
     return {
         "events": events,

@@ -34,6 +34,12 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a strategy's global batches shuffled apart from one device's order", "aeloops/data/sources.py",
+        "        rows = epoch_batches(self.count, self.batch_size, self.seed, epoch, shuffle)[done:]",
+        "        rows = epoch_batches(self.count, self.batch_size, self.seed + 1, epoch, shuffle)[done:]",
+        ("tests/test_distribution.py", "-k", "mirrored_matches"),
+    ),
+    Mutation(
         "a finished fit returns only the rows it ran", "aeloops/training/outer_loop.py",
         "    finishing = initial_epoch is None and trainer.run_first_epoch is not None\n",
         "    finishing = False\n",

@@ -19,10 +19,12 @@ __all__ = [
     "SAMPLE_WEIGHT",
     "DatasetSource",
     "ResidentSource",
+    "StrategyArraySource",
     "as_arrays",
     "as_batch_dict",
     "bernoulli_draw",
     "check_dataset",
+    "epoch_batches",
     "to_tensors",
 ]
 
@@ -43,27 +45,50 @@ class ResidentSource:
 
     def batch_indices(self, epoch: int, shuffle: bool) -> tf.Tensor:
         """Returns the epoch's ``(steps, batch_size)`` table of example indices."""
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.count) if shuffle else np.arange(self.count)
-        used = self.steps_per_epoch * self.batch_size
-        return tf.constant(order[:used].reshape(self.steps_per_epoch, self.batch_size).astype(np.int32))
+        return tf.constant(epoch_batches(self.count, self.batch_size, self.seed, epoch, shuffle))
+
+
+def epoch_batches(count: int, batch_size: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """The ``(steps, batch_size)`` example indices of an epoch of arrays, shuffled by ``(seed, epoch)``.
+
+    One order for one device and for a strategy: both sources of arrays read it.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(count) if shuffle else np.arange(count)
+    steps = count // batch_size
+    return order[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+class StrategyArraySource:
+    """Arrays fed to a ``tf.distribute`` strategy as a dataset of global batches, in one device's order.
+
+    Each global batch holds the examples ``ResidentSource`` gives one device
+    at that step (the strategy splits it among the replicas), so a strategy
+    takes the same steps as one device, shuffled or not.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int) -> None:
+        self.tensors = to_tensors(arrays)
+        self.count = len(arrays[INPUT])
+        self.batch_size = batch_size
+        self.seed = seed
+        self.steps_per_epoch = self.count // batch_size
+
+    def epoch_dataset(self, epoch: int, shuffle: bool, done: int) -> tf.data.Dataset:
+        """Returns the global batches of ``epoch`` after the first ``done``."""
+        rows = epoch_batches(self.count, self.batch_size, self.seed, epoch, shuffle)[done:]
+        tensors = self.tensors
+        batches = tf.data.Dataset.from_tensor_slices(rows)
+        gathered = batches.map(lambda indices: {name: tf.gather(value, indices) for name, value in tensors.items()})
+        return gathered.prefetch(tf.data.AUTOTUNE)
 
 
 class DatasetSource:
-    """A ``tf.data.Dataset``: already batched, or arrays to batch (under a strategy)."""
+    """A user's ``tf.data.Dataset`` of batches, read as it is."""
 
-    def __init__(
-        self,
-        dataset: tf.data.Dataset,
-        steps_per_epoch: int | None,
-        batch_size: int | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.dataset = dataset.map(as_batch_dict) if batch_size is None else dataset
-        self.batch_size = batch_size
-        self.seed = seed
+    def __init__(self, dataset: tf.data.Dataset, steps_per_epoch: int | None) -> None:
+        self.dataset = dataset.map(as_batch_dict)
         if steps_per_epoch is None:
-            cardinality = int(self.dataset.cardinality())
-            steps_per_epoch = cardinality // batch_size if batch_size is not None else cardinality
+            steps_per_epoch = int(self.dataset.cardinality())
         if steps_per_epoch <= 0:
             raise ValueError(
                 "Cannot tell how many steps make an epoch of this dataset "
@@ -73,14 +98,8 @@ class DatasetSource:
 
     def epoch_dataset(self, epoch: int, shuffle: bool, done: int) -> tf.data.Dataset:
         """Returns the batches of ``epoch`` after the first ``done``."""
-        dataset = self.dataset
-        if self.batch_size is not None:  # Unbatched arrays under a strategy.
-            if shuffle:
-                dataset = dataset.shuffle(dataset.cardinality(), seed=self.seed * 100003 + epoch)
-            dataset = dataset.batch(self.batch_size, drop_remainder=True)
-        else:
-            dataset = dataset.repeat()  # The outer loop counts the steps.
-        return dataset.skip(done).prefetch(tf.data.AUTOTUNE)
+        # The outer loop counts the steps; the dataset's own order is the user's (see docs/library.md).
+        return self.dataset.repeat().skip(done).prefetch(tf.data.AUTOTUNE)
 
 
 def as_batch_dict(batch: Any) -> dict[str, tf.Tensor]:

@@ -32,6 +32,7 @@ from aeloops.data.sources import (
     SAMPLE_WEIGHT,
     DatasetSource,
     ResidentSource,
+    StrategyArraySource,
     as_arrays,
     as_batch_dict,
     check_dataset,
@@ -63,7 +64,7 @@ __all__ = [
 # Values counted per epoch rather than averaged.
 _COUNTS = (NONFINITE_STEPS, LOSS_SCALE_SKIPPED)
 
-Source = ResidentSource | DatasetSource
+Source = ResidentSource | DatasetSource | StrategyArraySource
 Data = Any  # np.ndarray, a dict of np.ndarray, a tf.data.Dataset, or a source of its own epochs (ImageStream).
 
 
@@ -355,9 +356,8 @@ def _training_source(trainer: Trainer, data: Data, batch_size: int, steps_per_ep
         raise ValueError(
             f"batch_size {batch_size} is larger than the {len(arrays[INPUT])} training examples; lower --batch-size."
         )
-    if is_distributed(trainer.strategy):
-        dataset = tf.data.Dataset.from_tensor_slices(arrays)
-        return DatasetSource(dataset, None, batch_size=batch_size, seed=trainer.seed)
+    if is_distributed(trainer.strategy):  # Global batches in one device's order: the same steps as one device.
+        return StrategyArraySource(arrays, batch_size, trainer.seed)
     return ResidentSource(arrays, batch_size, trainer.seed)
 
 
