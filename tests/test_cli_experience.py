@@ -19,6 +19,7 @@ from aeloops import train
 from aeloops.data import load_sample
 from aeloops.models import base, registry
 from aeloops.runs import config as config_lib
+from aeloops.runs.datasets import spread_sample
 from aeloops.runs.stderr_filter import is_startup_chatter
 from aeloops.training import optimizers
 from tests.conftest import REPO
@@ -239,9 +240,13 @@ def test_the_first_run_in_a_terminal_shows_only_its_own_lines_digits_and_where_t
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["epoch"]) == epochs
     assert history["val_bce"][-1] <= 0.18  # Measured: 0.154 to 0.156.
-    # The picture shows the first ten validation digits above their reconstructions, which resemble them.
+    # The picture shows ten validation digits, one of each class (a seeded sample), above their
+    # reconstructions, which resemble them.
     picture = tf.io.decode_png((run_dir / "reconstructions.png").read_bytes()).numpy()[..., 0].astype(int)
-    digits = load_sample().test_images[:10].astype(int)
+    sample = load_sample()
+    chosen = spread_sample(sample.test_labels, len(sample.test_images), 1000, 0)[:10]
+    assert sample.test_labels[chosen].tolist() == list(range(10))
+    digits = sample.test_images[chosen].astype(int)
     inputs, outputs = (np.stack([picture[top : top + 28, 2 + 30 * column : 30 + 30 * column] for column in range(10)])
                        for top in (2, 32))  # fmt: skip
     assert np.abs(inputs - digits).max() <= 1

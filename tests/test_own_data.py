@@ -453,3 +453,22 @@ def test_a_folder_of_shards_is_found_among_other_files_as_tensorflow_datasets_an
     found = load_images(str(folder))
     reference = load_images(str(mnist_three_ways / "shards" / "train"))
     np.testing.assert_array_equal(found.train, reference.train)
+
+
+def test_class_folders_in_sorted_order_show_every_class_by_name_in_the_pictures_and_projector(tmp_path, mnist, capsys):
+    # Three classes, each a folder of one digit: sorted, the first 12 images are all "cat".
+    folders = tmp_path / "animals"
+    for name, digit in (("cat", 0), ("dog", 1), ("frog", 7)):
+        images = mnist.train_images[mnist.train_labels == digit][:12]
+        (folders / name).mkdir(parents=True)
+        for index, image in enumerate(images):
+            tf.io.write_file(str(folders / name / f"{index:03d}.png"), tf.io.encode_png(image[..., None]))
+    run_dir = tmp_path / "run"
+    assert train.main(["--dataset", str(folders), "--validation-data", str(folders), "--epochs", "1", "--batch-size",
+                       "12", "--mode", "graph", "--quiet", "--run-dir", str(run_dir)]) == 0  # fmt: skip
+    capsys.readouterr()
+    [metadata] = run_dir.glob("tensorboard/**/metadata.tsv")
+    rows = metadata.read_text().splitlines()
+    # Each class in turn (the grid shows the first ten of these), all 36 images once, by their folders' names.
+    assert rows[:10] == ["cat", "dog", "frog"] * 3 + ["cat"]
+    assert sorted(rows) == ["cat"] * 12 + ["dog"] * 12 + ["frog"] * 12

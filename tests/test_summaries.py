@@ -19,6 +19,7 @@ from aeloops import train
 from aeloops.data import load_sample, to_model_inputs
 from aeloops.models import registry
 from aeloops.objectives.objective import LossTerm, Objective
+from aeloops.runs.datasets import spread_sample
 from aeloops.tensorboard.summaries import SummaryWriter
 from aeloops.tensorboard.term_norms import TermGradientNorms
 from aeloops.training.callbacks import Callback
@@ -318,12 +319,14 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         name = embedding["tensorName"]
         assert embedding["tensorShape"] == [1000, 32] and embedding["sprite"]["singleImageDim"] == [28, 28]
         values = np.frombuffer(get(f"/data/plugin/projector/tensor?run={run}&name={name}", raw=True), np.float32)
+        sample = load_sample()  # The Projector's 1,000: a seeded sample, each class in turn.
+        chosen = spread_sample(sample.test_labels, len(sample.test_images), 1000, 0)
         codes = keras.saving.load_model(runs / "sparse" / "model.keras").encode(
-            to_model_inputs(load_sample().test_images[:1000], (784,))
+            to_model_inputs(sample.test_images[chosen], (784,))
         )
         np.testing.assert_allclose(values.reshape(1000, 32), codes, rtol=1e-5, atol=1e-6)
         labels = get(f"/data/plugin/projector/metadata?run={run}&name={name}", raw=True).decode().split()
-        assert labels == [str(label) for label in load_sample().test_labels[:1000]]
+        assert labels == [str(label) for label in sample.test_labels[chosen]]
         sprite = get(f"/data/plugin/projector/sprite_image?run={run}&name={name}", raw=True)
         assert tf.io.decode_png(sprite).shape == (32 * 28, 32 * 28, 1)
 

@@ -34,6 +34,18 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "the pictures show the first examples, not a sample across the classes", "aeloops/runs/experiment.py",
+        "    chosen = spread_sample(labels, len(fixed), 1000, config.seed)\n",
+        "    chosen = np.arange(min(len(fixed), 1000))\n",
+        ("tests/test_own_data.py", "-k", "sorted_order"),
+    ),
+    Mutation(
+        "the Projector labelled with numbers, not class names", "aeloops/runs/experiment.py",
+        "    labels = None if labels is None else datasets.label_names(labels[chosen])\n",
+        "    labels = None if labels is None else labels[chosen]\n",
+        ("tests/test_own_data.py", "-k", "sorted_order"),
+    ),
+    Mutation(
         "a strategy's global batches shuffled apart from one device's order", "aeloops/data/sources.py",
         "        rows = epoch_batches(self.count, self.batch_size, self.seed, epoch, shuffle)[done:]",
         "        rows = epoch_batches(self.count, self.batch_size, self.seed + 1, epoch, shuffle)[done:]",

@@ -25,6 +25,7 @@ from aeloops.models.registry import MNIST_SHAPE
 from aeloops.runs.config import TrainConfig
 
 __all__ = [
+    "spread_sample",
     "VALIDATION_BINARIZATION_SEED",
     "Datasets",
     "binarize_validation",
@@ -50,6 +51,13 @@ class Datasets(NamedTuple):
     labels: np.ndarray | None = None
     # The images' own (height, width, channels), whatever shape the model takes them in.
     image_shape: tuple[int, int, int] = MNIST_SHAPE
+    # The name of each label (a class folder's name), where the dataset has them.
+    class_names: tuple[str, ...] = ()
+
+    def label_names(self, labels: np.ndarray) -> list[str]:
+        """The labels as the user knows them: class names where there are any, else the numbers."""
+        names = self.class_names
+        return [names[label] if 0 <= label < len(names) else str(label) for label in labels.tolist()]
 
 
 # The seed of the validation images' one binarization: the same for every run, so runs compare.
@@ -83,10 +91,12 @@ def read_images(
         images = images_lib.load_images(files or config.dataset, validation_split=config.validation_split,
                                         seed=config.seed, **options)  # fmt: skip
     if config.validation_data is not None:
-        validation, _, validation_labels, _, _ = images_lib.read_source(
+        validation, _, validation_labels, _, validation_names = images_lib.read_source(
             config.validation_data, images.shape[:2], color_mode_of(images.train), config.interpolation
         )
         images = images._replace(validation=validation, validation_labels=validation_labels)
+        if config.validation:  # The labels shown are the validation images': their folder's names.
+            images = images._replace(class_names=validation_names)
     if not config.validation:
         images = images._replace(validation=None, validation_labels=None)
     return images, used
@@ -134,7 +144,7 @@ def shape_datasets(images: ImageData, name: str, example_shape: tuple[int, ...],
     labels = images.validation_labels if images.validation is not None else images.train_labels
     if config.binarize not in ("none", "dynamic"):
         train = data_lib.binarize(train, _binarize_method(config), config.seed)
-    return Datasets(train, binarize_validation(validation, config), name, labels, images.shape)
+    return Datasets(train, binarize_validation(validation, config), name, labels, images.shape, images.class_names)
 
 
 def load_datasets(config: TrainConfig, example_shape: tuple[int, ...], log: Callable[[str], None]) -> Datasets:
@@ -187,9 +197,9 @@ def stream_datasets(
 
     With ``config.cache``, the training images are decoded into it when the first epoch starts, told to ``log``.
     """
-    indices, validation, labels = None, None, None
+    indices, validation, labels, names = None, None, None, files.class_names
     if config.validation and config.validation_data is not None:
-        validation, _, labels, _, _ = images_lib.read_source(
+        validation, _, labels, _, names = images_lib.read_source(
             config.validation_data, files.shape[:2], "grayscale" if files.shape[-1] == 1 else "rgb",
             config.interpolation,
         )  # fmt: skip
@@ -208,7 +218,26 @@ def stream_datasets(
     if validation is not None:
         validation = binarize_validation(data_lib.to_model_inputs(validation, example_shape, "validation images"),
                                          config)  # fmt: skip
-    return Datasets(train, validation, config.dataset, labels, files.shape)
+    return Datasets(train, validation, config.dataset, labels, files.shape, tuple(names))
+
+
+def spread_sample(labels: np.ndarray | None, count: int, size: int, seed: int) -> np.ndarray:
+    """Indices of ``size`` of ``count`` examples, drawn by ``seed``: every class in turn where there are labels.
+
+    The pictures and the Projector show these: on class folders listed in
+    sorted order, the first examples would all be one class.
+    """
+    rng = np.random.default_rng([seed, 271828])
+    if labels is None:
+        return np.sort(rng.permutation(count)[:size]) if size < count else np.arange(count)
+    labels = np.asarray(labels)[:count]
+    queues = [rng.permutation(np.flatnonzero(labels == label)).tolist() for label in np.unique(labels)]
+    order = []
+    while len(order) < min(size, count):  # One of each class in turn, classes in their order.
+        for queue in queues:
+            if queue and len(order) < size:
+                order.append(queue.pop(0))
+    return np.asarray(order, dtype=np.int64)
 
 
 def _threshold(image: tf.Tensor) -> tf.Tensor:

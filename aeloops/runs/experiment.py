@@ -38,6 +38,7 @@ from aeloops.runs.datasets import (
     read_images,
     scan_source,
     shape_datasets,
+    spread_sample,
     stream_datasets,
 )
 from aeloops.runs.directory import RunDirectory, is_chief_task, worker_scratch_dir, write_json, writing
@@ -330,18 +331,23 @@ def _run(
         if chief:  # A resume may extend the run (--epochs); config.json keeps describing the whole run.
             trained = int(trainer.step.numpy()) // steps_per_epoch  # Never fewer epochs than were trained.
             write_json(run_dir.config, _saved_config(dataclasses.replace(config, epochs=max(config.epochs, trained))))
-    # Fixed examples for the pictures (the first few) and the codes' histogram and Projector (the first 1,000).
+    # Fixed examples for the pictures (the first few) and the codes' histogram and Projector (1,000): a seeded
+    # sample taking each class in turn where there are labels, so class folders in sorted order show them all.
     fixed = datasets.validation
     if fixed is None:
         fixed = datasets.train.images(1000) if isinstance(datasets.train, ImageStream) else datasets.train
+    labels = None if datasets.labels is None else np.asarray(datasets.labels)[: len(fixed)]
+    chosen = spread_sample(labels, len(fixed), 1000, config.seed)
+    fixed = fixed[chosen]
+    labels = None if labels is None else datasets.label_names(labels[chosen])
     shown = fixed[:GRID_EXAMPLES]
     summaries = SummaryWriter(
         trainer,
         run_dir.tensorboard,
         config.summary_every,
         examples=shown,
-        histogram_examples=fixed[:1000],
-        labels=None if datasets.labels is None else datasets.labels[:1000],
+        histogram_examples=fixed,
+        labels=labels,
         config=config.to_dict(),
         hparams=hyperparameters(config, trainer),
         trial_id=run_dir.path.name,

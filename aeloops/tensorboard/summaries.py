@@ -294,7 +294,9 @@ class SummaryWriter(Callback):
         write_png(directory / "sprite.png", _sprite(images))
         if self.labels is not None:
             with replacing(directory / "metadata.tsv") as partial:
-                partial.write_text("".join(f"{label}\n" for label in self.labels), encoding="utf-8")
+                # One label a line: a class name's own tabs and line breaks would split it.
+                rows = (" ".join(str(label).split()) or "?" for label in self.labels)
+                partial.write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
             embedding.metadata_path = "metadata.tsv"
         projector.visualize_embeddings(str(directory), config)
 
