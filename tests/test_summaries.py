@@ -287,6 +287,12 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         assert status == {"sparse": "STATUS_SUCCESS", "vae": "STATUS_SUCCESS", "diverges": "STATUS_FAILURE"}
         assert groups["vae"]["hparams"]["weight/kl"] == "linear_warmup(0 to 1 over 50 steps)"
         assert groups["sparse"]["hparams"]["learning_rate"] == pytest.approx(0.001)
+        # What tells runs of one model apart: the images' shape and colours, the run's length, the validation.
+        shown = groups["sparse"]["hparams"]
+        assert (shown["image_shape"], shown["epochs"], shown["validation"], shown["stream"]) == (
+            "28x28x1", 1, "the test split", False
+        )  # fmt: skip
+        assert shown["dataset"] == "mnist-sample"
         assert groups["diverges"]["hparams"]["learning_rate"] == pytest.approx(1e9)
         # HParams says the mode that ran: auto's choice, as config.json records it (not "auto").
         for name in ("sparse", "vae"):

@@ -143,14 +143,27 @@ def make_optimizers(config: TrainConfig) -> keras.optimizers.Optimizer | dict[st
 def hyperparameters(config: TrainConfig, trainer: Trainer) -> dict[str, float | str]:
     """Returns what TensorBoard's HParams dashboard shows of the run: the values in effect, not the requests.
 
-    Learning rates as numbers (one per part), the model's options changed,
-    the optimizer options, the
-    mode (``auto`` until it has chosen), every term's weight (a
-    schedule by its description).
+    The dataset as given, the images' shape (``28x28x1``), the epochs, the
+    validation images' source and streaming; learning rates as numbers (one
+    per part), the model's options changed, the optimizer options, the
+    mode (``auto`` until it has chosen), every term's weight (a schedule by
+    its description).
     """
+    if config.validation_data is not None and config.validation:
+        validation = config.validation_data
+    elif config.validation_split is not None and config.validation:
+        validation = f"{config.validation_split:g} of the training images"
+    else:
+        validation = "the test split" if config.validation else "none"
     values: dict[str, float | str] = {
         "model": config.model,
         "dataset": config.dataset,
+        # What tells runs of one model apart besides its settings: the images' size and colours, the
+        # length of the run, where validation came from and whether the images streamed from disk.
+        "image_shape": "x".join(map(str, config.image_shape or ())) or "the data's own",
+        "epochs": config.epochs,
+        "validation": validation,
+        "stream": config.stream,
         "batch_size": config.batch_size,
         "mode": config.mode,  # "auto" until it has chosen; SummaryWriter writes the choice.
         "precision": config.precision,
