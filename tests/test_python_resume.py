@@ -62,7 +62,7 @@ def test_a_second_fit_continues_the_epoch_count_with_new_shuffles_and_tensorboar
     assert_same_state(twice, whole)
     for name, values in untimed(expected).items():
         assert first[name] + second[name] == values, name
-    assert [step for step, _ in tensors(tmp_path / "train")["epoch_loss"]] == [0, 1, 2, 3]
+    assert [step for step, _ in tensors(tmp_path / "train")["epoch_loss"]] == [1, 2, 3, 4]
     # initial_epoch keeps Keras's meaning: the count starts again where it says.
     again = twice.fit(images, epochs=1, initial_epoch=0, batch_size=64, verbose=0)
     assert len(again["loss"]) == 1 and twice.completed_epochs == 1

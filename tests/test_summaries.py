@@ -74,8 +74,8 @@ def test_event_files_hold_every_term(tmp_path, small_images, name):
     assert not [tag for tag in train if tag.startswith("gradient_cosine/")]  # Only when asked for.
     for term in terms:
         assert [step for step, _ in train[term]] == [6, 8, 14, 16]
-        assert [step for step, _ in train[f"epoch_{term}"]] == [0, 1]
-        assert [step for step, _ in validation[f"epoch_{term}"]] == [0, 1]
+        assert [step for step, _ in train[f"epoch_{term}"]] == [1, 2]  # As the terminal counts epochs.
+        assert [step for step, _ in validation[f"epoch_{term}"]] == [1, 2]
         np.testing.assert_allclose([value for _, value in validation[f"epoch_{term}"]], history[f"val_{term}"])
         np.testing.assert_allclose([value for _, value in train[f"epoch_{term}"]], history[term], rtol=1e-6)
         # The train run holds the validation metrics too, as the history names them: HParams reads only it.

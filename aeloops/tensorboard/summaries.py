@@ -352,13 +352,15 @@ class SummaryWriter(Callback):
             self.profile_steps = None
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Mapping[str, float]) -> None:
-        with self.train_writer.as_default(step=epoch):
+        # An epoch's summaries at the epoch's number as the terminal and history.json count it, from 1.
+        number = epoch + 1
+        with self.train_writer.as_default(step=number):
             for name, value in logs.items():
                 # Validation metrics as the history names them, for HParams, which reads only this run.
                 tf.summary.scalar(name if name in TIMINGS or name.startswith("val_") else f"epoch_{name}", value)
             for variable in trainer.model.trainable_variables:
                 tf.summary.histogram(variable.path, variable)
-        with self.validation_writer.as_default(step=epoch):
+        with self.validation_writer.as_default(step=number):
             for name, value in logs.items():
                 if name.startswith("val_"):
                     tf.summary.scalar(f"epoch_{name[len('val_') :]}", value)
