@@ -229,10 +229,15 @@ def test_the_first_run_in_a_terminal_shows_only_its_own_lines_digits_and_where_t
     run = run_dir.relative_to(tmp_path)
     epochs = config_lib.TrainConfig().epochs
     # Every line the terminal shows, in order: what is on the screen is the run's own output, nothing else.
-    assert len(shown) == 2 * epochs + 5, shown
+    assert len(shown) == 2 * epochs + 6, shown
+    # The batches leave 5,000 % 64 images out of each epoch: said once, before the first.
+    assert shown[0] == (
+        "Each epoch trains 78 batches of 64: 8 of the 5,000 training images sit each epoch out (others each epoch, "
+        "as it shuffles)."
+    )
     for epoch in range(epochs):
-        assert shown[2 * epoch] == f"Epoch {epoch + 1}/{epochs}"
-        assert re.fullmatch(r"78/78 ━{20} \d+s \d+ms/step - bce: .* - val_loss: \d\.\d{4}", shown[2 * epoch + 1])
+        assert shown[1 + 2 * epoch] == f"Epoch {epoch + 1}/{epochs}"
+        assert re.fullmatch(r"78/78 ━{20} \d+s \d+ms/step - bce: .* - val_loss: \d\.\d{4}", shown[2 + 2 * epoch])
     assert shown[-5].startswith("Mode 'auto' kept graph mode: ") and shown[-4].startswith("Best val_loss ")
     assert shown[-3].startswith("Finished in ") and shown[-3].endswith(f"the run is in {run}.")
     assert shown[-2] == f"  Reconstructions (inputs above, outputs below): {run / 'reconstructions.png'}"
@@ -251,8 +256,9 @@ def test_the_first_run_in_a_terminal_shows_only_its_own_lines_digits_and_where_t
                        for top in (2, 32))  # fmt: skip
     assert np.abs(inputs - digits).max() <= 1
     assert np.abs(outputs - digits).mean() < 0.1 * 255 < np.abs(outputs - digits[::-1]).mean()
-    # README's block, after its two lines on falling back to the sample, has the screen's shape: the first
-    # epoch, "...", the last, then where to look.
+    # README's block, after its two lines on falling back to the sample, has the screen's shape: the batches'
+    # note, the first epoch, "...", the last, then where to look.
     block = transcript.BLOCK.search((REPO / "README.md").read_text())[2].splitlines()
-    assert block[1].startswith("MNIST is not on this machine") and block[2] == f"Epoch 1/{epochs}"
+    assert block[1].startswith("MNIST is not on this machine") and block[2] == shown[0]
+    assert block[3] == f"Epoch 1/{epochs}"
     assert [line.split()[0] for line in block[2:]] == [line.split()[0] for line in transcript.elide_epochs(shown)]

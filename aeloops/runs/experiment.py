@@ -289,6 +289,10 @@ def _run(
         )
     config = _fill_dataset_size(config, model, len(datasets.train))
     steps_per_epoch = len(datasets.train) // config.batch_size
+    left_out = len(datasets.train) - steps_per_epoch * config.batch_size
+    if left_out and not config.resume:  # Said once, when the run begins: every step has one shape.
+        log(f"Each epoch trains {steps_per_epoch} batches of {config.batch_size}: {left_out} of the "
+            f"{len(datasets.train):,} training images sit each epoch out (others each epoch, as it shuffles).")
     config = watching.resolve(config, steps_per_epoch, has_validation=datasets.validation is not None)
     trainer = build_trainer(config, model, strategy)
     objective = trainer.objective
