@@ -34,6 +34,11 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a slow epoch on a pipe stays silent until its end", "aeloops/training/outer_loop.py",
+        "finalize = True  # Keras's one-line format", "finalize = None  # Keras's one-line format",
+        ("tests/test_loop.py", "-k", "slow_epoch_on_a_pipe"),
+    ),
+    Mutation(
         "the pictures show the first examples, not a sample across the classes", "aeloops/runs/experiment.py",
         "    chosen = spread_sample(labels, len(fixed), 1000, config.seed)\n",
         "    chosen = np.arange(min(len(fixed), 1000))\n",

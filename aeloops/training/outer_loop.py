@@ -322,21 +322,28 @@ class _Progbar(keras.utils.Progbar):
     lacks, so a log says which epoch each line is.
     """
 
+    # On a pipe or with --quiet, a slow epoch still shows it is alive: a line at least this often (seconds).
+    PIPE_INTERVAL = 30.0
+
     def __init__(self, target: int, *, label: str = "", **kwargs: Any) -> None:
         super().__init__(target, **kwargs)
         self.label = label
+        self._last_line = time.monotonic()
 
     def update(self, current: int, values: Sequence[tuple[str, float]] | None = None, finalize: bool | None = None):
         self.stateful_metrics.update(name for name, _ in values or ())
         if self.verbose != 2 or not self.label:
             super().update(current, values, finalize)
             return
+        if finalize is None and current < self.target and time.monotonic() - self._last_line >= self.PIPE_INTERVAL:
+            finalize = True  # Keras's one-line format, mid-epoch: "40/78 - 31s - 775ms/step - loss: ...".
         line = io.StringIO()
         with contextlib.redirect_stdout(line):
             super().update(current, values, finalize)
         if line.getvalue():
             sys.stdout.write(f"{self.label} - {line.getvalue()}")
             sys.stdout.flush()
+            self._last_line = time.monotonic()
 
 
 def _is_source(data: Data) -> bool:
