@@ -307,3 +307,13 @@ def test_a_slow_epoch_on_a_pipe_says_how_far_it_is_between_its_lines(small_image
     starts = [line.split(" - bce: ")[0].split(" - ")[:2] for line in lines]
     assert starts == [["Epoch 1/2", "4/8"], ["Epoch 1/2", "8/8"], ["Epoch 2/2", "4/8"], ["Epoch 2/2", "8/8"]]
     assert f"loss: {history['loss'][1]:.4f}" in lines[3] and "samples_per_second" in lines[0]
+
+
+def test_a_dataset_that_reshuffles_each_epoch_is_warned_of_and_a_fixed_order_is_not(small_images, recwarn):
+    images = to_model_inputs(small_images[:256], (784,))
+    trainer = Trainer(registry.get("dense").build(), mode="graph")
+    fixed = tf.data.Dataset.from_tensor_slices(images).shuffle(256, seed=1, reshuffle_each_iteration=False).batch(64)
+    trainer.fit(fixed, epochs=1, verbose=0)
+    assert not [warning for warning in recwarn if "reshuffle" in str(warning.message)]
+    with pytest.warns(UserWarning, match=r"draws a new order each epoch .* a run resumed from a checkpoint sees"):
+        trainer.fit(tf.data.Dataset.from_tensor_slices(images).shuffle(256, seed=1).batch(64), epochs=1, verbose=0)

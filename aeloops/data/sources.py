@@ -25,6 +25,7 @@ __all__ = [
     "bernoulli_draw",
     "check_dataset",
     "epoch_batches",
+    "reshuffles_each_iteration",
     "to_tensors",
 ]
 
@@ -100,6 +101,23 @@ class DatasetSource:
         """Returns the batches of ``epoch`` after the first ``done``."""
         # The outer loop counts the steps; the dataset's own order is the user's (see docs/library.md).
         return self.dataset.repeat().skip(done).prefetch(tf.data.AUTOTUNE)
+
+
+def reshuffles_each_iteration(dataset: tf.data.Dataset) -> bool:
+    """Whether ``dataset`` draws a new order on each pass (``shuffle(reshuffle_each_iteration=True)``, the default).
+
+    Such an order comes from a seed no checkpoint holds, so a resumed run
+    sees another. Read from the pipeline's graph; one that cannot be read
+    counts as not reshuffling (no false alarm).
+    """
+    try:
+        graph = tf.compat.v1.GraphDef()
+        # _variant_tensor: the handle every tf.data.Dataset has; tf.data offers no public way to its graph.
+        graph.ParseFromString(tf.raw_ops.DatasetToGraphV2(input_dataset=dataset._variant_tensor).numpy())
+    except (AttributeError, tf.errors.OpError, ValueError):
+        return False
+    nodes = [*graph.node, *(node for function in graph.library.function for node in function.node_def)]
+    return any(node.op.startswith("ShuffleDataset") and node.attr["reshuffle_each_iteration"].b for node in nodes)
 
 
 def as_batch_dict(batch: Any) -> dict[str, tf.Tensor]:

@@ -20,6 +20,7 @@ import io
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from aeloops.data.sources import (
     as_arrays,
     as_batch_dict,
     check_dataset,
+    reshuffles_each_iteration,
     to_tensors,
 )
 from aeloops.training.callbacks import EpochProgress
@@ -356,6 +358,13 @@ def _training_source(trainer: Trainer, data: Data, batch_size: int, steps_per_ep
         return data
     if isinstance(data, tf.data.Dataset):
         check_dataset(data, getattr(trainer.model, "example_shape", None), "data")
+        if reshuffles_each_iteration(data):
+            warnings.warn(
+                "This dataset draws a new order each epoch (shuffle's reshuffle_each_iteration=True) from a seed no "
+                "checkpoint holds: a run resumed from a checkpoint sees another order. For an exact resume, shuffle "
+                "with reshuffle_each_iteration=False and a seed of the epoch's, or pass arrays (docs/library.md).",
+                stacklevel=3,
+            )
         return DatasetSource(data, steps_per_epoch)
     arrays = as_arrays(data, "data")
     check_targets(trainer, arrays, "data")
