@@ -105,8 +105,8 @@ class Checkpointer(Callback):
     >>> Checkpointer(again, run_dir.name).restore(), again.completed_epochs
     (True, 2)
     >>> more = again.fit(images, epochs=3, batch_size=64, verbose=0)   # that run, on to epoch 3
-    >>> len(more["loss"]), again.completed_epochs
-    (1, 3)
+    >>> len(more["loss"]), again.completed_epochs                      # its history, every epoch
+    (3, 3)
     >>> run_dir.cleanup()
     """
 
