@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -82,12 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}.")
         spec = spec_lib.load_sweep(args.sweep, trust_code=args.trust_code)
+        from aeloops.sweeps import study as study_lib  # Deferred: imports TensorFlow and Optuna.
+
+        study = _open_study(study_lib, spec, args.storage)
         if not args.worker:
             spec.directory.mkdir(parents=True, exist_ok=True)
             _check_same_sweep(spec, _describe(spec))
-        from aeloops.sweeps import study as study_lib  # Deferred: imports TensorFlow and Optuna.
-
-        study = study_lib.create_study(spec, args.storage)
     except (ValueError, TypeError) as error:
         return _fail(str(error))
     if args.workers > 1 and not args.worker:
@@ -106,6 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Summary: {spec.directory / 'summary.json'}; compare the trials in HParams: "
           f"tensorboard --logdir {shlex.quote(str(spec.directory))}")  # fmt: skip
     return code or 0
+
+
+def _open_study(study_lib: object, spec: spec_lib.SweepSpec, storage: str | None) -> object:
+    """Creates or loads the sweep's study; a storage that cannot be reached or read is one line."""
+    try:
+        return study_lib.create_study(spec, storage)
+    except (ValueError, TypeError):
+        raise
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy's and the database drivers' own errors.
+        cause = " ".join(str(error).split("\n")[0].split())[:200] or type(error).__name__
+        where = storage if storage is not None else str(spec.directory / "study.db")
+        hidden = re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", where)  # A password in the URL stays off the screen.
+        cause = cause.replace(where, hidden)  # Should the driver's message quote the URL.
+        raise ValueError(f"Cannot open the study's storage {hidden}: {cause}. Check --storage.") from None
 
 
 def _spawn(args: argparse.Namespace, argv: Sequence[str]) -> int | None:

@@ -206,3 +206,16 @@ def _grid_order(seed):
     grid = optuna.samplers.GridSampler({"learning_rate": [0.01, 0.011, 1e-9]}, seed=seed)
     study = optuna.create_study(sampler=grid)
     return [study.ask().suggest_categorical("learning_rate", [0.01, 0.011, 1e-9]) for _ in range(3)]
+
+
+def test_a_storage_that_cannot_be_reached_is_one_line_without_its_password_and_nothing_is_written(tmp_path, capsys):
+    pytest.importorskip("psycopg2")
+    path = write_sweep(tmp_path, "[space]\nlearning_rate = [0.001]\n")
+    # Port 9 on the loopback: nothing listens there, the connection is refused at once.
+    storage = "postgresql+psycopg2://sweeper:s3cret@127.0.0.1:9/sweeps"
+    assert sweep.main([str(path), "--storage", storage]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aeloops.sweep: error: Cannot open the study's storage "
+                          "postgresql+psycopg2://sweeper:***@127.0.0.1:9/sweeps: ")  # fmt: skip
+    assert err.count("\n") == 1 and "s3cret" not in err and "Check --storage." in err
+    assert not (tmp_path / "runs").exists()

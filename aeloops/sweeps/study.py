@@ -100,7 +100,8 @@ def create_study(spec: SweepSpec, storage: str | None = None) -> optuna.Study:
         if spec.pruning
         else optuna.pruners.NopPruner()
     )
-    spec.directory.mkdir(parents=True, exist_ok=True)
+    if storage is None:  # The SQLite file's folder; a storage elsewhere needs none yet.
+        spec.directory.mkdir(parents=True, exist_ok=True)
     return optuna.create_study(
         study_name=spec.name, storage=storage_url(spec, storage), sampler=make_sampler(spec, spec.seed), pruner=pruner,
         direction=spec.direction, load_if_exists=True,
