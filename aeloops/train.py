@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shlex
 import signal
 import sys
 import threading
@@ -148,7 +149,21 @@ def resolve_config(args: argparse.Namespace) -> tuple[config_lib.TrainConfig, Ru
             f"--resume continues {run_dir.path} with its saved settings; {changed[0]} cannot change "
             "(start a new run to change it)."
         )
+    typed_cache = "cache" in given or "cache" in _set_values(args.set, saved)
+    if requested.cache is not None and not typed_cache and not _inside(requested.cache, run_dir.path):
+        # The decoded-image cache is written to: a run's file (perhaps a stranger's) does not choose where.
+        raise ValueError(
+            f"{run_dir.config} names the cache {requested.cache}, outside the run, where resuming would write "
+            f"decoded images; aeloops writes nowhere a run's file names. To use it, say so: add --cache "
+            f"{shlex.quote(requested.cache)}"
+        )
     return dataclasses.replace(requested, run_dir=str(run_dir.path), resume=True), run_dir
+
+
+def _inside(path: str, directory: pathlib.Path) -> bool:
+    """Whether ``path`` lies inside ``directory`` (links resolved)."""
+    resolved, home = os.path.realpath(path), os.path.realpath(directory)
+    return os.path.commonpath([resolved, home]) == home
 
 
 def version_note(path: str | os.PathLike) -> str | None:

@@ -111,7 +111,14 @@ def test_a_streamed_folder_trains_as_the_same_images_in_memory_and_resumes_exact
     cache = ["--cache", str(tmp_path / "cache")]
     assert train.main([*common, "--epochs", "1", "--stream", *cache, "--run-dir", str(tmp_path / "resumed")]) == 0
     assert "Decoding 1,024 images of" in capsys.readouterr().out
-    assert train.main(["--resume", "--run-dir", str(tmp_path / "resumed"), "--epochs", "2", "--quiet"]) == 0
+    # config.json names the cache, outside the run: resuming writes there only when told again.
+    resume = ["--resume", "--run-dir", str(tmp_path / "resumed"), "--epochs", "2", "--quiet"]
+    before = {path: path.read_bytes() for path in (tmp_path / "cache").rglob("*") if path.is_file()}
+    assert train.main(resume) == 2
+    assert {path: path.read_bytes() for path in (tmp_path / "cache").rglob("*") if path.is_file()} == before
+    advice = capsys.readouterr().err.strip().rsplit(": add ", 1)[1].split()
+    assert advice == cache
+    assert train.main([*resume, *advice]) == 0
     assert "Decoding" not in capsys.readouterr().out
     (cached,) = (tmp_path / "cache").glob("*.npy")
     assert np.load(cached).dtype == np.uint8 and np.load(cached).shape == (1024, 28, 28, 1)  # Every file, once.

@@ -34,6 +34,12 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a received run's config.json chooses where the cache is written", "aeloops/train.py",
+        "    typed_cache = \"cache\" in given or \"cache\" in _set_values(args.set, saved)\n",
+        "    typed_cache = True\n",
+        ("tests/test_own_data.py", "-k", "streamed_folder_trains"),
+    ),
+    Mutation(
         "a slow epoch on a pipe stays silent until its end", "aeloops/training/outer_loop.py",
         "finalize = True  # Keras's one-line format", "finalize = None  # Keras's one-line format",
         ("tests/test_loop.py", "-k", "slow_epoch_on_a_pipe"),
