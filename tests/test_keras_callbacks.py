@@ -250,8 +250,9 @@ def test_optuna_records_every_epoch_through_its_keras_callback_and_prunes(images
     assert list(pruned.trials[0].intermediate_values) == [0]
 
 
-def test_mlflow_records_what_the_history_holds(images, validation, tmp_path):
+def test_mlflow_records_what_the_history_holds(images, validation, tmp_path, monkeypatch):
     mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)  # MLflow's default experiment keeps its artifacts in ./mlruns.
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     fitted = trainer()
     with mlflow.start_run() as run:
