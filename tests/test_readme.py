@@ -205,5 +205,6 @@ def test_pcgrad_example_survives_a_term_without_gradient_and_its_naive_version_i
     assert re.fullmatch(
         r"The gradient became NaN or Inf at step \d+ while every loss term was finite; training stopped before "
         r"saving it\. A train step that divides by a norm that can be zero \(gradient surgery, say\) needs "
-        r"tf\.math\.divide_no_nan; else lower the learning rate, or skip such steps \(on_nonfinite='skip', "
-        r"--on-nonfinite skip\)\.", message), message
+        r"tf\.math\.divide_no_nan; else lower the learning rate, or go on past such steps: skip each "
+        r"\(on_nonfinite='skip', --on-nonfinite skip\) or roll back to the state before it "
+        r"\(on_nonfinite='rollback', --on-nonfinite rollback\)\.", message), message

@@ -34,6 +34,28 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a rollback leaves the bad call's state in place", "aeloops/training/recovery.py",
+        "        self.roll_back(count)\n        self.state.recoveries.assign_add(1)\n",
+        "        self.state.recoveries.assign_add(1)\n",
+        ("tests/test_recovery.py", "-k", "spike_rolls_back"),
+    ),
+    Mutation(
+        "the spike rule never fills its window", "aeloops/training/recovery.py",
+        "        self.state.accepted.assign_add(1)\n", "",
+        ("tests/test_recovery.py", "-k", "spike_rolls_back"),
+    ),
+    Mutation(
+        "a rollback's skipped steps do not advance the step counter", "aeloops/training/recovery.py",
+        "        self.trainer.step.assign_add(skipped)\n", "",
+        ("tests/test_recovery.py", "-k", "killed_and_resumed or finishes_with_rollback"),
+    ),
+    Mutation(
+        "a rolled-back call's steps count in the epoch's means", "aeloops/training/outer_loop.py",
+        "    skipped = sums.get(NONFINITE_STEPS, 0.0) + sums.get(ROLLED_BACK_STEPS, 0.0)\n",
+        "    skipped = sums.get(NONFINITE_STEPS, 0.0)\n",
+        ("tests/test_recovery.py", "-k", "spike_rolls_back"),
+    ),
+    Mutation(
         "a received run's config.json chooses where the cache is written", "aeloops/train.py",
         "    typed_cache = \"cache\" in given or \"cache\" in _set_values(args.set, saved)\n",
         "    typed_cache = True\n",

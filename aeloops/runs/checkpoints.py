@@ -26,29 +26,17 @@ import re
 import shlex
 from typing import TYPE_CHECKING, Any
 
-import keras
 import tensorflow as tf
 
 from aeloops.runs import checkpoint_files
 from aeloops.runs.directory import RunWriteError
 from aeloops.training.callbacks import Callback, EpochProgress
+from aeloops.training.recovery import seed_generator_states
 
 if TYPE_CHECKING:
     from aeloops.training.trainer import Trainer
 
 __all__ = ["Checkpointer"]
-
-
-def _seed_generator_states(trainer: Trainer) -> list[tf.Variable]:
-    """Returns the SeedGenerator states of every Keras layer the trainer holds, once each."""
-    layers = [trainer.model, *trainer._flatten(predicate=lambda value: isinstance(value, keras.layers.Layer))]
-    states, seen = [], set()
-    for layer in layers:
-        for variable in layer.variables:
-            if variable.name == "seed_generator_state" and id(variable) not in seen:
-                seen.add(id(variable))
-                states.append(variable)
-    return states
 
 
 def _restore_into(objects: dict[str, Any], prefix: str) -> str | None:
@@ -142,7 +130,7 @@ class Checkpointer(Callback):
         # A state file lost or damaged is rebuilt from the checkpoint files before the manager reads it.
         self.repair = checkpoint_files.repair_state_file(self.read_directory)
         self.run_record = tf.Variable("", dtype=tf.string, trainable=False, name="run_record")
-        self._objects = {"trainer": trainer, "seed_generators": _seed_generator_states(trainer)}
+        self._objects = {"trainer": trainer, "seed_generators": seed_generator_states(trainer)}
         self.checkpoint = tf.train.Checkpoint(**self._objects, run_record=self.run_record)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.directory, max_to_keep=max_to_keep, checkpoint_name=checkpoint_files.PREFIX

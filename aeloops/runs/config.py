@@ -137,7 +137,16 @@ class TrainConfig:
     summary_every: int = _setting(100, "steps between TensorBoard scalars")
     projector_every: int | None = _setting(None, "also write the Projector's codes every this many epochs")
     gradient_cosines: bool = _setting(False, "also log the cosine between each pair of loss terms' gradients")
-    on_nonfinite: str = _setting("stop", "stop, or skip the update, when a loss term is NaN or Inf")
+    on_nonfinite: str = _setting(
+        "stop", "when a loss term or gradient is NaN or Inf: stop, skip the update, or rollback (and go on)"
+    )
+    # How --on-nonfinite rollback recovers (aeloops.training.recovery.Recovery).
+    max_recoveries: int = _setting(3, "rollback: the most recoveries a run makes before it stops")
+    rollback_lr_factor: float = _setting(1.0, "rollback: multiply the learning rate by this at each recovery")
+    spike_factor: float | None = _setting(
+        None, "rollback: also roll back a call whose loss exceeds this many times the recent median"
+    )
+    spike_window: int = _setting(20, "rollback: how many compiled calls the spike rule's median covers")
     deterministic: bool = _setting(False, "deterministic ops: a resumed run repeats exactly")
     # What is watched each epoch: the best checkpoint, early stopping and plateau reductions.
     monitor: str | None = _setting(None, "value watched for the best checkpoint (default val_loss, else loss)")

@@ -11,6 +11,7 @@ ValueError: lr_factor must be between 0 and 1 (exclusive), so the rate falls and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,7 @@ def validate(config: TrainConfig) -> None:
         if getattr(config, name) not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}; got {getattr(config, name)!r}.")
     _validate_images(config)
+    _validate_recovery(config)
     if config.profile_steps is not None:
         first, separator, last = config.profile_steps.partition(":")
         if not (separator and first.isdigit() and last.isdigit() and int(first) < int(last)):
@@ -114,6 +116,33 @@ def _validate_images(config: TrainConfig) -> None:
         _expect("validation_data", config.validation_data, (str,), "a path")
     if config.validation_split is not None and config.validation_data is not None:
         raise ValueError("Give validation_split or validation_data, not both.")
+
+
+def _validate_recovery(config: TrainConfig) -> None:
+    """Checks how ``on_nonfinite = "rollback"`` recovers, and that its settings are not given for nothing."""
+    for name in ("max_recoveries", "spike_window"):
+        value = getattr(config, name)
+        _expect(name, value, (int,), "a positive integer")
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}.")
+    _expect("rollback_lr_factor", config.rollback_lr_factor, (int, float), "a number")
+    if not (math.isfinite(config.rollback_lr_factor) and 0 < config.rollback_lr_factor <= 1):
+        raise ValueError(f"rollback_lr_factor must lie in (0, 1], got {config.rollback_lr_factor}.")
+    if config.spike_factor is not None:
+        _expect("spike_factor", config.spike_factor, (int, float), "a number")
+        if not (math.isfinite(config.spike_factor) and config.spike_factor > 1):
+            raise ValueError(f"spike_factor must be a number above 1, got {config.spike_factor}.")
+    names = ("max_recoveries", "rollback_lr_factor", "spike_factor", "spike_window")
+    changed = [
+        field.name
+        for field in dataclasses.fields(config)
+        if field.name in names and getattr(config, field.name) != field.default
+    ]
+    if changed and config.on_nonfinite != "rollback":
+        raise ValueError(
+            f"{changed[0]} sets how a run recovers by rolling back, but on_nonfinite is {config.on_nonfinite!r}; "
+            'add on_nonfinite = "rollback" (--on-nonfinite rollback).'
+        )
 
 
 def _validate_watching(config: TrainConfig) -> None:

@@ -49,6 +49,7 @@ from aeloops.tensorboard.summaries import SummaryWriter, reconstruction_rows
 from aeloops.training import mode_probe
 from aeloops.training.callbacks import Callback
 from aeloops.training.optimizers import make_optimizer
+from aeloops.training.recovery import Recovery
 from aeloops.training.trainer import Trainer
 
 __all__ = [
@@ -209,7 +210,20 @@ def build_trainer(
         strategy=strategy,
         seed=config.seed,
         on_nonfinite=config.on_nonfinite,
+        recovery=recovery(config),
         dynamic_binarization=config.binarize == "dynamic",
+    )
+
+
+def recovery(config: TrainConfig) -> Recovery | None:
+    """Returns how the run recovers from divergence: its ``Recovery`` under ``on_nonfinite = "rollback"``."""
+    if config.on_nonfinite != "rollback":
+        return None
+    return Recovery(
+        max_recoveries=config.max_recoveries,
+        learning_rate_factor=float(config.rollback_lr_factor),
+        spike_factor=None if config.spike_factor is None else float(config.spike_factor),
+        spike_window=config.spike_window,
     )
 
 

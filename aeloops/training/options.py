@@ -10,8 +10,9 @@ __all__ = ["LIBRARY_SCOPE", "MODES", "NONFINITE_POLICIES"]
 
 # "auto" times graph against XLA on the run's first steps (training.mode_probe).
 MODES = ("auto", "xla", "graph", "eager")
-# What a step with a non-finite loss or gradient does: end the run, or leave the weights as they were.
-NONFINITE_POLICIES = ("stop", "skip")
+# What a step with a non-finite loss or gradient does: end the run, leave the weights as they were, or
+# put back the state before its compiled call and go on (aeloops.training.recovery).
+NONFINITE_POLICIES = ("stop", "skip", "rollback")
 # The graph scope of what the library adds to a step (counting, checks, gradient norms), so a traced
 # step reads inputs -> model -> objective -> gradients -> optimizer, with one library box beside them.
 # The trailing "/" makes tf.name_scope re-enter it rather than open "aeloops_1".

@@ -42,7 +42,6 @@ from aeloops.data.sources import (
 )
 from aeloops.training.callbacks import EpochProgress
 from aeloops.training.compiled import (
-    GRADIENT_NORM,
     LOSS_SCALE_SKIPPED,
     NONFINITE_STEPS,
     WEIGHT_PREFIX,
@@ -51,11 +50,13 @@ from aeloops.training.compiled import (
 )
 from aeloops.training.keras_callbacks import CallbackList
 from aeloops.training.mode_probe import ModeProbe
+from aeloops.training.recovery import RECOVERIES, ROLLED_BACK_STEPS, Rollback
 
 if TYPE_CHECKING:
     from aeloops.training.trainer import Trainer
 
 __all__ = [
+    "DivergedError",
     "NonFiniteLossError",
     "check_targets",
     "evaluate",
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 # Values counted per epoch rather than averaged.
-_COUNTS = (NONFINITE_STEPS, LOSS_SCALE_SKIPPED)
+_COUNTS = (NONFINITE_STEPS, LOSS_SCALE_SKIPPED, RECOVERIES, ROLLED_BACK_STEPS)
 
 Source = ResidentSource | DatasetSource | StrategyArraySource
 Data = Any  # np.ndarray, a dict of np.ndarray, a tf.data.Dataset, or a source of its own epochs (ImageStream).
@@ -72,6 +73,10 @@ Data = Any  # np.ndarray, a dict of np.ndarray, a tf.data.Dataset, or a source o
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when a loss term turns NaN or Inf and the trainer is set to stop."""
+
+
+class DivergedError(FloatingPointError):
+    """Raised when a rolling-back trainer diverges once more after its last allowed recovery."""
 
 
 def fit(
@@ -146,6 +151,7 @@ def fit(
     trainer.run_first_epoch = end - epochs if initial_epoch is None else initial_epoch
     probe = ModeProbe(trainer, remaining_steps=(end - first_epoch) * source.steps_per_epoch - done)
     hooks = CallbackList(trainer, callbacks, epochs=end, steps=source.steps_per_epoch, verbose=verbose)
+    rollback = Rollback(trainer) if trainer.on_nonfinite == "rollback" else None
     hooks.train_begin()
     logs: dict[str, float] = {}
     for epoch in range(first_epoch, end):
@@ -160,7 +166,7 @@ def fit(
         if carried is not None and (carried.epoch, carried.steps) != (epoch, done):
             carried = None  # Progress of another epoch or step: this epoch's row counts the steps run now.
         epoch_logs, steps_run = _run_epoch(
-            trainer, source, epoch, shuffle, batch_size, progress, hooks, probe, done, carried
+            trainer, source, epoch, shuffle, batch_size, progress, hooks, probe, rollback, done, carried
         )
         if epoch_logs is None:  # Stopped mid-epoch: the checkpoint keeps trainer.epoch_progress for the resume.
             break
@@ -179,8 +185,7 @@ def fit(
         for name, value in logs.items():
             history.setdefault(name, []).append(value)
         if progress is not None:
-            shown = [(name, value) for name, value in logs.items() if not name.endswith("_seconds")]
-            progress.update(source.steps_per_epoch, shown)
+            progress.update(source.steps_per_epoch, _shown(logs))
         hooks.epoch_end(epoch, logs)
         if trainer.stop_training:
             break
@@ -222,6 +227,7 @@ def _run_epoch(
     progress: keras.utils.Progbar | None,
     hooks: CallbackList,
     probe: ModeProbe,
+    rollback: Rollback | None,
     done: int,
     carried: EpochProgress | None,
 ) -> tuple[dict[str, float] | None, int]:
@@ -239,12 +245,17 @@ def _run_epoch(
     while done < steps:
         count = min(probe.steps_for_call(trainer.steps_per_loop), steps - done)
         hooks.loop_begin(done)
+        if rollback is not None:
+            rollback.before_call()
         call_started = time.perf_counter()
         results = {name: float(value) for name, value in run_loop(done, count).items()}
         if probe.record(count, time.perf_counter() - call_started):
             run_loop = _epoch_runner(trainer, source, epoch, shuffle, done + count)
         if trainer.on_nonfinite == "stop" and results[NONFINITE_STEPS] > 0:
             _raise_nonfinite(trainer)
+        call_means = None
+        if rollback is not None:
+            results, call_means = _judge(rollback, results, count, progress)
         sums = {name: sums.get(name, 0.0) + value for name, value in results.items()}
         done += count
         counted += count
@@ -253,12 +264,18 @@ def _run_epoch(
         so_far = means(trainer, sums, counted)
         if progress is not None and done < steps:  # fit() shows the epoch's last values.
             throughput = steps_run * batch_size / (time.perf_counter() - started)
-            progress.update(done, [*so_far.items(), ("samples_per_second", throughput)])
-        hooks.loop_end(done - 1, means(trainer, results, count), so_far)
+            progress.update(done, [*_shown(so_far), ("samples_per_second", throughput)])
+        hooks.loop_end(done - 1, call_means or means(trainer, results, count), so_far)
         if trainer.stop_training and done < steps:
             return None, steps_run
     trainer.epoch_progress = None  # The epoch is whole: its row goes to the history, not to checkpoints.
     return means(trainer, sums, counted), steps_run
+
+
+def _shown(logs: Mapping[str, float]) -> list[tuple[str, float]]:
+    """What the progress bar shows of ``logs``: timings and counts of what did not happen are for the history."""
+    timing_or_nothing = lambda name, value: name.endswith("_seconds") or (name in _COUNTS and not value)  # noqa: E731
+    return [(name, value) for name, value in logs.items() if not timing_or_nothing(name, value)]
 
 
 def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, float]:
@@ -269,13 +286,13 @@ def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, 
     the logged ``loss`` (a plain mean of the weight would not, as the weight
     and the term change together).
     """
-    skipped = sums.get(NONFINITE_STEPS, 0.0)
+    skipped = sums.get(NONFINITE_STEPS, 0.0) + sums.get(ROLLED_BACK_STEPS, 0.0)
     # An epoch whose every step was skipped has no mean: NaN (null in history.json), not a made-up 0.
     divisor = steps - skipped if steps - skipped >= 1 else math.nan
     result = {}
     for name, value in sums.items():
         if name in _COUNTS:
-            if name != NONFINITE_STEPS or trainer.on_nonfinite == "skip":
+            if name in _POLICY_COUNTS.get(trainer.on_nonfinite, (name,)):
                 result[name] = float(round(value))
         elif name.startswith(WEIGHTED_PREFIX):
             continue
@@ -288,21 +305,55 @@ def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, 
     return result
 
 
+# The counts a non-finite policy reports; the others' are always 0 under it.
+_POLICY_COUNTS = {
+    "stop": (LOSS_SCALE_SKIPPED,),
+    "skip": (NONFINITE_STEPS, LOSS_SCALE_SKIPPED),
+    "rollback": (LOSS_SCALE_SKIPPED, RECOVERIES, ROLLED_BACK_STEPS),
+}
+
+
+def _judge(
+    rollback: Rollback, results: dict[str, float], count: int, progress: keras.utils.Progbar | None
+) -> tuple[dict[str, float], dict[str, float] | None]:
+    """Keeps a good call's results; rolls a bad one back and returns what stands for it, with its hooks' logs."""
+    reason = rollback.verdict(results, count)
+    if reason is None:
+        rollback.accept(results, count)
+        return {**results, RECOVERIES: 0.0, ROLLED_BACK_STEPS: 0.0}, None
+    if rollback.recoveries >= rollback.policy.max_recoveries:
+        rollback.give_up()
+        raise DivergedError(
+            f"After {rollback.recoveries} recoveries, the most allowed (max_recoveries, --max-recoveries), {reason}; "
+            f"training stopped with the state of step {rollback.first_step} in memory, before saving it. Allow more "
+            "recoveries, lower the learning rate at each (learning_rate_factor, --rollback-lr-factor) or from the "
+            "start, or check the data."
+        )
+    line = rollback.recover(reason, count)
+    if progress is not None:
+        # On a terminal the progress bar's line is open: the recovery's line goes below it.
+        sys.stdout.write(("\n" if progress.verbose == 1 else "") + line + "\n")
+        sys.stdout.flush()
+    # The call's values are undone: only its counts stand, for the epoch's row and the hooks.
+    counts = {RECOVERIES: 1.0, ROLLED_BACK_STEPS: float(count)}
+    return {name: 0.0 for name in results} | {NONFINITE_STEPS: 0.0, **counts}, counts
+
+
 def _raise_nonfinite(trainer: Trainer) -> None:
     step = int(trainer.first_nonfinite_step.numpy())
-    first = trainer.first_nonfinite_values()
-    terms = [name for name in first if name != "gradient" and not name.endswith(GRADIENT_NORM)]
-    if terms:  # What the first non-finite step computed, not what NaN weights made of every later step.
-        what = f"The loss term {', '.join(map(repr, terms))} became NaN or Inf at step {step}"
-        advice = "Lower the learning rate or check the data, or skip such steps"
+    subject = trainer.first_nonfinite_subject()
+    if subject != "the gradient":  # What the first non-finite step computed, not what NaN weights made of later steps.
+        what = f"{subject[0].upper()}{subject[1:]} became NaN or Inf at step {step}"
+        advice = "Lower the learning rate or check the data, or go on past such steps"
     else:
         what = f"The gradient became NaN or Inf at step {step} while every loss term was finite"
         advice = (
             "A train step that divides by a norm that can be zero (gradient surgery, say) needs "
-            "tf.math.divide_no_nan; else lower the learning rate, or skip such steps"
+            "tf.math.divide_no_nan; else lower the learning rate, or go on past such steps"
         )
     raise NonFiniteLossError(
-        f"{what}; training stopped before saving it. {advice} (on_nonfinite='skip', --on-nonfinite skip)."
+        f"{what}; training stopped before saving it. {advice}: skip each (on_nonfinite='skip', --on-nonfinite "
+        "skip) or roll back to the state before it (on_nonfinite='rollback', --on-nonfinite rollback)."
     )
 
 

@@ -52,6 +52,7 @@ from aeloops.training.compiled import (
 from aeloops.training.mode_probe import CHOICES
 from aeloops.training.optimizers import OptimizerSpec, inner_optimizer
 from aeloops.training.options import LIBRARY_SCOPE, NONFINITE_POLICIES
+from aeloops.training.recovery import Recovery, RecoveryState, scale_schedules
 from aeloops.training.step_records import Update, check_updates, library_values, nonfinite_mask
 
 __all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
@@ -104,8 +105,13 @@ class Trainer(tf.Module):
       steps_per_loop: training steps per compiled call.
       strategy: a ``tf.distribute.Strategy``; the default strategy when None.
       seed: seeds the per-epoch shuffles, so a resumed run sees the same order.
-      on_nonfinite: ``"stop"`` (raise after the compiled call) or ``"skip"``
-        (leave the weights untouched on such steps and count them).
+      on_nonfinite: ``"stop"`` (raise after the compiled call), ``"skip"``
+        (leave the weights untouched on such steps and count them), or
+        ``"rollback"`` (put back the state before the compiled call, skip its
+        batches and go on; see ``aeloops.training.recovery``).
+      recovery: with ``"rollback"``, how many times, whether the learning
+        rate is lowered, and whether loss spikes roll back too
+        (``aeloops.Recovery``; its defaults when None).
       dynamic_binarization: replace each training batch's ``"input"`` (in
         [0, 1]) with a new Bernoulli draw of its pixels at every step, keyed
         by ``seed`` and the step (so a resumed run draws the same), for a
@@ -134,6 +140,7 @@ class Trainer(tf.Module):
         strategy: tf.distribute.Strategy | None = None,
         seed: int = 0,
         on_nonfinite: str = "stop",
+        recovery: Recovery | None = None,
         dynamic_binarization: bool = False,
     ) -> None:
         super().__init__(name="trainer")
@@ -149,6 +156,10 @@ class Trainer(tf.Module):
         checks.check_outputs(model, objective)
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
+        if recovery is not None and on_nonfinite != "rollback":
+            raise ValueError(f"recovery= takes effect only with on_nonfinite='rollback', not {on_nonfinite!r}.")
+        if recovery is not None and not isinstance(recovery, Recovery):
+            raise TypeError(f"recovery must be an aeloops.Recovery, got {type(recovery).__name__}.")
         self._cache = _Cache()
         self.model = model
         self.objective = objective
@@ -158,6 +169,8 @@ class Trainer(tf.Module):
         if on_nonfinite == "skip" and is_distributed(self.strategy):
             raise ValueError("on_nonfinite='skip' is not supported under a distribution strategy; use 'stop'.")
         self.on_nonfinite = on_nonfinite
+        # How "rollback" recovers (None under the other policies); a plain value, out of checkpoints.
+        self.recovery = (recovery or Recovery()) if on_nonfinite == "rollback" else None
         self.dynamic_binarization = bool(dynamic_binarization)
         self.requested_mode = mode
         self.mode = resolve_mode(mode, model, self.strategy)
@@ -176,7 +189,11 @@ class Trainer(tf.Module):
             # The mode "auto" chose (aeloops.training.mode_probe.CHOICES; 0 before it has):
             # checkpointed, so a resumed run compiles as the run it continues did.
             self.mode_choice = _counter("mode_choice", 0)
+            # Only a rolling-back trainer holds its state, so other trainers' checkpoints are as they were.
+            self.recovery_state = RecoveryState(self.recovery.spike_window) if on_nonfinite == "rollback" else None
         self._cache.parts = list(parts.values())
+        if self.recovery_state is not None:
+            scale_schedules(self, self.recovery_state)
         # Set (by a callback or a signal handler) to stop after the current compiled call.
         self.stop_training = False
         # The epoch in progress (an aeloops.training.callbacks.EpochProgress), kept by fit and saved in checkpoints.
@@ -459,6 +476,19 @@ class Trainer(tf.Module):
         """What was not finite at the first non-finite step: its loss terms, and ``"gradient"`` if it was."""
         mask = int(self._cache.first_nonfinite_mask.numpy())
         return [name for index, name in enumerate(self._cache.nonfinite_names) if mask >> index & 1]
+
+    def first_nonfinite_subject(self) -> str:
+        """Names what went NaN or Inf first: ``"the loss terms 'bce' and 'kl'"``, or ``"the gradient"``."""
+        # Its loss terms, not the gradients nor their norms, which NaN terms make NaN anyway.
+        terms = [
+            repr(name)
+            for name in self.first_nonfinite_values()
+            if name != "gradient" and not name.endswith(GRADIENT_NORM)
+        ]
+        if not terms:
+            return "the gradient"
+        listed = terms[0] if len(terms) == 1 else f"{', '.join(terms[:-1])} and {terms[-1]}"
+        return f"the loss term{'s' if len(terms) > 1 else ''} {listed}"
 
     @property
     def optimizer(self) -> keras.optimizers.Optimizer:
