@@ -16,7 +16,11 @@ import shlex
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["check_no_links", "refuse_link", "replacing"]
+__all__ = ["WriteError", "check_no_links", "refuse_link", "replacing"]
+
+
+class WriteError(RuntimeError):
+    """A file could not be written (disk full, permissions); the message names it, the cause and what to do."""
 
 
 def refuse_link(path: str | os.PathLike) -> None:

@@ -27,9 +27,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aeloops.files import WriteError
 from aeloops.runs import config as config_lib
 from aeloops.runs.choices import MLFLOW_DEFAULT
-from aeloops.runs.directory import RunDirectory, RunWriteError, default_run_dir, is_chief_task
+from aeloops.runs.directory import RunDirectory, default_run_dir, is_chief_task
 from aeloops.runs.stderr_filter import SHOW_ALL_VARIABLE, StderrFilter
 from aeloops.training import compile_cache
 
@@ -316,7 +317,7 @@ def _main(args: argparse.Namespace, catcher: _SignalCatcher, launched: float, ca
             )
     except (ValueError, TypeError) as error:
         return _fail(" ".join(str(error).split()))
-    except RunWriteError as error:  # Disk full, permissions: what failed and where, and that resuming is safe.
+    except WriteError as error:  # Disk full, permissions: what failed and where, and what to do.
         print(f"aeloops.train: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_INTERNAL
     except FloatingPointError as error:  # A loss turned NaN or Inf: the run failed, not the user.

@@ -5,8 +5,11 @@ very history its IDX files give; synthetic colour sets go through every
 registered model; bad input ends in one line and writes nothing.
 """
 
+import errno
 import gzip
 import json
+import os
+import pathlib
 import shutil
 import struct
 
@@ -172,6 +175,43 @@ def test_a_cache_is_keyed_by_the_files_and_a_corrupt_one_is_named(tmp_path, mnis
     with pytest.raises(ValueError, match="00005.png cannot be decoded as an image"):
         _ = ImageStream(scan(str(folder)), 16, (28, 28, 1), cache=tmp_path / "cache").decoded
     assert len(list((tmp_path / "cache").iterdir())) == 4  # Two caches and their descriptions; no partial file.
+
+
+def test_a_cache_whose_bytes_changed_is_decoded_again_and_one_that_cannot_be_written_is_one_line(
+    tmp_path, mnist, capsys, monkeypatch
+):
+    """Pixel bytes changed, size and time kept: not trained on. A full disk: one line, exit 1, nothing left."""
+    folder = tmp_path / "png"
+    write_folder(folder, mnist.train_images[:64])
+    logged = []
+    first = ImageStream(scan(str(folder)), 16, (28, 28, 1), cache=tmp_path / "cache", log=logged.append).decoded
+    cache = pathlib.Path(first.path)
+    original, status = cache.read_bytes(), cache.stat()
+    changed = bytearray(original)
+    changed[-100:] = bytes(255 - value for value in changed[-100:])  # The last image's last pixels.
+    cache.write_bytes(bytes(changed))
+    os.utime(cache, ns=(status.st_atime_ns, status.st_mtime_ns))
+    again = ImageStream(scan(str(folder)), 16, (28, 28, 1), cache=tmp_path / "cache", log=logged.append).decoded
+    assert again.path == first.path and cache.read_bytes() == original
+    assert logged[-1].startswith(f"{cache} does not match what was decoded into it (changed since, or written "
+                                 "without a checksum); decoding 64 images of")  # fmt: skip
+    # Left alone, it is reused without decoding.
+    third = ImageStream(scan(str(folder)), 16, (28, 28, 1), cache=tmp_path / "cache", log=logged.append).decoded
+    assert third.path == first.path and len(logged) == 2
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("aeloops.data.decoded._Hashing.write", full)
+    run = ["--dataset", str(folder), "--stream", "--cache", str(tmp_path / "other"), "--batch-size", "16",
+           "--epochs", "1", "--run-dir", str(tmp_path / "run"), "--quiet"]  # fmt: skip
+    assert train.main(run) == 1
+    error = capsys.readouterr().err
+    other = tmp_path / "other"
+    assert error == (f"aeloops.train: Cannot write the decoded images in --cache {other}: No space left on "
+                     "device. Nothing of the run was changed; free space there, give another --cache DIR, or leave "
+                     "--cache out to decode the images every epoch.\n")  # fmt: skip
+    assert list((tmp_path / "other").iterdir()) == []  # No partial file left behind.
 
 
 def test_streamed_shards_train_and_refuse_a_split_they_cannot_hold_out(mnist_three_ways, tmp_path, capsys):

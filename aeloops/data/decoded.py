@@ -7,7 +7,11 @@ batch's rows with ``os.pread``. Rows are stored as decoding gives them
 (uint8 when every value is an exact ``k / 255``, else float32), so training
 from the cache gives the very numbers decoding gives. The cache is named by
 a fingerprint of the files and the decoding options, so a second run or a
-resume on the same files reuses it, and changed files get a new one.
+resume on the same files reuses it, and changed files get a new one. Its
+SHA-256, taken as it is written, is checked whenever it is reused: a cache
+whose bytes changed since (a disk fault, an edit that kept its size and
+time) is decoded again, never trained on. Checking reads the whole file once
+per run, at about 1 GB/s here (``benchmarks/RESULTS.md``).
 
 >>> cached = decoded_images(scan("photos/"), "/scratch/aeloops-cache")  # doctest: +SKIP
 >>> ImageStream(scan("photos/"), 128, (64, 64, 3), cache="/scratch/aeloops-cache")  # doctest: +SKIP
@@ -15,24 +19,33 @@ resume on the same files reuses it, and changed files get a new one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
+import io
 import json
 import os
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
 from aeloops.data.images import ImageFiles, decode_failure, image_dataset
 from aeloops.data.npy_rows import RowReader, npy_header
-from aeloops.files import replacing
+from aeloops.files import WriteError, replacing
 
-__all__ = ["DecodedImages", "cache_name", "decoded_images"]
+__all__ = ["CacheWriteError", "DecodedImages", "cache_name", "decoded_images", "file_digest"]
 
 # Images decoded per tf.data batch while the cache is written.
 _WRITE_BATCH = 256
+# Bytes hashed at a time when a cache is checked.
+_CHUNK = 1 << 24
+
+
+class CacheWriteError(WriteError):
+    """The cache directory cannot take the decoded images (full, read-only); the message says which and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,39 +83,71 @@ def decoded_images(
     directory = pathlib.Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"--cache {directory} is a file; give a directory for the decoded images.")
-    directory.mkdir(parents=True, exist_ok=True)
+    with _cache_writes(directory):
+        directory.mkdir(parents=True, exist_ok=True)
     stem = cache_name(files)
     array_path, description_path = directory / f"{stem}.npy", directory / f"{stem}.json"
-    found = _existing(files, array_path, description_path)
+    found, problem = _existing(files, array_path, description_path)
     if found is not None:
         return found
     if log is not None:
-        log(f"Decoding {files.count:,} images of {files.source} once into {array_path}; later epochs and runs "
+        why = f"{array_path} {problem}; decoding" if problem else "Decoding"
+        log(f"{why} {files.count:,} images of {files.source} once into {array_path}; later epochs and runs "
             "read them from there.")  # fmt: skip
     shard_counts = _shard_counts(files)
-    try:  # Resized values are no longer multiples of 1/255; converted ones are found out while writing.
-        _write(files, array_path, np.float32 if files.resize else np.uint8)
-    except _NotExactError:
-        _write(files, array_path, np.float32)
-    description = {"source": files.source, "count": files.count, "shape": list(files.shape),
-                   "shard_counts": list(shard_counts)}  # fmt: skip
-    with replacing(description_path) as partial:
-        partial.write_text(json.dumps(description, indent=2) + "\n")
+    with _cache_writes(directory):
+        try:  # Resized values are no longer multiples of 1/255; converted ones are found out while writing.
+            digest = _write(files, array_path, np.float32 if files.resize else np.uint8)
+        except _NotExactError:
+            digest = _write(files, array_path, np.float32)
+        description = {"source": files.source, "count": files.count, "shape": list(files.shape),
+                       "shard_counts": list(shard_counts), "sha256": digest}  # fmt: skip
+        with replacing(description_path) as partial:
+            partial.write_text(json.dumps(description, indent=2) + "\n")
     return DecodedImages(str(array_path), shard_counts)
 
 
-def _existing(files: ImageFiles, array_path: pathlib.Path, description_path: pathlib.Path) -> DecodedImages | None:
-    """Returns the cache already written for ``files``, or None when there is none (or not a whole one)."""
+@contextlib.contextmanager
+def _cache_writes(directory: pathlib.Path) -> Iterator[None]:
+    """Turns an OSError while writing the cache into one ``CacheWriteError`` line saying what to do."""
+    try:
+        yield
+    except CacheWriteError:
+        raise
+    except OSError as error:
+        cause = os.strerror(error.errno) if error.errno else str(error)
+        advice = "free space there" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+        raise CacheWriteError(
+            f"Cannot write the decoded images in --cache {directory}: {cause}. Nothing of the run was changed; "
+            f"{advice}, give another --cache DIR, or leave --cache out to decode the images every epoch.",
+        ) from None
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """Returns the SHA-256 of the file at ``path``, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _existing(
+    files: ImageFiles, array_path: pathlib.Path, description_path: pathlib.Path
+) -> tuple[DecodedImages | None, str | None]:
+    """Returns the cache already written for ``files`` (or None), and why a cache that is there cannot be used."""
     if not (array_path.is_file() and description_path.is_file()):
-        return None
+        return None, None  # None yet, or a write that did not finish: its description comes last.
     try:
         description = json.loads(description_path.read_text())
         shape, _, _ = npy_header(array_path)  # The header only: no descriptor left open.
     except (OSError, ValueError):
-        return None
+        return None, "cannot be read"
     if description.get("count") != files.count or list(shape) != [files.count, *files.shape]:
-        return None
-    return DecodedImages(str(array_path), tuple(description.get("shard_counts", ())))
+        return None, "does not hold these images"
+    if description.get("sha256") != file_digest(array_path):
+        return None, "does not match what was decoded into it (changed since, or written without a checksum)"
+    return DecodedImages(str(array_path), tuple(description.get("shard_counts", ()))), None
 
 
 def _shard_counts(files: ImageFiles) -> tuple[int, ...]:
@@ -116,12 +161,16 @@ class _NotExactError(Exception):
     """Decoded values that uint8 cannot hold exactly (resized or colour-converted ones)."""
 
 
-def _write(files: ImageFiles, path: pathlib.Path, dtype: type) -> None:
-    """Writes every decoded image of ``files`` as ``dtype``; raises ``_NotExactError`` if uint8 would round them."""
+def _write(files: ImageFiles, path: pathlib.Path, dtype: type) -> str:
+    """Writes every decoded image of ``files`` as ``dtype``; returns the file's SHA-256.
+
+    Raises ``_NotExactError`` if uint8 would round the images.
+    """
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
               "shape": (files.count, *files.shape)}  # fmt: skip
     written = 0
-    with replacing(path) as partial, open(partial, "wb") as stream:
+    with replacing(path) as partial, open(partial, "wb") as file:
+        stream = _Hashing(file)
         np.lib.format.write_array_header_2_0(stream, header)
         try:
             for batch in image_dataset(files).batch(_WRITE_BATCH).prefetch(2):
@@ -139,3 +188,19 @@ def _write(files: ImageFiles, path: pathlib.Path, dtype: type) -> None:
         if written != files.count:
             raise ValueError(f"{files.source} changed while it was decoded: {files.count} images listed, "
                              f"{written} read.")  # fmt: skip
+    return stream.digest.hexdigest()
+
+
+class _Hashing(io.RawIOBase):
+    """A file being written that hashes what goes through it."""
+
+    def __init__(self, file: io.BufferedWriter) -> None:
+        self.file = file
+        self.digest = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.file.write(data)

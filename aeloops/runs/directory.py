@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from aeloops.files import check_no_links, refuse_link, replacing
+from aeloops.files import WriteError, check_no_links, refuse_link, replacing
 
 try:
     import fcntl
@@ -80,7 +80,7 @@ def default_run_dir(model: str, now: datetime.datetime | None = None) -> str:
     return os.path.join("runs", f"{model}-{now:%Y%m%d-%H%M%S}")
 
 
-class RunWriteError(RuntimeError):
+class RunWriteError(WriteError):
     """A file of the run could not be written (disk full, permissions); the message names it and the cause."""
 
 

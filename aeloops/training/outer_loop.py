@@ -151,7 +151,7 @@ def fit(
     trainer.run_first_epoch = end - epochs if initial_epoch is None else initial_epoch
     probe = ModeProbe(trainer, remaining_steps=(end - first_epoch) * source.steps_per_epoch - done)
     hooks = CallbackList(trainer, callbacks, epochs=end, steps=source.steps_per_epoch, verbose=verbose)
-    rollback = Rollback(trainer) if trainer.on_nonfinite == "rollback" else None
+    rollback = trainer.rollback()
     hooks.train_begin()
     logs: dict[str, float] = {}
     for epoch in range(first_epoch, end):

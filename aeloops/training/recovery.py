@@ -120,6 +120,11 @@ def seed_generator_states(trainer: Trainer) -> list[tf.Variable]:
     return states
 
 
+def _value(variable: Any) -> tf.Tensor:
+    """A variable's value: a Keras variable's own, uncast."""
+    return variable.value if isinstance(variable, keras.Variable) else variable.read_value()
+
+
 def state_variables(trainer: Trainer) -> list[Any]:
     """Returns every variable of the trainer's state, once each: what a checkpoint holds of it."""
     found = [
@@ -143,16 +148,29 @@ class Rollback:
         self.trainer = trainer
         self.policy: Recovery = trainer.recovery
         self.state: RecoveryState = trainer.recovery_state
-        self.variables = state_variables(trainer)
-        self._kept: list[np.ndarray] = []
+        variables = state_variables(trainer)
+        step_index = next(index for index, variable in enumerate(variables) if variable is trainer.step)
+        # One compiled call reads every variable, one writes them back: per-variable reads from Python
+        # cost more than a small model's step. The values read share the variables' buffers until the
+        # next update copies them (TensorFlow's copy-on-write), so keeping them is cheap.
+        @tf.function
+        def read() -> list[tf.Tensor]:
+            return [_value(variable) for variable in variables]
+
+        @tf.function
+        def write(values: list[tf.Tensor]) -> None:
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+        self._read, self._write = read, write
+        self._step_index = step_index
+        self._kept: list[tf.Tensor] = []
         self.first_step = 0
 
     def before_call(self) -> None:
         """Keeps the trainer's state as it is now, before a compiled call."""
-        # Host copies: a rollback is rare, so keeping costs one read of each variable per call and
-        # no second copy of the model on the device.
-        self._kept = [np.array(variable) for variable in self.variables]
-        self.first_step = int(self.trainer.step.numpy())
+        self._kept = self._read()
+        self.first_step = int(self._kept[self._step_index])
 
     def verdict(self, results: Mapping[str, float], count: int) -> str | None:
         """Returns why the call that gave ``results`` over ``count`` steps must be rolled back, or None."""
@@ -180,8 +198,7 @@ class Rollback:
 
     def roll_back(self, skipped: int) -> None:
         """Puts the kept state back; the step counter goes on past the ``skipped`` steps."""
-        for variable, value in zip(self.variables, self._kept):
-            variable.assign(value)
+        self._write(self._kept)
         self.trainer.step.assign_add(skipped)
 
     @property

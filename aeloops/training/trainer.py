@@ -52,7 +52,7 @@ from aeloops.training.compiled import (
 from aeloops.training.mode_probe import CHOICES
 from aeloops.training.optimizers import OptimizerSpec, inner_optimizer
 from aeloops.training.options import LIBRARY_SCOPE, NONFINITE_POLICIES
-from aeloops.training.recovery import Recovery, RecoveryState, scale_schedules
+from aeloops.training.recovery import Recovery, RecoveryState, Rollback, scale_schedules
 from aeloops.training.step_records import Update, check_updates, library_values, nonfinite_mask
 
 __all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
@@ -83,6 +83,8 @@ class _Cache:
         self.first_nonfinite_mask: tf.Variable | None = None
         # The rows of the fit in progress or last run (Trainer.fit_history).
         self.fit_history: dict[str, list[float]] = {}
+        # Under on_nonfinite="rollback", what keeps the state before each call (Trainer.rollback), once built.
+        self.rollback: Rollback | None = None
 
 
 class Trainer(tf.Module):
@@ -471,6 +473,15 @@ class Trainer(tf.Module):
         the trainer, changing what its checkpoints hold.
         """
         self._cache.fit_history = history
+
+    def rollback(self) -> Rollback | None:
+        """Under ``on_nonfinite="rollback"``, what keeps the state before each compiled call; None otherwise.
+
+        Built once, so its compiled reads and writes are traced once.
+        """
+        if self.recovery is not None and self._cache.rollback is None:
+            self._cache.rollback = Rollback(self)
+        return self._cache.rollback
 
     def first_nonfinite_values(self) -> list[str]:
         """What was not finite at the first non-finite step: its loss terms, and ``"gradient"`` if it was."""
