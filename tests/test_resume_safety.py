@@ -18,6 +18,7 @@ import tempfile
 import numpy as np
 import pytest
 
+from aeloops import files as files_module
 from aeloops import train
 from aeloops.runs import experiment
 from aeloops.runs.directory import RunDirectory
@@ -247,6 +248,33 @@ def test_a_failed_checkpoint_save_ends_in_one_line_and_the_previous_checkpoint_r
     assert train.main(command[3:]) == 0  # Without the limit, in this process.
     assert "at step 16 (epoch 3)" in capsys.readouterr().out
     assert json.loads((run_dir / "history.json").read_text())["epoch"] == [1, 2, 3]
+
+
+def dead_pid():
+    """A process number no process has now."""
+    return next(pid for pid in range(4_000_000, 4_100_000) if not files_module._running(pid))
+
+
+def test_leftovers_of_killed_writes_are_removed_by_the_next_run_and_writes_in_progress_are_not(run_dir, capsys):
+    dead, alive = dead_pid(), os.getpid()
+    planted = {
+        run_dir / f".history.json.{dead}-k2j4.partial": "file",  # A JSON write killed before its rename.
+        run_dir / f".reconstructions.png.{dead}-a8d1.partial": "file",
+        run_dir / "checkpoints" / "ckpt-99_temp": "dir",  # TensorFlow's save, killed before it merged.
+        run_dir / "checkpoints" / "best" / "ckpt-98_temp": "dir",
+    }
+    in_progress = run_dir / f".history.json.{alive}-zz11.partial"  # Another live process's write: kept.
+    for path, kind in planted.items():
+        if kind == "dir":
+            path.mkdir()
+            (path / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"half")
+        else:
+            path.write_bytes(b"half")
+    in_progress.write_bytes(b"being written")
+    code, _, stderr = resume(run_dir, capsys)
+    assert code == 0, stderr
+    assert [path for path in planted if path.exists()] == []
+    assert in_progress.read_bytes() == b"being written"
 
 
 def test_a_failed_history_write_ends_in_one_line_and_keeps_the_old_file(run_dir, capsys, monkeypatch):

@@ -34,6 +34,17 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a killed write's temporary file stays forever", "aeloops/files.py",
+        "    remove_leftovers(path, suffix)\n    descriptor, name", "    descriptor, name",
+        ("tests/test_resume_safety.py", "-k", "leftovers"),
+    ),
+    Mutation(
+        "a reused cache is not checked against its checksum", "aeloops/data/decoded.py",
+        "    if description.get(\"sha256\") != file_digest(array_path):\n",
+        "    if False:\n",
+        ("tests/test_own_data.py", "-k", "bytes_changed"),
+    ),
+    Mutation(
         "a rollback leaves the bad call's state in place", "aeloops/training/recovery.py",
         "        self.roll_back(count)\n        self.state.recoveries.assign_add(1)\n",
         "        self.state.recoveries.assign_add(1)\n",

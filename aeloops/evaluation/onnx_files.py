@@ -24,8 +24,6 @@ import dataclasses
 import logging
 import os
 import pathlib
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.evaluation.serving import FLOAT32_TOLERANCE, SIGNATURES, probe_inputs, serving_functions
+from aeloops.files import replacing_directory
 from aeloops.models.base import Autoencoder
 from aeloops.objectives.objective import Objective
 
@@ -131,13 +130,7 @@ def write_onnx(
                 )
         files[f"{name}.onnx"] = proto.SerializeToString()
     # Written beside the target and renamed, so a failed export leaves nothing behind.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
+    with replacing_directory(path) as partial:
         for file_name, content in files.items():
-            pathlib.Path(partial, file_name).write_bytes(content)
-        os.replace(partial, path)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+            (partial / file_name).write_bytes(content)
     return OnnxReport(path, names, differences)

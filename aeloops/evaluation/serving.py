@@ -22,14 +22,13 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import shutil
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from aeloops.evaluation.anomaly import scoring_terms
+from aeloops.files import replacing_directory
 from aeloops.models.base import CODE, RECONSTRUCTION, Autoencoder
 from aeloops.models.variational import VariationalAutoencoder
 from aeloops.objectives.objective import Objective
@@ -169,15 +168,9 @@ def write_saved_model(
         raise ValueError(f"{path} already exists; export to a new directory.")
     serving, signatures = serving_functions(model, objective, step=step, image_shape=image_shape)
     # Written beside the target and renamed, so a failed export leaves nothing behind.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
-        tf.saved_model.save(serving, os.fspath(partial), signatures=signatures)
-        os.replace(partial, path)
+        with replacing_directory(path) as partial:
+            tf.saved_model.save(serving, os.fspath(partial), signatures=signatures)
     except tf.errors.OpError as error:  # A full or read-only disk, seen by TensorFlow's file system.
-        shutil.rmtree(partial, ignore_errors=True)
         raise OSError(" ".join(error.message.split())) from None
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return path

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 from collections.abc import Iterator
 
 import tensorflow as tf
@@ -53,6 +54,23 @@ def numbers(directory: str | os.PathLike) -> list[int]:
 
 
 _DATA = re.compile(rf"^{PREFIX}-(\d+)\.data-\d+-of-\d+$")
+# What TensorFlow writes a sharded save into before merging it: left behind when the save is killed.
+_TEMPORARY = re.compile(rf"^{PREFIX}-\d+_temp$")
+
+
+def remove_temporary(directory: str | os.PathLike) -> list[str]:
+    """Removes the folders of saves that were killed before they merged (``ckpt-0_temp/``); returns their names."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for name in filter(_TEMPORARY.match, names):
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    return removed
 
 
 def orphans(directory: str | os.PathLike) -> list[int]:

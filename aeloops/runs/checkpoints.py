@@ -129,6 +129,8 @@ class Checkpointer(Callback):
             checkpoint_files.check_state_file(checked)
         # A state file lost or damaged is rebuilt from the checkpoint files before the manager reads it.
         self.repair = checkpoint_files.repair_state_file(self.read_directory)
+        # A save killed before it merged left its folder: no later save would remove it.
+        checkpoint_files.remove_temporary(self.directory)
         self.run_record = tf.Variable("", dtype=tf.string, trainable=False, name="run_record")
         self._objects = {"trainer": trainer, "seed_generators": seed_generator_states(trainer)}
         self.checkpoint = tf.train.Checkpoint(**self._objects, run_record=self.run_record)
@@ -277,7 +279,11 @@ class Checkpointer(Callback):
             with trainer.raw_weights():  # What training goes on from, even after fit left the averages in.
                 return self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as error:
-            kept = f"{os.path.basename(previous)} and those before it are intact" if previous else "Nothing was saved"
+            # What is on disk, not what the manager recorded: a save may be whole but for the list naming it.
+            names = [f"{checkpoint_files.PREFIX}-{number}" for number in checkpoint_files.numbers(self.directory)]
+            whole = [name for name in names if checkpoint_files.damage(os.path.join(self.directory, name)) is None]
+            newest = whole[-1] if whole else os.path.basename(previous or "")
+            kept = f"{newest} and those before it are intact" if newest else "No checkpoint was saved"
             raise RunWriteError(
                 f"Cannot save a checkpoint in {self.directory}: {_write_cause(error)}. {kept}; free space or fix "
                 "the permissions, then --resume."
