@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from aeloops import evaluate as evaluate_cli
+from aeloops import export as export_cli
 from aeloops import train as train_cli
 from aeloops.models import load_model
 from aeloops.training.callbacks import TIMINGS
@@ -133,7 +135,11 @@ def checkpoint_files(run_dir):
     return {path.name: path.read_bytes() for path in (run_dir / "checkpoints").glob("ckpt-*")}
 
 
-def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_checkpoint(reference, tmp_path, capsys):
+@pytest.mark.parametrize("kept", ["half", "ten bytes"])
+def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_checkpoint(
+    reference, tmp_path, capsys, kept
+):
+    """Cut in its middle (the weights unreadable) or after ten bytes (the run record too)."""
     # A name a shell would split, expand and unquote: the advice must be safe to paste all the same.
     run_dir = tmp_path / "my runs" / "it's $HOME é"
     (tmp_path / "my").mkdir()  # What an unquoted 'mv my runs/...' would have moved.
@@ -141,7 +147,7 @@ def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_check
     latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     data_file = f"{latest}.data-00000-of-00001"
     with open(data_file, "r+b") as stream:
-        stream.truncate(os.path.getsize(data_file) // 2)
+        stream.truncate(os.path.getsize(data_file) // 2 if kept == "half" else 10)
     before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
     assert (run_dir / ".lock").read_text() == ""  # Released: no process named.
     intact = {
@@ -155,6 +161,10 @@ def test_damaged_checkpoint_advice_followed_literally_keeps_every_loadable_check
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"aeloops.train: error: Checkpoint {latest} is damaged"), stderr
     assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+    if kept == "ten bytes":  # Evaluate and export read the same checkpoint and give the same line.
+        for command in (evaluate_cli, export_cli):
+            assert command.main([str(run_dir)]) == 2
+            assert "is damaged (Read less bytes than requested); ckpt-" in capsys.readouterr().err
     # The advice, followed literally, moves only the damaged files.
     command = lines[0].split("(nothing else changes): ", 1)[1]
     subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True)

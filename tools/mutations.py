@@ -34,6 +34,12 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a checkpoint cut after ten bytes is a traceback", "aeloops/runs/checkpoint_files.py",
+        "    except (tf.errors.OpError, OSError, IndexError) as error:\n",
+        "    except (tf.errors.OpError, OSError) as error:\n",
+        ("tests/test_reliability.py", "-k", "damaged"),
+    ),
+    Mutation(
         "a killed write's temporary file stays forever", "aeloops/files.py",
         "    remove_leftovers(path, suffix)\n    descriptor, name", "    descriptor, name",
         ("tests/test_resume_safety.py", "-k", "leftovers"),

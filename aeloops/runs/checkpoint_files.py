@@ -109,7 +109,8 @@ def read_record(prefix: str) -> dict | None:
         if not reader.has_tensor(RECORD_KEY):
             return None
         text = reader.get_tensor(RECORD_KEY)
-    except (tf.errors.OpError, OSError) as error:
+    # A truncated data file makes TensorFlow's reader raise IndexError ("Read less bytes than requested").
+    except (tf.errors.OpError, OSError, IndexError) as error:
         raise ValueError(first_line(error)) from None
     text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
     try:
