@@ -13,6 +13,7 @@ as (height, width, channels).
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import zipfile
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["binarize", "image_shape", "load_array_file", "to_model_inputs"]
+__all__ = ["binarize", "image_shape", "load_array_file", "npy_header", "to_model_inputs"]
 
 
 def load_array_file(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
@@ -30,10 +31,20 @@ def load_array_file(path: str | os.PathLike, key: str | None = None) -> np.ndarr
         raise ValueError(f"{path}: expected a .npy or .npz file.")
     if not path.is_file():
         raise ValueError(f"Data file {path} does not exist.")
+    if path.suffix == ".npy":  # A header may declare more than the file holds: found out before allocating it.
+        shape, dtype, offset = npy_header(path)
+        declared, held = math.prod(shape) * dtype.itemsize, path.stat().st_size - offset
+        if declared > held:
+            raise ValueError(
+                f"Cannot read {path}: its header declares {dtype} images of shape {shape} ({declared:,} bytes), but "
+                f"the file holds {held:,} bytes after it; it is truncated or damaged."
+            )
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"Cannot read {path}: it is truncated or not a NumPy file ({error}).") from None
+    except MemoryError as error:
+        raise ValueError(f"Cannot read {path}: its arrays need more memory than this machine has ({error}).") from None
     if isinstance(loaded, np.ndarray):
         return loaded
     with loaded:
@@ -43,7 +54,7 @@ def load_array_file(path: str | os.PathLike, key: str | None = None) -> np.ndarr
             raise ValueError(f"{path} holds arrays {names}; name the one to use (expected 'x_train').")
         try:
             return loaded[chosen]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError) as error:
             raise ValueError(f"Cannot read array {chosen!r} of {path}: {error}.") from None
 
 
@@ -117,3 +128,20 @@ def binarize(images: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
     if method == "fixed":
         return (np.random.default_rng(seed).random(images.shape, dtype=np.float32) < images).astype(np.float32)
     raise ValueError(f"binarize method must be 'threshold' or 'fixed', got {method!r}.")
+
+
+def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Returns a ``.npy`` file's shape, dtype and data offset, from its header alone; refuses what rows cannot be."""
+    try:
+        with open(path, "rb") as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran_order, dtype = read_header(stream)
+            offset = stream.tell()
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read {os.fspath(path)} as a .npy file: {error}.") from None
+    if fortran_order or dtype.hasobject or not shape:
+        raise ValueError(f"{os.fspath(path)} must hold a C-ordered numeric array of examples, got {dtype} {shape}.")
+    return tuple(shape), dtype, offset

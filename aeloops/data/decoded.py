@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
+from aeloops.data.arrays import npy_header
 from aeloops.data.images import ImageFiles, decode_failure, image_dataset
-from aeloops.data.npy_rows import RowReader, npy_header
+from aeloops.data.npy_rows import RowReader
 from aeloops.files import WriteError, replacing
 
 __all__ = ["CacheWriteError", "DecodedImages", "cache_name", "decoded_images", "file_digest"]

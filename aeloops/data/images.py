@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 import zipfile
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -118,8 +119,16 @@ def _scan_folder(
 
     root = pathlib.Path(path)
     files = []
-    for directory, subdirectories, names in os.walk(root):
+    # Links to folders are followed, as Keras's loaders follow them; a folder reached twice (a link
+    # to an ancestor, say) is read once.
+    seen = {os.path.realpath(root)}
+    for directory, subdirectories, names in os.walk(root, followlinks=True):
         subdirectories.sort()  # os.walk descends in this list's order: sorted, so the order is the same everywhere.
+        for subdirectory in list(subdirectories):
+            real = os.path.realpath(os.path.join(directory, subdirectory))
+            if real in seen:
+                subdirectories.remove(subdirectory)
+            seen.add(real)
         files += [pathlib.Path(directory, name) for name in sorted(names) if name.lower().endswith(IMAGE_EXTENSIONS)]
     if not files:
         raise ValueError(
@@ -135,6 +144,13 @@ def _scan_folder(
         except (OSError, UnidentifiedImageError, ValueError) as error:
             raise ValueError(
                 f"{file} is not a readable image ({error}); remove or replace it (aeloops skips no image silently)."
+            ) from None
+        except Image.DecompressionBombError as error:  # Decoding it would take more memory than is sensible.
+            pixels = re.search(r"\((\d+) pixels\)", str(error))
+            size = f"{int(pixels[1]):,} pixels" if pixels else "too many pixels"
+            raise ValueError(
+                f"{file} has {size}, over the {2 * Image.MAX_IMAGE_PIXELS:,} Pillow decodes safely (a decompression "
+                "bomb, or a huge image); resize it or remove it (aeloops skips no image silently)."
             ) from None
     if image_size is None and len(sizes) > 1:
         (first_size, first), (second_size, second) = list(sizes.items())[:2]

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from aeloops.data.arrays import npy_header
+
 __all__ = ["RowReader", "npy_dataset", "npy_header"]
 
 
@@ -66,23 +68,6 @@ class _Reads:
 
 _READS = _Reads()
 atexit.register(_READS.drain)
-
-
-def npy_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype, int]:
-    """Returns a ``.npy`` file's shape, dtype and data offset, from its header alone; refuses what rows cannot be."""
-    try:
-        with open(path, "rb") as stream:
-            version = np.lib.format.read_magic(stream)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran_order, dtype = read_header(stream)
-            offset = stream.tell()
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Cannot read {os.fspath(path)} as a .npy file: {error}.") from None
-    if fortran_order or dtype.hasobject or not shape:
-        raise ValueError(f"{os.fspath(path)} must hold a C-ordered numeric array of examples, got {dtype} {shape}.")
-    return tuple(shape), dtype, offset
 
 
 class RowReader:

@@ -40,12 +40,56 @@ __all__ = [
     "default_run_dir",
     "is_chief_task",
     "keep_aside",
+    "read_tf_config",
     "strict_json",
+    "task_address",
     "write_json",
     "writing",
 ]
 
 LOCK_FILE = ".lock"
+
+
+def read_tf_config() -> dict[str, Any]:
+    """Returns ``TF_CONFIG`` checked: a cluster of roles listing "host:port" addresses, and this task in it.
+
+    ``{}`` without one. Whatever TensorFlow would trip over later (a task that
+    is a list, an index that is not a number or not in the cluster) is one
+    line naming TF_CONFIG and what to write instead.
+    """
+    text = os.environ.get("TF_CONFIG") or "{}"
+    try:
+        tf_config = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError("TF_CONFIG is not valid JSON; see docs/scaling.md.") from None
+    example = 'e.g. {"cluster": {"worker": ["host1:2222", "host2:2222"]}, "task": {"type": "worker", "index": 0}}'
+    if not isinstance(tf_config, dict):
+        raise ValueError(f"TF_CONFIG must be a JSON object, {example}; got {text[:80]}.")
+    cluster, task = tf_config.get("cluster") or {}, tf_config.get("task") or {}
+    if not isinstance(cluster, dict) or not all(
+        isinstance(addresses, list) and all(isinstance(address, str) for address in addresses)
+        for addresses in cluster.values()
+    ):
+        raise ValueError(f'TF_CONFIG\'s "cluster" must map each role to a list of "host:port" strings, {example}.')
+    if not isinstance(task, dict):
+        raise ValueError(f'TF_CONFIG\'s "task" must be an object naming this process\'s role and index, {example}.')
+    if task:
+        role, index = task.get("type"), task.get("index", 0)
+        if role not in cluster:
+            raise ValueError(f'TF_CONFIG\'s task type {role!r} is not a role of its cluster ({", ".join(cluster)}).')
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[role]):
+            raise ValueError(
+                f'TF_CONFIG\'s task index must be a number from 0 to {len(cluster[role]) - 1} (this process\'s place '
+                f'among the {len(cluster[role])} "{role}" addresses), got {index!r}.'
+            )
+    return tf_config
+
+
+def task_address() -> str | None:
+    """Returns this task's "host:port" in ``TF_CONFIG``'s cluster, or None without a task."""
+    tf_config = read_tf_config()
+    task = tf_config.get("task") or {}
+    return tf_config["cluster"][task["type"]][task.get("index", 0)] if task else None
 
 
 def is_chief_task() -> bool:
@@ -55,22 +99,19 @@ def is_chief_task() -> bool:
     ``MultiWorkerMirroredStrategy`` decides). Without ``TF_CONFIG``, this
     process is the only one.
     """
-    try:
-        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    except json.JSONDecodeError:
-        raise ValueError("TF_CONFIG is not valid JSON; see docs/scaling.md.") from None
+    tf_config = read_tf_config()
     task = tf_config.get("task") or {}
     if not task:
         return True
-    if task.get("type") == "chief":
+    if task["type"] == "chief":
         return True
-    has_chief = bool((tf_config.get("cluster") or {}).get("chief"))
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and not has_chief
+    has_chief = bool(tf_config["cluster"].get("chief"))
+    return task["type"] == "worker" and task.get("index", 0) == 0 and not has_chief
 
 
 def worker_scratch_dir(run_dir: pathlib.Path) -> pathlib.Path:
     """Returns where a non-chief worker writes its own checkpoints: beside the run, not in it."""
-    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    task = read_tf_config().get("task") or {}
     return run_dir.with_name(f"{run_dir.name}.{task.get('type', 'worker')}-{task.get('index', 0)}")
 
 

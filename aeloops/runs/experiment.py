@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import shlex
+import socket
 import sys
 import threading
 import time
@@ -41,7 +42,14 @@ from aeloops.runs.datasets import (
     spread_sample,
     stream_datasets,
 )
-from aeloops.runs.directory import RunDirectory, is_chief_task, worker_scratch_dir, write_json, writing
+from aeloops.runs.directory import (
+    RunDirectory,
+    is_chief_task,
+    task_address,
+    worker_scratch_dir,
+    write_json,
+    writing,
+)
 from aeloops.runs.objective import build_objective, unused_outputs
 from aeloops.runs.tracking import MlflowTracking
 from aeloops.tensorboard.images import image_grid, write_png
@@ -85,8 +93,28 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this task.")
+        _check_port_free(task_address())
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}; choose default, mirrored or multiworker.")
+
+
+def _check_port_free(address: str | None) -> None:
+    """Refuses a task address whose port another process holds: TensorFlow's gRPC server would fail in a traceback."""
+    if address is None:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"TF_CONFIG gives this task the address {address!r}, which has no port; write host:port.")
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
+        # As gRPC binds: a port left in TIME_WAIT by a worker that exited is free, a listening one is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", int(port)))
+        except OSError as error:
+            raise ValueError(
+                f"TF_CONFIG gives this task {address}, but port {port} cannot be taken here ({error.strerror}): "
+                "another process holds it (an earlier worker still running?); stop it or choose a free port."
+            ) from None
 
 
 def _fill_dataset_size(config: TrainConfig, model: keras.Model, count: int) -> TrainConfig:

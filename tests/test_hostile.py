@@ -1,0 +1,131 @@
+"""Hostile inputs, by class: each is one clear line (exit 2 for the user's input), never a traceback.
+
+Received run directories (planted checkpoint lists, links, code) are
+``test_trust.py``'s; damaged checkpoints and kills ``test_reliability.py``'s
+and ``test_resume_safety.py``'s; divergence ``test_recovery.py``'s.
+"""
+
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aeloops import train
+
+
+def one_line(capsys):
+    """Returns the one line a refused command wrote to stderr (and that stdout holds no traceback either)."""
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.out
+    return lines[0]
+
+
+def png_header(width, height):
+    """A PNG that declares ``width`` x ``height`` grey pixels and holds almost none of them."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+
+
+def write_pngs(folder, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(images):
+        tf.io.write_file(str(folder / f"{index:03d}.png"), tf.io.encode_png(image[..., None]))
+
+
+RUN = ("--epochs", "1", "--batch-size", "16", "--mode", "graph", "--no-validation", "--quiet")
+
+
+# --- Data ---------------------------------------------------------------------------------------
+
+
+def test_a_decompression_bomb_in_a_folder_is_one_line(tmp_path, mnist, capsys):
+    write_pngs(tmp_path / "images", mnist.train_images[:20])
+    (tmp_path / "images" / "huge.png").write_bytes(png_header(60_000, 60_000))
+    assert train.main(["--dataset", str(tmp_path / "images"), *RUN, "--run-dir", str(tmp_path / "run")]) == 2
+    line = one_line(capsys)
+    assert line == (f"aeloops.train: error: {tmp_path / 'images' / 'huge.png'} has 3,600,000,000 pixels, over the "
+                    "178,956,970 Pillow decodes safely (a decompression bomb, or a huge image); resize it or remove "
+                    "it (aeloops skips no image silently).")  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_npy_whose_header_declares_more_than_it_holds_is_one_line(tmp_path, capsys):
+    path = tmp_path / "images.npy"
+    with open(path, "wb") as stream:
+        np.lib.format.write_array_header_1_0(stream, {"descr": "|u1", "fortran_order": False, "shape": (10**12, 784)})
+        stream.write(bytes(1000))
+    assert train.main(["--dataset", str(path), *RUN, "--run-dir", str(tmp_path / "run")]) == 2
+    assert one_line(capsys) == (
+        f"aeloops.train: error: Cannot read {path}: its header declares uint8 images of shape (1000000000000, 784) "
+        "(784,000,000,000,000 bytes), but the file holds 1,000 bytes after it; it is truncated or damaged."
+    )
+
+
+def test_a_link_to_a_folder_inside_an_image_folder_is_followed_once(tmp_path, mnist, capsys):
+    write_pngs(tmp_path / "images" / "own", mnist.train_images[:40])
+    write_pngs(tmp_path / "elsewhere", mnist.train_images[40:60])
+    os.symlink(tmp_path / "elsewhere", tmp_path / "images" / "linked")
+    os.symlink(tmp_path / "images", tmp_path / "images" / "own" / "loop")  # A cycle: read once.
+    assert train.main(["--dataset", str(tmp_path / "images"), *RUN, "--run-dir", str(tmp_path / "run")]) == 0
+    output = capsys.readouterr().out
+    # 60 images: 40 of its own and the linked folder's 20; the loop adds none.
+    assert "Each epoch trains 3 batches of 16: 12 of the 60 training images" in output, output
+
+
+# --- TF_CONFIG ----------------------------------------------------------------------------------
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ([{"type": "worker", "index": 0}], 'TF_CONFIG\'s "task" must be an object naming this process\'s role'),
+        ({"type": "worker", "index": "zero"}, "TF_CONFIG's task index must be a number from 0 to 1 (this process's "
+                                              'place among the 2 "worker" addresses), got \'zero\'.'),
+        ({"type": "worker", "index": 2}, "TF_CONFIG's task index must be a number from 0 to 1"),
+        ({"type": "evaluator", "index": 0}, "TF_CONFIG's task type 'evaluator' is not a role of its cluster (worker)."),
+    ],
+)
+def test_a_malformed_tf_config_is_one_line(tmp_path, capsys, monkeypatch, task, message):
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+    arguments = ["--dataset", "mnist-sample", "--strategy", "multiworker", *RUN, "--run-dir", str(tmp_path / "run")]
+    assert train.main(arguments) == 2
+    assert message in one_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_tf_config_port_another_process_holds_is_one_line(tmp_path, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        cluster = {"worker": [f"localhost:{port}"]}
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+        arguments = ["--dataset", "mnist-sample", "--strategy", "multiworker", *RUN, "--run-dir", str(tmp_path / "r")]
+        assert train.main(arguments) == 2
+    assert one_line(capsys) == (
+        f"aeloops.train: error: TF_CONFIG gives this task localhost:{port}, but port {port} cannot be taken here "
+        "(Address already in use): another process holds it (an earlier worker still running?); stop it or choose "
+        "a free port."
+    )
+    assert not (tmp_path / "r").exists()
