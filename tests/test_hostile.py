@@ -129,3 +129,31 @@ def test_a_tf_config_port_another_process_holds_is_one_line(tmp_path, capsys, mo
         "a free port."
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_a_bad_image_in_a_shard_is_named_by_its_shard_and_record(tmp_path, mnist, capsys):
+    (tmp_path / "shards").mkdir()
+    for shard in range(2):
+        with tf.io.TFRecordWriter(str(tmp_path / "shards" / f"part-{shard}.tfrecord")) as writer:
+            for index in range(100):
+                image = tf.io.encode_png(mnist.train_images[shard * 100 + index][..., None]).numpy()
+                if (shard, index) == (1, 50):  # Record 150 of the whole: a PNG cut short.
+                    image = image[: len(image) // 2]
+                feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))}
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    assert train.main(["--dataset", str(tmp_path / "shards"), *RUN, "--run-dir", str(tmp_path / "run")]) == 2
+    line = one_line(capsys)
+    assert line.startswith(f"aeloops.train: error: The image in record 50 (from 0) of {tmp_path / 'shards'}/part-1."
+                           "tfrecord cannot be decoded (")  # fmt: skip
+    assert line.endswith("); remove or replace it.") and "{{" not in line and "[Op:" not in line
+
+
+def test_an_image_file_name_that_is_not_utf8_is_named(tmp_path, mnist, capsys):
+    write_pngs(tmp_path / "images", mnist.train_images[:20])
+    os.rename(os.fsencode(tmp_path / "images" / "005.png"), os.fsencode(tmp_path / "images") + b"/caf\xe9.png")
+    assert train.main(["--dataset", str(tmp_path / "images"), *RUN, "--run-dir", str(tmp_path / "run")]) == 2
+    assert one_line(capsys) == (
+        f"aeloops.train: error: {tmp_path / 'images'}/caf\\xe9.png has a name that is not UTF-8, which TensorFlow "
+        "cannot open; rename it in UTF-8 (convmv -f latin1 -t utf8 --notest, say) or remove it (aeloops skips no "
+        "image silently)."
+    )

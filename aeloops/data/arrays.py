@@ -32,9 +32,12 @@ def load_array_file(path: str | os.PathLike, key: str | None = None) -> np.ndarr
     if not path.is_file():
         raise ValueError(f"Data file {path} does not exist.")
     if path.suffix == ".npy":  # A header may declare more than the file holds: found out before allocating it.
-        shape, dtype, offset = npy_header(path)
+        try:
+            shape, dtype, offset = npy_header(path)
+        except ValueError:  # Not a plain array of examples: np.load below says what it is.
+            shape, dtype, offset = (), np.dtype(np.uint8), 0
         declared, held = math.prod(shape) * dtype.itemsize, path.stat().st_size - offset
-        if declared > held:
+        if shape and declared > held:
             raise ValueError(
                 f"Cannot read {path}: its header declares {dtype} images of shape {shape} ({declared:,} bytes), but "
                 f"the file holds {held:,} bytes after it; it is truncated or damaged."

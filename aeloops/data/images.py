@@ -135,6 +135,15 @@ def _scan_folder(
             f"{path} holds no images ({', '.join(extension[1:].upper() for extension in IMAGE_EXTENSIONS)} files, "
             "in it or in its subfolders)."
         )
+    for file in files:  # TensorFlow takes file names as UTF-8 strings; another encoding cannot be opened.
+        try:
+            os.fspath(file).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fspath(file).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise ValueError(
+                f"{shown} has a name that is not UTF-8, which TensorFlow cannot open; rename it in UTF-8 "
+                "(convmv -f latin1 -t utf8 --notest, say) or remove it (aeloops skips no image silently)."
+            ) from None
     sizes, colour = {}, False
     for file in files:
         try:
@@ -321,10 +330,36 @@ def decode_failure(files: ImageFiles, position: int, error: tf.errors.InvalidArg
                 return f"{path} cannot be decoded as an image; remove or replace it (aeloops skips no image silently)."
         where = files.source
     else:
+        found = _failing_record(files, position)
         where = f"record {position} or after of {files.source}"
+        if found is not None:
+            shard, number, error = found
+            where = f"record {number} (from 0) of {shard}"
     if _is_size_error(error):
         return f"An image in {where} has another size than the first; {size_hint}."
-    return f"An image in {where} cannot be decoded ({' '.join(error.message.split())[:200]}); remove or replace it."
+    return f"The image in {where} cannot be decoded ({_first_sentence(error)}); remove or replace it."
+
+
+def _failing_record(files: ImageFiles, position: int) -> tuple[str, int, tf.errors.InvalidArgumentError] | None:
+    """Decodes the shards' records from ``position`` one by one; returns the first that fails: shard, number, error."""
+    spec = {IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)}
+    decode, seen = _decoder(files), 0
+    for shard in files.paths:
+        for number, record in enumerate(tf.data.TFRecordDataset(shard)):
+            seen += 1
+            if seen <= position:
+                continue
+            try:
+                decode(tf.io.parse_single_example(record, spec)[IMAGE_FEATURE])
+            except tf.errors.InvalidArgumentError as error:
+                return shard, number, error
+    return None
+
+
+def _first_sentence(error: tf.errors.InvalidArgumentError) -> str:
+    """TensorFlow's message without its op names and internals: its first line, whole words only."""
+    text = re.sub(r"\{\{.*?\}\}|\[Op:\w+\]", "", error.message).strip().splitlines()[0].strip()
+    return text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " ..."
 
 
 def _is_size_error(error: tf.errors.InvalidArgumentError) -> bool:
