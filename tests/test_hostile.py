@@ -157,3 +157,64 @@ def test_an_image_file_name_that_is_not_utf8_is_named(tmp_path, mnist, capsys):
         "cannot open; rename it in UTF-8 (convmv -f latin1 -t utf8 --notest, say) or remove it (aeloops skips no "
         "image silently)."
     )
+
+
+# --- Models and numbers -------------------------------------------------------------------------
+
+
+def test_a_model_builder_that_is_no_builder_says_the_builder_failed(tmp_path, capsys):
+    arguments = ["--model", "os:system", "--dataset", "mnist-sample", *RUN, "--run-dir", str(tmp_path / "run")]
+    assert train.main(arguments) == 2
+    assert one_line(capsys) == (
+        "aeloops.train: error: --model os:system: the model's builder failed: system((28, 28, 1)) from os raised "
+        "TypeError: expected str, bytes or os.PathLike object, not tuple. --model takes an Autoencoder subclass, a "
+        "function building one from the images' shape, or a ModelSpec (docs/custom-models.md)."
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_images_that_would_not_fit_in_memory_are_refused_before_decoding(tmp_path, mnist, capsys, monkeypatch):
+    """A folder decoded into memory at 1000x1000 took 20 GB and the kernel's kill; here the machine is made small."""
+    write_pngs(tmp_path / "images", mnist.train_images[:40])
+    monkeypatch.setattr("aeloops.memory.available_bytes", lambda: 5_000_000)
+    arguments = ["--dataset", str(tmp_path / "images"), "--model", "conv", "--image-size", "200", "200", *RUN]
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "run")]) == 2
+    assert one_line(capsys) == (
+        f"aeloops.train: error: The 40 images of {tmp_path / 'images'} at 200x200x1 (float32) need about 0.0064 GB of "
+        "memory, and this machine has 0.005 GB available; stream them from disk each epoch instead (--stream, with "
+        "--cache DIR to decode them once), or lower --image-size."
+    )
+    # The advice, followed: streamed, the same images train.
+    assert train.main([*arguments, "--stream", "--run-dir", str(tmp_path / "run")]) == 0
+
+
+def test_a_model_whose_training_would_not_fit_in_memory_is_refused_before_its_first_step(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("aeloops.memory.available_bytes", lambda: 10_000_000)
+    arguments = ["--dataset", "mnist-sample", "--set", "model.encoder_units=[2000,32,8]", *RUN]
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "run")]) == 2
+    assert one_line(capsys) == (
+        "aeloops.train: error: Training model dense (1,687,656 parameters): its gradients and optimizer state need "
+        "about 0.0203 GB of memory, and this machine has 0.01 GB available; lower its sizes (--list-models names its "
+        "options; --set model.<option>=...) or the images' (--image-size)."
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_too_large_to_build_is_one_line(tmp_path, capsys, monkeypatch):
+    """TensorFlow's own refusal, as it gave it for encoder_units=[1000000000,32,8] (after 20 s of retries)."""
+
+    def out_of_memory(self, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "{{function_node __wrapped__StatelessRandomUniformV2_device_/job:localhost/replica:0/task:0/"
+            "device:CPU:0}} OOM when allocating tensor with shape[784,1000000000] and type float on /job:localhost/"
+            "replica:0/task:0/device:CPU:0 by allocator mklcpu [Op:StatelessRandomUniformV2] name: "
+        )
+
+    monkeypatch.setattr("aeloops.models.dense.DenseAutoencoder.build_for_shape", out_of_memory)
+    arguments = ["--dataset", "mnist-sample", "--set", "model.encoder_units=[1000000000,32,8]", *RUN]
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "run")]) == 2
+    assert one_line(capsys) == (
+        "aeloops.train: error: Model dense for images of (28, 28, 1), encoder_units=[1000000000, 32, 8] does not fit "
+        "in memory (OOM when allocating tensor with shape[784,1000000000] and type float); lower its sizes "
+        "(--list-models names its options; --set model.<option>=...) or the images' (--image-size)."
+    )

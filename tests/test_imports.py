@@ -28,7 +28,7 @@ MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 # subpackage, then the one module every room may use. Rooms of one layer do not import each other.
 LAYERS = (
     ("sweep",), ("sweeps",), ("train", "evaluate"), ("export",), ("runs",), ("evaluation", "tensorboard"),
-    ("training",), ("models",), ("objectives", "data"), ("files",),
+    ("training",), ("models",), ("objectives", "data"), ("files", "memory"),
 )  # fmt: skip
 
 

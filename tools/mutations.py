@@ -34,6 +34,17 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "images too large for memory are decoded anyway", "aeloops/data/images.py",
+        "    needed = files.count * math.prod(files.shape) * np.dtype(np.float32).itemsize\n",
+        "    needed = 0\n",
+        ("tests/test_hostile.py", "-k", "not_fit_in_memory"),
+    ),
+    Mutation(
+        "a link to a folder inside an image folder is skipped", "aeloops/data/images.py",
+        "os.walk(root, followlinks=True)", "os.walk(root)",
+        ("tests/test_hostile.py", "-k", "link_to_a_folder"),
+    ),
+    Mutation(
         "a checkpoint cut after ten bytes is a traceback", "aeloops/runs/checkpoint_files.py",
         "    except (tf.errors.OpError, OSError, IndexError) as error:\n",
         "    except (tf.errors.OpError, OSError) as error:\n",

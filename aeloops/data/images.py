@@ -20,6 +20,7 @@ optionally, an int64 ``label``, as TensorFlow Datasets writes them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 import re
@@ -32,6 +33,7 @@ import tensorflow as tf
 
 from aeloops.data.arrays import image_shape, load_array_file, to_model_inputs
 from aeloops.data.locate import COLOR_MODES, IMAGE_EXTENSIONS, INTERPOLATIONS, source_kind, tfrecord_files
+from aeloops.memory import fits
 
 __all__ = [
     "ImageData",
@@ -299,6 +301,13 @@ def image_dataset(
 
 def _read_all(files: ImageFiles) -> tuple[np.ndarray, np.ndarray | None]:
     """Decodes every image of ``files`` into one array (and its labels), naming a file that fails."""
+    needed = files.count * math.prod(files.shape) * np.dtype(np.float32).itemsize
+    fits(
+        needed,
+        f"The {files.count:,} images of {files.source} at {files.shape[0]}x{files.shape[1]}x{files.shape[2]} (float32)",
+        "stream them from disk each epoch instead (--stream, with --cache DIR to decode them once), or lower "
+        "--image-size",
+    )
     images = np.empty((files.count, *files.shape), np.float32)
     labels = np.empty(files.count, np.int64)
     position = 0

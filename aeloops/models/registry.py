@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -82,15 +83,23 @@ class ModelSpec:
         if unknown:
             offered = ", ".join(self.options) if self.options else "none"
             raise ValueError(f"Model {self.name} has no option {unknown[0]!r}; its options: {offered}.")
-        if not inspect.signature(self.builder).parameters:
-            return self.builder()
+        given = "".join(f", {name}={value!r}" for name, value in options.items())
         try:
+            if not inspect.signature(self.builder).parameters:
+                return self.builder()
             return self.builder(image_shape, **options)
         except (TypeError, ValueError) as error:
             if not options:
                 raise
-            given = ", ".join(f"{name}={value!r}" for name, value in options.items())
-            raise type(error)(f"Model {self.name} with {given}: {error}") from None
+            raise type(error)(f"Model {self.name} with {given[2:]}: {error}") from None
+        except (tf.errors.ResourceExhaustedError, MemoryError) as error:
+            # TensorFlow's "OOM when allocating tensor with shape[784,1000000000] and type float on ...".
+            found = re.search(r"OOM when allocating tensor with shape\[[\d,]*\] and type \w+", str(error))
+            cause = found[0] if found else type(error).__name__
+            raise ValueError(
+                f"Model {self.name} for images of {image_shape}{given} does not fit in memory ({cause}); lower its "
+                "sizes (--list-models names its options; --set model.<option>=...) or the images' (--image-size)."
+            ) from None
 
 
 def _reconstruction_objective(model: Autoencoder, loss: str | None = None) -> Objective:
@@ -166,7 +175,15 @@ def _load_user_model(name: str) -> ModelSpec:
         accepts_shape = False
 
     def build(image_shape: tuple[int, int, int]) -> Autoencoder:
-        model = value(image_shape) if accepts_shape else value()
+        called = f"{attribute}({tuple(image_shape)})" if accepts_shape else f"{attribute}()"
+        try:
+            model = value(image_shape) if accepts_shape else value()
+        except Exception as error:  # noqa: BLE001 - the user's builder may raise anything; the line says whose.
+            raise ValueError(
+                f"--model {name}: the model's builder failed: {called} from {module_name} raised "
+                f"{type(error).__name__}: {error}. --model takes an Autoencoder subclass, a function building one "
+                "from the images' shape, or a ModelSpec (docs/custom-models.md)."
+            ) from None
         if not isinstance(model, Autoencoder):
             raise ValueError(f"--model {name} built a {type(model).__name__}, not an aeloops Autoencoder.")
         return model

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from aeloops.data.stream import ImageStream
 from aeloops.files import replacing
+from aeloops.memory import fits
 from aeloops.models import registry
 from aeloops.models.registry import MNIST_SHAPE
 from aeloops.objectives import schedules
@@ -320,6 +321,12 @@ def _run(
     config = dataclasses.replace(config, image_shape=list(image_shape))
     with strategy.scope():  # Models and optimizers belong to the strategy they are created under.
         model = registry.get(config.model).build(image_shape, **config.model_options)
+    # The weights are there; training adds their gradients and (Adam's) two moving averages, in float32.
+    fits(
+        3 * 4 * model.count_params(),
+        f"Training model {config.model} ({model.count_params():,} parameters): its gradients and optimizer state",
+        "lower its sizes (--list-models names its options; --set model.<option>=...) or the images' (--image-size)",
+    )
     if not streaming:
         datasets = shape_datasets(images, dataset_name, model.example_shape, config)
         del images  # The model-shaped copies are what training reads.
