@@ -224,3 +224,34 @@ def test_the_aae_step_computes_both_adversaries_losses_as_defined_and_updates_wh
             assert changed == {"encoder": True, "decoder": False, "discriminator": True}
         else:  # Only the reconstruction: encoder and decoder.
             assert changed == {"encoder": True, "decoder": True, "discriminator": False}
+
+
+@pytest.mark.parametrize("name", ["vae", "iwae", "betatcvae", "convvae"])
+def test_a_log_variance_bound_keeps_an_exploding_encoder_finite_and_is_saved(name, tmp_path):
+    """A log-variance of 100 (as weights blown up by a large step give) overflows exp to Inf; bounded, it cannot."""
+    spec = registry.get(name)
+    shape = (28, 28, 1) if name != "convvae" else (32, 32, 3)
+    images = np.random.default_rng(0).uniform(size=(4, *shape)).astype(np.float32)
+    outputs = {}
+    for bound in (None, 5.0):
+        keras.utils.set_random_seed(0)
+        model = spec.build(shape, log_variance_bound=bound)
+        layer = model.encoder.log_variance_layer
+        layer.bias.assign(np.full(layer.bias.shape, 100.0, np.float32))
+        inputs = to_model_inputs(images, model.example_shape)
+        outputs[bound] = model(inputs, training=True)
+    assert not np.all(np.isfinite(outputs[None]["kl"]))
+    log_variance = outputs[5.0]["log_variance"].numpy()
+    assert np.all(log_variance <= 5.0) and np.all(log_variance > 4.99)  # 5 tanh(20): at the bound, not past it.
+    assert np.all(np.isfinite(outputs[5.0]["kl"])) and np.all(np.isfinite(outputs[5.0]["code"]))
+    # Near zero the bound changes nothing; and model.keras keeps it.
+    assert float(5.0 * np.tanh(0.3 / 5.0)) == pytest.approx(0.3, abs=1e-3)
+    model.save(tmp_path / "model.keras")
+    again = keras.saving.load_model(tmp_path / "model.keras")
+    assert again.encoder.log_variance_bound == 5.0
+    np.testing.assert_array_equal(again(inputs)["log_variance"], model(inputs)["log_variance"])
+
+
+def test_a_log_variance_bound_that_bounds_nothing_is_refused():
+    with pytest.raises(ValueError, match=r"log_variance_bound must be a positive number \(e.g. 10\), got -1"):
+        registry.get("vae").build((28, 28, 1), log_variance_bound=-1)

@@ -34,6 +34,12 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "the log-variance bound is not applied", "aeloops/models/variational.py",
+        "        log_variance = log_variance_bound * tf.tanh(log_variance / log_variance_bound)\n",
+        "        pass\n",
+        ("tests/test_vae_family.py", "-k", "log_variance_bound_keeps"),
+    ),
+    Mutation(
         "images too large for memory are decoded anyway", "aeloops/data/images.py",
         "    needed = files.count * math.prod(files.shape) * np.dtype(np.float32).itemsize\n",
         "    needed = 0\n",

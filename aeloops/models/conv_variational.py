@@ -19,7 +19,7 @@ import tensorflow as tf
 from aeloops.models.base import Autoencoder, Decoder, Encoder, crop_to, output_dict, validate_units
 from aeloops.models.gaussian import LIKELIHOODS, PIXEL_NLL, DequantizedGaussian
 from aeloops.models.generative import PriorSampling
-from aeloops.models.variational import elbo_objective, gaussian_code
+from aeloops.models.variational import checked_bound, elbo_objective, gaussian_code
 from aeloops.objectives.objective import Objective
 
 __all__ = ["ConvVariationalAutoencoder", "ConvVariationalDecoder", "ConvVariationalEncoder"]
@@ -50,9 +50,11 @@ class ConvVariationalEncoder(Encoder):
         latent_dim: int = 10,
         activation: str = "relu",
         seed: int | None = None,
+        log_variance_bound: float | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.log_variance_bound = checked_bound(log_variance_bound)
         self.filters = validate_units("filters", filters, allow_empty=False)
         self.dense_units = validate_units("dense_units", [dense_units], allow_empty=False)[0]
         self.latent_dim = validate_units("latent_dim", [latent_dim], allow_empty=False)[0]
@@ -71,7 +73,8 @@ class ConvVariationalEncoder(Encoder):
             hidden = convolution(hidden)
         hidden = self.dense(self.flatten(hidden))
         mean, log_variance = self.mean_layer(hidden), self.log_variance_layer(hidden)
-        return {"hidden_1": hidden, **gaussian_code(mean, log_variance, training, self.seed_generator)}
+        code = gaussian_code(mean, log_variance, training, self.seed_generator, self.log_variance_bound)
+        return {"hidden_1": hidden, **code}
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -81,6 +84,7 @@ class ConvVariationalEncoder(Encoder):
             "latent_dim": self.latent_dim,
             "activation": self.activation,
             "seed": self.seed,
+            "log_variance_bound": self.log_variance_bound,
         }
 
 
@@ -164,6 +168,7 @@ class ConvVariationalAutoencoder(PriorSampling, Autoencoder):
         activation: str = "relu",
         seed: int | None = None,
         likelihood: str = "bernoulli",
+        log_variance_bound: float | None = None,
         **kwargs: Any,
     ):
         input_shape = tuple(int(dim) for dim in input_shape)
@@ -181,7 +186,9 @@ class ConvVariationalAutoencoder(PriorSampling, Autoencoder):
             )
         self.beta = float(beta)
         super().__init__(
-            encoder=ConvVariationalEncoder(filters, dense_units, latent_dim, activation, seed, name="encoder"),
+            encoder=ConvVariationalEncoder(
+                filters, dense_units, latent_dim, activation, seed, log_variance_bound, name="encoder"
+            ),
             decoder=ConvVariationalDecoder(input_shape, tuple(reversed(tuple(filters)))[1:], dense_units, activation,
                                            name="decoder"),  # fmt: skip
             input_shape=input_shape,
@@ -208,4 +215,5 @@ class ConvVariationalAutoencoder(PriorSampling, Autoencoder):
             "activation": self.encoder.activation,
             "seed": self.encoder.seed,
             "likelihood": self.likelihood,
+            "log_variance_bound": self.encoder.log_variance_bound,
         }

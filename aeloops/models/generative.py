@@ -62,6 +62,8 @@ class PriorSampling:
         }
         if hasattr(self.encoder, "seed"):
             arguments["seed"] = self.encoder.seed
+        if getattr(self.encoder, "log_variance_bound", None) is not None:  # Only when set: older files match.
+            arguments["log_variance_bound"] = self.encoder.log_variance_bound
         return arguments
 
     def sample(self, count: int, seed: int | None = None) -> np.ndarray:

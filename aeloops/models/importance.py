@@ -75,6 +75,7 @@ class ImportanceWeightedAutoencoder(VariationalAutoencoder):
         activation: str = "tanh",
         samples: int = 50,
         seed: int | None = None,
+        log_variance_bound: float | None = None,
         **kwargs: Any,
     ):
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
@@ -82,7 +83,7 @@ class ImportanceWeightedAutoencoder(VariationalAutoencoder):
         self.samples = samples
         # Created before the layers are built: the draws of every call come from it.
         self.bound_seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 1)
-        super().__init__(input_shape, hidden_units, latent_dim, activation, seed, **kwargs)
+        super().__init__(input_shape, hidden_units, latent_dim, activation, seed, log_variance_bound, **kwargs)
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         outputs = super().call(inputs, training=training)

@@ -108,12 +108,13 @@ class TotalCorrelationVAE(VariationalAutoencoder):
         seed: int | None = None,
         dataset_size: int = 60000,
         beta: float = 6.0,
+        log_variance_bound: float | None = None,
         **kwargs: Any,
     ):
         input_shape, decoder = mirrored_decoder("TotalCorrelationVAE", input_shape, hidden_units, activation)
         self.beta = float(beta)
         encoder = TotalCorrelationEncoder(
-            hidden_units, latent_dim, activation, seed, dataset_size=dataset_size, name="encoder"
+            hidden_units, latent_dim, activation, seed, log_variance_bound, dataset_size=dataset_size, name="encoder"
         )
         # The VAE's layout with this encoder: Autoencoder's constructor, not VariationalAutoencoder's.
         Autoencoder.__init__(self, encoder=encoder, decoder=decoder, input_shape=input_shape, **kwargs)

@@ -46,12 +46,22 @@ def elbo_objective(model: Autoencoder, loss: str | None = None, beta: float = 1.
 
 
 def gaussian_code(
-    mean: tf.Tensor, log_variance: tf.Tensor, training: bool | None, seed_generator: keras.random.SeedGenerator
+    mean: tf.Tensor,
+    log_variance: tf.Tensor,
+    training: bool | None,
+    seed_generator: keras.random.SeedGenerator,
+    log_variance_bound: float | None = None,
 ) -> dict[str, tf.Tensor]:
     """Returns a Gaussian posterior's outputs: its parameters, the code (a draw in training, else the mean) and KL.
 
-    ``"kl"`` is the KL divergence from N(0, I) per latent dimension.
+    ``"kl"`` is the KL divergence from N(0, I) per latent dimension. With
+    ``log_variance_bound`` b the log-variance is ``b * tanh(v / b)``: within
+    (-b, b), smoothly (its gradient never vanishes as a clip's does), and
+    within 1e-3 of ``v`` while ``|v| < b / 10``, so ``exp`` of it can no longer
+    overflow to Inf and end a run (a VAE's commonest NaN).
     """
+    if log_variance_bound is not None:
+        log_variance = log_variance_bound * tf.tanh(log_variance / log_variance_bound)
     if training:
         code = mean + tf.exp(0.5 * log_variance) * keras.random.normal(tf.shape(mean), seed=seed_generator)
     else:
@@ -75,9 +85,11 @@ class VariationalEncoder(Encoder):
         latent_dim: int = 2,
         activation: str = "relu",
         seed: int | None = None,
+        log_variance_bound: float | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.log_variance_bound = checked_bound(log_variance_bound)
         self.hidden_units = validate_units("hidden_units", hidden_units, allow_empty=True)
         self.latent_dim = validate_units("latent_dim", [latent_dim], allow_empty=False)[0]
         self.activation = activation
@@ -90,7 +102,7 @@ class VariationalEncoder(Encoder):
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         hidden, outputs = run_stack(self.hidden_layers, inputs)
         mean, log_variance = self.mean_layer(hidden), self.log_variance_layer(hidden)
-        return {**outputs, **gaussian_code(mean, log_variance, training, self.seed_generator)}
+        return {**outputs, **gaussian_code(mean, log_variance, training, self.seed_generator, self.log_variance_bound)}
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -99,7 +111,17 @@ class VariationalEncoder(Encoder):
             "latent_dim": self.latent_dim,
             "activation": self.activation,
             "seed": self.seed,
+            "log_variance_bound": self.log_variance_bound,
         }
+
+
+def checked_bound(bound: float | None) -> float | None:
+    """Returns ``log_variance_bound`` as a float (None: unbounded), refusing one that bounds nothing."""
+    if bound is None:
+        return None
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < float("inf"):
+        raise ValueError(f"log_variance_bound must be a positive number (e.g. 10), got {bound!r}.")
+    return float(bound)
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
@@ -126,11 +148,13 @@ class VariationalAutoencoder(PriorSampling, Autoencoder):
         latent_dim: int = 2,
         activation: str = "relu",
         seed: int | None = None,
+        log_variance_bound: float | None = None,
         **kwargs: Any,
     ):
         input_shape, decoder = mirrored_decoder("VariationalAutoencoder", input_shape, hidden_units, activation)
+        encoder = VariationalEncoder(hidden_units, latent_dim, activation, seed, log_variance_bound, name="encoder")
         super().__init__(
-            encoder=VariationalEncoder(hidden_units, latent_dim, activation, seed, name="encoder"),
+            encoder=encoder,
             decoder=decoder,
             input_shape=input_shape,
             **kwargs,
