@@ -255,3 +255,56 @@ def test_a_log_variance_bound_keeps_an_exploding_encoder_finite_and_is_saved(nam
 def test_a_log_variance_bound_that_bounds_nothing_is_refused():
     with pytest.raises(ValueError, match=r"log_variance_bound must be a positive number \(e.g. 10\), got -1"):
         registry.get("vae").build((28, 28, 1), log_variance_bound=-1)
+
+
+def collapsed_vqvae(reseed_after):
+    """A VQ-VAE whose codebook has collapsed: every entry but the first far from any code."""
+    keras.utils.set_random_seed(0)
+    model = registry.get("vqvae").build((28, 28, 1), reseed_after=reseed_after)
+    quantizer = model.encoder.quantizer
+    far = np.full(quantizer.codebook.shape, 100.0, np.float32)
+    far[0] = 0.0
+    quantizer.codebook.assign(far)
+    return model
+
+
+def test_vqvae_reseeds_entries_unused_for_n_steps_from_encoder_outputs(small_images):
+    images = to_model_inputs(small_images[:512], (28, 28, 1))
+    used = {}
+    for reseed_after in (None, 3):
+        model = collapsed_vqvae(reseed_after)
+        assert np.count_nonzero(model.codebook_usage(images)) == 1
+        trainer = Trainer(model, mode="graph", steps_per_loop=4)
+        trainer.fit(images, epochs=1, batch_size=64, verbose=0)
+        used[reseed_after] = np.count_nonzero(model.codebook_usage(images))
+        if reseed_after:  # Re-seeded entries lie among the codes, not at 100; none has waited past 3 steps.
+            assert np.abs(model.encoder.quantizer.codebook.numpy()).max() < 100.0
+            assert model.encoder.quantizer.steps_unused.numpy().max() < reseed_after
+    assert used[None] == 1  # Collapsed for good: no gradient reaches an entry no code chooses.
+    assert used[3] > 16
+
+
+def test_a_reseeding_vqvae_resumes_exactly_and_tensorboard_shows_its_codebook_usage(small_images, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from aeloops.runs.checkpoints import Checkpointer
+    from aeloops.tensorboard.summaries import SummaryWriter
+
+    images = to_model_inputs(small_images[:512], (28, 28, 1))
+    alone = Trainer(collapsed_vqvae(2), mode="graph", steps_per_loop=4)
+    alone.fit(images, epochs=2, batch_size=64, verbose=0)
+    first = Trainer(collapsed_vqvae(2), mode="graph", steps_per_loop=4)
+    first.fit(images, epochs=1, batch_size=64, callbacks=[Checkpointer(first, tmp_path / "ckpt")], verbose=0)
+    resumed = Trainer(collapsed_vqvae(2), mode="graph", steps_per_loop=4)
+    assert Checkpointer(resumed, tmp_path / "ckpt").restore()
+    writer = SummaryWriter(resumed, tmp_path / "tb", histogram_examples=images[:200])
+    resumed.fit(images, epochs=2, batch_size=64, callbacks=[writer], verbose=0)
+    for ours, theirs in zip(resumed.model.weights, alone.model.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+    counts = resumed.model.codebook_usage(images[:200])
+    share = counts / counts.sum()
+    accumulator = EventAccumulator(str(tmp_path / "tb" / "validation"), size_guidance={"tensors": 0}).Reload()
+    shown = {tag: float(tf.make_ndarray(accumulator.Tensors(tag)[-1].tensor_proto)) for tag in
+             ("codebook/entries_used", "codebook/perplexity")}  # fmt: skip
+    assert shown["codebook/entries_used"] == np.count_nonzero(counts) > 1
+    assert shown["codebook/perplexity"] == pytest.approx(np.exp(-np.sum(share * np.log(share + 1e-10))), rel=1e-6)

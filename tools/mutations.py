@@ -34,6 +34,11 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a VQ-VAE never re-seeds its unused entries", "aeloops/models/quantized.py",
+        "            self._reseed(flat, usage > 0)\n", "            pass\n",
+        ("tests/test_vae_family.py", "-k", "reseeds_entries"),
+    ),
+    Mutation(
         "the log-variance bound is not applied", "aeloops/models/variational.py",
         "        log_variance = log_variance_bound * tf.tanh(log_variance / log_variance_bound)\n",
         "        pass\n",

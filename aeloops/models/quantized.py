@@ -11,7 +11,12 @@ output summed over the grid per example:
   (weighted 0.25, the paper's beta).
 
 ``"perplexity"`` (exp of the entropy of the batch's codebook usage: how many
-entries are in use, at most the codebook's size) is logged at weight 0.
+entries are in use, at most the codebook's size) is logged at weight 0, and
+TensorBoard shows each epoch how many entries the held-out examples use
+(``codebook_usage``). An entry no code chooses gets no gradient and stays
+unused for good (codebook collapse); with ``reseed_after=N`` an entry unused
+for N training steps is moved onto one of the batch's encoder vectors, drawn
+by the layer's own seeded generator (checkpointed, so a resume draws alike).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from aeloops.models.base import CODE, Autoencoder, Encoder, validate_units
@@ -42,18 +48,29 @@ class VectorQuantizer(keras.layers.Layer):
     ['codebook', 'commitment', 'indices', 'perplexity', 'quantized']
     """
 
-    def __init__(self, entries: int = 64, seed: int | None = None, **kwargs: Any):
+    def __init__(self, entries: int = 64, seed: int | None = None, reseed_after: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.entries = validate_units("entries", [entries], allow_empty=False)[0]
         self.seed = seed
+        if reseed_after is not None:
+            reseed_after = validate_units("reseed_after", [reseed_after], allow_empty=False)[0]
+        self.reseed_after = reseed_after
+        # Only a re-seeding quantizer has this state, so other models' checkpoints are as they were.
+        self.seed_generator = (
+            keras.random.SeedGenerator(None if seed is None else seed + 2) if reseed_after is not None else None
+        )
 
     def build(self, input_shape: Sequence[int | None]) -> None:
         initializer = keras.initializers.RandomUniform(-1.0 / self.entries, 1.0 / self.entries, seed=self.seed)
         self.codebook = self.add_weight(
             shape=(self.entries, int(input_shape[-1])), initializer=initializer, name="codebook", dtype="float32"
         )
+        if self.reseed_after is not None:
+            self.steps_unused = self.add_weight(
+                shape=(self.entries,), initializer="zeros", name="steps_unused", dtype="int32", trainable=False
+            )
 
-    def call(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+    def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         vectors = tf.cast(inputs, tf.float32)
         flat = tf.reshape(vectors, [-1, tf.shape(vectors)[-1]])
         distances = (
@@ -68,6 +85,8 @@ class VectorQuantizer(keras.layers.Layer):
         commitment = tf.reduce_sum(tf.reshape(tf.square(vectors - tf.stop_gradient(chosen)), [examples, -1]), axis=1)
         usage = tf.reduce_mean(tf.one_hot(indices, self.entries), axis=0)
         perplexity = tf.exp(-tf.reduce_sum(usage * tf.math.log(usage + 1e-10)))
+        if training and self.reseed_after is not None:
+            self._reseed(flat, usage > 0)
         return {
             # Straight through: the forward pass sees the entries, the backward pass the encoder's vectors.
             "quantized": vectors + tf.stop_gradient(chosen - vectors),
@@ -77,8 +96,28 @@ class VectorQuantizer(keras.layers.Layer):
             "perplexity": tf.fill([examples], perplexity),
         }
 
+    def _reseed(self, vectors: tf.Tensor, used: tf.Tensor) -> None:
+        """Moves each entry unused for ``reseed_after`` steps onto a randomly drawn one of ``vectors``.
+
+        After this step's distances: the step trains on the entries it chose,
+        and the next steps find the moved ones.
+        """
+        replicas = tf.distribute.get_replica_context()
+        if replicas is not None and replicas.num_replicas_in_sync > 1:
+            raise ValueError(
+                "reseed_after re-seeds the codebook from one replica's batch; train this VQ-VAE on one device, "
+                "or without reseed_after."
+            )
+        steps = tf.where(used, 0, self.steps_unused + 1)
+        stale = steps >= self.reseed_after
+        drawn = keras.random.randint([self.entries], 0, tf.shape(vectors)[0], seed=self.seed_generator)
+        fresh = tf.gather(tf.stop_gradient(vectors), drawn)
+        self.codebook.assign(tf.where(stale[:, None], fresh, self.codebook))
+        self.steps_unused.assign(tf.where(stale, 0, steps))
+
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "entries": self.entries, "seed": self.seed}
+        config = {**super().get_config(), "entries": self.entries, "seed": self.seed}
+        return config if self.reseed_after is None else {**config, "reseed_after": self.reseed_after}
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
@@ -96,6 +135,7 @@ class QuantizingEncoder(Encoder):
         entries: int = 64,
         activation: str = "relu",
         seed: int | None = None,
+        reseed_after: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -105,11 +145,11 @@ class QuantizingEncoder(Encoder):
         self.convolutions = StridedConvEncoder(self.filters, activation, name="convolutions")
         # Linear: the vectors the codebook's entries stand for.
         self.projection = keras.layers.Conv2D(self.embedding_dim, 1, dtype="float32", name="projection")
-        self.quantizer = VectorQuantizer(entries, seed, name="quantizer")
+        self.quantizer = VectorQuantizer(entries, seed, reseed_after, name="quantizer")
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
         vectors = self.projection(self.convolutions(inputs, training=training)[CODE])
-        quantized = self.quantizer(vectors)
+        quantized = self.quantizer(vectors, training=training)
         return {
             "encoded": vectors,
             CODE: quantized["quantized"],
@@ -124,6 +164,7 @@ class QuantizingEncoder(Encoder):
             "entries": self.quantizer.entries,
             "activation": self.activation,
             "seed": self.seed,
+            **({} if self.quantizer.reseed_after is None else {"reseed_after": self.quantizer.reseed_after}),
         }
 
 
@@ -145,6 +186,7 @@ class VectorQuantizedAutoencoder(Autoencoder):
         entries: int = 64,
         activation: str = "relu",
         seed: int | None = None,
+        reseed_after: int | None = None,
         **kwargs: Any,
     ):
         input_shape = tuple(int(dim) for dim in input_shape)
@@ -153,9 +195,12 @@ class VectorQuantizedAutoencoder(Autoencoder):
                 f"VectorQuantizedAutoencoder needs input_shape (height, width, channels), got {input_shape}."
             )
         super().__init__(
-            encoder=QuantizingEncoder(filters, embedding_dim, entries, activation, seed, name="encoder"),
+            encoder=QuantizingEncoder(filters, embedding_dim, entries, activation, seed, reseed_after, name="encoder"),
             decoder=TransposedConvDecoder(
-                tuple(reversed(tuple(filters))), input_shape[-1], activation, output_size=input_shape[:2],
+                tuple(reversed(tuple(filters))),
+                input_shape[-1],
+                activation,
+                output_size=input_shape[:2],
                 name="decoder",
             ),
             input_shape=input_shape,
@@ -175,7 +220,17 @@ class VectorQuantizedAutoencoder(Autoencoder):
             "entries": self.encoder.quantizer.entries,
             "activation": self.encoder.activation,
             "seed": self.encoder.seed,
+            **(
+                {}
+                if self.encoder.quantizer.reseed_after is None
+                else {"reseed_after": self.encoder.quantizer.reseed_after}
+            ),
         }
+
+    def codebook_usage(self, images: tf.Tensor | np.ndarray) -> np.ndarray:
+        """Returns how many of ``images``' codes chose each codebook entry (``entries`` counts)."""
+        indices = self.encoder(images, training=False)["indices"]
+        return np.bincount(np.asarray(indices).ravel(), minlength=self.encoder.quantizer.entries)
 
 
 def vq_objective(model: Autoencoder, loss: str | None = None, commitment: float = 0.25) -> Objective:

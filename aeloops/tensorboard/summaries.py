@@ -300,6 +300,18 @@ class SummaryWriter(Callback):
             embedding.metadata_path = "metadata.tsv"
         projector.visualize_embeddings(str(directory), config)
 
+    def _codebook_usage(self, trainer: Trainer) -> None:
+        """For a VQ-VAE: how many codebook entries the held-out examples' codes use, how evenly, and which."""
+        usage = getattr(trainer.model, "codebook_usage", None)
+        if usage is None:
+            return
+        with trainer.averaged_weights():
+            counts = usage(self.histogram_examples)
+        share = counts / counts.sum()
+        tf.summary.scalar("codebook/entries_used", int(np.count_nonzero(counts)))
+        tf.summary.scalar("codebook/perplexity", float(np.exp(-np.sum(share * np.log(share + 1e-10)))))
+        tf.summary.histogram("codebook/usage", np.repeat(np.arange(len(counts)), counts), buckets=len(counts))
+
     def _codes(self, trainer: Trainer) -> np.ndarray:
         """Returns the codes of ``histogram_examples`` at the trainer's step, computed once per step."""
         step = int(trainer.step.numpy())
@@ -372,6 +384,7 @@ class SummaryWriter(Callback):
                 tf.summary.image("reconstructions", grid[None])
             if self.histogram_examples is not None:
                 tf.summary.histogram("code", self._codes(trainer))
+                self._codebook_usage(trainer)
             self._generated_images(trainer)
         if self.projector_every and (epoch + 1) % self.projector_every == 0 and self.histogram_examples is not None:
             self.write_projector(trainer)
