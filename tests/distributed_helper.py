@@ -21,7 +21,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 
 from aeloops.data import load_sample, to_model_inputs  # noqa: E402
 from aeloops.models import registry  # noqa: E402
-from aeloops.training.callbacks import TIMINGS  # noqa: E402
+from aeloops.training.callbacks import TIMINGS, Callback  # noqa: E402
+from aeloops.training.recovery import Recovery  # noqa: E402
 from aeloops.training.trainer import Trainer  # noqa: E402
 
 
@@ -42,6 +43,18 @@ class CodeEnergyTrainer(Trainer):
         return {**terms, "code_energy": tf.nn.compute_average_loss(energy)}
 
 
+class BlowUp(Callback):
+    """Sets a part's learning rate out of all reason after the call that reaches ``step``, once."""
+
+    def __init__(self, step: int, part: str, rate: float) -> None:
+        self.step, self.part, self.rate, self.done = step, part, rate, False
+
+    def on_loop_end(self, trainer: Trainer, logs: dict) -> None:
+        if not self.done and int(trainer.step.numpy()) >= self.step:
+            trainer.optimizers[self.part].learning_rate.assign(self.rate)
+            self.done = True
+
+
 def train(name: str, mode: str, strategy: tf.distribute.Strategy | None, images: np.ndarray) -> dict:
     keras.utils.set_random_seed(0)
     override = name == "override"
@@ -57,7 +70,13 @@ def train(name: str, mode: str, strategy: tf.distribute.Strategy | None, images:
                 "encoder": keras.optimizers.Adam(2e-3, global_clipnorm=0.05, use_ema=True, ema_momentum=0.9),
                 "decoder": keras.optimizers.Adam(5e-4, global_clipnorm=0.05),
             }
-    trainer = trainer_class(model, spec.objective(model), optimizer, mode=mode, steps_per_loop=4, strategy=strategy)
+    # The overridden step also recovers by rolling back: a rate blown up at step 12 spikes the loss, and the
+    # rollback must put back every replica's state, both parts' optimizers included, as on one device.
+    recovery = dict(on_nonfinite="rollback", recovery=Recovery(learning_rate_factor=1e-6, spike_factor=3.0,
+                                                                 spike_window=3)) if override else {}  # fmt: skip
+    trainer = trainer_class(
+        model, spec.objective(model), optimizer, mode=mode, steps_per_loop=4, strategy=strategy, **recovery
+    )
     inputs = to_model_inputs(images, model.example_shape)
     # Keras callbacks as they are: a rate halved for epoch 2 (each part's, for several optimizers), and the calls.
     events = []
@@ -69,6 +88,8 @@ def train(name: str, mode: str, strategy: tf.distribute.Strategy | None, images:
             on_epoch_end=lambda epoch, logs: events.append(["epoch_end", epoch, sorted(logs)]),
         ),
     ]
+    if override:
+        callbacks.append(BlowUp(12, "encoder", 1e3))
     history = trainer.fit(
         inputs, epochs=2, batch_size=64, validation_data=inputs[:200], callbacks=callbacks, verbose=0
     )

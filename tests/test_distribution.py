@@ -56,6 +56,14 @@ def test_an_overridden_step_with_clipped_per_part_optimizers_logs_what_one_devic
     assert min(history["gradient_norm"]) > 0.05
 
 
+def test_a_rollback_under_mirrored_strategy_restores_every_replica_as_one_device_does(results):
+    single, mirrored = (results["override-graph"][kind]["history"] for kind in ("single", "mirrored"))
+    assert mirrored["recoveries"] == single["recoveries"] == [1.0, 0.0]
+    assert mirrored["rolled_back_steps"] == single["rolled_back_steps"] == [4.0, 0.0]
+    # The encoder's blown-up rate came back lowered a millionfold (then halved for epoch 2 by the scheduler).
+    assert mirrored["learning_rate/encoder"] == pytest.approx([1e-3, 5e-4])
+
+
 def test_xla_across_cpu_replicas_is_refused_clearly(results):
     assert "use mode='graph'" in results["xla_error"]
     assert results["auto_mode"] == "graph"
