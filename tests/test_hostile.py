@@ -218,3 +218,29 @@ def test_a_model_too_large_to_build_is_one_line(tmp_path, capsys, monkeypatch):
         "in memory (OOM when allocating tensor with shape[784,1000000000] and type float); lower its sizes "
         "(--list-models names its options; --set model.<option>=...) or the images' (--image-size)."
     )
+
+
+# --- Writes -------------------------------------------------------------------------------------
+
+
+def test_a_first_save_that_fails_says_nothing_was_saved_there_and_not_that_nothing_was_saved(tmp_path, monkeypatch):
+    """A run's best checkpoints have their own folder: its first save failing leaves the run's others intact."""
+    import aeloops
+    from aeloops.runs.checkpoints import Checkpointer
+    from aeloops.runs.directory import RunWriteError
+
+    trainer = aeloops.Trainer(aeloops.DenseAutoencoder(input_shape=(784,)), mode="graph")
+    Checkpointer(trainer, tmp_path / "checkpoints").save()
+    best = Checkpointer(trainer, tmp_path / "checkpoints" / "best")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(best.manager, "save", full)
+    with pytest.raises(RunWriteError) as raised:
+        best.save()
+    assert str(raised.value) == (
+        f"Cannot save a checkpoint in {tmp_path / 'checkpoints' / 'best'}: No space left on device. Nothing had been "
+        "saved there yet; free space or fix the permissions, then --resume."
+    )
+    assert (tmp_path / "checkpoints" / "ckpt-0.index").is_file()

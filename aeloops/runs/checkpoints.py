@@ -65,6 +65,8 @@ def _restore_into(objects: dict[str, Any], prefix: str) -> str | None:
 
 def _write_cause(error: BaseException) -> str:
     """Returns what a failed save says of its cause ("No space left on device"), without TensorFlow's op names."""
+    if isinstance(error, OSError) and error.strerror:  # "No space left on device", not "[Errno 28] No space ...".
+        return error.strerror
     # The whole first line: the cause comes after the temporary file's path, which may be long.
     text = (str(error).strip() or type(error).__name__).splitlines()[0]
     text = re.sub(r"\{\{.*?\}\}\s*", "", text)  # "{{function_node ...SaveV2...}}"
@@ -283,7 +285,8 @@ class Checkpointer(Callback):
             names = [f"{checkpoint_files.PREFIX}-{number}" for number in checkpoint_files.numbers(self.directory)]
             whole = [name for name in names if checkpoint_files.damage(os.path.join(self.directory, name)) is None]
             newest = whole[-1] if whole else os.path.basename(previous or "")
-            kept = f"{newest} and those before it are intact" if newest else "No checkpoint was saved"
+            # Of this directory only: a run's best checkpoints live apart from its others.
+            kept = f"{newest} and those before it are intact" if newest else "Nothing had been saved there yet"
             raise RunWriteError(
                 f"Cannot save a checkpoint in {self.directory}: {_write_cause(error)}. {kept}; free space or fix "
                 "the permissions, then --resume."
