@@ -317,3 +317,23 @@ def test_a_dataset_that_reshuffles_each_epoch_is_warned_of_and_a_fixed_order_is_
     assert not [warning for warning in recwarn if "reshuffle" in str(warning.message)]
     with pytest.warns(UserWarning, match=r"draws a new order each epoch .* a run resumed from a checkpoint sees"):
         trainer.fit(tf.data.Dataset.from_tensor_slices(images).shuffle(256, seed=1).batch(64), epochs=1, verbose=0)
+
+
+def test_slow_steps_run_fewer_per_call_so_a_stop_waits_at_most_about_a_call(small_images, monkeypatch):
+    """Calls shrink to fit CALL_SECONDS (here any step is too slow: one step a call), and nothing else changes."""
+    images = to_model_inputs(small_images[:1024], (784,))
+    runs = {}
+    for cap in (None, 1e-9):
+        if cap is not None:
+            monkeypatch.setattr(outer_loop, "CALL_SECONDS", cap)
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(DenseAutoencoder(input_shape=(784,)), mode="graph", steps_per_loop=8)
+        ends = []
+        hook = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs, ends=ends: ends.append(batch))
+        history = trainer.fit(images, epochs=2, batch_size=64, callbacks=[hook], verbose=0)
+        runs[cap] = (ends, history["loss"], [weight.numpy() for weight in trainer.model.weights])
+    # The last step (in the epoch) of each call: each epoch's first call is planned, timed, then one step a call.
+    assert runs[None][0] == [7, 15] * 2 and runs[1e-9][0] == [7, *range(8, 16)] * 2
+    assert runs[1e-9][1] == runs[None][1]
+    for capped, planned in zip(runs[1e-9][2], runs[None][2]):
+        np.testing.assert_array_equal(capped, planned)

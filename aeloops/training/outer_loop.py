@@ -64,6 +64,10 @@ __all__ = [
     "predict",
 ]
 
+# The longest a compiled call should run, in seconds: a stop (Ctrl-C, SIGTERM, a callback) is honoured
+# between calls, so a run whose steps are slow runs fewer per call rather than keep a stop waiting.
+CALL_SECONDS = 10.0
+
 # Values counted per epoch rather than averaged.
 _COUNTS = (NONFINITE_STEPS, LOSS_SCALE_SKIPPED, RECOVERIES, ROLLED_BACK_STEPS)
 
@@ -242,14 +246,19 @@ def _run_epoch(
     counted = done if carried is not None else 0
     steps_run = 0
     started = time.perf_counter()
+    step_seconds = 0.0  # The last call's seconds per step, once one has run.
     while done < steps:
         count = min(probe.steps_for_call(trainer.steps_per_loop), steps - done)
+        # Rollback undoes whole calls, so its calls keep their planned length: a resume cuts them alike.
+        if step_seconds and rollback is None:
+            count = max(1, min(count, int(CALL_SECONDS / step_seconds)))
         hooks.loop_begin(done)
         if rollback is not None:
             rollback.before_call()
         call_started = time.perf_counter()
         results = {name: float(value) for name, value in run_loop(done, count).items()}
-        if probe.record(count, time.perf_counter() - call_started):
+        step_seconds = (time.perf_counter() - call_started) / count
+        if probe.record(count, step_seconds * count):
             run_loop = _epoch_runner(trainer, source, epoch, shuffle, done + count)
         if trainer.on_nonfinite == "stop" and results[NONFINITE_STEPS] > 0:
             _raise_nonfinite(trainer)
