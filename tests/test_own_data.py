@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from aeloops import evaluate, export, train
 from aeloops.data import image_dataset, load_images
-from aeloops.data.images import scan
+from aeloops.data.decoded import cache_name
+from aeloops.data.images import convert, scan
 from aeloops.data.locate import source_kind, tfrecord_files
 from aeloops.data.stream import ImageStream
 from aeloops.models import registry
@@ -519,3 +520,38 @@ def test_class_folders_in_sorted_order_show_every_class_by_name_in_the_pictures_
     # Each class in turn (the grid shows the first ten of these), all 36 images once, by their folders' names.
     assert rows[:10] == ["cat", "dog", "frog"] * 3 + ["cat"]
     assert sorted(rows) == ["cat"] * 12 + ["dog"] * 12 + ["frog"] * 12
+
+
+@pytest.mark.parametrize("aspect_ratio", ["stretch", "crop", "pad"])
+def test_another_aspect_ratio_is_stretched_cropped_or_padded_as_keras_loaders_do(tmp_path, aspect_ratio):
+    """20x40 pictures to 20x20: squeezed, their centre cut out, or shrunk into black bands, each as Keras does it."""
+    rng = np.random.default_rng(0)
+    pictures = rng.integers(0, 256, size=(3, 20, 40, 1), dtype=np.uint8)
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    for index, picture in enumerate(pictures):
+        tf.io.write_file(str(folder / f"{index}.png"), tf.io.encode_png(picture))
+    files = scan(str(folder), (20, 20), aspect_ratio=aspect_ratio)
+    ours = np.stack([image.numpy() for image in image_dataset(files)])
+    keras_options = {"crop": {"crop_to_aspect_ratio": True}, "pad": {"pad_to_aspect_ratio": True}}
+    theirs = keras.utils.image_dataset_from_directory(
+        folder, labels=None, color_mode="grayscale", image_size=(20, 20), shuffle=False,
+        **keras_options.get(aspect_ratio, {}),
+    )  # fmt: skip
+    theirs = np.concatenate([batch.numpy() for batch in theirs]) / 255.0
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    if aspect_ratio == "crop":  # The centre: columns 10 to 29, at their own size.
+        np.testing.assert_allclose(ours, pictures[:, :, 10:30] / 255.0, atol=1e-6)
+    if aspect_ratio == "pad":  # Black bands above and below the whole picture shrunk to 10x20.
+        assert np.all(ours[:, :5] == 0) and np.all(ours[:, 15:] == 0) and ours[:, 5:15].max() > 0.5
+    # The same from memory: an array resized alike, and the cache of a stream named apart.
+    np.testing.assert_allclose(convert(pictures, (20, 20), aspect_ratio=aspect_ratio), ours, atol=1e-6)
+    assert (cache_name(files) == cache_name(scan(str(folder), (20, 20)))) == (aspect_ratio == "stretch")
+
+
+def test_an_aspect_ratio_without_an_image_size_is_refused(tmp_path, capsys):
+    from aeloops import train
+
+    assert train.main(["--dataset", "mnist-sample", "--aspect-ratio", "crop", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "aspect_ratio 'crop' says how --image-size meets another aspect ratio; give --image-size HEIGHT WIDTH " \
+           "too." in capsys.readouterr().err  # fmt: skip

@@ -65,6 +65,8 @@ def cache_name(files: ImageFiles) -> str:
     """Returns the cache's file stem for ``files``: a hash of their names, sizes, times and decoding options."""
     digest = hashlib.sha256()
     options = [files.kind, files.count, list(files.shape), files.resize, files.interpolation]
+    if files.aspect_ratio != "stretch":  # Named so only when it differs: older caches keep their names.
+        options.append(files.aspect_ratio)
     digest.update(json.dumps(options).encode())
     for path in files.paths:
         status = os.stat(path)

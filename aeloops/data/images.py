@@ -32,7 +32,14 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.data.arrays import image_shape, load_array_file, to_model_inputs
-from aeloops.data.locate import COLOR_MODES, IMAGE_EXTENSIONS, INTERPOLATIONS, source_kind, tfrecord_files
+from aeloops.data.locate import (
+    ASPECT_RATIOS,
+    COLOR_MODES,
+    IMAGE_EXTENSIONS,
+    INTERPOLATIONS,
+    source_kind,
+    tfrecord_files,
+)
 from aeloops.memory import fits
 
 __all__ = [
@@ -67,6 +74,8 @@ class ImageFiles:
     labels: np.ndarray | None = None  # A folder's class of each file.
     class_names: tuple[str, ...] = ()
     has_labels: bool = False  # A TFRecord's records hold a label.
+    # How resizing meets another aspect ratio: "stretch" it, "crop" the centre to it, or "pad" to it with black.
+    aspect_ratio: str = "stretch"
 
 
 class ImageData(NamedTuple):
@@ -84,17 +93,26 @@ class ImageData(NamedTuple):
         return tuple(int(dim) for dim in self.train.shape[1:])
 
 
-def _checked_options(image_size: Sequence[int] | None, color_mode: str | None, interpolation: str) -> None:
+def _checked_options(
+    image_size: Sequence[int] | None, color_mode: str | None, interpolation: str, aspect_ratio: str = "stretch"
+) -> None:
     if image_size is not None and (len(image_size) != 2 or any(int(side) < 1 for side in image_size)):
         raise ValueError(f"image_size must be (height, width), two positive integers; got {image_size!r}.")
     if color_mode is not None and color_mode not in COLOR_MODES:
         raise ValueError(f"color_mode must be one of {', '.join(COLOR_MODES)}; got {color_mode!r}.")
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.")
+    if aspect_ratio not in ASPECT_RATIOS:
+        raise ValueError(f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}; got {aspect_ratio!r}.")
 
 
 def scan(
-    path: str, image_size: Sequence[int] | None = None, color_mode: str | None = None, interpolation: str = "bilinear"
+    path: str,
+    image_size: Sequence[int] | None = None,
+    color_mode: str | None = None,
+    interpolation: str = "bilinear",
+    *,
+    aspect_ratio: str = "stretch",
 ) -> ImageFiles:
     """Lists a folder's images or a glob's TFRecord shards, and finds the shape they decode to.
 
@@ -105,12 +123,13 @@ def scan(
     Raises:
       ValueError: with what was wrong and how to fix it.
     """
-    _checked_options(image_size, color_mode, interpolation)
+    _checked_options(image_size, color_mode, interpolation, aspect_ratio)
     kind = source_kind(path)
     if kind == "folder":
-        return _scan_folder(path, image_size, color_mode, interpolation)
+        return dataclasses.replace(_scan_folder(path, image_size, color_mode, interpolation), aspect_ratio=aspect_ratio)
     if kind == "tfrecord":
-        return _scan_tfrecords(path, image_size, color_mode, interpolation)
+        files = _scan_tfrecords(path, image_size, color_mode, interpolation)
+        return dataclasses.replace(files, aspect_ratio=aspect_ratio)
     raise ValueError(f"{path} is neither a folder of images nor TFRecord shards.")
 
 
@@ -232,12 +251,35 @@ def _decoder(files: ImageFiles):
         # Divided as to_model_inputs divides arrays, so a folder and an array of the same images agree to the bit.
         image = convert_channels(tf.cast(image, tf.float32) / 255.0, channels)
         if files.resize:
-            image = tf.image.resize(image, (height, width), method=files.interpolation)
-            image = tf.clip_by_value(image, 0.0, 1.0)  # Cubic and Lanczos kernels overshoot.
+            image = resize(image, (height, width), files.interpolation, files.aspect_ratio)
         # Every image must decode to the shape the scan found; a differing one fails here, not in a batch.
         return tf.ensure_shape(image, files.shape)
 
     return decode
+
+
+def resize(images: tf.Tensor, size: Sequence[int], interpolation: str, aspect_ratio: str = "stretch") -> tf.Tensor:
+    """Resizes an image (or a batch) to ``size``; another aspect ratio is stretched, centre-cropped or padded.
+
+    ``"crop"`` and ``"pad"`` keep the picture's proportions, as Keras's
+    loaders' ``crop_to_aspect_ratio`` and ``pad_to_aspect_ratio`` do: the
+    largest centred region of the target's proportions is resized, or the
+    whole image is resized into it and the rest is black.
+    """
+    height, width = (int(side) for side in size)
+    if aspect_ratio == "pad":
+        resized = tf.image.resize_with_pad(images, height, width, method=interpolation)
+    else:
+        if aspect_ratio == "crop":
+            shape = tf.shape(images)
+            own_height, own_width = shape[-3], shape[-2]
+            # The largest centred region whose height / width is the target's.
+            crop_height = tf.minimum(own_height, own_width * height // width)
+            crop_width = tf.minimum(own_width, own_height * width // height)
+            top, left = (own_height - crop_height) // 2, (own_width - crop_width) // 2
+            images = images[..., top : top + crop_height, left : left + crop_width, :]
+        resized = tf.image.resize(images, (height, width), method=interpolation)
+    return tf.clip_by_value(resized, 0.0, 1.0)  # Cubic and Lanczos kernels overshoot.
 
 
 def convert_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
@@ -382,13 +424,15 @@ def convert(
     color_mode: str | None = None,
     interpolation: str = "bilinear",
     name: str = "images",
+    *,
+    aspect_ratio: str = "stretch",
 ) -> np.ndarray:
     """Returns an array of images as float32 (n, height, width, channels) in [0, 1], resized and converted.
 
     Accepts (n, d), (n, height, width) and (n, height, width, channels)
     arrays, uint8 (divided by 255) or float in [0, 1] (see ``image_shape``).
     """
-    _checked_options(image_size, color_mode, interpolation)
+    _checked_options(image_size, color_mode, interpolation, aspect_ratio)
     images = to_model_inputs(images, image_shape(images), name)
     channels = images.shape[-1]
     if channels not in (1, 2, 3, 4):
@@ -405,7 +449,7 @@ def convert(
     for start in range(0, len(images), 4096):  # In slices: a large set is not copied into TensorFlow at once.
         chunk = convert_channels(tf.constant(images[start : start + 4096]), target)
         if image_size is not None:
-            chunk = tf.clip_by_value(tf.image.resize(chunk, tuple(image_size), method=interpolation), 0.0, 1.0)
+            chunk = resize(chunk, image_size, interpolation, aspect_ratio)
         converted[start : start + 4096] = chunk.numpy()
     return converted
 
@@ -425,7 +469,12 @@ def split_indices(count: int, fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 def read_source(
-    path: str | ImageFiles, image_size: Sequence[int] | None, color_mode: str | None, interpolation: str
+    path: str | ImageFiles,
+    image_size: Sequence[int] | None,
+    color_mode: str | None,
+    interpolation: str,
+    *,
+    aspect_ratio: str = "stretch",
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
     """Returns a path's training images, its own validation images (an .npz's x_test), their labels, classes.
 
@@ -441,12 +490,12 @@ def read_source(
             validation = load_array_file(path, "x_test") if "x_test" in names else None
             train_labels = load_array_file(path, "y_train") if "y_train" in names else None
             validation_labels = load_array_file(path, "y_test") if "y_test" in names else None
-        train = convert(load_array_file(path), image_size, color_mode, interpolation, name=path)
+        train = convert(load_array_file(path), image_size, color_mode, interpolation, path, aspect_ratio=aspect_ratio)
         if validation is not None:
             size, mode = image_size or train.shape[1:3], color_mode or color_mode_of(train)
-            validation = convert(validation, size, mode, interpolation, name=f"{path}'s x_test")
+            validation = convert(validation, size, mode, interpolation, f"{path}'s x_test", aspect_ratio=aspect_ratio)
         return train, validation, train_labels, validation_labels, ()
-    files = scan(path, image_size, color_mode, interpolation)
+    files = scan(path, image_size, color_mode, interpolation, aspect_ratio=aspect_ratio)
     images, labels = _read_all(files)
     return images, None, labels, None, files.class_names
 
@@ -471,6 +520,7 @@ def load_images(
     image_size: Sequence[int] | None = None,
     color_mode: str | None = None,
     interpolation: str = "bilinear",
+    aspect_ratio: str = "stretch",
     validation_split: float | None = None,
     validation_data: str | None = None,
     seed: int = 0,
@@ -484,12 +534,13 @@ def load_images(
     record's ``label`` or an ``.npz``'s ``y_train`` / ``y_test``.
     """
     train, validation, train_labels, validation_labels, classes = read_source(
-        path, image_size, color_mode, interpolation
+        path, image_size, color_mode, interpolation, aspect_ratio=aspect_ratio
     )
     if validation_data is not None:
         validation, _, validation_labels, _, _ = read_source(
-            validation_data, train.shape[1:3], color_mode or color_mode_of(train), interpolation
-        )
+            validation_data, train.shape[1:3], color_mode or color_mode_of(train), interpolation,
+            aspect_ratio=aspect_ratio,
+        )  # fmt: skip
     elif validation_split is not None:
         kept, held = split_indices(len(train), validation_split, seed)
         validation, train = train[held], train[kept]

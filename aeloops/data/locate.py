@@ -11,6 +11,7 @@ import os
 import pathlib
 
 __all__ = [
+    "ASPECT_RATIOS",
     "COLOR_MODES",
     "IMAGE_EXTENSIONS",
     "INTERPOLATIONS",
@@ -27,6 +28,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 COLOR_MODES = {"grayscale": 1, "rgb": 3}
 # tf.image.resize's methods.
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
+# How --image-size meets another aspect ratio (Keras's loaders: crop_to_aspect_ratio, pad_to_aspect_ratio).
+ASPECT_RATIOS = ("stretch", "crop", "pad")
 _TFRECORD_MARKERS = (".tfrecord", ".tfrec")
 
 

@@ -105,6 +105,9 @@ class TrainConfig:
     )
     color_mode: str | None = _setting(None, f"{' or '.join(COLOR_MODES)} (default: the data's own)")
     interpolation: str = _setting("bilinear", f"how --image-size resizes: {', '.join(INTERPOLATIONS)}")
+    aspect_ratio: str = _setting(
+        "stretch", "how --image-size meets another aspect ratio: stretch, crop (the centre) or pad (with black)"
+    )
     validation_split: float | None = _setting(None, "hold out this fraction of the training images (seeded)")
     validation_data: str | None = _setting(None, "validation images from another path (default: the test split)")
     stream: bool = _setting(False, "decode a folder's or shards' images from disk each epoch, not once into memory")

@@ -15,7 +15,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
-from aeloops.data.locate import COLOR_MODES, INTERPOLATIONS
+from aeloops.data.locate import ASPECT_RATIOS, COLOR_MODES, INTERPOLATIONS
 from aeloops.runs.choices import (
     BINARIZATIONS,
     LR_SCHEDULES,
@@ -108,6 +108,13 @@ def _validate_images(config: TrainConfig) -> None:
         raise ValueError(f"color_mode must be one of {', '.join(COLOR_MODES)}; got {config.color_mode!r}.")
     if config.interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {config.interpolation!r}.")
+    if config.aspect_ratio not in ASPECT_RATIOS:
+        raise ValueError(f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}; got {config.aspect_ratio!r}.")
+    if config.aspect_ratio != "stretch" and config.image_size is None:
+        raise ValueError(
+            f"aspect_ratio {config.aspect_ratio!r} says how --image-size meets another aspect ratio; "
+            "give --image-size HEIGHT WIDTH too."
+        )
     if config.validation_split is not None:
         _expect("validation_split", config.validation_split, (float, int), "a fraction between 0 and 1")
         if not 0 < config.validation_split < 1:

@@ -76,12 +76,13 @@ def read_images(
     images, else the dataset's test split, unless ``--no-validation``.
     """
     options = {"image_size": config.image_size, "color_mode": config.color_mode,
-               "interpolation": config.interpolation}  # fmt: skip
+               "interpolation": config.interpolation, "aspect_ratio": config.aspect_ratio}  # fmt: skip
     kind, used = source_kind(config.dataset), config.dataset
     if kind in ("mnist", "fashion_mnist", "mnist-sample", "binarized_mnist"):
         train, test, train_labels, test_labels, used = _named_dataset(config, log)
         train = images_lib.convert(train, name="training images", **options)
-        test = images_lib.convert(test, train.shape[1:3], color_mode_of(train), config.interpolation, "test images")
+        test = images_lib.convert(test, train.shape[1:3], color_mode_of(train), config.interpolation, "test images",
+                                  aspect_ratio=config.aspect_ratio)  # fmt: skip
         images = ImageData(train, test, train_labels, test_labels, ())
         if config.validation_split is not None:  # Held out of the training images, as for any other dataset.
             kept, held = images_lib.split_indices(len(train), config.validation_split, config.seed)
@@ -92,7 +93,8 @@ def read_images(
                                         seed=config.seed, **options)  # fmt: skip
     if config.validation_data is not None:
         validation, _, validation_labels, _, validation_names = images_lib.read_source(
-            config.validation_data, images.shape[:2], color_mode_of(images.train), config.interpolation
+            config.validation_data, images.shape[:2], color_mode_of(images.train), config.interpolation,
+            aspect_ratio=config.aspect_ratio,
         )
         images = images._replace(validation=validation, validation_labels=validation_labels)
         if config.validation:  # The labels shown are the validation images': their folder's names.
@@ -169,7 +171,9 @@ def scan_source(config: TrainConfig, log: Callable[[str], None]) -> tuple[ImageF
                     f"{flag} reads a folder of images or TFRecord shards from disk; {config.dataset} is neither."
                 )
         return None, False
-    files = images_lib.scan(config.dataset, config.image_size, config.color_mode, config.interpolation)
+    files = images_lib.scan(
+        config.dataset, config.image_size, config.color_mode, config.interpolation, aspect_ratio=config.aspect_ratio
+    )
     size = files.count * int(np.prod(files.shape)) * 4
     budget = MEMORY_SHARE * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if not config.stream and size <= budget:
@@ -201,7 +205,7 @@ def stream_datasets(
     if config.validation and config.validation_data is not None:
         validation, _, labels, _, names = images_lib.read_source(
             config.validation_data, files.shape[:2], "grayscale" if files.shape[-1] == 1 else "rgb",
-            config.interpolation,
+            config.interpolation, aspect_ratio=config.aspect_ratio,
         )  # fmt: skip
     elif config.validation and config.validation_split is not None:
         indices, held = images_lib.split_indices(files.count, config.validation_split, config.seed)
