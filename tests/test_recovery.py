@@ -12,6 +12,7 @@ import aeloops
 from aeloops import train
 from aeloops.training.callbacks import TIMINGS, Callback
 from aeloops.training.recovery import ScaledSchedule, state_variables
+from tests.test_checkpoints import StopAt
 
 # A VAE whose warm-up takes plain SGD past what it can bear: its loss turns NaN at step 140 of 234.
 DIVERGING = ("--dataset", "mnist-sample", "--model", "vae", "--optimizer", "sgd", "--learning-rate", "0.3",
@@ -31,17 +32,6 @@ def checkpoint_values(run_dir):
 def history_values(run_dir):
     history = json.loads((run_dir / "history.json").read_text())
     return {name: values for name, values in history.items() if name not in TIMINGS}
-
-
-class StopAt(Callback):
-    """Stops the run after the compiled call that reaches ``step``, as a signal would."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_loop_end(self, trainer, logs):
-        if int(trainer.step.numpy()) >= self.step:
-            trainer.stop_training = True
 
 
 @pytest.fixture(scope="module")
