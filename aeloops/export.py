@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from aeloops.files import check_no_links, refuse_link
 from aeloops.runs import config as config_lib
-from aeloops.runs.directory import RunDirectory
+from aeloops.runs.directory import CHECKPOINT_PREFIX, RunDirectory
 from aeloops.runs.stderr_filter import StderrFilter
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def checked_source(run_dir: RunDirectory, best: bool, action: str = "export") ->
         raise ValueError(f"{run_dir.path} holds no config.json; give the directory of a training run.")
     check_no_links(run_dir.path)
     source = run_dir.checkpoints / BEST if best else run_dir.checkpoints
-    if not any(source.glob("ckpt-*.index")):
+    if not any(source.glob(f"{CHECKPOINT_PREFIX}-*.index")):
         if best:
             raise ValueError(
                 f"{run_dir.path} has no best checkpoint ({source}); runs keep one when they monitor a value "

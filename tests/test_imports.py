@@ -41,6 +41,8 @@ def imported(name: str, type_only: bool = False) -> set[str]:
             for child in node.orelse:
                 visit(child)
             return
+        if isinstance(node, ast.Call) and string_import(node):
+            found.add(node.args[0].value)  # importlib.import_module("aeloops.x") imports as surely as "import".
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -51,6 +53,25 @@ def imported(name: str, type_only: bool = False) -> set[str]:
 
     visit(ast.parse(MODULES[name].read_text(encoding="utf-8")))
     return {module for module in found if module in MODULES and module != name}
+
+
+def string_import(call: ast.Call) -> bool:
+    """Whether ``call`` imports an aeloops module named by a string: ``importlib.import_module("aeloops.x")``."""
+    function = call.func
+    name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
+    return (
+        name in ("import_module", "__import__")
+        and bool(call.args)
+        and isinstance(call.args[0], ast.Constant)
+        and str(call.args[0].value).startswith("aeloops")
+    )
+
+
+def test_a_string_import_counts_as_an_import():
+    planted = 'import importlib\ntrainer = lambda: importlib.import_module("aeloops.training.adversarial").Trainer\n'
+    (call,) = [node for node in ast.walk(ast.parse(planted)) if isinstance(node, ast.Call) and string_import(node)]
+    assert call.args[0].value == "aeloops.training.adversarial"
+    assert not string_import(ast.parse('importlib.import_module("mymodels")').body[0].value)  # A user's module.
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -34,6 +34,13 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a model family imports its trainer by a string", "aeloops/models/registry.py",
+        "    AdversarialAutoencoder, flat,\n    takes=",
+        "    AdversarialAutoencoder, flat,\n"
+        "    trainer=lambda: importlib.import_module(\"aeloops.training.adversarial\").AdversarialTrainer,\n    takes=",
+        ("tests/test_imports.py",),
+    ),
+    Mutation(
         "a VQ-VAE never re-seeds its unused entries", "aeloops/models/quantized.py",
         "            self._reseed(flat, usage > 0)\n", "            pass\n",
         ("tests/test_vae_family.py", "-k", "reseeds_entries"),

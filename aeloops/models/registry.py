@@ -325,7 +325,6 @@ _register_class(
     "Adversarial autoencoder (Makhzani et al. 2015): Dense 784-1000-1000 to a linear 8-D code, mirrored; BCE, and "
     "a discriminator pulling the codes toward N(0, I)",
     AdversarialAutoencoder, flat,
-    trainer=lambda: importlib.import_module("aeloops.training.adversarial").AdversarialTrainer,
     takes="any images, flattened", hidden_units=(1000, 1000), latent_dim=8,
 )
 _register_class(

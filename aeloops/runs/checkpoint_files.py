@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import tensorflow as tf
 
 from aeloops.files import replacing
-from aeloops.runs.directory import keep_aside
+from aeloops.runs.directory import CHECKPOINT_PREFIX, keep_aside
 
 __all__ = [
     "RECORD_KEY",
@@ -37,7 +37,7 @@ __all__ = [
     "repair_state_file",
 ]
 
-PREFIX = "ckpt"
+PREFIX = CHECKPOINT_PREFIX
 STATE_FILE = "checkpoint"
 # Where a checkpoint keeps its run record (aeloops.runs.checkpoints.Checkpointer).
 RECORD_KEY = "run_record/.ATTRIBUTES/VARIABLE_VALUE"

@@ -7,7 +7,7 @@ options are defined with it (``training.options``) and offered here.
 
 from __future__ import annotations
 
-from aeloops.training.options import MODES, NONFINITE_POLICIES
+from aeloops.training.options import MODES, NONFINITE_POLICIES, OPTIMIZER_OPTIONS
 
 __all__ = [
     "BINARIZATIONS",
@@ -52,15 +52,6 @@ RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
 TRUST_HELP = "allow a module:attribute model named by the run's config.json to be imported (its code runs)"
 # config.json's record of the software a run used (not a setting).
 VERSIONS_KEY = "versions"
-# Keras optimizer options a run can set, for all optimizers or per part.
-OPTIMIZER_OPTIONS = (
-    "clipnorm",
-    "global_clipnorm",
-    "clipvalue",
-    "use_ema",
-    "ema_momentum",
-    "gradient_accumulation_steps",
-)
 PART_SETTINGS = ("optimizer", "learning_rate", *OPTIMIZER_OPTIONS)
 
 # `--mlflow` given without a tracking URI: MLflow's embedded SQLite store beside the runs.

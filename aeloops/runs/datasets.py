@@ -19,7 +19,7 @@ import tensorflow as tf
 from aeloops import data as data_lib
 from aeloops.data import images as images_lib
 from aeloops.data.images import ImageData, ImageFiles, color_mode_of
-from aeloops.data.locate import source_kind
+from aeloops.data.locate import NAMED_DATASETS, source_kind
 from aeloops.data.stream import ImageStream
 from aeloops.models.registry import MNIST_SHAPE
 from aeloops.runs.config import TrainConfig
@@ -78,7 +78,7 @@ def read_images(
     options = {"image_size": config.image_size, "color_mode": config.color_mode,
                "interpolation": config.interpolation, "aspect_ratio": config.aspect_ratio}  # fmt: skip
     kind, used = source_kind(config.dataset), config.dataset
-    if kind in ("mnist", "fashion_mnist", "mnist-sample", "binarized_mnist"):
+    if kind in NAMED_DATASETS:
         train, test, train_labels, test_labels, used = _named_dataset(config, log)
         train = images_lib.convert(train, name="training images", **options)
         test = images_lib.convert(test, train.shape[1:3], color_mode_of(train), config.interpolation, "test images",

@@ -35,6 +35,7 @@ except ImportError:  # Not POSIX: run directories are not locked.
     fcntl = None
 
 __all__ = [
+    "CHECKPOINT_PREFIX",
     "RunDirectory",
     "RunWriteError",
     "default_run_dir",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 LOCK_FILE = ".lock"
+# What a run's checkpoints are named: ckpt-<step>.index and its data files, in checkpoints/.
+CHECKPOINT_PREFIX = "ckpt"
 
 
 def read_tf_config() -> dict[str, Any]:

@@ -53,6 +53,7 @@ from aeloops.runs.directory import (
 )
 from aeloops.runs.objective import build_objective, unused_outputs
 from aeloops.runs.tracking import MlflowTracking
+from aeloops.runs.trainers import trainer_class
 from aeloops.tensorboard.images import image_grid, write_png
 from aeloops.tensorboard.summaries import SummaryWriter, reconstruction_rows
 from aeloops.training import mode_probe
@@ -229,8 +230,7 @@ def build_trainer(
         # A run records its images' shape; one that predates the record trained on MNIST's.
         model = model or spec.build(config.image_shape or MNIST_SHAPE, **config.model_options)
         optimizers = make_optimizers(config)
-    trainer_class = spec.trainer() if spec.trainer is not None else Trainer
-    return trainer_class(
+    return trainer_class(spec, model)(
         model,
         build_objective(config, model),
         optimizers,

@@ -14,6 +14,8 @@ from typing import Any
 
 import keras
 
+from aeloops.training.options import OPTIMIZER_OPTIONS
+
 __all__ = ["DEFAULT_LEARNING_RATES", "OptimizerSpec", "inner_optimizer", "make_optimizer", "names"]
 
 # Adadelta's learning rate is 1.0 in its paper and in Keras 1, which the
@@ -28,8 +30,6 @@ DEFAULT_LEARNING_RATES = {
     "sgd": 0.01,
     "nadam": 0.001,
 }
-# Keras optimizer options accepted by name; None means Keras's default.
-OPTIONS = ("clipnorm", "global_clipnorm", "clipvalue", "use_ema", "ema_momentum", "gradient_accumulation_steps")
 
 # An optimizer, its name, or a mapping from parts of the model (attribute
 # paths such as "encoder", "decoder" or "encoder.hidden") to either.
@@ -60,9 +60,9 @@ def make_optimizer(
     true (by default, under a ``mixed_float16`` global policy), as Keras's
     ``fit`` does.
     """
-    unknown = sorted(set(options) - set(OPTIONS))
+    unknown = sorted(set(options) - set(OPTIMIZER_OPTIONS))
     if unknown:
-        raise ValueError(f"Unknown optimizer option {unknown[0]!r}; choose from {', '.join(OPTIONS)}.")
+        raise ValueError(f"Unknown optimizer option {unknown[0]!r}; choose from {', '.join(OPTIMIZER_OPTIONS)}.")
     options = {name: value for name, value in options.items() if value is not None}
     if isinstance(optimizer, keras.optimizers.Optimizer):
         if learning_rate is not None or schedule is not None or options:
