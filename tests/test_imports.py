@@ -140,5 +140,5 @@ def test_every_room_imports_only_rooms_below_it():
     placed = {room(name) for name in MODULES} - {""}
     assert placed <= {name for names in LAYERS for name in names}, "a new room: place it in LAYERS and README"
     graph = {name: imported(name, type_only=True) for name in MODULES}
-    assert graph["aeloops.runs.experiment"] >= {"aeloops.training.trainer", "aeloops.tensorboard.summaries"}
+    assert graph["aeloops.runs.assemble"] >= {"aeloops.training.trainer", "aeloops.tensorboard.summaries"}
     assert upward_imports(graph) == []

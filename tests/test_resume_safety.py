@@ -20,7 +20,7 @@ import pytest
 
 from aeloops import files as files_module
 from aeloops import train
-from aeloops.runs import experiment
+from aeloops.runs import prepare
 from aeloops.runs.directory import RunDirectory
 from tests.conftest import REPO
 
@@ -314,14 +314,14 @@ def test_an_unwritable_checkpoints_directory_is_refused_before_training(run_dir,
 
 def test_a_stop_requested_during_start_up_writes_nothing(tmp_path, images_file, capsys, monkeypatch):
     # A signal that arrives while TensorFlow loads and the model is built.
-    original_read = experiment.read_images
+    original_read = prepare.read_images
 
     def read_then_signal(*args, **kwargs):
         images = original_read(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
         return images
 
-    monkeypatch.setattr(experiment, "read_images", read_then_signal)
+    monkeypatch.setattr(prepare, "read_images", read_then_signal)
     code = train.main(["--dataset", str(images_file), "--run-dir", str(tmp_path / "run"), "--epochs", "1"])
     assert code == 143
     assert "Stopped before training began; nothing was written." in capsys.readouterr().out

@@ -67,6 +67,7 @@ __all__ = [  # The choices are aeloops.runs.choices', offered here too where set
     "load_config_file",
     "load_run_config",
     "merge",
+    "saved_config",
     "software_versions",
 ]
 
@@ -383,3 +384,12 @@ def apply_overrides(config: TrainConfig, overrides: Iterable[str]) -> TrainConfi
     if tables:
         config = merge(config, tables, f"--set {' '.join(table_overrides)}")
     return config
+
+
+def saved_config(config: TrainConfig) -> dict:
+    """Returns config.json's content: without run_dir, so `--config <run>/config.json` repeats the run elsewhere.
+
+    ``versions`` records the software the run used; loading the file ignores it.
+    """
+    settings = dataclasses.replace(config, run_dir=None, resume=False).to_dict()
+    return {**settings, VERSIONS_KEY: software_versions()}
