@@ -229,3 +229,18 @@ def test_a_recovery_without_rollback_is_refused_and_its_advice_works(tmp_path, c
     assert "max_recoveries sets how a run recovers by rolling back, but on_nonfinite is 'stop'" in error
     assert "(--on-nonfinite rollback)" in error
     assert train.main([*run, "--on-nonfinite", "rollback", "--no-validation", "--quiet"]) == 0
+
+
+def test_recovery_lines_go_below_an_open_progress_bar_without_blank_lines(capsys):
+    from aeloops.training.outer_loop import _Progbar
+
+    bar = _Progbar(10, verbose=1, unit_name="step", label="Epoch 1/1")
+    bar.interval = 0.0  # Every update draws.
+    bar.update(3, [("loss", 1.0)])
+    bar.write_line("Recovery 1 of 3: ...")
+    bar.write_line("Recovery 2 of 3: ...")
+    bar.update(10, [("loss", 1.0)])
+    text = capsys.readouterr().out
+    # The bar's open line is ended once; two recoveries in a row are two lines, with none empty between.
+    assert "\nRecovery 1 of 3: ...\nRecovery 2 of 3: ...\n" in text
+    assert "\n\n" not in text

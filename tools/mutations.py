@@ -34,6 +34,12 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a recovery line always opens with a newline", "aeloops/training/outer_loop.py",
+        "        sys.stdout.write((\"\\n\" if self._bar_open else \"\") + line + \"\\n\")\n",
+        "        sys.stdout.write(\"\\n\" + line + \"\\n\")\n",
+        ("tests/test_recovery.py", "-k", "progress_bar"),
+    ),
+    Mutation(
         "a model family imports its trainer by a string", "aeloops/models/registry.py",
         "    AdversarialAutoencoder, flat,\n    takes=",
         "    AdversarialAutoencoder, flat,\n"

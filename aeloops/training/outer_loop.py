@@ -323,7 +323,7 @@ _POLICY_COUNTS = {
 
 
 def _judge(
-    rollback: Rollback, results: dict[str, float], count: int, progress: keras.utils.Progbar | None
+    rollback: Rollback, results: dict[str, float], count: int, progress: _Progbar | None
 ) -> tuple[dict[str, float], dict[str, float] | None]:
     """Keeps a good call's results; rolls a bad one back and returns what stands for it, with its hooks' logs."""
     reason = rollback.verdict(results, count)
@@ -340,9 +340,7 @@ def _judge(
         )
     line = rollback.recover(reason, count)
     if progress is not None:
-        # On a terminal the progress bar's line is open: the recovery's line goes below it.
-        sys.stdout.write(("\n" if progress.verbose == 1 else "") + line + "\n")
-        sys.stdout.flush()
+        progress.write_line(line)
     # The call's values are undone: only its counts stand, for the epoch's row and the hooks.
     counts = {RECOVERIES: 1.0, ROLLED_BACK_STEPS: float(count)}
     return {name: 0.0 for name in results} | {NONFINITE_STEPS: 0.0, **counts}, counts
@@ -391,11 +389,21 @@ class _Progbar(keras.utils.Progbar):
         super().__init__(target, **kwargs)
         self.label = label
         self._last_line = time.monotonic()
+        self._bar_open = False
+
+    def write_line(self, line: str) -> None:
+        """Writes a line of its own between the bar's updates (below the bar's open line on a terminal)."""
+        sys.stdout.write(("\n" if self._bar_open else "") + line + "\n")
+        sys.stdout.flush()
+        self._bar_open = False
 
     def update(self, current: int, values: Sequence[tuple[str, float]] | None = None, finalize: bool | None = None):
         self.stateful_metrics.update(name for name, _ in values or ())
         if self.verbose != 2 or not self.label:
+            drawn_before = self._last_update
             super().update(current, values, finalize)
+            if self._last_update != drawn_before:  # Keras drew (it skips draws closer than its interval).
+                self._bar_open = self.verbose == 1 and current < self.target  # The line awaits the next draw.
             return
         if finalize is None and current < self.target and time.monotonic() - self._last_line >= self.PIPE_INTERVAL:
             finalize = True  # Keras's one-line format, mid-epoch: "40/78 - 31s - 775ms/step - loss: ...".
