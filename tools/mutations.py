@@ -34,6 +34,12 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "the gmm sampler draws from N(0, I), not the fitted mixture", "aeloops/evaluation/samplers.py",
+        "        flat, _ = mixture.sample(count)\n",
+        "        flat = np.random.default_rng(seed).standard_normal((count, codes[0].size))\n",
+        ("tests/test_samplers.py",),
+    ),
+    Mutation(
         "a recovery line always opens with a newline", "aeloops/training/outer_loop.py",
         "        sys.stdout.write((\"\\n\" if self._bar_open else \"\") + line + \"\\n\")\n",
         "        sys.stdout.write(\"\\n\" + line + \"\\n\")\n",

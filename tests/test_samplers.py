@@ -1,0 +1,65 @@
+"""Samplers after training: the prior, and a Gaussian mixture fitted to the training codes (any autoencoder)."""
+
+import keras
+import numpy as np
+import pytest
+
+import aeloops
+from aeloops import sample as sample_cli
+from aeloops import train
+from aeloops.evaluation.samplers import sample
+from aeloops.models import registry
+
+
+@pytest.fixture(scope="module")
+def trained_dense():
+    images = aeloops.to_model_inputs(aeloops.load_sample().train_images[:2048], (784,))
+    keras.utils.set_random_seed(0)
+    model = aeloops.DenseAutoencoder(input_shape=(784,))
+    aeloops.Trainer(model, mode="graph", steps_per_loop=16).fit(images, epochs=3, batch_size=64, verbose=0)
+    return model, np.asarray(model.encode(images))
+
+
+def test_a_mixture_fitted_to_a_deterministic_model_s_codes_draws_codes_like_them(trained_dense):
+    model, codes = trained_dense
+    drawn = sample(model, 4000, sampler="gmm", codes=codes, seed=0)
+    assert drawn.codes.shape == (4000, 8) and drawn.images.shape == (4000, 784)
+    scale = codes.std(axis=0).max()
+    np.testing.assert_allclose(drawn.codes.mean(axis=0), codes.mean(axis=0), atol=0.05 * scale)
+    np.testing.assert_allclose(np.cov(drawn.codes.T), np.cov(codes.T), atol=0.1 * scale**2)
+    np.testing.assert_allclose(drawn.images, np.asarray(model.decode(drawn.codes)), atol=1e-6)
+    again = sample(model, 4000, sampler="gmm", codes=codes, seed=0)
+    np.testing.assert_array_equal(again.images, drawn.images)  # The seed decides every draw.
+    assert not np.array_equal(sample(model, 16, sampler="gmm", codes=codes, seed=1).codes, drawn.codes[:16])
+
+
+def test_the_prior_is_the_generative_model_s_own_and_refused_where_there_is_none(trained_dense):
+    vae = registry.get("vae").build()
+    drawn = sample(vae, 6, sampler="prior", seed=3)
+    np.testing.assert_array_equal(drawn.images, vae.sample(6, seed=3))
+    with pytest.raises(ValueError, match=r"has no prior to draw from .* sampler='gmm' \(--sampler gmm\)"):
+        sample(trained_dense[0], 4, sampler="prior")
+    with pytest.raises(ValueError, match="needs a prior over its code indices"):
+        sample(registry.get("vqvae").build(), 4, sampler="gmm", codes=np.zeros((20, 7, 7, 16)))
+    with pytest.raises(ValueError, match="pass codes="):
+        sample(trained_dense[0], 4, sampler="gmm")
+
+
+def test_the_sample_command_writes_images_its_codes_decode_to_and_its_refusal_says_what_works(tmp_path, capsys):
+    run_dir = tmp_path / "dense"
+    common = ["--dataset", "mnist-sample", "--epochs", "1", "--mode", "graph", "--no-validation", "--quiet"]
+    assert train.main([*common, "--run-dir", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert sample_cli.main([str(run_dir), "--count", "8"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("aeloops.sample: error: DenseAutoencoder has no prior") and "--sampler gmm" in error
+    assert sample_cli.main([str(run_dir), "--sampler", "gmm", "--count", "24"]) == 0
+    png, npz = (line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines())
+    assert png == str(run_dir / "samples" / "gmm-step78-seed0.png")
+    with np.load(npz) as saved:
+        images, codes = saved["images"], saved["codes"]
+    model = keras.saving.load_model(run_dir / "model.keras")
+    np.testing.assert_allclose(images, np.asarray(model.decode(codes)), atol=1e-6)
+    assert images.shape == (24, 784) and images.min() >= 0 and images.max() <= 1
+    picture = keras.utils.load_img(png)
+    assert picture.size[0] > picture.size[1]  # Three rows of eight.
