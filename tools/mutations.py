@@ -34,6 +34,23 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "FID without the cross term", "aeloops/evaluation/sample_quality.py",
+        " - 2.0 * np.trace(root))", ")",
+        ("tests/test_sample_quality.py",),
+    ),
+    Mutation(
+        "KID's kernel sums keep their diagonal (biased)", "aeloops/evaluation/sample_quality.py",
+        "    within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (count * (count - 1))\n",
+        "    within = (k_xx.sum() + k_yy.sum()) / (count * (count - 1))\n",
+        ("tests/test_sample_quality.py",),
+    ),
+    Mutation(
+        "precision's balls reach the nearest neighbour, not the k-th", "aeloops/evaluation/sample_quality.py",
+        "    radii = np.sort(support_distances, axis=1)[:, k]\n",
+        "    radii = np.sort(support_distances, axis=1)[:, 1]\n",
+        ("tests/test_sample_quality.py",),
+    ),
+    Mutation(
         "the gmm sampler draws from N(0, I), not the fitted mixture", "aeloops/evaluation/samplers.py",
         "        flat, _ = mixture.sample(count)\n",
         "        flat = np.random.default_rng(seed).standard_normal((count, codes[0].size))\n",

@@ -1,0 +1,69 @@
+"""FID, KID and precision/recall from features: against their definitions, computed the slow way."""
+
+import numpy as np
+import pytest
+
+from aeloops.evaluation.sample_quality import (
+    _unbiased_mmd2,
+    frechet_distance,
+    gaussian_frechet_distance,
+    kernel_distance,
+    precision_recall,
+)
+
+
+def test_the_frechet_distance_of_gaussians_is_its_closed_form_and_ignores_a_common_rotation():
+    rng = np.random.default_rng(0)
+    mean_a, mean_b = rng.normal(size=4), rng.normal(size=4)
+    var_a, var_b = rng.uniform(0.5, 2.0, size=4), rng.uniform(0.5, 2.0, size=4)
+    # Diagonal covariances: |mean_a - mean_b|^2 + sum (sqrt(var_a) - sqrt(var_b))^2.
+    expected = np.sum((mean_a - mean_b) ** 2) + np.sum((np.sqrt(var_a) - np.sqrt(var_b)) ** 2)
+    found = gaussian_frechet_distance(mean_a, np.diag(var_a), mean_b, np.diag(var_b))
+    assert found == pytest.approx(expected, rel=1e-9)
+    rotation, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    cov_a, cov_b = rotation @ np.diag(var_a) @ rotation.T, rotation @ np.diag(var_b) @ rotation.T
+    rotated = gaussian_frechet_distance(rotation @ mean_a, cov_a, rotation @ mean_b, cov_b)
+    assert rotated == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_of_samples_nears_the_closed_form_and_is_zero_for_one_set():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0.0, 1.0, size=(40000, 3))
+    b = rng.normal(1.0, 2.0, size=(40000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(a, b) == pytest.approx(3 * 1.0 + 3 * (2.0 - 1.0) ** 2, rel=0.02)
+
+
+def test_kid_is_the_unbiased_mmd_and_tells_equal_from_shifted_sets():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(12, 5)), rng.normal(size=(12, 5))
+
+    def kernel(u, v):
+        return (u @ v / 5 + 1.0) ** 3
+
+    n = len(x)
+    brute = (
+        sum(kernel(x[i], x[j]) + kernel(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+        - 2 * sum(kernel(x[i], y[j]) for i in range(n) for j in range(n)) / n**2
+    )
+    assert _unbiased_mmd2(x, y) == pytest.approx(brute, rel=1e-9)
+    same = kernel_distance(rng.normal(size=(800, 5)), rng.normal(size=(800, 5)), subsets=20, subset_size=400)
+    shifted = kernel_distance(rng.normal(size=(800, 5)), rng.normal(0.5, 1.0, size=(800, 5)), subsets=20,
+                              subset_size=400)  # fmt: skip
+    assert abs(same[0]) < 0.02 < shifted[0]
+
+
+def test_precision_and_recall_count_points_inside_the_other_set_s_neighbourhoods():
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(400, 2))
+    assert precision_recall(real, real) == (1.0, 1.0)
+    assert precision_recall(real, real + 100.0) == (0.0, 0.0)
+    # Samples from one corner of the real data: all of them realistic, little of the data covered.
+    corner = real[(real[:, 0] > 0.5) & (real[:, 1] > 0.5)]
+    precision, recall = precision_recall(real, corner)
+    assert precision == 1.0 and recall < 0.5
+    # The share, computed point by point.
+    k, support, points = 3, real[:50], rng.normal(size=(30, 2))
+    radii = [sorted(np.linalg.norm(support - s, axis=1))[k] for s in support]
+    inside = [any(np.linalg.norm(p - s) <= r for s, r in zip(support, radii)) for p in points]
+    assert precision_recall(support, points, k=k)[0] == pytest.approx(np.mean(inside))
