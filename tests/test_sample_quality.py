@@ -67,3 +67,27 @@ def test_precision_and_recall_count_points_inside_the_other_set_s_neighbourhoods
     radii = [sorted(np.linalg.norm(support - s, axis=1))[k] for s in support]
     inside = [any(np.linalg.norm(p - s) <= r for s, r in zip(support, radii)) for p in points]
     assert precision_recall(support, points, k=k)[0] == pytest.approx(np.mean(inside))
+
+
+def test_a_keras_model_s_features_measure_samples_and_the_extractor_is_named(tmp_path):
+    import keras
+
+    from aeloops.data import load_sample, to_model_inputs
+    from aeloops.evaluation.sample_quality import keras_extractor, sample_quality
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((784,))
+    hidden = keras.layers.Dense(16, activation="relu", name="features")(inputs)
+    classifier = keras.Model(inputs, keras.layers.Dense(10, name="classes")(hidden))
+    classifier.save(tmp_path / "classifier.keras")
+    extractor = keras_extractor(tmp_path / "classifier.keras")
+    assert extractor.name == f"{tmp_path / 'classifier.keras'}:penultimate"
+    images = to_model_inputs(load_sample().test_images[:600], (784,))
+    kernel, bias = classifier.get_layer("features").get_weights()
+    np.testing.assert_allclose(extractor.features(images), np.maximum(images @ kernel + bias, 0), atol=1e-5)
+    real, fake = images[:300], images[300:]
+    noise = np.random.default_rng(0).uniform(size=fake.shape).astype(np.float32)
+    same, held_out, random = (sample_quality(real, other, extractor) for other in (real, fake, noise))
+    assert same["fid"] == pytest.approx(0.0, abs=1e-6) and (same["precision"], same["recall"]) == (1.0, 1.0)
+    assert held_out["fid"] < random["fid"] and held_out["kid"] < random["kid"]
+    assert random["precision"] < held_out["precision"] and same["extractor"] == extractor.name

@@ -22,9 +22,23 @@ extractor beside it.
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Callable
+from typing import NamedTuple
+
+import keras
 import numpy as np
 
-__all__ = ["frechet_distance", "gaussian_frechet_distance", "kernel_distance", "precision_recall"]
+__all__ = [
+    "Extractor",
+    "frechet_distance",
+    "gaussian_frechet_distance",
+    "kernel_distance",
+    "keras_extractor",
+    "precision_recall",
+    "sample_quality",
+]
 
 
 def frechet_distance(real: np.ndarray, generated: np.ndarray) -> float:
@@ -39,7 +53,9 @@ def gaussian_frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.
     """Returns ``|mean_a - mean_b|^2 + tr(cov_a + cov_b - 2 (cov_a cov_b)^(1/2))``."""
     from scipy import linalg  # Deferred: scipy comes with the [generative] extra.
 
-    root, _ = linalg.sqrtm(np.atleast_2d(cov_a) @ np.atleast_2d(cov_b), disp=False)
+    with warnings.catch_warnings():  # A singular product (dead features, say) is handled below, not warned of.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root, _ = linalg.sqrtm(np.atleast_2d(cov_a) @ np.atleast_2d(cov_b), disp=False)
     if not np.all(np.isfinite(root)):
         # A singular product (fewer samples than dimensions): offset both, as the reference implementation does.
         offset = np.eye(len(np.atleast_2d(cov_a))) * 1e-6
@@ -110,3 +126,58 @@ def _features(values: np.ndarray, name: str) -> np.ndarray:
     if values.ndim != 2 or len(values) < 2:
         raise ValueError(f"{name} features must be (n, d) with n >= 2; got shape {values.shape}.")
     return values
+
+
+class Extractor(NamedTuple):
+    """What features are taken by: a function of images (n, ...) to features (n, d), and its name for reports."""
+
+    name: str
+    features: Callable[[np.ndarray], np.ndarray]
+
+
+def keras_extractor(
+    model: keras.Model | str | os.PathLike, layer: str | None = None, batch_size: int = 256
+) -> Extractor:
+    """Returns an extractor reading ``layer`` of a Keras model (by default its last layer's input).
+
+    ``model`` may be a ``.keras`` file, loaded in Keras's safe mode: an
+    InceptionV3 saved with its weights, a classifier of the user's own.
+    Its name is the file's, or the model's.
+    """
+    name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else model.name
+    if isinstance(model, (str, os.PathLike)):
+        model = keras.saving.load_model(model, safe_mode=True)
+    if not getattr(model, "inputs", None) or len(model.inputs) != 1:
+        raise ValueError(f"{name} must be a functional or Sequential Keras model of one input (images).")
+    inputs = model.inputs[0]
+    output = model.get_layer(layer).output if layer is not None else model.layers[-1].input
+    reader = keras.Model(inputs, output)
+
+    def features(images: np.ndarray) -> np.ndarray:
+        parts = [np.asarray(reader(images[start : start + batch_size], training=False))
+                 for start in range(0, len(images), batch_size)]  # fmt: skip
+        flat = np.concatenate(parts)
+        return flat.reshape(len(flat), -1)
+
+    return Extractor(f"{name}:{layer or 'penultimate'}", features)
+
+
+def sample_quality(real: np.ndarray, generated: np.ndarray, extractor: Extractor, *, seed: int = 0) -> dict:
+    """Returns FID, KID (mean and std), precision and recall of ``generated`` against ``real`` images.
+
+    The extractor's name is part of the result: figures from different
+    extractors are not comparable.
+    """
+    real_features, generated_features = extractor.features(real), extractor.features(generated)
+    kid, kid_std = kernel_distance(real_features, generated_features, seed=seed)
+    precision, recall = precision_recall(real_features, generated_features)
+    return {
+        "fid": frechet_distance(real_features, generated_features),
+        "kid": kid,
+        "kid_std": kid_std,
+        "precision": precision,
+        "recall": recall,
+        "extractor": extractor.name,
+        "real": len(real),
+        "generated": len(generated),
+    }
