@@ -54,6 +54,10 @@ def evaluate_run(
     seed: int = 0,
     xla: bool = False,
     trust_code: bool = False,
+    extractor: str | None = None,
+    extractor_layer: str | None = None,
+    sampler: str | None = None,
+    sample_count: int | None = None,
 ) -> dict[str, Any]:
     """Returns the held-out figures of ``run_dir``'s model (newest or best checkpoint) and what they were computed on.
 
@@ -61,6 +65,10 @@ def evaluate_run(
     where the model has a likelihood (none where it has not); 0, no likelihood.
     A model given as ``module:attribute`` in the run's ``config.json`` is
     imported only with ``trust_code=True``: the run may come from someone else.
+    With ``extractor`` (a ``.keras`` file) the result also holds the sample
+    quality (``aeloops.evaluation.sample_quality``) of ``sample_count``
+    images drawn by ``sampler`` (the model's prior where it has one, else a
+    mixture fitted to its training codes) against the held-out images.
 
     Raises:
       ValueError: when ``samples`` is asked of a model without a likelihood,
@@ -102,6 +110,14 @@ def evaluate_run(
                     trainer.model, images, samples=samples or DEFAULT_SAMPLES, batch_size=batch_size, seed=seed,
                     jit_compile=xla,
                 ))  # fmt: skip
+        if extractor is not None:
+            from aeloops.evaluation.sample_quality import keras_extractor, sample_quality
+            from aeloops.runs.sampling import draw
+
+            chosen = sampler or ("prior" if hasattr(trainer.model, "sample") else "gmm")
+            drawn = draw(trainer, config, chosen, sample_count or len(images), seed=seed)
+            measured = sample_quality(images, drawn.images, keras_extractor(extractor, extractor_layer), seed=seed)
+            result["sample_quality"] = {**measured, "sampler": chosen}
     return {
         **result,
         "checkpoint": "best" if best else "newest",
@@ -170,6 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile with XLA: faster for some models (IWAE), slower for others (the VAE); other samples",
     )
+    parser.add_argument(
+        "--extractor", metavar="FILE.keras",
+        help="also measure drawn samples against the held-out images (FID, KID, precision/recall) on this Keras "
+        "model's features (its penultimate layer, or --extractor-layer)",
+    )  # fmt: skip
+    parser.add_argument("--extractor-layer", metavar="NAME", help="the extractor's layer whose output is the features")
+    parser.add_argument(
+        "--sampler", choices=("prior", "gmm"),
+        help="with --extractor: how samples are drawn (default: the model's prior where it has one, else gmm)",
+    )  # fmt: skip
+    parser.add_argument("--count", type=int, help="with --extractor: samples to draw (default: as many as images)")
     parser.add_argument("--trust-code", action="store_true", help=config_lib.TRUST_HELP)
     return parser
 
@@ -179,14 +206,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = RunDirectory(args.run_dir)
     try:
-        for name in ("nll_samples", "batch_size", "examples"):
+        for name in ("nll_samples", "batch_size", "examples", "count"):
             value = getattr(args, name)
             least = 0 if name == "nll_samples" else 1
             if value is not None and value < least:
                 kind = "a non-negative" if least == 0 else "a positive"
                 raise ValueError(f"--{name.replace('_', '-')} must be {kind} integer, got {value}.")
-        if args.data is not None and not pathlib.Path(args.data).is_file():
-            raise ValueError(f"--data {args.data} does not exist.")
+        if args.extractor is None and (args.sampler or args.count or args.extractor_layer):
+            raise ValueError(
+                "--sampler, --count and --extractor-layer measure samples; give --extractor FILE.keras too."
+            )
+        for name in ("data", "extractor"):
+            if getattr(args, name) is not None and not pathlib.Path(getattr(args, name)).is_file():
+                raise ValueError(f"--{name} {getattr(args, name)} does not exist.")
         checked_source(run_dir, args.best, "evaluate")
         config_lib.load_run_config(run_dir.config, trust_code=args.trust_code)  # Refused before TensorFlow loads.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -194,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = evaluate_run(
                 run_dir, args.nll_samples, best=args.best, data=args.data, examples=args.examples,
                 batch_size=args.batch_size, seed=args.seed, xla=args.xla, trust_code=args.trust_code,
+                extractor=args.extractor, extractor_layer=args.extractor_layer, sampler=args.sampler,
+                sample_count=args.count,
             )  # fmt: skip
         save(run_dir, result)
     except (ValueError, TypeError) as error:

@@ -31,8 +31,6 @@ __all__ = ["main", "sample_run"]
 EXIT_USAGE = 2
 # The samplers (aeloops.evaluation.samplers.SAMPLERS), named here so --help answers without TensorFlow.
 SAMPLERS = ("prior", "gmm")
-# Training images whose codes the mixture is fitted to, at most.
-FIT_IMAGES = 10000
 
 
 def sample_run(
@@ -50,26 +48,15 @@ def sample_run(
     config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
     import numpy as np  # Deferred, like everything below: imports TensorFlow.
 
-    from aeloops.data.stream import ImageStream
-    from aeloops.evaluation import samplers
-    from aeloops.runs import datasets as run_data
     from aeloops.runs import experiment
     from aeloops.runs.checkpoints import Checkpointer
+    from aeloops.runs.sampling import draw
     from aeloops.tensorboard.images import image_grid, write_png
 
     with experiment.precision(config):
         trainer = experiment.build_trainer(config)
         Checkpointer(trainer, source, max_to_keep=1).restore()
-        model = trainer.model
-        with trainer.averaged_weights():
-            codes = None
-            if sampler == "gmm":
-                train = run_data.load_datasets(config, model.example_shape, log=lambda line: None).train
-                images = train.images(min(len(train), FIT_IMAGES)) if isinstance(train, ImageStream) else train
-                images = images[:FIT_IMAGES]
-                codes = np.concatenate([np.asarray(model.encode(images[start : start + 500]))
-                                        for start in range(0, len(images), 500)])  # fmt: skip
-            drawn = samplers.sample(model, count, sampler=sampler, codes=codes, components=components, seed=seed)
+        drawn = draw(trainer, config, sampler, count, components=components, seed=seed)
     step = int(trainer.step.numpy())
     name = f"{sampler}-step{step}-seed{seed}"
     folder = run_dir.path / "samples"

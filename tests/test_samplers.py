@@ -63,3 +63,40 @@ def test_the_sample_command_writes_images_its_codes_decode_to_and_its_refusal_sa
     assert images.shape == (24, 784) and images.min() >= 0 and images.max() <= 1
     picture = keras.utils.load_img(png)
     assert picture.size[0] > picture.size[1]  # Three rows of eight.
+
+
+def test_evaluate_measures_drawn_samples_on_the_extractor_it_is_given(tmp_path, capsys):
+    import json
+
+    from aeloops import evaluate
+    from aeloops.data import load_sample, to_model_inputs
+    from aeloops.evaluation.sample_quality import keras_extractor, sample_quality
+    from aeloops.runs import experiment
+    from aeloops.runs.checkpoints import Checkpointer
+    from aeloops.runs.config import load_run_config
+    from aeloops.runs.sampling import draw
+
+    run_dir = tmp_path / "dense"
+    assert train.main(["--dataset", "mnist-sample", "--epochs", "1", "--mode", "graph", "--quiet",
+                       "--run-dir", str(run_dir)]) == 0  # fmt: skip
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, keras.layers.Dense(10)(hidden)).save(tmp_path / "classifier.keras")
+    capsys.readouterr()
+    extractor = str(tmp_path / "classifier.keras")
+    assert evaluate.main([str(run_dir), "--nll-samples", "0", "--examples", "300", "--extractor", extractor,
+                          "--sampler", "gmm"]) == 0  # fmt: skip
+    measured = json.loads(capsys.readouterr().out)["sample_quality"]
+    assert measured["sampler"] == "gmm" and measured["generated"] == measured["real"] == 300
+    assert measured["extractor"] == f"{extractor}:penultimate"
+    # The same figures from the run's own pieces: its images flattened, laid out in the extractor's shape.
+    config = load_run_config(run_dir / "config.json")
+    trainer = experiment.build_trainer(config)
+    Checkpointer(trainer, run_dir / "checkpoints").restore()
+    real = to_model_inputs(load_sample().test_images[:300], (784,))
+    expected = sample_quality(real, draw(trainer, config, "gmm", 300).images, keras_extractor(extractor))
+    for key in ("fid", "kid", "precision", "recall"):
+        assert measured[key] == pytest.approx(expected[key], rel=1e-6), key
+    assert evaluate.main([str(run_dir), "--sampler", "gmm"]) == 2
+    assert "measure samples; give --extractor FILE.keras too" in capsys.readouterr().err

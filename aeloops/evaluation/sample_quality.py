@@ -152,8 +152,12 @@ def keras_extractor(
     inputs = model.inputs[0]
     output = model.get_layer(layer).output if layer is not None else model.layers[-1].input
     reader = keras.Model(inputs, output)
+    shape = tuple(inputs.shape[1:])
 
     def features(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        if None not in shape and images[0].size == np.prod(shape) and images.shape[1:] != shape:
+            images = images.reshape(len(images), *shape)  # The same pixels as the extractor lays them out.
         parts = [np.asarray(reader(images[start : start + batch_size], training=False))
                  for start in range(0, len(images), batch_size)]  # fmt: skip
         flat = np.concatenate(parts)
