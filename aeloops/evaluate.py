@@ -31,6 +31,7 @@ from typing import Any
 
 from aeloops.export import checked_source
 from aeloops.runs import config as config_lib
+from aeloops.runs.choices import SAMPLERS
 from aeloops.runs.directory import RunDirectory, RunWriteError, write_json
 from aeloops.runs.stderr_filter import StderrFilter
 
@@ -193,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--extractor-layer", metavar="NAME", help="the extractor's layer whose output is the features")
     parser.add_argument(
-        "--sampler", choices=("prior", "gmm"),
+        "--sampler", choices=SAMPLERS,
         help="with --extractor: how samples are drawn (default: the model's prior where it has one, else gmm)",
     )  # fmt: skip
     parser.add_argument("--count", type=int, help="with --extractor: samples to draw (default: as many as images)")

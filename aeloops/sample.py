@@ -23,14 +23,13 @@ from collections.abc import Sequence
 from aeloops.export import checked_source
 from aeloops.files import replacing
 from aeloops.runs import config as config_lib
+from aeloops.runs.choices import SAMPLERS
 from aeloops.runs.directory import RunDirectory, RunWriteError, writing
 from aeloops.runs.stderr_filter import StderrFilter
 
 __all__ = ["main", "sample_run"]
 
 EXIT_USAGE = 2
-# The samplers (aeloops.evaluation.samplers.SAMPLERS), named here so --help answers without TensorFlow.
-SAMPLERS = ("prior", "gmm")
 
 
 def sample_run(

@@ -73,6 +73,10 @@ def test_the_names_checked_early_are_the_library_s_own():
     assert list(config_lib.BUILTIN_MODELS) == registry.names()
     assert list(config_lib.OPTIMIZER_NAMES) == optimizers.names()
     assert config_lib.RECONSTRUCTION_LOSSES == base.RECONSTRUCTION_LOSSES
+    from aeloops.evaluation import samplers
+    from aeloops.runs import choices
+
+    assert choices.SAMPLERS == samplers.SAMPLERS  # What sample and evaluate offer before TensorFlow loads.
 
 
 def test_the_filter_drops_tensorflow_chatter_and_keeps_everything_else():

@@ -44,13 +44,17 @@ RECORD_KEY = "run_record/.ATTRIBUTES/VARIABLE_VALUE"
 _INDEX = re.compile(rf"^{PREFIX}-(\d+)\.index$")
 
 
-def numbers(directory: str | os.PathLike) -> list[int]:
-    """Returns the numbers of the checkpoints whose index file is in ``directory``, oldest first."""
+def _names(directory: str | os.PathLike) -> list[str]:
+    """The names in ``directory``; none when it cannot be listed (missing, say)."""
     try:
-        names = os.listdir(directory)
+        return os.listdir(directory)
     except OSError:
         return []
-    return sorted(int(match.group(1)) for match in map(_INDEX.match, names) if match)
+
+
+def numbers(directory: str | os.PathLike) -> list[int]:
+    """Returns the numbers of the checkpoints whose index file is in ``directory``, oldest first."""
+    return sorted(int(match.group(1)) for match in map(_INDEX.match, _names(directory)) if match)
 
 
 _DATA = re.compile(rf"^{PREFIX}-(\d+)\.data-\d+-of-\d+$")
@@ -60,12 +64,8 @@ _TEMPORARY = re.compile(rf"^{PREFIX}-\d+_temp$")
 
 def remove_temporary(directory: str | os.PathLike) -> list[str]:
     """Removes the folders of saves that were killed before they merged (``ckpt-0_temp/``); returns their names."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
     removed = []
-    for name in filter(_TEMPORARY.match, names):
+    for name in filter(_TEMPORARY.match, _names(directory)):
         path = os.path.join(directory, name)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
@@ -79,12 +79,8 @@ def orphans(directory: str | os.PathLike) -> list[int]:
     Such a checkpoint lost its index (the advice for a damaged checkpoint
     moves both aside): it is damaged, not gone.
     """
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
     indexed = set(numbers(directory))
-    return sorted({int(match.group(1)) for match in map(_DATA.match, names) if match} - indexed)
+    return sorted({int(match.group(1)) for match in map(_DATA.match, _names(directory)) if match} - indexed)
 
 
 def damage(prefix: str) -> str | None:

@@ -21,6 +21,7 @@ __all__ = [
     "PART_SETTINGS",
     "PRECISIONS",
     "RECONSTRUCTION_LOSSES",
+    "SAMPLERS",
     "SCHEDULES",
     "STRATEGIES",
     "TERM_SETTINGS",
@@ -48,6 +49,8 @@ BUILTIN_MODELS = (
 )  # fmt: skip
 OPTIMIZER_NAMES = ("adadelta", "adagrad", "adam", "adamw", "nadam", "rmsprop", "sgd")
 RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
+# Where drawn codes come from (aeloops.evaluation.samplers), for the commands that draw, before TensorFlow loads.
+SAMPLERS = ("prior", "gmm")
 # --trust-code's help, the same for every command that reads a run's config.json.
 TRUST_HELP = "allow a module:attribute model named by the run's config.json to be imported (its code runs)"
 # config.json's record of the software a run used (not a setting).

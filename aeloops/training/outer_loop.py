@@ -257,8 +257,9 @@ def _run_epoch(
             rollback.before_call()
         call_started = time.perf_counter()
         results = {name: float(value) for name, value in run_loop(done, count).items()}
-        step_seconds = (time.perf_counter() - call_started) / count
-        if probe.record(count, step_seconds * count):
+        call_seconds = time.perf_counter() - call_started
+        step_seconds = call_seconds / count
+        if probe.record(count, call_seconds):
             run_loop = _epoch_runner(trainer, source, epoch, shuffle, done + count)
         if trainer.on_nonfinite == "stop" and results[NONFINITE_STEPS] > 0:
             _raise_nonfinite(trainer)
@@ -283,8 +284,11 @@ def _run_epoch(
 
 def _shown(logs: Mapping[str, float]) -> list[tuple[str, float]]:
     """What the progress bar shows of ``logs``: timings and counts of what did not happen are for the history."""
-    timing_or_nothing = lambda name, value: name.endswith("_seconds") or (name in _COUNTS and not value)  # noqa: E731
-    return [(name, value) for name, value in logs.items() if not timing_or_nothing(name, value)]
+    return [
+        (name, value)
+        for name, value in logs.items()
+        if not name.endswith("_seconds") and (value or name not in _COUNTS)
+    ]
 
 
 def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, float]:
@@ -343,7 +347,7 @@ def _judge(
         progress.write_line(line)
     # The call's values are undone: only its counts stand, for the epoch's row and the hooks.
     counts = {RECOVERIES: 1.0, ROLLED_BACK_STEPS: float(count)}
-    return {name: 0.0 for name in results} | {NONFINITE_STEPS: 0.0, **counts}, counts
+    return {**dict.fromkeys(results, 0.0), **counts}, counts
 
 
 def _raise_nonfinite(trainer: Trainer) -> None:

@@ -139,9 +139,10 @@ def state_variables(trainer: Trainer) -> list[Any]:
 class Rollback:
     """The outer loop's side of ``on_nonfinite="rollback"``: keeps the state before a call, judges the call.
 
-    ``before_call()`` keeps the state; ``after_call(results, count)`` returns
-    None when the call is good, else rolls the state back and returns the
-    line that says so (raising ``exhausted`` once no recovery is left).
+    ``before_call()`` keeps the state; ``verdict(results, count)`` says why a
+    call must be undone (None when it is good); ``accept`` counts a good
+    call in the spike rule's window; ``recover`` undoes a bad one and returns
+    the line that says so; ``give_up`` puts the kept state back for good.
     """
 
     def __init__(self, trainer: Trainer) -> None:
