@@ -29,15 +29,14 @@ import zipfile
 from collections.abc import Sequence
 from typing import Any
 
-from aeloops.export import checked_source
 from aeloops.runs import config as config_lib
 from aeloops.runs.choices import SAMPLERS
+from aeloops.runs.commands import open_run, restored, usage_error
 from aeloops.runs.directory import RunDirectory, RunWriteError, write_json
 from aeloops.runs.stderr_filter import StderrFilter
 
 __all__ = ["DEFAULT_SAMPLES", "evaluate_run", "main"]
 
-EXIT_USAGE = 2
 EVALUATION = "evaluation.json"
 # Importance samples when none are asked for: the vae model's bound on MNIST's 10,000 test images took
 # 1 min 30 s with them (the whole command, on two Xeon cores beside another job). Papers report K = 5,000.
@@ -75,19 +74,13 @@ def evaluate_run(
       ValueError: when ``samples`` is asked of a model without a likelihood,
         or the run has no validation images and no ``data`` is given.
     """
-    source = checked_source(run_dir, best, "evaluate")
-    config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
-    import numpy as np
+    with restored(run_dir, best, "evaluate", trust_code) as (config, trainer):
+        import numpy as np
 
-    from aeloops import data as data_lib  # Deferred, like everything below: imports TensorFlow.
-    from aeloops.evaluation import likelihood
-    from aeloops.runs import datasets as run_data
-    from aeloops.runs import experiment
-    from aeloops.runs.checkpoints import Checkpointer
+        from aeloops import data as data_lib  # Deferred, like everything below: imports TensorFlow.
+        from aeloops.evaluation import likelihood
+        from aeloops.runs import datasets as run_data
 
-    with experiment.precision(config):
-        trainer = experiment.build_trainer(config)
-        Checkpointer(trainer, source, max_to_keep=1).restore()
         example_shape = trainer.model.example_shape
         if data is None:
             images = run_data.load_datasets(config, example_shape, log=lambda line: None).validation
@@ -220,9 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("data", "extractor"):
             if getattr(args, name) is not None and not pathlib.Path(getattr(args, name)).is_file():
                 raise ValueError(f"--{name} {getattr(args, name)} does not exist.")
-        checked_source(run_dir, args.best, "evaluate")
-        config_lib.load_run_config(run_dir.config, trust_code=args.trust_code)  # Refused before TensorFlow loads.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        open_run(run_dir, args.best, "evaluate", args.trust_code)
         with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
             result = evaluate_run(
                 run_dir, args.nll_samples, best=args.best, data=args.data, examples=args.examples,
@@ -232,8 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )  # fmt: skip
         save(run_dir, result)
     except (ValueError, TypeError) as error:
-        print(f"aeloops.evaluate: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error("aeloops.evaluate", error)
     except RunWriteError as error:
         print(f"aeloops.evaluate: {error}", file=sys.stderr)
         return 1

@@ -29,9 +29,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aeloops.files import check_no_links, refuse_link
+from aeloops.files import refuse_link
 from aeloops.runs import config as config_lib
-from aeloops.runs.directory import CHECKPOINT_PREFIX, RunDirectory
+from aeloops.runs.commands import open_run, restored, usage_error
+from aeloops.runs.directory import RunDirectory
 from aeloops.runs.stderr_filter import StderrFilter
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["export", "export_run", "main"]
 
-EXIT_USAGE = 2
-BEST = "best"
 SAVEDMODEL, TFLITE, ONNX = "savedmodel", "tflite", "onnx"
 # Kept here rather than imported: the flags are checked before TensorFlow loads (aeloops.evaluation.litert's).
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -63,25 +62,6 @@ def export(
     from aeloops.evaluation.serving import write_saved_model  # Deferred: imports TensorFlow.
 
     return write_saved_model(model, path, objective, step=step, image_shape=image_shape)
-
-
-def checked_source(run_dir: RunDirectory, best: bool, action: str = "export") -> pathlib.Path:
-    """Returns the checkpoint directory to ``action`` (export, evaluate), refusing a run that has none.
-
-    Needs no TensorFlow.
-    """
-    if not run_dir.config.is_file():
-        raise ValueError(f"{run_dir.path} holds no config.json; give the directory of a training run.")
-    check_no_links(run_dir.path)
-    source = run_dir.checkpoints / BEST if best else run_dir.checkpoints
-    if not any(source.glob(f"{CHECKPOINT_PREFIX}-*.index")):
-        if best:
-            raise ValueError(
-                f"{run_dir.path} has no best checkpoint ({source}); runs keep one when they monitor a value "
-                f"(validation data, or --monitor). {action.capitalize()} the newest checkpoint: drop --best."
-            )
-        raise ValueError(f"{run_dir.path} has no checkpoint to {action}; train it first.")
-    return source
 
 
 def default_out(
@@ -110,15 +90,7 @@ def export_run(
     A ``module:attribute`` model in the run's ``config.json`` is imported only with ``trust_code=True``.
     ``file_format`` is ``"savedmodel"`` or ``"tflite"`` (with ``quantize``).
     """
-    source = checked_source(run_dir, best)
-    config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
-    from aeloops.runs import experiment  # Deferred: imports TensorFlow.
-    from aeloops.runs.checkpoints import Checkpointer
-
-    with experiment.precision(config):
-        trainer = experiment.build_trainer(config)
-        checkpointer = Checkpointer(trainer, source, max_to_keep=1)
-        checkpointer.restore()
+    with restored(run_dir, best, "export", trust_code) as (config, trainer):
         step = int(trainer.step.numpy())
         # What is served is what was validated: the weights' moving average, where the run keeps one.
         with trainer.averaged_weights():
@@ -213,17 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if given:
                 raise ValueError(f"--out {args.out} already exists; choose a new one.")
             raise ValueError(f"{args.out} already exists (an earlier export); name another with --out.")
-        checked_source(run_dir, args.best)
-        config_lib.load_run_config(run_dir.config, trust_code=args.trust_code)  # Refused before TensorFlow loads.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        open_run(run_dir, args.best, "export", args.trust_code)
         with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
             print(export_run(
                 run_dir, args.out, args.best, trust_code=args.trust_code, file_format=args.file_format,
                 quantize=args.quantize,
             ))  # fmt: skip
     except (ValueError, TypeError) as error:
-        print(f"aeloops.export: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error("aeloops.export", error)
     except OSError as error:  # A read-only or full disk: the partial directory is already gone.
         cause = error.strerror or " ".join(str(error).split()) or type(error).__name__
         print(f"aeloops.export: cannot write {args.out}: {cause}; nothing was left there.", file=sys.stderr)

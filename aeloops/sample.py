@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import pathlib
 import sys
 from collections.abc import Sequence
 
-from aeloops.export import checked_source
 from aeloops.files import replacing
 from aeloops.runs import config as config_lib
 from aeloops.runs.choices import SAMPLERS
+from aeloops.runs.commands import open_run, restored, usage_error
 from aeloops.runs.directory import RunDirectory, RunWriteError, writing
 from aeloops.runs.stderr_filter import StderrFilter
 
 __all__ = ["main", "sample_run"]
-
-EXIT_USAGE = 2
 
 
 def sample_run(
@@ -43,18 +40,12 @@ def sample_run(
     trust_code: bool = False,
 ) -> tuple[pathlib.Path, pathlib.Path]:
     """Draws ``count`` images from the run's model and writes them into it; returns the PNG's and NPZ's paths."""
-    source = checked_source(run_dir, best, "sample")
-    config = config_lib.load_run_config(run_dir.config, trust_code=trust_code)
-    import numpy as np  # Deferred, like everything below: imports TensorFlow.
+    with restored(run_dir, best, "sample", trust_code) as (config, trainer):
+        import numpy as np  # Deferred, like everything below: imports TensorFlow.
 
-    from aeloops.runs import experiment
-    from aeloops.runs.checkpoints import Checkpointer
-    from aeloops.runs.sampling import draw
-    from aeloops.tensorboard.images import image_grid, write_png
+        from aeloops.runs.sampling import draw
+        from aeloops.tensorboard.images import image_grid, write_png
 
-    with experiment.precision(config):
-        trainer = experiment.build_trainer(config)
-        Checkpointer(trainer, source, max_to_keep=1).restore()
         drawn = draw(trainer, config, sampler, count, components=components, seed=seed)
     step = int(trainer.step.numpy())
     name = f"{sampler}-step{step}-seed{seed}"
@@ -99,17 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ("count", "components"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
-        checked_source(run_dir, args.best, "sample")
-        config_lib.load_run_config(run_dir.config, trust_code=args.trust_code)  # Refused before TensorFlow loads.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        open_run(run_dir, args.best, "sample", args.trust_code)
         with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
             png, npz = sample_run(
                 run_dir, args.sampler, args.count, components=args.components, seed=args.seed, best=args.best,
                 trust_code=args.trust_code,
             )  # fmt: skip
     except (ValueError, TypeError) as error:
-        print(f"aeloops.sample: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error("aeloops.sample", error)
     except RunWriteError as error:
         print(f"aeloops.sample: {error}", file=sys.stderr)
         return 1

@@ -6,7 +6,7 @@ import tensorflow as tf
 from aeloops.data import to_model_inputs
 from aeloops.models import DenseAutoencoder, registry
 from aeloops.objectives.objective import LossTerm, Objective
-from aeloops.training import outer_loop
+from aeloops.training import outer_loop, progress
 from aeloops.training.callbacks import Callback
 from aeloops.training.trainer import NonFiniteLossError, Trainer
 
@@ -299,7 +299,7 @@ def test_one_line_an_epoch_says_which_epoch_it_is(small_images, capsys):
 
 def test_a_slow_epoch_on_a_pipe_says_how_far_it_is_between_its_lines(small_images, capsys, monkeypatch):
     # Every compiled call of a slow epoch, as if each took longer than the interval (30 s on a real pipe).
-    monkeypatch.setattr(outer_loop._Progbar, "PIPE_INTERVAL", 0.0)
+    monkeypatch.setattr(progress.ProgressBar, "PIPE_INTERVAL", 0.0)
     keras.utils.set_random_seed(0)
     trainer = Trainer(registry.get("dense").build(), mode="graph", steps_per_loop=4)
     history = trainer.fit(to_model_inputs(small_images[:512], (784,)), epochs=2, batch_size=64, verbose=2)

@@ -232,9 +232,9 @@ def test_a_recovery_without_rollback_is_refused_and_its_advice_works(tmp_path, c
 
 
 def test_recovery_lines_go_below_an_open_progress_bar_without_blank_lines(capsys):
-    from aeloops.training.outer_loop import _Progbar
+    from aeloops.training.progress import ProgressBar
 
-    bar = _Progbar(10, verbose=1, unit_name="step", label="Epoch 1/1")
+    bar = ProgressBar(10, verbose=1, unit_name="step", label="Epoch 1/1")
     bar.interval = 0.0  # Every update draws.
     bar.update(3, [("loss", 1.0)])
     bar.write_line("Recovery 1 of 3: ...")

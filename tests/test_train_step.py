@@ -334,6 +334,10 @@ def test_gradients_then_apply_gradients_train_as_optimize_does_with_an_optimizer
     for value, variable, expected_value in zip(halves.gradients(loss, tape), variables, tape.gradient(loss, variables)):
         assert value.shape == variable.shape
         np.testing.assert_array_equal(value.numpy(), expected_value.numpy())
+    # In the caller's order, whatever order the parts' optimizers hold them in.
+    backwards = variables[::-1]
+    for value, expected_value in zip(halves.gradients(loss, tape, backwards), tape.gradient(loss, backwards)):
+        np.testing.assert_array_equal(value.numpy(), expected_value.numpy())
     with pytest.raises(ValueError, match="is not a trainable variable of the model.*pass optimizer="):
         halves.gradients(loss, tape, [tf.Variable(1.0)])
 

@@ -34,6 +34,40 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "MIG is the gap, not the gap over the factor's entropy", "aeloops/evaluation/disentanglement.py",
+        "    return float(np.mean((ranked[0][kept] - second[kept]) / entropies[kept]))\n",
+        "    return float(np.mean(ranked[0][kept] - second[kept]))\n",
+        ("tests/test_disentanglement.py", "-k", "mig"),
+    ),
+    Mutation(
+        "DCI's completeness reads each dimension, not each factor", "aeloops/evaluation/disentanglement.py",
+        "    return float(np.mean(1.0 - _entropies(importance.T, base=importance.shape[0])))\n",
+        "    return float(np.mean(1.0 - _entropies(importance, base=importance.shape[1])))\n",
+        ("tests/test_disentanglement.py", "-k", "dci"),
+    ),
+    Mutation(
+        "the shapes ignore their orientation", "aeloops/data/factors.py",
+        "    angle = orientation * np.float32(2 * np.pi / 40)\n", "    angle = orientation * 0\n",
+        ("tests/test_disentanglement.py", "-k", "pure_function"),
+    ),
+    Mutation(
+        "compiled loops are kept whatever the mode", "aeloops/training/functions.py",
+        "        key = (method, kind, self.mode)\n", "        key = (method, kind, \"any\")\n",
+        ("tests/test_train_step.py", "-k", "auto"),
+    ),
+    Mutation(
+        "a resumed epoch forgets its first steps' sums", "aeloops/training/loop_state.py",
+        "        self.epoch_progress = None if progress is None else EpochProgress.from_json(progress)\n",
+        "        self.epoch_progress = None\n",
+        ("tests/test_checkpoints.py",),
+    ),
+    Mutation(
+        "gradients come back in the parts' order, not the caller's", "aeloops/training/trainer.py",
+        "        return gradient_updates.reordered(values, [v for _, part in parts for v in part], variables)\n",
+        "        return list(values)\n",
+        ("tests/test_train_step.py", "-k", "gradients_then_apply_gradients"),
+    ),
+    Mutation(
         "FID without the cross term", "aeloops/evaluation/sample_quality.py",
         " - 2.0 * np.trace(root))", ")",
         ("tests/test_sample_quality.py",),
@@ -57,7 +91,7 @@ MUTATIONS = (
         ("tests/test_samplers.py",),
     ),
     Mutation(
-        "a recovery line always opens with a newline", "aeloops/training/outer_loop.py",
+        "a recovery line always opens with a newline", "aeloops/training/progress.py",
         "        sys.stdout.write((\"\\n\" if self._bar_open else \"\") + line + \"\\n\")\n",
         "        sys.stdout.write(\"\\n\" + line + \"\\n\")\n",
         ("tests/test_recovery.py", "-k", "progress_bar"),
@@ -87,7 +121,7 @@ MUTATIONS = (
         ("tests/test_hostile.py", "-k", "not_fit_in_memory"),
     ),
     Mutation(
-        "a link to a folder inside an image folder is skipped", "aeloops/data/images.py",
+        "a link to a folder inside an image folder is skipped", "aeloops/data/image_files.py",
         "os.walk(root, followlinks=True)", "os.walk(root)",
         ("tests/test_hostile.py", "-k", "link_to_a_folder"),
     ),
@@ -137,7 +171,7 @@ MUTATIONS = (
         ("tests/test_own_data.py", "-k", "streamed_folder_trains"),
     ),
     Mutation(
-        "a slow epoch on a pipe stays silent until its end", "aeloops/training/outer_loop.py",
+        "a slow epoch on a pipe stays silent until its end", "aeloops/training/progress.py",
         "finalize = True  # Keras's one-line format", "finalize = None  # Keras's one-line format",
         ("tests/test_loop.py", "-k", "slow_epoch_on_a_pipe"),
     ),
@@ -161,23 +195,23 @@ MUTATIONS = (
     ),
     Mutation(
         "a finished fit returns only the rows it ran", "aeloops/training/outer_loop.py",
-        "    finishing = initial_epoch is None and trainer.run_first_epoch is not None\n",
+        "    finishing = initial_epoch is None and trainer.loop_state.run_first_epoch is not None\n",
         "    finishing = False\n",
         ("tests/test_python_resume.py", "-k", "restored_run_finishes"),
     ),
     Mutation(
-        "checkpoints forget the fit's rows", "aeloops/runs/checkpoints.py",
-        "            \"fit_history\": trainer.fit_history,\n", "",
+        "checkpoints forget the fit's rows", "aeloops/training/loop_state.py",
+        "            \"fit_history\": self.history,\n", "",
         ("tests/test_python_resume.py", "-k", "restored_run_finishes"),
     ),
     Mutation(
         "the non-finite message reads the last step, not the first", "aeloops/training/trainer.py",
-        "tf.where(newly, mask, self._cache.first_nonfinite_mask)",
-        "tf.where(tf.logical_not(finite), mask, self._cache.first_nonfinite_mask)",
+        "self._cache.first_nonfinite.note(newly, results, updates)",
+        "self._cache.first_nonfinite.note(tf.logical_not(finite), results, updates)",
         ("tests/test_readme.py", "-k", "naive"),
     ),
     Mutation(
-        "the non-finite message never names a term", "aeloops/training/trainer.py",
+        "the non-finite message never names a term", "aeloops/training/step_records.py",
         "        if not terms:\n            return \"the gradient\"\n", "        return \"the gradient\"\n",
         ("tests/test_loop.py", "-k", "nonfinite_loss_stops"),
     ),
@@ -277,9 +311,9 @@ MUTATIONS = (
         ("tests/test_keras_callbacks.py", "-k", "side_by_side or saved_in_the_checkpoint"),
     ),
     Mutation(
-        "export --best exports the newest checkpoint", "aeloops/export.py",
-        "    source = checked_source(run_dir, best)\n",
-        "    checked_source(run_dir, best)\n    source = run_dir.checkpoints\n",
+        "export --best exports the newest checkpoint", "aeloops/runs/commands.py",
+        "    source = checked_source(run_dir, best, action)\n    config = ",
+        "    checked_source(run_dir, best, action)\n    source = run_dir.checkpoints\n    config = ",
         ("tests/test_export.py", "-k", "best_checkpoint"),
     ),
     Mutation(
@@ -388,12 +422,12 @@ MUTATIONS = (
     ),
     Mutation(
         "a second fit starts the epoch count again", "aeloops/training/outer_loop.py",
-        "    first = trainer.completed_epochs\n", "    first = 0\n",
+        "    first = trainer.loop_state.completed_epochs\n", "    first = 0\n",
         ("tests/test_python_resume.py", "-k", "second_fit"),
     ),
     Mutation(
-        "a restored run forgets where its fit began", "aeloops/runs/checkpoints.py",
-        'self.trainer.run_first_epoch = record.get("run_first_epoch")', "self.trainer.run_first_epoch = None",
+        "a restored run forgets where its fit began", "aeloops/training/loop_state.py",
+        'self.run_first_epoch = record.get("run_first_epoch")', "self.run_first_epoch = None",
         ("tests/test_python_resume.py", "-k", "restored_run"),
     ),
     Mutation(
@@ -434,7 +468,7 @@ MUTATIONS = (
         ("tests/test_summaries.py", "-k", "hparams_compare"),
     ),
     Mutation(
-        "one line an epoch without its epoch", "aeloops/training/outer_loop.py",
+        "one line an epoch without its epoch", "aeloops/training/progress.py",
         'sys.stdout.write(f"{self.label} - {line.getvalue()}")', "sys.stdout.write(line.getvalue())",
         ("tests/test_loop.py", "-k", "one_line"),
     ),

@@ -33,7 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.data.arrays import npy_header
-from aeloops.data.images import ImageFiles, decode_failure, image_dataset
+from aeloops.data.image_files import ImageFiles
+from aeloops.data.images import decode_failure, image_dataset
 from aeloops.data.npy_rows import RowReader
 from aeloops.files import WriteError, replacing
 

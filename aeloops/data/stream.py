@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.data.decoded import DecodedImages, decoded_images
-from aeloops.data.images import ImageFiles, image_dataset
+from aeloops.data.image_files import ImageFiles
+from aeloops.data.images import image_dataset
 from aeloops.data.npy_rows import RowReader
 
 __all__ = ["ImageStream", "stream_fingerprint"]

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from aeloops.runs import checkpoint_files
 from aeloops.runs.directory import RunWriteError
-from aeloops.training.callbacks import Callback, EpochProgress
+from aeloops.training.callbacks import Callback
 from aeloops.training.recovery import seed_generator_states
 
 if TYPE_CHECKING:
@@ -219,13 +219,7 @@ class Checkpointer(Callback):
             if name in (self.restored_metadata or {}):
                 state.clear()
                 state.update(self.restored_metadata[name])
-        progress = record.get("epoch_progress")
-        self.trainer.epoch_progress = None if progress is None else EpochProgress.from_json(progress)
-        if "completed_epochs" in record:  # Checkpoints before aeloops kept the count leave it as it is.
-            self.trainer.completed_epochs = int(record["completed_epochs"])
-            self.trainer.run_first_epoch = record.get("run_first_epoch")
-            rows = record.get("fit_history", {})
-            self.trainer.keep_fit_history({name: list(values) for name, values in rows.items()})
+        self.trainer.loop_state.restore(record)
         return True
 
     def _diagnose(self, latest: str, mismatch: str) -> str:
@@ -266,15 +260,7 @@ class Checkpointer(Callback):
         if self.latest is not None and self.latest.endswith(f"{checkpoint_files.PREFIX}-{step}"):
             return None
         trainer = self.trainer
-        progress = trainer.epoch_progress
-        record = {
-            "metadata": self.metadata,
-            "epoch_progress": None if progress is None else progress.to_json(),
-            "completed_epochs": trainer.completed_epochs,
-            "run_first_epoch": trainer.run_first_epoch,
-            # The fit's rows so far: a fit that finishes it returns its whole history.
-            "fit_history": trainer.fit_history,
-        }
+        record = {"metadata": self.metadata, **trainer.loop_state.to_record()}
         self.run_record.assign(json.dumps(record))
         previous = self.latest
         try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from aeloops.training.loop_state import EpochProgress  # Public here first.
 
 if TYPE_CHECKING:
     from aeloops.training.trainer import Trainer
@@ -13,33 +14,6 @@ __all__ = ["TIMINGS", "Callback", "EpochProgress"]
 
 # The values of an epoch's logs that time the run rather than measure the model.
 TIMINGS = ("epoch_seconds", "samples_per_second", "validation_seconds")
-
-
-@dataclasses.dataclass(frozen=True)
-class EpochProgress:
-    """How far ``fit`` is through an epoch: the sum of every value over its first ``steps`` steps.
-
-    ``fit`` keeps it in ``Trainer.epoch_progress`` after each compiled call
-    (None between epochs); checkpoints save it, so an epoch resumed from a
-    mid-epoch checkpoint reports the mean over all of its steps, exactly
-    as if it had not been interrupted.
-
-    >>> EpochProgress(epoch=0, steps=10, sums={"loss": 2.5}).to_json()["steps"]
-    10
-    """
-
-    epoch: int
-    steps: int
-    sums: Mapping[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        """Returns the progress as JSON-ready values (floats keep every bit through JSON)."""
-        return {"epoch": self.epoch, "steps": self.steps, "sums": dict(self.sums)}
-
-    @classmethod
-    def from_json(cls, values: Mapping[str, Any]) -> EpochProgress:
-        """Returns the progress ``to_json`` described."""
-        return cls(int(values["epoch"]), int(values["steps"]), {k: float(v) for k, v in values["sums"].items()})
 
 
 class Callback:

@@ -16,8 +16,16 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.objectives.objective import Objective, StepError
-from aeloops.training.compiled import GRADIENT_NORM, LOSS_SCALE_SKIPPED, NONFINITE_STEPS, WEIGHT_PREFIX, WEIGHTED_PREFIX
 from aeloops.training.optimizers import inner_optimizer
+from aeloops.training.options import NONFINITE_POLICIES
+from aeloops.training.recovery import Recovery
+from aeloops.training.step_records import (
+    GRADIENT_NORM,
+    LOSS_SCALE_SKIPPED,
+    NONFINITE_STEPS,
+    WEIGHT_PREFIX,
+    WEIGHTED_PREFIX,
+)
 
 if TYPE_CHECKING:
     from aeloops.training.trainer import Trainer
@@ -77,6 +85,29 @@ def check_loss_scaled(optimizer: Any, model: keras.Model, what: str) -> None:
             "float16 (mixed_float16), where small gradients underflow to zero; wrap it when you create it: "
             "keras.optimizers.LossScaleOptimizer(optimizer), or pass the optimizer by name."
         )
+
+
+def check_arguments(
+    model: Any, objective: Objective | None, steps_per_loop: Any, on_nonfinite: Any, recovery: Any
+) -> Objective:
+    """Refuses a ``Trainer``'s arguments that cannot train, each in one line; returns the objective to use."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
+    refuse_keras_steps(model)
+    if isinstance(steps_per_loop, bool) or not isinstance(steps_per_loop, int) or steps_per_loop < 1:
+        raise ValueError(f"steps_per_loop must be a positive int, got {steps_per_loop!r}.")
+    if objective is None:
+        objective = model.default_objective()
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective must be an aeloops Objective, got {type(objective).__name__}.")
+    check_outputs(model, objective)
+    if on_nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
+    if recovery is not None and on_nonfinite != "rollback":
+        raise ValueError(f"recovery= takes effect only with on_nonfinite='rollback', not {on_nonfinite!r}.")
+    if recovery is not None and not isinstance(recovery, Recovery):
+        raise TypeError(f"recovery must be an aeloops.Recovery, got {type(recovery).__name__}.")
+    return objective
 
 
 def check_held_optimizers(trainer: Trainer) -> None:

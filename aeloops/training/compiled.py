@@ -33,6 +33,15 @@ import tensorflow as tf
 
 from aeloops.training.options import MODES
 
+# The step-record keys live with the records; named here too, where they were first public.
+from aeloops.training.step_records import (
+    GRADIENT_NORM,
+    LOSS_SCALE_SKIPPED,
+    NONFINITE_STEPS,
+    WEIGHT_PREFIX,
+    WEIGHTED_PREFIX,
+)
+
 __all__ = [
     "GRADIENT_NORM",
     "KINDS",
@@ -48,16 +57,6 @@ __all__ = [
 ]
 
 KINDS = ("resident", "iterator", "batch")
-# Keys the library adds to what a train step returns.
-GRADIENT_NORM = "gradient_norm"
-# Steps whose loss terms were NaN or Inf: counted per epoch, not averaged.
-NONFINITE_STEPS = "skipped_steps"
-# Steps a mixed_float16 loss scaler skipped: counted, not averaged.
-LOSS_SCALE_SKIPPED = "loss_scale_skipped_steps"
-# A scheduled weight, and the weighted term it multiplies (summed, so that
-# the logged weight is the one that gives the logged loss; see outer_loop).
-WEIGHT_PREFIX = "weight/"
-WEIGHTED_PREFIX = "_weighted/"
 
 Step = Callable[[Mapping[str, tf.Tensor]], dict[str, tf.Tensor]]
 

@@ -142,9 +142,7 @@ def _refuse_unsupported(callback: Any) -> None:
 class CallbackList:
     """Calls aeloops' callbacks and Keras callbacks at each point of the outer loop, Keras's first."""
 
-    def __init__(
-        self, trainer: Trainer, callbacks: Sequence[Any], *, epochs: int, steps: int, verbose: int
-    ) -> None:
+    def __init__(self, trainer: Trainer, callbacks: Sequence[Any], *, epochs: int, steps: int, verbose: int) -> None:
         """Sorts ``callbacks`` by protocol, refusing what fits neither, and gives Keras's their model and params."""
         self.trainer = trainer
         self.keras: list[Any] = []

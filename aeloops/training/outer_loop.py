@@ -3,11 +3,13 @@
 Plain Python between compiled calls, as Orbit's controller is: no summary,
 progress bar or checkpoint runs inside XLA. It drives the trainer through a
 small public interface: ``loop_function(method, kind)`` for compiled loops,
-``predict_function()``, ``averaged_weights()``, ``use_averages(...)``,
-``use_mode(mode)``, ``step``, ``first_nonfinite_step``, ``stop_training``,
-``epoch_progress``, ``completed_epochs``, ``run_first_epoch``,
-``steps_per_loop``, ``on_nonfinite``, ``strategy``, ``seed`` and
-``objective``.
+``use_averages(...)``, ``learning_rates()``, ``rollback()``,
+``first_nonfinite_step``, ``stop_training``, ``steps_per_loop``,
+``on_nonfinite``, ``strategy``, ``seed``, ``model`` and ``objective``; where
+its fits stand is its own record, ``trainer.loop_state``
+(``aeloops.training.loop_state``). Evaluation and predictions are in
+``aeloops.training.inference``, the progress bar in
+``aeloops.training.progress``.
 
 >>> history = fit(trainer, x_train, epochs=2, batch_size=256)   # doctest: +SKIP
 >>> history == trainer.fit(...)      # the same function, as a method   # doctest: +SKIP
@@ -15,42 +17,39 @@ small public interface: ``loop_function(method, kind)`` for compiled loops,
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import keras
-import numpy as np
 import tensorflow as tf
 
 from aeloops.data.sources import (
     INPUT,
-    SAMPLE_WEIGHT,
     DatasetSource,
     ResidentSource,
     StrategyArraySource,
     as_arrays,
-    as_batch_dict,
     check_dataset,
     reshuffles_each_iteration,
-    to_tensors,
 )
-from aeloops.training.callbacks import EpochProgress
-from aeloops.training.compiled import (
+from aeloops.training.compiled import is_distributed
+from aeloops.training.inference import check_positive_int, check_targets, evaluate, predict
+from aeloops.training.keras_callbacks import CallbackList
+from aeloops.training.loop_state import EpochProgress
+from aeloops.training.mode_probe import ModeProbe
+from aeloops.training.progress import ProgressBar, progress_bar, shown
+from aeloops.training.recovery import Rollback
+from aeloops.training.step_records import (
+    COUNTS,
     LOSS_SCALE_SKIPPED,
     NONFINITE_STEPS,
+    RECOVERIES,
+    ROLLED_BACK_STEPS,
     WEIGHT_PREFIX,
     WEIGHTED_PREFIX,
-    is_distributed,
 )
-from aeloops.training.keras_callbacks import CallbackList
-from aeloops.training.mode_probe import ModeProbe
-from aeloops.training.recovery import RECOVERIES, ROLLED_BACK_STEPS, Rollback
 
 if TYPE_CHECKING:
     from aeloops.training.trainer import Trainer
@@ -67,9 +66,6 @@ __all__ = [
 # The longest a compiled call should run, in seconds: a stop (Ctrl-C, SIGTERM, a callback) is honoured
 # between calls, so a run whose steps are slow runs fewer per call rather than keep a stop waiting.
 CALL_SECONDS = 10.0
-
-# Values counted per epoch rather than averaged.
-_COUNTS = (NONFINITE_STEPS, LOSS_SCALE_SKIPPED, RECOVERIES, ROLLED_BACK_STEPS)
 
 Source = ResidentSource | DatasetSource | StrategyArraySource
 Data = Any  # np.ndarray, a dict of np.ndarray, a tf.data.Dataset, or a source of its own epochs (ImageStream).
@@ -139,20 +135,20 @@ def fit(
       norms, ``weight/<term>`` for scheduled weights, and ``val_`` copies of
       what the test step returns.
     """
-    _check_positive_int("epochs", epochs)
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
     first_epoch, end, done = _span(trainer, epochs, initial_epoch, initial_step)
     source = _training_source(trainer, data, batch_size, steps_per_epoch)
     if initial_step is not None:
         done = initial_step - first_epoch * source.steps_per_epoch
         done = done if 0 <= done < source.steps_per_epoch else 0
     # A fit that finishes an unfinished one returns that fit's whole history: its rows so far come back.
-    finishing = initial_epoch is None and trainer.run_first_epoch is not None
-    history = {name: list(values) for name, values in trainer.fit_history.items()} if finishing else {}
-    trainer.keep_fit_history(history)
+    finishing = initial_epoch is None and trainer.loop_state.run_first_epoch is not None
+    history = {name: list(values) for name, values in trainer.loop_state.history.items()} if finishing else {}
+    trainer.loop_state.history = history
     trainer.stop_training = False
     trainer.use_averages(False)  # Train the raw weights, whatever the last fit left in the model.
-    trainer.run_first_epoch = end - epochs if initial_epoch is None else initial_epoch
+    trainer.loop_state.run_first_epoch = end - epochs if initial_epoch is None else initial_epoch
     probe = ModeProbe(trainer, remaining_steps=(end - first_epoch) * source.steps_per_epoch - done)
     hooks = CallbackList(trainer, callbacks, epochs=end, steps=source.steps_per_epoch, verbose=verbose)
     rollback = trainer.rollback()
@@ -162,20 +158,20 @@ def fit(
         if trainer.stop_training:  # Asked to stop before this epoch began (say, during validation).
             break
         hooks.epoch_begin(epoch)
-        progress = _progress(trainer, verbose, epoch, end, source.steps_per_epoch)
+        progress = progress_bar(verbose, epoch, end, source.steps_per_epoch)
         start = time.perf_counter()
         if epoch != first_epoch:
             done = 0
-        carried = trainer.epoch_progress if done else None
+        carried = trainer.loop_state.epoch_progress if done else None
         if carried is not None and (carried.epoch, carried.steps) != (epoch, done):
             carried = None  # Progress of another epoch or step: this epoch's row counts the steps run now.
         epoch_logs, steps_run = _run_epoch(
             trainer, source, epoch, shuffle, batch_size, progress, hooks, probe, rollback, done, carried
         )
-        if epoch_logs is None:  # Stopped mid-epoch: the checkpoint keeps trainer.epoch_progress for the resume.
+        if epoch_logs is None:  # Stopped mid-epoch: checkpoints keep the epoch_progress for the resume.
             break
         logs = epoch_logs
-        trainer.completed_epochs = epoch + 1
+        trainer.loop_state.completed_epochs = epoch + 1
         logs.update(trainer.learning_rates())  # The rate in effect at the epoch's end, schedules included.
         logs["epoch_seconds"] = time.perf_counter() - start
         logs["samples_per_second"] = steps_run * batch_size / logs["epoch_seconds"]
@@ -189,12 +185,12 @@ def fit(
         for name, value in logs.items():
             history.setdefault(name, []).append(value)
         if progress is not None:
-            progress.update(source.steps_per_epoch, _shown(logs))
+            progress.update(source.steps_per_epoch, shown(logs))
         hooks.epoch_end(epoch, logs)
         if trainer.stop_training:
             break
-    if trainer.epoch_progress is None:  # Not stopped mid-epoch: this fit is over, the next starts its own.
-        trainer.run_first_epoch = None
+    if trainer.loop_state.epoch_progress is None:  # Not stopped mid-epoch: this fit is over, the next starts its own.
+        trainer.loop_state.run_first_epoch = None
     hooks.train_end(history, logs)
     trainer.use_averages(True)  # As Keras's fit leaves them: the model serves what evaluation measured.
     return history
@@ -208,9 +204,9 @@ def _span(trainer: Trainer, epochs: int, initial_epoch: int | None, initial_step
         return initial_epoch, epochs, 0
     if initial_step is not None:
         raise ValueError("initial_step needs initial_epoch (the epoch that step falls in).")
-    first = trainer.completed_epochs
-    begun = trainer.run_first_epoch if trainer.run_first_epoch is not None else first
-    progress = trainer.epoch_progress
+    first = trainer.loop_state.completed_epochs
+    begun = trainer.loop_state.run_first_epoch if trainer.loop_state.run_first_epoch is not None else first
+    progress = trainer.loop_state.epoch_progress
     done = progress.steps if progress is not None and progress.epoch == first else 0
     reached = first + 1 if done else first  # An epoch partly trained must be finished.
     if begun + epochs < reached:
@@ -228,7 +224,7 @@ def _run_epoch(
     epoch: int,
     shuffle: bool,
     batch_size: int,
-    progress: keras.utils.Progbar | None,
+    progress: ProgressBar | None,
     hooks: CallbackList,
     probe: ModeProbe,
     rollback: Rollback | None,
@@ -270,25 +266,16 @@ def _run_epoch(
         done += count
         counted += count
         steps_run += count
-        trainer.epoch_progress = EpochProgress(epoch, done, sums)
+        trainer.loop_state.epoch_progress = EpochProgress(epoch, done, sums)
         so_far = means(trainer, sums, counted)
         if progress is not None and done < steps:  # fit() shows the epoch's last values.
             throughput = steps_run * batch_size / (time.perf_counter() - started)
-            progress.update(done, [*_shown(so_far), ("samples_per_second", throughput)])
+            progress.update(done, [*shown(so_far), ("samples_per_second", throughput)])
         hooks.loop_end(done - 1, call_means or means(trainer, results, count), so_far)
         if trainer.stop_training and done < steps:
             return None, steps_run
-    trainer.epoch_progress = None  # The epoch is whole: its row goes to the history, not to checkpoints.
+    trainer.loop_state.epoch_progress = None  # The epoch is whole: its row goes to the history, not to checkpoints.
     return means(trainer, sums, counted), steps_run
-
-
-def _shown(logs: Mapping[str, float]) -> list[tuple[str, float]]:
-    """What the progress bar shows of ``logs``: timings and counts of what did not happen are for the history."""
-    return [
-        (name, value)
-        for name, value in logs.items()
-        if not name.endswith("_seconds") and (value or name not in _COUNTS)
-    ]
 
 
 def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, float]:
@@ -304,7 +291,7 @@ def means(trainer: Trainer, sums: Mapping[str, float], steps: int) -> dict[str, 
     divisor = steps - skipped if steps - skipped >= 1 else math.nan
     result = {}
     for name, value in sums.items():
-        if name in _COUNTS:
+        if name in COUNTS:
             if name in _POLICY_COUNTS.get(trainer.on_nonfinite, (name,)):
                 result[name] = float(round(value))
         elif name.startswith(WEIGHTED_PREFIX):
@@ -327,7 +314,7 @@ _POLICY_COUNTS = {
 
 
 def _judge(
-    rollback: Rollback, results: dict[str, float], count: int, progress: _Progbar | None
+    rollback: Rollback, results: dict[str, float], count: int, progress: ProgressBar | None
 ) -> tuple[dict[str, float], dict[str, float] | None]:
     """Keeps a good call's results; rolls a bad one back and returns what stands for it, with its hooks' logs."""
     reason = rollback.verdict(results, count)
@@ -366,58 +353,6 @@ def _raise_nonfinite(trainer: Trainer) -> None:
         f"{what}; training stopped before saving it. {advice}: skip each (on_nonfinite='skip', --on-nonfinite "
         "skip) or roll back to the state before it (on_nonfinite='rollback', --on-nonfinite rollback)."
     )
-
-
-def _progress(trainer: Trainer, verbose: int, epoch: int, epochs: int, steps: int) -> keras.utils.Progbar | None:
-    if verbose == 0:
-        return None
-    label = f"Epoch {epoch + 1}/{epochs}"
-    if verbose == 1:
-        print(label)
-    # The loop passes running means itself, so Progbar must not average them.
-    return _Progbar(steps, verbose=verbose, unit_name="step", label=label)
-
-
-class _Progbar(keras.utils.Progbar):
-    """A progress bar that shows the values it is given, without averaging them again.
-
-    With ``verbose=2`` (one line an epoch: a pipe, a log file, ``--quiet``)
-    the line starts with its ``label`` ("Epoch 3/20"), which Keras's line
-    lacks, so a log says which epoch each line is.
-    """
-
-    # On a pipe or with --quiet, a slow epoch still shows it is alive: a line at least this often (seconds).
-    PIPE_INTERVAL = 30.0
-
-    def __init__(self, target: int, *, label: str = "", **kwargs: Any) -> None:
-        super().__init__(target, **kwargs)
-        self.label = label
-        self._last_line = time.monotonic()
-        self._bar_open = False
-
-    def write_line(self, line: str) -> None:
-        """Writes a line of its own between the bar's updates (below the bar's open line on a terminal)."""
-        sys.stdout.write(("\n" if self._bar_open else "") + line + "\n")
-        sys.stdout.flush()
-        self._bar_open = False
-
-    def update(self, current: int, values: Sequence[tuple[str, float]] | None = None, finalize: bool | None = None):
-        self.stateful_metrics.update(name for name, _ in values or ())
-        if self.verbose != 2 or not self.label:
-            drawn_before = self._last_update
-            super().update(current, values, finalize)
-            if self._last_update != drawn_before:  # Keras drew (it skips draws closer than its interval).
-                self._bar_open = self.verbose == 1 and current < self.target  # The line awaits the next draw.
-            return
-        if finalize is None and current < self.target and time.monotonic() - self._last_line >= self.PIPE_INTERVAL:
-            finalize = True  # Keras's one-line format, mid-epoch: "40/78 - 31s - 775ms/step - loss: ...".
-        line = io.StringIO()
-        with contextlib.redirect_stdout(line):
-            super().update(current, values, finalize)
-        if line.getvalue():
-            sys.stdout.write(f"{self.label} - {line.getvalue()}")
-            sys.stdout.flush()
-            self._last_line = time.monotonic()
 
 
 def _is_source(data: Data) -> bool:
@@ -465,96 +400,3 @@ def _epoch_runner(trainer: Trainer, source: Source, epoch: int, shuffle: bool, d
         iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
     loop = trainer.loop_function("train", "iterator")
     return lambda first, count: loop(iterator, tf.constant(count))
-
-
-def evaluate(trainer: Trainer, data: Data, batch_size: int = 256) -> dict[str, float]:
-    """Returns the mean over ``data`` of everything ``trainer.test_step`` returns.
-
-    Uses the optimizers' moving averages of the weights where they keep
-    them (``use_ema``). Arrays are evaluated exactly, every example counted
-    once: the last batch is padded to full size and the padding has
-    ``"sample_weight"`` 0, so every batch has one static shape. A
-    ``Dataset``'s batches are averaged alike, a short last batch weighing as
-    much as a full one.
-    """
-    _check_positive_int("batch_size", batch_size)
-    with trainer.averaged_weights():
-        if isinstance(data, tf.data.Dataset):
-            check_dataset(data, getattr(trainer.model, "example_shape", None), "validation_data")
-            sums, batches = _evaluate_dataset(trainer, data.map(as_batch_dict))
-            return {name: value / batches for name, value in sums.items()}
-        arrays = as_arrays(data, "validation_data")
-        check_targets(trainer, arrays, "validation_data")
-        count = len(arrays[INPUT])
-        batches = math.ceil(count / batch_size)
-        padded = np.arange(batches * batch_size)
-        rows = np.where(padded < count, padded, 0)
-        table = {name: value[rows] for name, value in arrays.items()}
-        table[SAMPLE_WEIGHT] = (padded < count).astype(np.float32)
-        if is_distributed(trainer.strategy):
-            sums, _ = _evaluate_dataset(trainer, tf.data.Dataset.from_tensor_slices(table).batch(batch_size))
-        else:
-            loop = trainer.loop_function("test", "resident")
-            batch_indices = tf.constant(np.arange(batches * batch_size, dtype=np.int32).reshape(batches, batch_size))
-            sums = loop(to_tensors(table), batch_indices, tf.constant(0), tf.constant(batches))
-        return {name: float(value) * batch_size / count for name, value in sums.items()}
-
-
-def _evaluate_dataset(trainer: Trainer, dataset: tf.data.Dataset) -> tuple[dict[str, float], int]:
-    """Returns the sums of each value's per-batch means over ``dataset``, and the batch count."""
-    step = trainer.loop_function("test", "batch")
-    sums: dict[str, float] = {}
-    batches = 0
-    for batch in trainer.strategy.experimental_distribute_dataset(dataset):
-        results = step(batch)
-        sums = {name: sums.get(name, 0.0) + float(value) for name, value in results.items()}
-        batches += 1
-    if not batches:
-        raise ValueError("The evaluation data is empty.")
-    return sums, batches
-
-
-def predict(trainer: Trainer, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Returns the model's outputs for ``data``, with averaged weights if kept.
-
-    Runs up to ``trainer.steps_per_loop`` batches per compiled call; the
-    last batches are padded (and trimmed) so every call has one shape.
-    """
-    _check_positive_int("batch_size", batch_size)
-    inputs = as_arrays(data, "data")[INPUT]
-    count = len(inputs)
-    batches_per_call = min(trainer.steps_per_loop, math.ceil(count / batch_size))
-    rows_per_call = batches_per_call * batch_size
-    forward = trainer.predict_function()
-    pieces: dict[str, list[np.ndarray]] = {}
-    with trainer.averaged_weights():
-        for start in range(0, count, rows_per_call):
-            rows = np.arange(start, start + rows_per_call)
-            block = inputs[np.where(rows < count, rows, 0)]  # Padding repeats the first example.
-            block = block.reshape(batches_per_call, batch_size, *inputs.shape[1:])
-            for name, value in forward(tf.constant(block)).items():
-                pieces.setdefault(name, []).append(value.numpy())
-    return {name: np.concatenate(parts)[:count] for name, parts in pieces.items()}
-
-
-# Losses that read their target as probabilities in [0, 1].
-_CROSS_ENTROPIES = ("bce", "bce_logits", "binary_crossentropy", "binary_crossentropy_from_logits")
-
-
-def check_targets(trainer: Trainer, arrays: Mapping[str, np.ndarray], name: str) -> None:
-    """Refuses cross-entropy targets outside [0, 1] (raw 0-255 pixels, say), which train to a negative loss."""
-    for term in trainer.objective.terms:
-        if term.loss in _CROSS_ENTROPIES and term.target in arrays:
-            values = arrays[term.target]
-            low, high = float(values.min()), float(values.max())
-            if low < 0 or high > 1:
-                raise ValueError(
-                    f"{name}[{term.target!r}] ranges over [{low:g}, {high:g}], but loss term {term.name!r} is a "
-                    "cross-entropy, which needs targets in [0, 1]; scale the data first "
-                    "(aeloops.to_model_inputs divides uint8 pixels by 255)."
-                )
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")

@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from aeloops.objectives.objective import TOTAL
-from aeloops.training.compiled import NONFINITE_STEPS
 from aeloops.training.optimizers import inner_optimizer
+from aeloops.training.step_records import NONFINITE_STEPS, RECOVERIES, ROLLED_BACK_STEPS
 
 if TYPE_CHECKING:
     from aeloops.training.trainer import Trainer
@@ -48,10 +48,6 @@ __all__ = [
     "scale_schedules",
     "state_variables",
 ]
-
-# What a rollback adds to an epoch's row: how many recoveries it made and how many steps they undid.
-RECOVERIES = "recoveries"
-ROLLED_BACK_STEPS = "rolled_back_steps"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +147,7 @@ class Rollback:
         self.state: RecoveryState = trainer.recovery_state
         variables = state_variables(trainer)
         step_index = next(index for index, variable in enumerate(variables) if variable is trainer.step)
+
         # One compiled call reads every variable, one writes them back: per-variable reads from Python
         # cost more than a small model's step. The values read share the variables' buffers until the
         # next update copies them (TensorFlow's copy-on-write), so keeping them is cheap.

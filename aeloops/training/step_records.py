@@ -3,7 +3,8 @@
 ``Trainer.optimize`` notes each update it applies as an ``Update``;
 ``Trainer.run_train_step`` checks them (``check_updates``) and turns them,
 with the step's own results, into the values the loop sums
-(``library_values``).
+(``library_values``), under the keys named here; ``FirstNonfinite`` keeps
+what went wrong at the first step that was not finite.
 """
 
 from __future__ import annotations
@@ -14,10 +15,38 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 
 from aeloops.objectives.objective import TOTAL, Objective, StepError
-from aeloops.training.compiled import GRADIENT_NORM, LOSS_SCALE_SKIPPED, NONFINITE_STEPS, WEIGHT_PREFIX, WEIGHTED_PREFIX
 
 __all__ = [
-    "nonfinite_mask","Update", "check_updates", "library_values"]
+    "COUNTS",
+    "GRADIENT_NORM",
+    "LOSS_SCALE_SKIPPED",
+    "NONFINITE_STEPS",
+    "RECOVERIES",
+    "ROLLED_BACK_STEPS",
+    "WEIGHTED_PREFIX",
+    "WEIGHT_PREFIX",
+    "FirstNonfinite",
+    "Update",
+    "check_updates",
+    "library_values",
+    "nonfinite_mask",
+]
+
+# Keys the library adds to what a train step returns.
+GRADIENT_NORM = "gradient_norm"
+# Steps whose loss terms were NaN or Inf: counted per epoch, not averaged.
+NONFINITE_STEPS = "skipped_steps"
+# Steps a mixed_float16 loss scaler skipped: counted, not averaged.
+LOSS_SCALE_SKIPPED = "loss_scale_skipped_steps"
+# A scheduled weight, and the weighted term it multiplies (summed, so that
+# the logged weight is the one that gives the logged loss; see outer_loop.means).
+WEIGHT_PREFIX = "weight/"
+WEIGHTED_PREFIX = "_weighted/"
+# What a rollback (aeloops.training.recovery) adds to an epoch's row: its recoveries and the steps they undid.
+RECOVERIES = "recoveries"
+ROLLED_BACK_STEPS = "rolled_back_steps"
+# Values counted per epoch rather than averaged.
+COUNTS = (NONFINITE_STEPS, LOSS_SCALE_SKIPPED, RECOVERIES, ROLLED_BACK_STEPS)
 
 
 @dataclasses.dataclass
@@ -103,3 +132,39 @@ def library_values(
         library[LOSS_SCALE_SKIPPED] = tf.reduce_max(tf.stack(skips)) / replicas
     library[NONFINITE_STEPS] = tf.cast(tf.logical_not(finite), tf.float32) / replicas
     return {**results, **library}, finite
+
+
+class FirstNonfinite:
+    """What was not finite at a trainer's first non-finite step: diagnostic only, so kept out of checkpoints.
+
+    Create it under the trainer's strategy scope. ``note`` runs in every
+    step (in the graph); ``subject`` names the culprit for the error message.
+    """
+
+    def __init__(self) -> None:
+        # The values a step reports (its terms, then "gradient"), as traced.
+        self.names: list[str] = []
+        # A bit for each of them that was not finite at the first non-finite step.
+        self.mask = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="first_nonfinite_mask",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )  # fmt: skip
+
+    def note(self, newly: tf.Tensor, results: Mapping[str, tf.Tensor], updates: Sequence[Update]) -> None:
+        """Keeps which of the step's values were not finite, if ``newly`` (this is the first non-finite step)."""
+        self.names, mask = nonfinite_mask(results, updates)
+        self.mask.assign(tf.where(newly, mask, self.mask))
+
+    def values(self) -> list[str]:
+        """What was not finite at the first non-finite step: its loss terms, and ``"gradient"`` if it was."""
+        mask = int(self.mask.numpy())
+        return [name for index, name in enumerate(self.names) if mask >> index & 1]
+
+    def subject(self) -> str:
+        """Names what went NaN or Inf first: ``"the loss terms 'bce' and 'kl'"``, or ``"the gradient"``."""
+        # Its loss terms, not the gradients nor their norms, which NaN terms make NaN anyway.
+        terms = [repr(name) for name in self.values() if name != "gradient" and not name.endswith(GRADIENT_NORM)]
+        if not terms:
+            return "the gradient"
+        listed = terms[0] if len(terms) == 1 else f"{', '.join(terms[:-1])} and {terms[-1]}"
+        return f"the loss term{'s' if len(terms) > 1 else ''} {listed}"

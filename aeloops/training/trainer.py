@@ -28,9 +28,8 @@ model, optimizer and variable it or a subclass holds is saved by
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -41,19 +40,21 @@ from aeloops.data.sources import INPUT, SAMPLE_WEIGHT, bernoulli_draw
 from aeloops.objectives.objective import TOTAL, Objective
 from aeloops.training import checks, outer_loop
 from aeloops.training import updates as gradient_updates
-from aeloops.training.compiled import (
+from aeloops.training.averages import WeightAverages, WeightAveragesMixin
+from aeloops.training.compiled import is_distributed
+from aeloops.training.functions import CompiledFunctions, CompiledFunctionsMixin
+from aeloops.training.loop_state import LoopState, LoopStateMixin
+from aeloops.training.optimizers import OptimizerSpec
+from aeloops.training.options import LIBRARY_SCOPE
+from aeloops.training.recovery import Recovery, RecoveryState, Rollback, scale_schedules
+from aeloops.training.step_records import (
     GRADIENT_NORM,
     NONFINITE_STEPS,
-    build_loop,
-    build_predict_loop,
-    is_distributed,
-    resolve_mode,
+    FirstNonfinite,
+    Update,
+    check_updates,
+    library_values,
 )
-from aeloops.training.mode_probe import CHOICES
-from aeloops.training.optimizers import OptimizerSpec, inner_optimizer
-from aeloops.training.options import LIBRARY_SCOPE, NONFINITE_POLICIES
-from aeloops.training.recovery import Recovery, RecoveryState, Rollback, scale_schedules
-from aeloops.training.step_records import Update, check_updates, library_values, nonfinite_mask
 
 __all__ = ["GRADIENT_NORM", "NONFINITE_STEPS", "NonFiniteLossError", "Trainer"]
 
@@ -63,31 +64,19 @@ Data = Any  # np.ndarray, a dict of np.ndarray, or a tf.data.Dataset.
 
 
 class _Cache:
-    """Python state a checkpoint must not see: compiled functions, trace counts, the step's updates."""
+    """Python state a checkpoint must not see: the step's updates, the parts' optimizers, diagnostics."""
 
-    def __init__(self) -> None:
-        self.functions: dict[tuple[str, str, str], Callable[..., Any]] = {}
-        self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
-        # The graph the training loop was last traced into, by mode: what auto inspects.
-        self.train_graphs: dict[str, tf.Graph] = {}
+    def __init__(self, parts: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]]) -> None:
         # MirroredStrategy runs each replica's step in a thread of its own.
         self.local = threading.local()
-        self.parts: list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]] = []
-        self.swapped = False
-        # What mode="auto" measured and chose (aeloops.training.mode_probe), once it has.
-        self.mode_report: dict[str, Any] | None = None
-        # The values a step reports (its terms, then "gradient"), as traced, and at the first non-finite
-        # step a bit for each that was not finite: what went wrong first, for the message. Diagnostic
-        # only, so out of checkpoints.
-        self.nonfinite_names: list[str] = []
-        self.first_nonfinite_mask: tf.Variable | None = None
-        # The rows of the fit in progress or last run (Trainer.fit_history).
-        self.fit_history: dict[str, list[float]] = {}
+        self.parts = parts
+        # What went wrong at the first non-finite step, for the message (its variable is out of checkpoints).
+        self.first_nonfinite: FirstNonfinite | None = None
         # Under on_nonfinite="rollback", what keeps the state before each call (Trainer.rollback), once built.
         self.rollback: Rollback | None = None
 
 
-class Trainer(tf.Module):
+class Trainer(CompiledFunctionsMixin, WeightAveragesMixin, LoopStateMixin, tf.Module):
     """Trains an ``Autoencoder`` on an ``Objective`` with a compiled custom loop.
 
     Args:
@@ -146,25 +135,8 @@ class Trainer(tf.Module):
         dynamic_binarization: bool = False,
     ) -> None:
         super().__init__(name="trainer")
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
-        checks.refuse_keras_steps(model)
-        if isinstance(steps_per_loop, bool) or not isinstance(steps_per_loop, int) or steps_per_loop < 1:
-            raise ValueError(f"steps_per_loop must be a positive int, got {steps_per_loop!r}.")
-        if objective is None:
-            objective = model.default_objective()
-        if not isinstance(objective, Objective):
-            raise TypeError(f"objective must be an aeloops Objective, got {type(objective).__name__}.")
-        checks.check_outputs(model, objective)
-        if on_nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"on_nonfinite must be one of {NONFINITE_POLICIES}, got {on_nonfinite!r}.")
-        if recovery is not None and on_nonfinite != "rollback":
-            raise ValueError(f"recovery= takes effect only with on_nonfinite='rollback', not {on_nonfinite!r}.")
-        if recovery is not None and not isinstance(recovery, Recovery):
-            raise TypeError(f"recovery must be an aeloops.Recovery, got {type(recovery).__name__}.")
-        self._cache = _Cache()
         self.model = model
-        self.objective = objective
+        self.objective = checks.check_arguments(model, objective, steps_per_loop, on_nonfinite, recovery)
         self.steps_per_loop = steps_per_loop
         self.seed = int(seed)
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -175,7 +147,9 @@ class Trainer(tf.Module):
         self.recovery = (recovery or Recovery()) if on_nonfinite == "rollback" else None
         self.dynamic_binarization = bool(dynamic_binarization)
         self.requested_mode = mode
-        self.mode = resolve_mode(mode, model, self.strategy)
+        steps = {"train": self.run_train_step, "test": self.run_test_step}
+        # What compiling makes and the mode in use (aeloops.training.functions): out of checkpoints.
+        self._functions = CompiledFunctions(model, self.strategy, mode, steps)
         with self.strategy.scope():
             parts = gradient_updates.resolve_parts(model, optimizer, learning_rate, dict(optimizer_options or {}))
             self.optimizers = {part: part_optimizer for part, (part_optimizer, _) in parts.items()}
@@ -187,24 +161,22 @@ class Trainer(tf.Module):
             self.step = _counter("step", 0)
             # The first step whose loss terms were not finite (-1: none yet).
             self.first_nonfinite_step = _counter("first_nonfinite_step", -1)
-            self._cache.first_nonfinite_mask = _counter("first_nonfinite_mask", 0)
+            first_nonfinite = FirstNonfinite()
             # The mode "auto" chose (aeloops.training.mode_probe.CHOICES; 0 before it has):
             # checkpointed, so a resumed run compiles as the run it continues did.
             self.mode_choice = _counter("mode_choice", 0)
             # Only a rolling-back trainer holds its state, so other trainers' checkpoints are as they were.
             self.recovery_state = RecoveryState(self.recovery.spike_window) if on_nonfinite == "rollback" else None
-        self._cache.parts = list(parts.values())
+        self._cache = _Cache(list(parts.values()))
+        self._averages = WeightAverages(self.optimizers.values())
+        self._cache.first_nonfinite = first_nonfinite
         if self.recovery_state is not None:
             scale_schedules(self, self.recovery_state)
         # Set (by a callback or a signal handler) to stop after the current compiled call.
         self.stop_training = False
-        # The epoch in progress (an aeloops.training.callbacks.EpochProgress), kept by fit and saved in checkpoints.
-        self.epoch_progress = None
-        # Whole epochs trained: the next fit starts its count there (saved in checkpoints).
-        self.completed_epochs = 0
-        # The first epoch of a fit that has not reached its end (interrupted, or restored from its
-        # checkpoint): the next fit finishes it, counting its epochs from there. None once it ended.
-        self.run_first_epoch: int | None = None
+        # Where its fits stand (epochs done, the epoch in progress, the fit's rows): the outer loop's record,
+        # saved by checkpoints in their run record.
+        self.loop_state = LoopState()
 
     # ------------------------------------------------------------------
     # The researcher's levers.
@@ -289,9 +261,7 @@ class Trainer(tf.Module):
         parts = self._parts(variables, optimizer)
         values = gradient_updates.gradients(loss, tape, parts, self.strategy.num_replicas_in_sync)
         # The parts list the variables grouped by optimizer: put the values back in the caller's order.
-        in_parts = [variable for _, part_variables in parts for variable in part_variables]
-        by_variable = {id(variable): value for variable, value in zip(in_parts, values)}
-        return [by_variable[id(variable)] for variable in variables]
+        return gradient_updates.reordered(values, [v for _, part in parts for v in part], variables)
 
     @tf.autograph.experimental.do_not_convert
     def apply_gradients(
@@ -328,18 +298,13 @@ class Trainer(tf.Module):
         if len(gradients) != len(variables):
             raise ValueError(f"apply_gradients got {len(gradients)} gradients for {len(variables)} variables.")
         parts = self._parts(variables, optimizer)
-        by_variable = {id(variable): gradient for variable, gradient in zip(variables, gradients)}
-        ordered = [by_variable[id(variable)] for _, part_variables in parts for variable in part_variables]
+        ordered = gradient_updates.reordered(gradients, variables, [v for _, part in parts for v in part])
         plan = gradient_updates.plan(ordered, parts, self.strategy.num_replicas_in_sync, loss)
         condition = plan.finite if self.on_nonfinite == "skip" else None
         if when is not None:
             when = tf.convert_to_tensor(when, tf.bool)
             condition = when if condition is None else tf.logical_and(condition, when)
-        with tf.name_scope("optimizer/"):  # Every update, its optimizers' own bookkeeping included.
-            if condition is None:
-                plan.apply()
-            else:
-                tf.cond(condition, plan.apply, tf.no_op)
+        plan.apply_where(condition)
         recorded = getattr(self._cache.local, "updates", None)
         if recorded is not None:
             recorded.append(Update(name, plan.norm, plan.clipped_norm, plan.finite, plan.loss_scale_skipped))
@@ -355,17 +320,7 @@ class Trainer(tf.Module):
         if optimizer is not None:
             checks.check_loss_scaled(optimizer, self.model, "the optimizer passed to optimize/apply_gradients")
             return [(optimizer, variables)]
-        owner = {id(v): index for index, (_, part_variables) in enumerate(self._cache.parts) for v in part_variables}
-        grouped: dict[int, list[tf.Variable]] = {}
-        for variable in variables:
-            if id(variable) not in owner:
-                name = getattr(variable, "path", variable.name)
-                raise ValueError(
-                    f"{name} is not a trainable variable of the model, so no optimizer of the trainer's updates it; "
-                    "pass optimizer= for it (an optimizer the trainer holds, built in __init__)."
-                )
-            grouped.setdefault(owner[id(variable)], []).append(variable)
-        return [(self._cache.parts[index][0], grouped[index]) for index in sorted(grouped)]
+        return gradient_updates.by_part(variables, self._cache.parts)
 
     # ------------------------------------------------------------------
     # The library's wrappers: what runs around every step, whoever wrote it.
@@ -390,9 +345,7 @@ class Trainer(tf.Module):
                 results, updates, self.objective, step, self.strategy.num_replicas_in_sync, self.on_nonfinite == "skip"
             )
             newly = tf.logical_and(tf.logical_not(finite), self.first_nonfinite_step < 0)
-            names, mask = nonfinite_mask(results, updates)
-            self._cache.nonfinite_names = names
-            self._cache.first_nonfinite_mask.assign(tf.where(newly, mask, self._cache.first_nonfinite_mask))
+            self._cache.first_nonfinite.note(newly, results, updates)
             self.first_nonfinite_step.assign(tf.where(newly, step, self.first_nonfinite_step))
             self.step.assign_add(1)
         return values
@@ -407,72 +360,8 @@ class Trainer(tf.Module):
             return f"compute_terms (called by {method})"
         return method
 
-    def loop_function(self, method: str, kind: str) -> Callable[..., dict[str, tf.Tensor]]:
-        """Returns the compiled loop of ``kind`` (``training.compiled``) over the ``"train"`` or ``"test"`` step.
-
-        Built once per (method, kind, mode) and cached, so nothing retraces,
-        even when ``"auto"`` switches modes back and forth while it measures.
-        """
-        key = (method, kind, self.mode)
-        if key not in self._cache.functions:
-            step = {"train": self.run_train_step, "test": self.run_test_step}[method]
-            counter = "train" if method == "train" else "eval"
-
-            def count_trace() -> None:
-                self._cache.trace_counts[counter] += 1
-                if method == "train":
-                    self._cache.train_graphs[key[2]] = tf.compat.v1.get_default_graph()
-
-            self._cache.functions[key] = checks.plain_step_errors(
-                build_loop(step, kind, mode=self.mode, strategy=self.strategy, on_trace=count_trace)
-            )
-        return self._cache.functions[key]
-
-    def use_mode(self, mode: str) -> None:
-        """Runs the compiled loops in ``mode`` from now on (compiled once per mode; see ``loop_function``)."""
-        self.mode = resolve_mode(mode, self.model, self.strategy)
-
-    @property
-    def auto_candidates(self) -> tuple[str, ...]:
-        """What ``mode="auto"`` chooses between: XLA is no option across several replicas."""
-        return ("graph",) if is_distributed(self.strategy) else ("graph", "xla")
-
-    @property
-    def mode_report(self) -> dict[str, Any] | None:
-        """What ``mode="auto"`` timed and chose, why, and what measuring cost; None until it has chosen."""
-        return self._cache.mode_report
-
-    def settle_mode(self, mode: str, report: dict[str, Any]) -> None:
-        """Keeps ``mode`` for the rest of the run, as ``mode="auto"`` chose it (checkpointed), and why."""
-        self.use_mode(mode)
-        self.mode_choice.assign(next(number for number, name in CHOICES.items() if name == mode))
-        self._cache.mode_report = report
-
-    def traced_graph(self) -> tf.Graph | None:
-        """Returns the graph the current mode's training loop was last traced into; None before its trace."""
-        return self._cache.train_graphs.get(self.mode)
-
-    @property
-    def trace_counts(self) -> dict[str, int]:
-        """How often each kind of loop was traced: stays at one per kind once warm."""
-        return self._cache.trace_counts
-
-    @property
-    def fit_history(self) -> dict[str, list[float]]:
-        """The history of the fit in progress or last run: what it returns, saved in checkpoints.
-
-        ``Checkpointer`` saves it in the run record, so a fit that finishes an
-        interrupted one returns every row.
-        """
-        return self._cache.fit_history
-
-    def keep_fit_history(self, history: dict[str, list[float]]) -> None:
-        """Makes ``history`` (its rows so far, filled in place) the fit's history.
-
-        A method, not an attribute: TensorFlow would track a dict assigned to
-        the trainer, changing what its checkpoints hold.
-        """
-        self._cache.fit_history = history
+    # ------------------------------------------------------------------
+    # The guarantees' state: recovery, non-finite diagnostics, optimizers, moving averages.
 
     def rollback(self) -> Rollback | None:
         """Under ``on_nonfinite="rollback"``, what keeps the state before each compiled call; None otherwise.
@@ -485,21 +374,11 @@ class Trainer(tf.Module):
 
     def first_nonfinite_values(self) -> list[str]:
         """What was not finite at the first non-finite step: its loss terms, and ``"gradient"`` if it was."""
-        mask = int(self._cache.first_nonfinite_mask.numpy())
-        return [name for index, name in enumerate(self._cache.nonfinite_names) if mask >> index & 1]
+        return self._cache.first_nonfinite.values()
 
     def first_nonfinite_subject(self) -> str:
         """Names what went NaN or Inf first: ``"the loss terms 'bce' and 'kl'"``, or ``"the gradient"``."""
-        # Its loss terms, not the gradients nor their norms, which NaN terms make NaN anyway.
-        terms = [
-            repr(name)
-            for name in self.first_nonfinite_values()
-            if name != "gradient" and not name.endswith(GRADIENT_NORM)
-        ]
-        if not terms:
-            return "the gradient"
-        listed = terms[0] if len(terms) == 1 else f"{', '.join(terms[:-1])} and {terms[-1]}"
-        return f"the loss term{'s' if len(terms) > 1 else ''} {listed}"
+        return self._cache.first_nonfinite.subject()
 
     @property
     def optimizer(self) -> keras.optimizers.Optimizer:
@@ -511,58 +390,7 @@ class Trainer(tf.Module):
 
     def learning_rates(self) -> dict[str, float]:
         """Returns the learning rate in effect: ``{"learning_rate": ...}``, or one per part."""
-        rates = {}
-        for part, part_optimizer in self.optimizers.items():
-            key = "learning_rate" if len(self.optimizers) == 1 else f"learning_rate/{part}"
-            rates[key] = float(tf.convert_to_tensor(inner_optimizer(part_optimizer).learning_rate))
-        return rates
-
-    @property
-    def averages_in_use(self) -> bool:
-        """Whether the model's variables hold the optimizers' moving averages (``use_ema``) rather than raw weights."""
-        return self._cache.swapped
-
-    def use_averages(self, averages: bool = True) -> None:
-        """Puts the optimizers' moving averages of the weights in the model's variables, or (False) the raw weights.
-
-        ``fit`` leaves the averages in, as Keras's ``fit`` does, so the model,
-        ``predict``, ``evaluate``, ``model.save`` and an export all serve the
-        same weights; it puts the raw weights back before it trains again,
-        and checkpoints always save the raw weights, so training resumes
-        exactly. The swap is exact. Does nothing without ``use_ema``.
-        """
-        if bool(averages) == self._cache.swapped:
-            return
-        pairs = gradient_updates.average_pairs(self.optimizers.values())
-        if pairs:
-            gradient_updates.swap(pairs)
-            self._cache.swapped = bool(averages)
-
-    @contextlib.contextmanager
-    def averaged_weights(self) -> Iterator[None]:
-        """Puts the moving averages of the weights in for the block (``use_ema``), as Keras's ``SwapEMAWeights`` does.
-
-        Evaluation, predictions, summaries' pictures and the saved model use
-        the averages, training the raw weights. Leaving the block restores
-        whichever the model held before.
-        """
-        with self._holding(averages=True):
-            yield
-
-    @contextlib.contextmanager
-    def raw_weights(self) -> Iterator[None]:
-        """Puts the raw training weights in for the block (what checkpoints save), whichever the model held before."""
-        with self._holding(averages=False):
-            yield
-
-    @contextlib.contextmanager
-    def _holding(self, averages: bool) -> Iterator[None]:
-        previous = self._cache.swapped
-        self.use_averages(averages)
-        try:
-            yield
-        finally:
-            self.use_averages(previous)
+        return gradient_updates.learning_rates(self.optimizers)
 
     def check_checkpointable(self) -> None:
         """Raises a ValueError naming any state this trainer holds that a checkpoint would drop or restore wrongly."""
@@ -584,19 +412,6 @@ class Trainer(tf.Module):
     def predict(self, data: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
         """Returns the model's outputs for ``data`` (see ``aeloops.training.outer_loop.predict``)."""
         return outer_loop.predict(self, data, batch_size)
-
-    def predict_function(self) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
-        """Returns the compiled forward pass ``predict`` uses (``aeloops.training.compiled.build_predict_loop``)."""
-        key = ("predict", "batch", self.mode)
-        if key not in self._cache.functions:
-
-            def count_trace() -> None:
-                self._cache.trace_counts["predict"] += 1
-
-            self._cache.functions[key] = build_predict_loop(
-                self.model, mode=self.mode, strategy=self.strategy, on_trace=count_trace
-            )
-        return self._cache.functions[key]
 
 
 def _counter(name: str, initial: int) -> tf.Variable:

@@ -73,6 +73,38 @@ def resolve_parts(
     return dict(sorted(parts.items(), key=lambda item: min((position[id(v)] for v in item[1][1]), default=-1)))
 
 
+def by_part(
+    variables: Sequence[tf.Variable], parts: Sequence[tuple[keras.optimizers.Optimizer, Sequence[tf.Variable]]]
+) -> list[tuple[keras.optimizers.Optimizer, list[tf.Variable]]]:
+    """Returns ``variables`` grouped by the part (of ``parts``: optimizer and its variables) that holds each."""
+    owner = {id(v): index for index, (_, part_variables) in enumerate(parts) for v in part_variables}
+    grouped: dict[int, list[tf.Variable]] = {}
+    for variable in variables:
+        if id(variable) not in owner:
+            name = getattr(variable, "path", variable.name)
+            raise ValueError(
+                f"{name} is not a trainable variable of the model, so no optimizer of the trainer's updates it; "
+                "pass optimizer= for it (an optimizer the trainer holds, built in __init__)."
+            )
+        grouped.setdefault(owner[id(variable)], []).append(variable)
+    return [(parts[index][0], grouped[index]) for index in sorted(grouped)]
+
+
+def reordered(values: Sequence[Any], variables: Sequence[tf.Variable], order: Sequence[tf.Variable]) -> list[Any]:
+    """Returns ``values`` (one per variable of ``variables``) in the order of ``order``, the same variables."""
+    by_variable = {id(variable): value for variable, value in zip(variables, values)}
+    return [by_variable[id(variable)] for variable in order]
+
+
+def learning_rates(optimizers: Mapping[str, keras.optimizers.Optimizer]) -> dict[str, float]:
+    """Returns the rate in effect: ``{"learning_rate": ...}``, or ``learning_rate/<part>`` for each part."""
+    rates = {}
+    for part, part_optimizer in optimizers.items():
+        key = "learning_rate" if len(optimizers) == 1 else f"learning_rate/{part}"
+        rates[key] = float(tf.convert_to_tensor(inner_optimizer(part_optimizer).learning_rate))
+    return rates
+
+
 def check_strategy(optimizers: Mapping[str, keras.optimizers.Optimizer], strategy: tf.distribute.Strategy) -> None:
     """Refuses an optimizer created outside ``strategy`` (its variables would not be mirrored)."""
     for part, optimizer in optimizers.items():
@@ -179,6 +211,14 @@ class Plan:
     clipped_norm: tf.Tensor | None
     finite: tf.Tensor
     loss_scale_skipped: tf.Tensor | None
+
+    def apply_where(self, condition: tf.Tensor | None) -> None:
+        """Applies the update, only where ``condition`` holds when one is given (``tf.cond``, in the graph)."""
+        with tf.name_scope("optimizer/"):  # Every update, its optimizers' own bookkeeping included.
+            if condition is None:
+                self.apply()
+            else:
+                tf.cond(condition, self.apply, tf.no_op)
 
 
 @tf.autograph.experimental.do_not_convert
