@@ -58,6 +58,10 @@ def evaluate_run(
     extractor_layer: str | None = None,
     sampler: str | None = None,
     sample_count: int | None = None,
+    disentanglement: bool = False,
+    factors: str | None = None,
+    factor_examples: int = 10_000,
+    factor_votes: int = 10_000,
 ) -> dict[str, Any]:
     """Returns the held-out figures of ``run_dir``'s model (newest or best checkpoint) and what they were computed on.
 
@@ -69,6 +73,10 @@ def evaluate_run(
     quality (``aeloops.evaluation.sample_quality``) of ``sample_count``
     images drawn by ``sampler`` (the model's prior where it has one, else a
     mixture fitted to its training codes) against the held-out images.
+    With ``disentanglement`` it holds MIG, DCI, SAP and the FactorVAE score
+    (``aeloops.evaluation.disentanglement``) of the model's code on images
+    with known factors: the procedural shapes a ``--dataset shapes`` run
+    trained on, or the real dSprites at ``factors``.
 
     Raises:
       ValueError: when ``samples`` is asked of a model without a likelihood,
@@ -112,6 +120,10 @@ def evaluate_run(
             drawn = draw(trainer, config, chosen, sample_count or len(images), seed=seed)
             measured = sample_quality(images, drawn.images, keras_extractor(extractor, extractor_layer), seed=seed)
             result["sample_quality"] = {**measured, "sampler": chosen}
+        if disentanglement:
+            result["disentanglement"] = _disentanglement(
+                trainer, config, factors, factor_examples, factor_votes, batch_size, seed
+            )
     return {
         **result,
         "checkpoint": "best" if best else "newest",
@@ -120,6 +132,40 @@ def evaluate_run(
         "binarize": config.binarize,
         "xla": xla,
     }
+
+
+def _disentanglement(
+    trainer: Any, config: Any, factors: str | None, examples: int, votes: int, batch_size: int, seed: int
+) -> dict[str, Any]:
+    """Scores the run's code against known factors: the shapes it trained on, or dSprites at ``factors``."""
+    import numpy as np
+
+    from aeloops.data import to_model_inputs
+    from aeloops.data.factors import DSprites, Shapes
+    from aeloops.evaluation import disentanglement
+
+    if factors is None:
+        _check_factors(config)
+    data = DSprites(factors) if factors is not None else Shapes()
+    model = trainer.model
+
+    def encode(images: np.ndarray) -> np.ndarray:
+        inputs = to_model_inputs(images, model.example_shape, "the factors' images")
+        return np.concatenate([np.asarray(model.encode(inputs[start : start + batch_size * 10]))
+                               for start in range(0, len(inputs), batch_size * 10)])  # fmt: skip
+
+    with trainer.averaged_weights():
+        found = disentanglement.scores(encode, data, examples=examples, votes=votes, seed=seed)
+    return {**found, "factors": "shapes" if factors is None else f"dsprites:{factors}"}
+
+
+def _check_factors(config: Any) -> None:
+    """Refuses to score disentanglement of a run whose images have no known factors."""
+    if config.dataset != "shapes":
+        raise ValueError(
+            f"--disentanglement needs images whose generating factors are known; {config.dataset} has none. Train "
+            "on --dataset shapes, or give --factors dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz."
+        )
 
 
 def _load(path: str) -> Any:
@@ -191,6 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --extractor: how samples are drawn (default: the model's prior where it has one, else gmm)",
     )  # fmt: skip
     parser.add_argument("--count", type=int, help="with --extractor: samples to draw (default: as many as images)")
+    parser.add_argument(
+        "--disentanglement", action="store_true",
+        help="also score the code against known factors (MIG, DCI, SAP, FactorVAE score) on the procedural shapes "
+        "of a --dataset shapes run, or on dSprites with --factors",
+    )  # fmt: skip
+    parser.add_argument("--factors", metavar="DSPRITES.npz", help="with --disentanglement: the real dSprites file")
+    parser.add_argument(
+        "--factor-examples", type=int, default=10_000,
+        help="with --disentanglement: images for MIG and to train DCI and SAP, half as many to test (default 10000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--factor-votes", type=int, default=10_000,
+        help="with --disentanglement: the FactorVAE score's training votes of 64 images, half as many to test "
+        "(default 10000)",
+    )  # fmt: skip
     parser.add_argument("--trust-code", action="store_true", help=config_lib.TRUST_HELP)
     return parser
 
@@ -200,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = RunDirectory(args.run_dir)
     try:
-        for name in ("nll_samples", "batch_size", "examples", "count"):
+        for name in ("nll_samples", "batch_size", "examples", "count", "factor_examples", "factor_votes"):
             value = getattr(args, name)
             least = 0 if name == "nll_samples" else 1
             if value is not None and value < least:
@@ -210,16 +271,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(
                 "--sampler, --count and --extractor-layer measure samples; give --extractor FILE.keras too."
             )
-        for name in ("data", "extractor"):
+        if args.factors is not None and not args.disentanglement:
+            raise ValueError("--factors scores disentanglement; add --disentanglement.")
+        for name in ("data", "extractor", "factors"):
             if getattr(args, name) is not None and not pathlib.Path(getattr(args, name)).is_file():
                 raise ValueError(f"--{name} {getattr(args, name)} does not exist.")
-        open_run(run_dir, args.best, "evaluate", args.trust_code)
+        config = open_run(run_dir, args.best, "evaluate", args.trust_code)
+        if args.disentanglement and args.factors is None:
+            _check_factors(config)
         with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
             result = evaluate_run(
                 run_dir, args.nll_samples, best=args.best, data=args.data, examples=args.examples,
                 batch_size=args.batch_size, seed=args.seed, xla=args.xla, trust_code=args.trust_code,
                 extractor=args.extractor, extractor_layer=args.extractor_layer, sampler=args.sampler,
-                sample_count=args.count,
+                sample_count=args.count, disentanglement=args.disentanglement, factors=args.factors,
+                factor_examples=args.factor_examples, factor_votes=args.factor_votes,
             )  # fmt: skip
         save(run_dir, result)
     except (ValueError, TypeError) as error:

@@ -21,8 +21,9 @@ __all__ = [
     "tfrecord_files",
 ]
 
-# Datasets named rather than given by path; binarized_mnist is Larochelle and Murray's fixed binarization.
-NAMED_DATASETS = ("mnist", "fashion_mnist", "mnist-sample", "binarized_mnist")
+# Datasets named rather than given by path; binarized_mnist is Larochelle and Murray's fixed binarization,
+# shapes dSprites' factors drawn procedurally (aeloops.data.factors).
+NAMED_DATASETS = ("mnist", "fashion_mnist", "mnist-sample", "binarized_mnist", "shapes")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # Keras's names (image_dataset_from_directory), and the channels each gives.
 COLOR_MODES = {"grayscale": 1, "rgb": 3}

@@ -18,7 +18,9 @@ import tensorflow as tf
 
 from aeloops import data as data_lib
 from aeloops.data import images as images_lib
-from aeloops.data.images import ImageData, ImageFiles, color_mode_of
+from aeloops.data.factors import shapes_splits
+from aeloops.data.image_files import ImageFiles
+from aeloops.data.images import ImageData, color_mode_of
 from aeloops.data.locate import NAMED_DATASETS, source_kind
 from aeloops.data.stream import ImageStream
 from aeloops.models.registry import MNIST_SHAPE
@@ -113,6 +115,8 @@ def _named_dataset(
             raise ValueError("--dataset binarized_mnist needs --data-dir, the folder of binarized_mnist_*.amat(.gz).")
         splits = data_lib.load_binarized_mnist(config.data_dir)
         return splits.train_images, splits.test_images, None, None, config.dataset
+    if config.dataset == "shapes":
+        return (*shapes_splits(), config.dataset)
     used = config.dataset
     if config.dataset == "mnist-sample":
         splits = data_lib.load_sample()
