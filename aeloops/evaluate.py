@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aeloops.runs import config as config_lib
-from aeloops.runs.choices import SAMPLERS
+from aeloops.runs.choices import SAMPLE_METRICS, SAMPLERS
 from aeloops.runs.commands import open_run, restored, usage_error
 from aeloops.runs.directory import RunDirectory, RunWriteError, write_json
 from aeloops.runs.stderr_filter import StderrFilter
@@ -54,6 +54,7 @@ def evaluate_run(
     seed: int = 0,
     xla: bool = False,
     trust_code: bool = False,
+    metrics: Sequence[str] = (),
     extractor: str | None = None,
     extractor_layer: str | None = None,
     sampler: str | None = None,
@@ -69,10 +70,12 @@ def evaluate_run(
     where the model has a likelihood (none where it has not); 0, no likelihood.
     A model given as ``module:attribute`` in the run's ``config.json`` is
     imported only with ``trust_code=True``: the run may come from someone else.
-    With ``extractor`` (a ``.keras`` file) the result also holds the sample
-    quality (``aeloops.evaluation.sample_quality``) of ``sample_count``
-    images drawn by ``sampler`` (the model's prior where it has one, else a
-    mixture fitted to its training codes) against the held-out images.
+    With ``metrics`` (of ``"fid"``, ``"kid"``, ``"prd"``; all three when
+    only an ``extractor`` is given) the result also holds the sample quality
+    (``aeloops.runs.sampling.measure_samples``) of ``sample_count`` images
+    drawn by ``sampler`` against the held-out images, on the features of
+    ``extractor`` (a ``.keras`` file) or of a classifier trained on the
+    dataset's labels.
     With ``disentanglement`` it holds MIG, DCI, SAP and the FactorVAE score
     (``aeloops.evaluation.disentanglement``) of the model's code on images
     with known factors: the procedural shapes a ``--dataset shapes`` run
@@ -112,14 +115,15 @@ def evaluate_run(
                     trainer.model, images, samples=samples or DEFAULT_SAMPLES, batch_size=batch_size, seed=seed,
                     jit_compile=xla,
                 ))  # fmt: skip
-        if extractor is not None:
-            from aeloops.evaluation.sample_quality import keras_extractor, sample_quality
-            from aeloops.runs.sampling import draw
+        if extractor is not None and not metrics:
+            metrics = SAMPLE_METRICS  # An extractor alone asks for every measure, as it always has.
+        if metrics:
+            from aeloops.runs.sampling import measure_samples
 
-            chosen = sampler or ("prior" if hasattr(trainer.model, "sample") else "gmm")
-            drawn = draw(trainer, config, chosen, sample_count or len(images), seed=seed)
-            measured = sample_quality(images, drawn.images, keras_extractor(extractor, extractor_layer), seed=seed)
-            result["sample_quality"] = {**measured, "sampler": chosen}
+            result["sample_quality"] = measure_samples(
+                trainer, config, images, metrics, extractor=extractor, layer=extractor_layer, sampler=sampler,
+                count=sample_count, seed=seed, log=lambda line: print(line, file=sys.stderr),
+            )  # fmt: skip
         if disentanglement:
             result["disentanglement"] = _disentanglement(
                 trainer, config, factors, factor_examples, factor_votes, batch_size, seed
@@ -226,17 +230,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile with XLA: faster for some models (IWAE), slower for others (the VAE); other samples",
     )
-    parser.add_argument(
+    quality = parser.add_argument_group(
+        "sample quality", "drawn samples against the held-out images, on an extractor's features (recorded with them)"
+    )
+    quality.add_argument("--fid", action="store_true", help="the Frechet distance of the features (FID)")
+    quality.add_argument("--kid", action="store_true", help="the kernel distance (KID, unbiased) and its spread")
+    quality.add_argument("--prd", action="store_true", help="precision and recall (k-nearest-neighbour balls)")
+    quality.add_argument(
         "--extractor", metavar="FILE.keras",
-        help="also measure drawn samples against the held-out images (FID, KID, precision/recall) on this Keras "
-        "model's features (its penultimate layer, or --extractor-layer)",
+        help="take features from this Keras model (its penultimate layer, or --extractor-layer); alone, it measures "
+        "all three. Default: a classifier trained once on the dataset's labels and kept in the user's cache",
     )  # fmt: skip
-    parser.add_argument("--extractor-layer", metavar="NAME", help="the extractor's layer whose output is the features")
-    parser.add_argument(
+    quality.add_argument("--extractor-layer", metavar="NAME", help="the extractor's layer whose output is the features")
+    quality.add_argument(
         "--sampler", choices=SAMPLERS,
-        help="with --extractor: how samples are drawn (default: the model's prior where it has one, else gmm)",
+        help="how samples are drawn (default: the model's prior where it has one, else gmm)",
     )  # fmt: skip
-    parser.add_argument("--count", type=int, help="with --extractor: samples to draw (default: as many as images)")
+    quality.add_argument("--count", type=int, help="samples to draw (default: as many as held-out images)")
     parser.add_argument(
         "--disentanglement", action="store_true",
         help="also score the code against known factors (MIG, DCI, SAP, FactorVAE score) on the procedural shapes "
@@ -267,10 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if value is not None and value < least:
                 kind = "a non-negative" if least == 0 else "a positive"
                 raise ValueError(f"--{name.replace('_', '-')} must be {kind} integer, got {value}.")
-        if args.extractor is None and (args.sampler or args.count or args.extractor_layer):
-            raise ValueError(
-                "--sampler, --count and --extractor-layer measure samples; give --extractor FILE.keras too."
-            )
+        metrics = tuple(name for name in SAMPLE_METRICS if getattr(args, name))
+        if args.extractor is None and not metrics and (args.sampler or args.count or args.extractor_layer):
+            raise ValueError("--sampler, --count and --extractor-layer measure samples; add --fid, --kid or --prd.")
+        if args.extractor_layer and args.extractor is None:
+            raise ValueError("--extractor-layer names a layer of --extractor FILE.keras; give the file too.")
         if args.factors is not None and not args.disentanglement:
             raise ValueError("--factors scores disentanglement; add --disentanglement.")
         for name in ("data", "extractor", "factors"):
@@ -283,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = evaluate_run(
                 run_dir, args.nll_samples, best=args.best, data=args.data, examples=args.examples,
                 batch_size=args.batch_size, seed=args.seed, xla=args.xla, trust_code=args.trust_code,
-                extractor=args.extractor, extractor_layer=args.extractor_layer, sampler=args.sampler,
+                metrics=metrics, extractor=args.extractor, extractor_layer=args.extractor_layer, sampler=args.sampler,
                 sample_count=args.count, disentanglement=args.disentanglement, factors=args.factors,
                 factor_examples=args.factor_examples, factor_votes=args.factor_votes,
             )  # fmt: skip

@@ -18,11 +18,24 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["WriteError", "check_no_links", "refuse_link", "remove_leftovers", "replacing", "replacing_directory"]
+__all__ = [
+    "WriteError",
+    "cache_root",
+    "check_no_links",
+    "refuse_link",
+    "remove_leftovers",
+    "replacing",
+    "replacing_directory",
+]
 
 
 class WriteError(RuntimeError):
     """A file could not be written (disk full, permissions); the message names it, the cause and what to do."""
+
+
+def cache_root() -> pathlib.Path:
+    """Returns aeloops' folder in the user's cache: ``$XDG_CACHE_HOME/aeloops``, by default ``~/.cache/aeloops``."""
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")) / "aeloops"
 
 
 def refuse_link(path: str | os.PathLike) -> None:

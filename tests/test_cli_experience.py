@@ -77,6 +77,9 @@ def test_the_names_checked_early_are_the_library_s_own():
     from aeloops.runs import choices
 
     assert choices.SAMPLERS == samplers.SAMPLERS  # What sample and evaluate offer before TensorFlow loads.
+    from aeloops.evaluation import sample_quality
+
+    assert choices.SAMPLE_METRICS == sample_quality.METRICS
 
 
 def test_the_filter_drops_tensorflow_chatter_and_keeps_everything_else():

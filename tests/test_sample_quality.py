@@ -91,3 +91,34 @@ def test_a_keras_model_s_features_measure_samples_and_the_extractor_is_named(tmp
     assert same["fid"] == pytest.approx(0.0, abs=1e-6) and (same["precision"], same["recall"]) == (1.0, 1.0)
     assert held_out["fid"] < random["fid"] and held_out["kid"] < random["kid"]
     assert random["precision"] < held_out["precision"] and same["extractor"] == extractor.name
+
+
+def test_the_default_extractor_is_trained_once_per_dataset_and_tells_test_from_noise(mnist, tmp_path):
+    from aeloops.data import to_model_inputs
+    from aeloops.evaluation.classifier import classifier_extractor, dataset_classifier
+    from aeloops.evaluation.sample_quality import frechet_distance
+
+    train = to_model_inputs(mnist.train_images[:3000], (28, 28, 1))
+    test = to_model_inputs(mnist.test_images[:1000], (28, 28, 1))
+    lines = []
+    first = dataset_classifier(train, mnist.train_labels[:3000], test, mnist.test_labels[:1000],
+                               directory=tmp_path, log=lines.append)  # fmt: skip
+    assert len(lines) == 1 and "Training the default extractor" in lines[0]
+    assert first.accuracy > 0.9 and first.path.parent == tmp_path
+    again = dataset_classifier(train, mnist.train_labels[:3000], directory=tmp_path, log=lines.append)
+    assert len(lines) == 1 and again.path == first.path and again.accuracy == first.accuracy  # Kept, not retrained.
+    extractor = classifier_extractor(again)
+    assert extractor.name == f"{first.path.name}:features"
+    np.testing.assert_allclose(extractor.features(test[:64]), classifier_extractor(first).features(test[:64]),
+                               atol=1e-5)  # fmt: skip
+    # Other labels are another dataset: another classifier.
+    other = dataset_classifier(train, (mnist.train_labels[:3000] + 1) % 10, directory=tmp_path, log=lines.append)
+    assert other.path != first.path and len(lines) == 2
+    # Held-out digits lie near the training digits in its features; noise lies far from them.
+    noise = np.random.default_rng(0).random(test.shape, dtype=np.float32)
+    features = extractor.features
+    assert frechet_distance(features(train[:1000]), features(test)) * 20 < frechet_distance(
+        features(train[:1000]), features(noise)
+    )
+    with pytest.raises(ValueError, match="give --extractor FILE.keras"):
+        dataset_classifier(train, np.zeros(len(train), int), directory=tmp_path)

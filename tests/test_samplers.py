@@ -99,4 +99,21 @@ def test_evaluate_measures_drawn_samples_on_the_extractor_it_is_given(tmp_path, 
     for key in ("fid", "kid", "precision", "recall"):
         assert measured[key] == pytest.approx(expected[key], rel=1e-6), key
     assert evaluate.main([str(run_dir), "--sampler", "gmm"]) == 2
-    assert "measure samples; give --extractor FILE.keras too" in capsys.readouterr().err
+    assert "measure samples; add --fid, --kid or --prd" in capsys.readouterr().err
+    # Without --extractor: the classifier of the run's dataset, trained once, measures only what is asked.
+    for _ in range(2):
+        assert (
+            evaluate.main([str(run_dir), "--nll-samples", "0", "--examples", "300", "--fid", "--sampler", "gmm"]) == 0
+        )
+        output = capsys.readouterr()
+        default = json.loads(output.out)["sample_quality"]
+        assert set(default) == {"fid", "extractor", "extractor_accuracy", "real", "generated", "sampler"}
+    assert output.err == ""  # The second time, nothing to train.
+    from aeloops.evaluation.classifier import classifier_extractor, dataset_classifier
+
+    sample = load_sample()
+    classifier = dataset_classifier(to_model_inputs(sample.train_images, (28, 28, 1)), sample.train_labels)
+    assert default["extractor"] == f"{classifier.path.name}:features" and default["extractor_accuracy"] > 0.9
+    fid = sample_quality(real, draw(trainer, config, "gmm", 300).images, classifier_extractor(classifier),
+                         metrics=("fid",))["fid"]  # fmt: skip
+    assert default["fid"] == pytest.approx(fid, rel=1e-6)

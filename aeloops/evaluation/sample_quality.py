@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 __all__ = [
+    "METRICS",
     "Extractor",
     "frechet_distance",
     "gaussian_frechet_distance",
@@ -79,8 +80,9 @@ def kernel_distance(
         raise ValueError(f"KID needs at least 2 features in each set; got {len(real)} and {len(generated)}.")
     rng = np.random.default_rng(seed)
     estimates = [
-        _unbiased_mmd2(real[rng.choice(len(real), size, replace=False)],
-                       generated[rng.choice(len(generated), size, replace=False)])  # fmt: skip
+        _unbiased_mmd2(
+            real[rng.choice(len(real), size, replace=False)], generated[rng.choice(len(generated), size, replace=False)]
+        )  # fmt: skip
         for _ in range(subsets)
     ]
     return float(np.mean(estimates)), float(np.std(estimates))
@@ -166,22 +168,27 @@ def keras_extractor(
     return Extractor(f"{name}:{layer or 'penultimate'}", features)
 
 
-def sample_quality(real: np.ndarray, generated: np.ndarray, extractor: Extractor, *, seed: int = 0) -> dict:
+# The measures sample_quality can take: FID, KID, and precision and recall (Kynkäänniemi et al.'s PRD).
+METRICS = ("fid", "kid", "prd")
+
+
+def sample_quality(
+    real: np.ndarray, generated: np.ndarray, extractor: Extractor, *, seed: int = 0, metrics: tuple = METRICS
+) -> dict:
     """Returns FID, KID (mean and std), precision and recall of ``generated`` against ``real`` images.
 
-    The extractor's name is part of the result: figures from different
-    extractors are not comparable.
+    Only those of ``metrics`` are computed. The extractor's name is part of
+    the result: figures from different extractors are not comparable.
     """
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise ValueError(f"metrics must be of {METRICS}, got {sorted(unknown)}.")
     real_features, generated_features = extractor.features(real), extractor.features(generated)
-    kid, kid_std = kernel_distance(real_features, generated_features, seed=seed)
-    precision, recall = precision_recall(real_features, generated_features)
-    return {
-        "fid": frechet_distance(real_features, generated_features),
-        "kid": kid,
-        "kid_std": kid_std,
-        "precision": precision,
-        "recall": recall,
-        "extractor": extractor.name,
-        "real": len(real),
-        "generated": len(generated),
-    }
+    found: dict = {}
+    if "fid" in metrics:
+        found["fid"] = frechet_distance(real_features, generated_features)
+    if "kid" in metrics:
+        found["kid"], found["kid_std"] = kernel_distance(real_features, generated_features, seed=seed)
+    if "prd" in metrics:
+        found["precision"], found["recall"] = precision_recall(real_features, generated_features)
+    return {**found, "extractor": extractor.name, "real": len(real), "generated": len(generated)}

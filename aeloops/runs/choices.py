@@ -22,6 +22,7 @@ __all__ = [
     "PRECISIONS",
     "RECONSTRUCTION_LOSSES",
     "SAMPLERS",
+    "SAMPLE_METRICS",
     "SCHEDULES",
     "STRATEGIES",
     "TERM_SETTINGS",
@@ -51,6 +52,8 @@ OPTIMIZER_NAMES = ("adadelta", "adagrad", "adam", "adamw", "nadam", "rmsprop", "
 RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
 # Where drawn codes come from (aeloops.evaluation.samplers), for the commands that draw, before TensorFlow loads.
 SAMPLERS = ("prior", "gmm")
+# What evaluate measures of drawn samples (aeloops.evaluation.sample_quality.METRICS): --fid, --kid, --prd.
+SAMPLE_METRICS = ("fid", "kid", "prd")
 # --trust-code's help, the same for every command that reads a run's config.json.
 TRUST_HELP = "allow a module:attribute model named by the run's config.json to be imported (its code runs)"
 # config.json's record of the software a run used (not a setting).

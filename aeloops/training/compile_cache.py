@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from aeloops.files import cache_root
+
 __all__ = ["DISABLE_VARIABLE", "LIMIT_BYTES", "cache_directory", "enable", "machine_key", "prune"]
 
 # Set to 1 to compile without the persistent cache.
@@ -62,12 +64,11 @@ def machine_key() -> str:
 
 def cache_directory() -> Path:
     """Returns this machine's and this TensorFlow's cache directory (not created)."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     try:
         version = importlib.metadata.version("tensorflow")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return Path(root) / "aeloops" / "xla" / f"tf-{version}-{machine_key()}"
+    return cache_root() / "xla" / f"tf-{version}-{machine_key()}"
 
 
 def enable(directory: str | os.PathLike | None = None) -> Path | None:
