@@ -409,3 +409,25 @@ def test_a_run_from_python_gets_its_hparams_row_and_config_text_from_the_trainer
         assert group["hparams"]["mode"] == trainer.mode  # What ran: auto's choice.
         assert group["hparams"]["weight/sparsity"] == pytest.approx(1e-4)
         assert group["sessions"][0]["status"] == "STATUS_SUCCESS"
+
+
+def test_fid_every_writes_the_fid_an_epoch_s_checkpoint_measures_again(tmp_path):
+    from aeloops.evaluation import samplers
+    from aeloops.evaluation.classifier import classifier_extractor, dataset_classifier
+    from aeloops.evaluation.sample_quality import sample_quality
+    from aeloops.runs.sample_watch import COUNT
+
+    run_dir = tmp_path / "vae"
+    arguments = ["--model", "vae", "--dataset", "mnist-sample", "--epochs", "2", "--fid-every", "2", "--seed", "3"]
+    assert train.main([*arguments, "--mode", "graph", "--quiet", "--run-dir", str(run_dir)]) == 0
+    written = tensors(run_dir / "tensorboard" / "validation")
+    assert [step for step, _ in written["samples/fid"]] == [2] and [step for step, _ in written["samples/kid"]] == [2]
+    fid = float(written["samples/fid"][0][1])
+    # Measured again from what the run saved at epoch 2, as the docstring promises: the same seeded draw.
+    sample = load_sample()
+    classifier = dataset_classifier(to_model_inputs(sample.train_images, (28, 28, 1)), sample.train_labels)
+    model = keras.saving.load_model(run_dir / "model.keras")
+    real = to_model_inputs(sample.test_images, (784,))[:COUNT]
+    drawn = samplers.sample(model, len(real), sampler="prior", seed=3 + 1)
+    expected = sample_quality(real, drawn.images, classifier_extractor(classifier), seed=3, metrics=("fid",))["fid"]
+    assert 0 < fid == pytest.approx(expected, rel=1e-5)

@@ -25,6 +25,7 @@ from aeloops.runs.datasets import fingerprint, spread_sample
 from aeloops.runs.directory import RunDirectory, worker_scratch_dir, write_json
 from aeloops.runs.objective import unused_outputs
 from aeloops.runs.prepare import Prepared
+from aeloops.runs.sample_watch import sample_scalars
 from aeloops.runs.tracking import MlflowTracking
 from aeloops.runs.trainers import build_trainer
 from aeloops.tensorboard.summaries import SummaryWriter
@@ -112,7 +113,7 @@ def assemble(
         if chief:  # A resume may extend the run (--epochs); config.json keeps describing the whole run.
             trained = step // prepared.steps_per_epoch  # Never fewer epochs than were trained.
             write_json(run_dir.config, saved_config(dataclasses.replace(config, epochs=max(config.epochs, trained))))
-    summaries, shown = _summaries(prepared, trainer, run_dir)
+    summaries, shown = _summaries(prepared, trainer, run_dir, log)
     # history.json is written before the checkpoint: a kill between the two leaves it ahead, and a
     # resume rewrites it from the checkpoint's own history.
     first_call = FirstCallTimer()
@@ -134,7 +135,9 @@ def assemble(
     )  # fmt: skip
 
 
-def _summaries(prepared: Prepared, trainer: Trainer, run_dir: RunDirectory) -> tuple[SummaryWriter, np.ndarray]:
+def _summaries(
+    prepared: Prepared, trainer: Trainer, run_dir: RunDirectory, log: Callable[[str], None]
+) -> tuple[SummaryWriter, np.ndarray]:
     """Returns the run's TensorBoard writer and the examples its pictures (and reconstructions.png) show."""
     config, datasets = prepared.config, prepared.datasets
     # Fixed examples for the pictures (the first few) and the codes' histogram and Projector (1,000): a seeded
@@ -161,6 +164,8 @@ def _summaries(prepared: Prepared, trainer: Trainer, run_dir: RunDirectory) -> t
         projector_every=config.projector_every,
         gradient_cosines=config.gradient_cosines,
         image_shape=datasets.image_shape,
+        epoch_scalars=sample_scalars(trainer, config, datasets, log) if config.fid_every else None,
+        epoch_scalars_every=config.fid_every or 1,
     )
     return summaries, shown
 

@@ -75,7 +75,11 @@ DATASETS = NAMED_DATASETS
 
 
 def _setting(
-    default: Any, help: str, *, flag: bool = True, metavar: str | tuple[str, ...] | None = None  # noqa: A002
+    default: Any,
+    help: str,
+    *,
+    flag: bool = True,
+    metavar: str | tuple[str, ...] | None = None,  # noqa: A002
 ) -> Any:
     """A TrainConfig field whose ``help`` (and ``flag=False``: no flag) the CLI's parser is built from.
 
@@ -140,6 +144,9 @@ class TrainConfig:
     keep_checkpoints: int = _setting(3, "checkpoints kept")
     summary_every: int = _setting(100, "steps between TensorBoard scalars")
     projector_every: int | None = _setting(None, "also write the Projector's codes every this many epochs")
+    fid_every: int | None = _setting(
+        None, "also write the FID and KID of drawn samples to TensorBoard every this many epochs (samples/fid)"
+    )
     gradient_cosines: bool = _setting(False, "also log the cosine between each pair of loss terms' gradients")
     on_nonfinite: str = _setting(
         "stop", "when a loss term or gradient is NaN or Inf: stop, skip the update, or rollback (and go on)"
@@ -199,8 +206,18 @@ _FIELDS = {field.name: field for field in dataclasses.fields(TrainConfig)}
 # Settings that describe how a run is watched, not what it computes: a
 # resumed run may change them.
 RESUMABLE_CHANGES = frozenset(
-    {"epochs", "quiet", "resume", "summary_every", "keep_checkpoints", "profile_steps", "projector_every", "cache",
-     "gradient_cosines"}
+    {
+        "epochs",
+        "quiet",
+        "resume",
+        "summary_every",
+        "keep_checkpoints",
+        "profile_steps",
+        "projector_every",
+        "cache",
+        "gradient_cosines",
+        "fid_every",
+    }
 )
 # Settings with a table of their own in config files and --set (a.b.c=value).
 TABLES = ("objective", "optimizers")

@@ -43,10 +43,12 @@ def _expect(name: str, value: Any, kinds: tuple[type, ...], description: str) ->
 
 def validate(config: TrainConfig) -> None:
     """Checks every setting's type and range, naming the setting and what it accepts."""
-    if config.projector_every is not None:
-        _expect("projector_every", config.projector_every, (int,), "a positive integer")
-        if config.projector_every < 1:
-            raise ValueError(f"projector_every must be a positive integer, got {config.projector_every}.")
+    for name in ("projector_every", "fid_every"):
+        value = getattr(config, name)
+        if value is not None:
+            _expect(name, value, (int,), "a positive integer")
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}.")
     for name in ("epochs", "batch_size", "steps_per_loop", "keep_checkpoints", "summary_every"):
         value = getattr(config, name)
         _expect(name, value, (int,), "a positive integer")

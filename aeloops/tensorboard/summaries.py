@@ -42,7 +42,7 @@ import json
 import os
 import pathlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -185,12 +185,16 @@ class SummaryWriter(Callback):
         projector_every: int | None = None,
         gradient_cosines: bool = False,
         image_shape: Sequence[int] | None = None,
+        epoch_scalars: Callable[[Trainer, int], Mapping[str, float]] | None = None,
+        epoch_scalars_every: int = 1,
     ) -> None:
         if every_steps < 1:
             raise ValueError(f"every_steps must be at least 1, got {every_steps}.")
         if profile_steps is not None and not 0 <= profile_steps[0] < profile_steps[1]:
             raise ValueError(f"profile_steps must be (first, last) with 0 <= first < last, got {profile_steps}.")
         self.trainer = trainer
+        # Measured every epoch_scalars_every epochs, written on the validation side as samples/<name>.
+        self.epoch_scalars, self.epoch_scalars_every = epoch_scalars, epoch_scalars_every
         self.logdir = os.fspath(logdir)
         self.every_steps = every_steps
         self.examples = None if examples is None else np.asarray(examples)
@@ -386,6 +390,9 @@ class SummaryWriter(Callback):
                 tf.summary.histogram("code", self._codes(trainer))
                 self._codebook_usage(trainer)
             self._generated_images(trainer)
+            if self.epoch_scalars is not None and number % self.epoch_scalars_every == 0:
+                for name, value in self.epoch_scalars(trainer, epoch).items():
+                    tf.summary.scalar(f"samples/{name}", value)
         if self.projector_every and (epoch + 1) % self.projector_every == 0 and self.histogram_examples is not None:
             self.write_projector(trainer)
         self.train_writer.flush()
