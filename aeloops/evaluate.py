@@ -122,7 +122,7 @@ def evaluate_run(
 
             result["sample_quality"] = measure_samples(
                 trainer, config, images, metrics, extractor=extractor, layer=extractor_layer, sampler=sampler,
-                count=sample_count, seed=seed, log=lambda line: print(line, file=sys.stderr),
+                count=sample_count, seed=seed, run_dir=run_dir, log=lambda line: print(line, file=sys.stderr),
             )  # fmt: skip
         if disentanglement:
             result["disentanglement"] = _disentanglement(

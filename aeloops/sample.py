@@ -3,7 +3,8 @@
 Restores the run's newest checkpoint (``--best``: its best one; the
 weights' moving average where the run keeps one) and draws ``--count`` codes
 with the sampler (``aeloops.evaluation.samplers``): ``prior`` for a model
-trained toward N(0, I) (the VAE family, WAE, AAE), ``gmm`` for any model with
+trained toward N(0, I) (the VAE family, WAE, AAE) and for a VQ-VAE whose
+learned prior ``python -m aeloops.prior`` trained, ``gmm`` for any model with
 a continuous code, a mixture fitted to its training images' codes. Writes,
 in the run, ``samples/<sampler>-step<S>-seed<K>.png`` (a grid) and ``.npz``
 (``images`` and ``codes``), and prints their paths. The same command on the
@@ -46,7 +47,7 @@ def sample_run(
         from aeloops.runs.sampling import draw
         from aeloops.tensorboard.images import image_grid, write_png
 
-        drawn = draw(trainer, config, sampler, count, components=components, seed=seed)
+        drawn = draw(trainer, config, sampler, count, components=components, seed=seed, run_dir=run_dir)
     step = int(trainer.step.numpy())
     name = f"{sampler}-step{step}-seed{seed}"
     folder = run_dir.path / "samples"

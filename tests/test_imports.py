@@ -27,7 +27,8 @@ MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 # model as export does), then each
 # subpackage, then the one module every room may use. Rooms of one layer do not import each other.
 LAYERS = (
-    ("sweep",), ("sweeps",), ("train", "evaluate", "sample"), ("export",), ("runs",), ("evaluation", "tensorboard"),
+    ("sweep",), ("sweeps",), ("train", "evaluate", "sample", "prior"), ("export",), ("runs",),
+    ("evaluation", "tensorboard"),
     ("training",), ("models",), ("objectives", "data"), ("files", "memory"),
 )  # fmt: skip
 

@@ -34,6 +34,17 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "the prior's first layer sees the index it predicts", "aeloops/models/pixelcnn.py",
+        'self.first = MaskedConv2D(self.filters, 7, "A", name="masked_a")',
+        'self.first = MaskedConv2D(self.filters, 7, "B", name="masked_a")',
+        ("tests/test_prior.py", "-k", "see_only"),
+    ),
+    Mutation(
+        "a resumed prior starts again", "aeloops/prior.py",
+        "        if resume:\n            checkpointer.restore()\n", "        if resume:\n            pass\n",
+        ("tests/test_prior.py", "-k", "resumes"),
+    ),
+    Mutation(
         "the sample watch draws the same codes every epoch", "aeloops/runs/sample_watch.py",
         "seed=config.seed + epoch)", "seed=config.seed)",
         ("tests/test_summaries.py", "-k", "fid_every"),

@@ -44,6 +44,7 @@ def sample(
     codes: np.ndarray | None = None,
     components: int = 10,
     seed: int = 0,
+    prior: keras.Model | None = None,
 ) -> Drawn:
     """Returns ``count`` codes drawn by ``sampler`` and the images ``model`` decodes from them.
 
@@ -59,10 +60,14 @@ def sample(
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, got {count!r}.")
     if "indices" in getattr(model, "intermediate_outputs", ()):
-        raise ValueError(
-            f"{type(model).__name__} decodes codebook entries, which neither sampler draws: a VQ-VAE needs a prior "
-            "over its code indices (an autoregressive one), which aeloops does not have yet."
-        )
+        if sampler != "prior" or prior is None:
+            raise ValueError(
+                f"{type(model).__name__} decodes codebook entries, drawn from its learned prior over code indices: "
+                "train it (python -m aeloops.prior RUN_DIR), then draw with sampler='prior' (--sampler prior)."
+            )
+        indices = prior.sample(count, seed=seed)
+        entries = np.asarray(model.encoder.quantizer.codebook)[indices]
+        return Drawn(indices, np.asarray(model.decode(entries)))
     if sampler == "prior":
         latent_dim = getattr(model.encoder, "latent_dim", None)
         if not hasattr(model, "sample") or latent_dim is None:
@@ -81,6 +86,11 @@ def sample(
         flat = flat[np.random.default_rng(seed).permutation(count)]
         drawn = flat.reshape(count, *codes.shape[1:]).astype(np.float32)
     return Drawn(drawn, np.asarray(model.decode(drawn)))
+
+
+def default_sampler(model: keras.Model) -> str:
+    """Returns the sampler a model draws from unless told: its prior (the VAE family's, a VQ-VAE's learned one)."""
+    return "prior" if hasattr(model, "sample") or "indices" in getattr(model, "intermediate_outputs", ()) else "gmm"
 
 
 def fit_code_mixture(codes: np.ndarray, components: int = 10, seed: int = 0):  # -> sklearn.mixture.GaussianMixture

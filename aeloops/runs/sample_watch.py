@@ -48,7 +48,12 @@ def sample_scalars(
     classifier = dataset_classifier(own.train, own.train_labels, own.validation, own.validation_labels, log=log)
     extractor = classifier_extractor(classifier)
     real = datasets.validation[:COUNT]
-    sampler = "prior" if hasattr(trainer.model, "sample") else "gmm"
+    if "indices" in getattr(trainer.model, "intermediate_outputs", ()):
+        raise ValueError(
+            "--fid-every draws samples as the model trains, and a VQ-VAE draws only from the prior "
+            "trained after it (python -m aeloops.prior); measure then: python -m aeloops.evaluate RUN --fid."
+        )
+    sampler = samplers.default_sampler(trainer.model)
     fitted = None if sampler == "prior" else _training_images(datasets)
 
     def measure(trainer: Trainer, epoch: int) -> dict[str, float]:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import keras
 import numpy as np
 
 from aeloops.data.stream import ImageStream
 from aeloops.evaluation import samplers
+from aeloops.models import pixelcnn  # noqa: F401  (its classes registered, for loading a run's prior)
 from aeloops.runs import datasets as run_data
 from aeloops.runs.config import TrainConfig
+from aeloops.runs.directory import RunDirectory
 from aeloops.training.trainer import Trainer
 
-__all__ = ["FIT_IMAGES", "draw", "measure_samples", "training_codes"]
+__all__ = ["FIT_IMAGES", "code_indices", "draw", "measure_samples", "training_codes"]
 
 # Training images whose codes the mixture is fitted to, at most.
 FIT_IMAGES = 10000
@@ -29,13 +33,47 @@ def training_codes(trainer: Trainer, config: TrainConfig, limit: int = FIT_IMAGE
                                for start in range(0, len(images), 500)])  # fmt: skip
 
 
+def code_indices(model: keras.Model, images: np.ndarray | ImageStream) -> np.ndarray:
+    """Returns the codebook index a VQ-VAE's encoder chooses at each position of each image's code grid."""
+    images = images.images(len(images)) if isinstance(images, ImageStream) else images
+    return np.concatenate([np.asarray(model.encoder(images[start : start + 500], training=False)["indices"])
+                           for start in range(0, len(images), 500)])  # fmt: skip
+
+
 def draw(
-    trainer: Trainer, config: TrainConfig, sampler: str, count: int, *, components: int = 10, seed: int = 0
+    trainer: Trainer,
+    config: TrainConfig,
+    sampler: str,
+    count: int,
+    *,
+    components: int = 10,
+    seed: int = 0,
+    run_dir: RunDirectory | None = None,
 ) -> samplers.Drawn:
-    """Returns ``count`` images drawn by ``sampler`` from the run's model (fitting a mixture to its codes for gmm)."""
+    """Returns ``count`` images drawn by ``sampler`` from the run's model.
+
+    For gmm, a mixture is fitted to its training codes; a VQ-VAE's prior is
+    the PixelCNN ``python -m aeloops.prior`` kept in ``run_dir``.
+    """
     codes = training_codes(trainer, config) if sampler == "gmm" else None
+    prior = _learned_prior(trainer.model, run_dir) if sampler == "prior" else None
     with trainer.averaged_weights():
-        return samplers.sample(trainer.model, count, sampler=sampler, codes=codes, components=components, seed=seed)
+        return samplers.sample(
+            trainer.model, count, sampler=sampler, codes=codes, components=components, seed=seed, prior=prior
+        )
+
+
+def _learned_prior(model: keras.Model, run_dir: RunDirectory | None) -> keras.Model | None:
+    """Returns a VQ-VAE run's PixelCNN prior, refusing in one line when it has not been trained."""
+    if "indices" not in getattr(model, "intermediate_outputs", ()) or run_dir is None:
+        return None
+    path = run_dir.path / "prior" / "prior.keras"
+    if not path.is_file():
+        raise ValueError(
+            f"{run_dir.path} has no learned prior to draw a VQ-VAE's codes from; train it first: "
+            f"python -m aeloops.prior {shlex.quote(str(run_dir.path))}"
+        )
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
 def measure_samples(
@@ -50,6 +88,7 @@ def measure_samples(
     count: int | None = None,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    run_dir: RunDirectory | None = None,
 ) -> dict[str, Any]:
     """Returns ``metrics`` (``sample_quality.METRICS``) of images drawn from the run against ``images``, and how.
 
@@ -76,7 +115,7 @@ def measure_samples(
         classifier = dataset_classifier(own.train, own.train_labels, own.validation, own.validation_labels, log=log)
         features = classifier_extractor(classifier)
         found["extractor_accuracy"] = classifier.accuracy
-    chosen = sampler or ("prior" if hasattr(trainer.model, "sample") else "gmm")
-    drawn = draw(trainer, config, chosen, count or len(images), seed=seed)
+    chosen = sampler or samplers.default_sampler(trainer.model)
+    drawn = draw(trainer, config, chosen, count or len(images), seed=seed, run_dir=run_dir)
     measured = sample_quality(images, drawn.images, features, seed=seed, metrics=tuple(metrics))
     return {**measured, "sampler": chosen, **found}
