@@ -57,6 +57,7 @@ def evaluate_run(
     metrics: Sequence[str] = (),
     extractor: str | None = None,
     extractor_layer: str | None = None,
+    inception: str | None = None,
     sampler: str | None = None,
     sample_count: int | None = None,
     disentanglement: bool = False,
@@ -74,7 +75,8 @@ def evaluate_run(
     only an ``extractor`` is given) the result also holds the sample quality
     (``aeloops.runs.sampling.measure_samples``) of ``sample_count`` images
     drawn by ``sampler`` against the held-out images, on the features of
-    ``extractor`` (a ``.keras`` file) or of a classifier trained on the
+    ``extractor`` (a ``.keras`` file), of InceptionV3 with the weights in
+    ``inception``, or of a classifier trained on the
     dataset's labels.
     With ``disentanglement`` it holds MIG, DCI, SAP and the FactorVAE score
     (``aeloops.evaluation.disentanglement``) of the model's code on images
@@ -115,14 +117,15 @@ def evaluate_run(
                     trainer.model, images, samples=samples or DEFAULT_SAMPLES, batch_size=batch_size, seed=seed,
                     jit_compile=xla,
                 ))  # fmt: skip
-        if extractor is not None and not metrics:
+        if (extractor is not None or inception is not None) and not metrics:
             metrics = SAMPLE_METRICS  # An extractor alone asks for every measure, as it always has.
         if metrics:
             from aeloops.runs.sampling import measure_samples
 
             result["sample_quality"] = measure_samples(
-                trainer, config, images, metrics, extractor=extractor, layer=extractor_layer, sampler=sampler,
-                count=sample_count, seed=seed, run_dir=run_dir, log=lambda line: print(line, file=sys.stderr),
+                trainer, config, images, metrics, extractor=extractor, layer=extractor_layer, inception=inception,
+                sampler=sampler, count=sample_count, seed=seed, run_dir=run_dir,
+                log=lambda line: print(line, file=sys.stderr),
             )  # fmt: skip
         if disentanglement:
             result["disentanglement"] = _disentanglement(
@@ -243,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     quality.add_argument("--extractor-layer", metavar="NAME", help="the extractor's layer whose output is the features")
     quality.add_argument(
+        "--inception-weights", metavar="FILE.h5",
+        help="take features from InceptionV3 (its 2,048 pooled ones) with these weights, e.g. Keras's "
+        "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5; nothing is downloaded",
+    )  # fmt: skip
+    quality.add_argument(
         "--sampler", choices=SAMPLERS,
         help="how samples are drawn (default: the model's prior where it has one, else gmm)",
     )  # fmt: skip
@@ -280,13 +288,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = tuple(name for name in SAMPLE_METRICS if getattr(args, name))
         if args.extractor is None and not metrics and (args.sampler or args.count or args.extractor_layer):
             raise ValueError("--sampler, --count and --extractor-layer measure samples; add --fid, --kid or --prd.")
+        if args.extractor is not None and args.inception_weights is not None:
+            raise ValueError("--extractor and --inception-weights each name the features; give one.")
+        if args.inception_weights is not None and not metrics:
+            metrics = SAMPLE_METRICS
         if args.extractor_layer and args.extractor is None:
             raise ValueError("--extractor-layer names a layer of --extractor FILE.keras; give the file too.")
         if args.factors is not None and not args.disentanglement:
             raise ValueError("--factors scores disentanglement; add --disentanglement.")
-        for name in ("data", "extractor", "factors"):
+        for name in ("data", "extractor", "factors", "inception_weights"):
             if getattr(args, name) is not None and not pathlib.Path(getattr(args, name)).is_file():
-                raise ValueError(f"--{name} {getattr(args, name)} does not exist.")
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} does not exist.")
         config = open_run(run_dir, args.best, "evaluate", args.trust_code)
         if args.disentanglement and args.factors is None:
             _check_factors(config)
@@ -295,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_dir, args.nll_samples, best=args.best, data=args.data, examples=args.examples,
                 batch_size=args.batch_size, seed=args.seed, xla=args.xla, trust_code=args.trust_code,
                 metrics=metrics, extractor=args.extractor, extractor_layer=args.extractor_layer, sampler=args.sampler,
+                inception=args.inception_weights,
                 sample_count=args.count, disentanglement=args.disentanglement, factors=args.factors,
                 factor_examples=args.factor_examples, factor_votes=args.factor_votes,
             )  # fmt: skip

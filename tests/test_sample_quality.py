@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from aeloops.evaluation.sample_quality import (
     _unbiased_mmd2,
@@ -122,3 +123,24 @@ def test_the_default_extractor_is_trained_once_per_dataset_and_tells_test_from_n
     )
     with pytest.raises(ValueError, match="give --extractor FILE.keras"):
         dataset_classifier(train, np.zeros(len(train), int), directory=tmp_path)
+
+
+def test_inception_features_come_from_the_weights_file_on_resized_grey_images(tmp_path):
+    import keras
+
+    from aeloops.evaluation.sample_quality import inception_extractor
+
+    keras.utils.set_random_seed(0)
+    network = keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
+                                             input_shape=(299, 299, 3))  # fmt: skip
+    weights = tmp_path / "inception.weights.h5"
+    network.save_weights(weights)
+    extractor = inception_extractor(weights, (28, 28, 1))
+    assert extractor.name == "inception_v3:inception.weights.h5:pool"
+    images = np.random.default_rng(1).random((4, 784), dtype=np.float32)  # A dense model's layout.
+    found = extractor.features(images)
+    # Keras's own preprocessing of 0-255 pixels, on the images resized and repeated to three channels.
+    resized = tf.image.grayscale_to_rgb(tf.image.resize(images.reshape(4, 28, 28, 1), (299, 299)))
+    expected = network(keras.applications.inception_v3.preprocess_input(resized.numpy() * 255.0))
+    assert found.shape == (4, 2048)
+    np.testing.assert_allclose(found, np.asarray(expected), rtol=1e-4, atol=1e-5)

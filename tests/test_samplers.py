@@ -101,6 +101,8 @@ def test_evaluate_measures_drawn_samples_on_the_extractor_it_is_given(tmp_path, 
         assert measured[key] == pytest.approx(expected[key], rel=1e-6), key
     assert evaluate.main([str(run_dir), "--sampler", "gmm"]) == 2
     assert "measure samples; add --fid, --kid or --prd" in capsys.readouterr().err
+    assert evaluate.main([str(run_dir), "--fid", "--extractor", extractor, "--inception-weights", extractor]) == 2
+    assert "--extractor and --inception-weights each name the features; give one." in capsys.readouterr().err
     # Without --extractor: the classifier of the run's dataset, trained once, measures only what is asked.
     for _ in range(2):
         assert (

@@ -34,6 +34,11 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "InceptionV3 reads pixels in [0, 1], not [-1, 1]", "aeloops/evaluation/sample_quality.py",
+        "network(batch * 2.0 - 1.0, training=False)", "network(batch, training=False)",
+        ("tests/test_sample_quality.py", "-k", "inception"),
+    ),
+    Mutation(
         "the prior's first layer sees the index it predicts", "aeloops/models/pixelcnn.py",
         'self.first = MaskedConv2D(self.filters, 7, "A", name="masked_a")',
         'self.first = MaskedConv2D(self.filters, 7, "B", name="masked_a")',

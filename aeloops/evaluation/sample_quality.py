@@ -36,6 +36,7 @@ __all__ = [
     "frechet_distance",
     "gaussian_frechet_distance",
     "kernel_distance",
+    "inception_extractor",
     "keras_extractor",
     "precision_recall",
     "sample_quality",
@@ -166,6 +167,41 @@ def keras_extractor(
         return flat.reshape(len(flat), -1)
 
     return Extractor(f"{name}:{layer or 'penultimate'}", features)
+
+
+# The side InceptionV3 reads, as FID's reference implementation resizes to.
+INCEPTION_SIZE = 299
+
+
+def inception_extractor(
+    weights: str | os.PathLike, image_shape: tuple[int, int, int], batch_size: int = 64
+) -> Extractor:
+    """Returns InceptionV3's 2,048 pooled features, with ``weights`` from a file (nothing is downloaded).
+
+    ``weights`` is Keras's ImageNet file without the classifier
+    (``inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5``), or any
+    weights of that network. Images in [0, 1] of ``image_shape`` (any
+    layout of those pixels) are resized to 299x299 (bilinear), grey ones
+    repeated to three channels, and scaled to [-1, 1] as the network was
+    trained. FID's reference implementation uses another set of Inception
+    weights, so figures are close to papers' but not the same.
+    """
+    import tensorflow as tf
+
+    network = keras.applications.InceptionV3(
+        include_top=False, weights=os.fspath(weights), pooling="avg", input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3)
+    )
+
+    def features(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32).reshape(len(images), *image_shape)
+        parts = []
+        for start in range(0, len(images), batch_size):
+            batch = tf.image.resize(images[start : start + batch_size], (INCEPTION_SIZE, INCEPTION_SIZE))
+            batch = tf.image.grayscale_to_rgb(batch) if image_shape[-1] == 1 else batch
+            parts.append(np.asarray(network(batch * 2.0 - 1.0, training=False)))
+        return np.concatenate(parts)
+
+    return Extractor(f"inception_v3:{os.path.basename(os.fspath(weights))}:pool", features)
 
 
 # The measures sample_quality can take: FID, KID, and precision and recall (Kynkäänniemi et al.'s PRD).

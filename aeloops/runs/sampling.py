@@ -84,6 +84,7 @@ def measure_samples(
     *,
     extractor: str | None = None,
     layer: str | None = None,
+    inception: str | None = None,
     sampler: str | None = None,
     count: int | None = None,
     seed: int = 0,
@@ -92,17 +93,20 @@ def measure_samples(
 ) -> dict[str, Any]:
     """Returns ``metrics`` (``sample_quality.METRICS``) of images drawn from the run against ``images``, and how.
 
-    Features come from ``extractor`` (a ``.keras`` file) or, by default, a
+    Features come from ``extractor`` (a ``.keras`` file), from InceptionV3
+    with the weights in ``inception``, or, by default, a
     classifier trained on the run's dataset's labels
     (``aeloops.evaluation.classifier``), whose held-out accuracy is reported
     beside the figures. Samples come from ``sampler``: the model's prior
     where it has one, else a mixture fitted to its training codes.
     """
-    from aeloops.evaluation.sample_quality import keras_extractor, sample_quality
+    from aeloops.evaluation.sample_quality import inception_extractor, keras_extractor, sample_quality
 
     found: dict[str, Any] = {}
     if extractor is not None:
         features = keras_extractor(extractor, layer)
+    elif inception is not None:
+        features = inception_extractor(inception, tuple(config.image_shape))
     else:
         from aeloops.evaluation.classifier import classifier_extractor, dataset_classifier
 
