@@ -16,10 +16,11 @@ from collections.abc import Callable
 import numpy as np
 
 from aeloops.evaluation import samplers
-from aeloops.evaluation.classifier import classifier_extractor, dataset_classifier
+from aeloops.evaluation.classifier import classifier_extractor
 from aeloops.evaluation.sample_quality import sample_quality
 from aeloops.runs import datasets as run_data
 from aeloops.runs.config import TrainConfig
+from aeloops.runs.sampling import run_classifier
 from aeloops.training.trainer import Trainer
 
 __all__ = ["COUNT", "sample_scalars"]
@@ -39,14 +40,8 @@ def sample_scalars(
     if datasets.validation is None:
         raise ValueError("--fid-every measures samples against the held-out images, and this run has none; drop "
                          "--no-validation, or give --validation-split or --validation-data.")  # fmt: skip
-    own = run_data.read_images(config, log=lambda line: None)[0]
-    if own.train_labels is None:
-        raise ValueError(
-            f"--fid-every measures samples on a classifier of the dataset's labels, and {config.dataset} has none; "
-            "measure after training instead: python -m aeloops.evaluate RUN --fid --extractor FILE.keras."
-        )
-    classifier = dataset_classifier(own.train, own.train_labels, own.validation, own.validation_labels, log=log)
-    extractor = classifier_extractor(classifier)
+    advice = "--fid-every needs it: measure after training instead (python -m aeloops.evaluate RUN --fid --extractor F)"
+    extractor = classifier_extractor(run_classifier(config, log, advice))
     real = datasets.validation[:COUNT]
     if "indices" in getattr(trainer.model, "intermediate_outputs", ()):
         raise ValueError(

@@ -11,13 +11,14 @@ import numpy as np
 
 from aeloops.data.stream import ImageStream
 from aeloops.evaluation import samplers
+from aeloops.evaluation.classifier import Classifier, classifier_extractor, dataset_classifier
 from aeloops.models import pixelcnn  # noqa: F401  (its classes registered, for loading a run's prior)
 from aeloops.runs import datasets as run_data
 from aeloops.runs.config import TrainConfig
 from aeloops.runs.directory import RunDirectory
 from aeloops.training.trainer import Trainer
 
-__all__ = ["FIT_IMAGES", "code_indices", "draw", "measure_samples", "training_codes"]
+__all__ = ["FIT_IMAGES", "code_indices", "draw", "measure_samples", "run_classifier", "training_codes"]
 
 # Training images whose codes the mixture is fitted to, at most.
 FIT_IMAGES = 10000
@@ -31,6 +32,21 @@ def training_codes(trainer: Trainer, config: TrainConfig, limit: int = FIT_IMAGE
     with trainer.averaged_weights():
         return np.concatenate([np.asarray(model.encode(images[start : start + 500]))
                                for start in range(0, len(images), 500)])  # fmt: skip
+
+
+def run_classifier(config: TrainConfig, log: Callable[[str], None], advice: str) -> Classifier:
+    """Returns the default extractor's classifier of the run's dataset, trained once and kept in the user's cache.
+
+    Raises:
+      ValueError: ending with ``advice``, when the dataset has no labels to train it on.
+    """
+    own = run_data.read_images(config, log=lambda line: None)[0]
+    if own.train_labels is None:
+        raise ValueError(
+            f"The default extractor is a classifier trained on the dataset's labels, and {config.dataset} has none; "
+            f"{advice}."
+        )
+    return dataset_classifier(own.train, own.train_labels, own.validation, own.validation_labels, log=log)
 
 
 def code_indices(model: keras.Model, images: np.ndarray | ImageStream) -> np.ndarray:
@@ -108,15 +124,7 @@ def measure_samples(
     elif inception is not None:
         features = inception_extractor(inception, tuple(config.image_shape))
     else:
-        from aeloops.evaluation.classifier import classifier_extractor, dataset_classifier
-
-        own = run_data.read_images(config, log=lambda line: None)[0]
-        if own.train_labels is None:
-            raise ValueError(
-                f"The default extractor is a classifier trained on the dataset's labels, and {config.dataset} has "
-                "none; give --extractor FILE.keras (any Keras model of images)."
-            )
-        classifier = dataset_classifier(own.train, own.train_labels, own.validation, own.validation_labels, log=log)
+        classifier = run_classifier(config, log, "give --extractor FILE.keras (any Keras model of images)")
         features = classifier_extractor(classifier)
         found["extractor_accuracy"] = classifier.accuracy
     chosen = sampler or samplers.default_sampler(trainer.model)
