@@ -310,7 +310,7 @@ def run(arguments, capsys):
 OPTIONS = {("conv", 64): {"encoder_filters": [32, 16, 8], "decoder_filters": [8, 16, 32]},
            ("iwae", 32): {"samples": 5}}  # fmt: skip
 # The models with a Gaussian posterior, whose likelihood aeloops.evaluate estimates.
-LIKELIHOOD_MODELS = {"vae", "iwae", "betatcvae", "convvae"}
+LIKELIHOOD_MODELS = {"vae", "iwae", "betatcvae", "convvae", "vampprior"}
 
 
 # A model that flattens its input sees only a longer vector at 64x64, and one that reads it row by row a longer

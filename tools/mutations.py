@@ -34,6 +34,18 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "the VampPrior's density forgets the components' count", "aeloops/models/vampprior.py",
+        "        log_density = tf.reduce_logsumexp(per_component, axis=-1) - math.log(self.components)\n",
+        "        log_density = tf.reduce_logsumexp(per_component, axis=-1)\n",
+        ("tests/test_vampprior.py",),
+    ),
+    Mutation(
+        "prior draws ignore the model's own prior", "aeloops/evaluation/samplers.py",
+        "        drawn = model.sample_codes(count, seed)",
+        "        drawn = np.random.default_rng(seed).standard_normal((count, latent_dim)).astype(np.float32)",
+        ("tests/test_vampprior.py", "-k", "draws"),
+    ),
+    Mutation(
         "InceptionV3 reads pixels in [0, 1], not [-1, 1]", "aeloops/evaluation/sample_quality.py",
         "network(batch * 2.0 - 1.0, training=False)", "network(batch, training=False)",
         ("tests/test_sample_quality.py", "-k", "inception"),

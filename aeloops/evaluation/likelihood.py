@@ -93,7 +93,7 @@ def log_weights(
     encoded = model.encoder(inputs, training=False)
     return posterior_log_weights(
         encoded["mean"], encoded["log_variance"], noise, model.decoder, inputs if targets is None else targets,
-        likelihood=_pixel_likelihood(model),
+        likelihood=_pixel_likelihood(model), log_prior=getattr(model, "log_prior", None),
     )  # fmt: skip
 
 

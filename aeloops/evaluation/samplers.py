@@ -75,7 +75,7 @@ def sample(
                 f"{type(model).__name__} has no prior to draw from (it was not trained toward one); draw from a "
                 "mixture fitted to its training codes instead: sampler='gmm' (--sampler gmm)."
             )
-        drawn = np.random.default_rng(seed).standard_normal((count, latent_dim)).astype(np.float32)
+        drawn = model.sample_codes(count, seed)  # N(0, I), or the model's own prior (the VampPrior's mixture).
     else:
         if codes is None:
             raise ValueError("sampler='gmm' fits its mixture to the training images' codes: pass codes=.")

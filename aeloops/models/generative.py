@@ -66,10 +66,13 @@ class PriorSampling:
             arguments["log_variance_bound"] = self.encoder.log_variance_bound
         return arguments
 
+    def sample_codes(self, count: int, seed: int | None = None) -> np.ndarray:
+        """Returns ``count`` codes drawn from the model's prior: N(0, I) here; a model with another overrides it."""
+        return np.random.default_rng(seed).standard_normal((count, self.encoder.latent_dim)).astype(np.float32)
+
     def sample(self, count: int, seed: int | None = None) -> np.ndarray:
-        """Returns ``count`` reconstructions decoded from codes drawn from the N(0, I) prior."""
-        codes = np.random.default_rng(seed).standard_normal((count, self.encoder.latent_dim)).astype(np.float32)
-        return np.asarray(self.decode(codes))
+        """Returns ``count`` reconstructions decoded from codes drawn from the prior (``sample_codes``)."""
+        return np.asarray(self.decode(self.sample_codes(count, seed)))
 
     def latent_traversal(self, dimensions: int = 10, steps: int = 9, extent: float = 3.0) -> list[np.ndarray]:
         """Returns one row of decodings per code dimension swept over [-extent, extent] (``traversal_rows``)."""

@@ -11,7 +11,7 @@ bound is the VAE's ELBO of one sample; it tightens as K grows.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -30,12 +30,15 @@ _LOG_2PI = math.log(2.0 * math.pi)
 def posterior_log_weights(
     mean: tf.Tensor, log_variance: tf.Tensor, noise: tf.Tensor, decoder: keras.Model, inputs: tf.Tensor,
     training: bool = False, likelihood: DequantizedGaussian | None = None,
+    log_prior: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> tf.Tensor:  # fmt: skip
     """Returns log p(x|z) + log p(z) - log q(z|x) for each draw ``mean + scale * noise``: ``(samples, batch)``.
 
     The weights of the IWAE bound, which trains on them here and measures the
     likelihood with them in ``evaluation.likelihood``: of Bernoulli logits, or
     with ``likelihood`` of a Gaussian density of ``inputs`` (dequantized).
+    ``log_prior`` gives log p(z) for codes ``(..., latent)`` (the model's own
+    prior, a VampPrior's say); by default N(0, I)'s.
     """
     codes = mean + tf.exp(0.5 * log_variance) * noise
     samples, batch = tf.shape(noise)[0], tf.shape(noise)[1]
@@ -49,9 +52,9 @@ def posterior_log_weights(
         logits = tf.reshape(tf.cast(decoded["logits"], tf.float32), [samples, batch, -1])
         targets = tf.broadcast_to(flat_inputs, tf.shape(logits))
         log_likelihood = -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits), axis=-1)
-    log_prior = -0.5 * tf.reduce_sum(tf.square(codes) + _LOG_2PI, axis=-1)
+    prior = -0.5 * tf.reduce_sum(tf.square(codes) + _LOG_2PI, axis=-1) if log_prior is None else log_prior(codes)
     log_posterior = -0.5 * tf.reduce_sum(tf.square(noise) + log_variance + _LOG_2PI, axis=-1)
-    return log_likelihood + log_prior - log_posterior
+    return log_likelihood + prior - log_posterior
 
 
 @keras.saving.register_keras_serializable(package="aeloops")

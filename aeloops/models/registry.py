@@ -31,6 +31,7 @@ from aeloops.models.quantized import VectorQuantizedAutoencoder, vq_objective
 from aeloops.models.sequence import SequenceAutoencoder
 from aeloops.models.total_correlation import TotalCorrelationVAE, tc_objective
 from aeloops.models.transposed import TransposedConvAutoencoder
+from aeloops.models.vampprior import VampPriorAutoencoder
 from aeloops.models.variational import VariationalAutoencoder, elbo_objective
 from aeloops.models.wasserstein import WassersteinAutoencoder, wae_objective
 from aeloops.objectives.objective import LossTerm, Objective
@@ -319,6 +320,13 @@ _register_class(
     "IWAE (Burda et al. 2015): Dense 784-200-200 (tanh) to a 50-D Gaussian, 50-200-200-784; the 50-sample bound",
     ImportanceWeightedAutoencoder, flat, iwae_objective, takes="any images, flattened",
     hidden_units=(200, 200), latent_dim=50, samples=50,
+)
+_register_class(
+    "vampprior",
+    "VampPrior VAE (Tomczak and Welling 2018): Dense 784-300-300 to a 40-D Gaussian, 40-300-300-784; its prior the "
+    "mixture of the posteriors of 500 learned pseudo-inputs; BCE sum + the one-sample KL",
+    VampPriorAutoencoder, flat, _variational_objective, takes="any images, flattened",
+    hidden_units=(300, 300), latent_dim=40, components=500,
 )
 _register_class(
     "aae",

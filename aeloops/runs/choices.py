@@ -46,7 +46,7 @@ SCHEDULES = ("constant", "linear_warmup", "cyclical")
 # tests check them against aeloops.models.registry and aeloops.training.optimizers.
 BUILTIN_MODELS = (
     "aae", "betatcvae", "conv", "convtranspose", "convvae", "deep", "denoising", "dense", "iwae", "rowwise", "seq2seq",
-    "sparse", "twohead", "vae", "vqvae", "wae",
+    "sparse", "twohead", "vae", "vampprior", "vqvae", "wae",
 )  # fmt: skip
 OPTIMIZER_NAMES = ("adadelta", "adagrad", "adam", "adamw", "nadam", "rmsprop", "sgd")
 RECONSTRUCTION_LOSSES = ("bce", "mse", "mae")
