@@ -255,17 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="how samples are drawn (default: the model's prior where it has one, else gmm)",
     )  # fmt: skip
     quality.add_argument("--count", type=int, help="samples to draw (default: as many as held-out images)")
-    parser.add_argument(
+    factors = parser.add_argument_group(
+        "disentanglement", "the code scored against the factors that made the images (disentanglement_lib's scores)"
+    )
+    factors.add_argument(
         "--disentanglement", action="store_true",
         help="also score the code against known factors (MIG, DCI, SAP, FactorVAE score) on the procedural shapes "
         "of a --dataset shapes run, or on dSprites with --factors",
     )  # fmt: skip
-    parser.add_argument("--factors", metavar="DSPRITES.npz", help="with --disentanglement: the real dSprites file")
-    parser.add_argument(
+    factors.add_argument("--factors", metavar="DSPRITES.npz", help="with --disentanglement: the real dSprites file")
+    factors.add_argument(
         "--factor-examples", type=int, default=10_000,
         help="with --disentanglement: images for MIG and to train DCI and SAP, half as many to test (default 10000)",
     )  # fmt: skip
-    parser.add_argument(
+    factors.add_argument(
         "--factor-votes", type=int, default=10_000,
         help="with --disentanglement: the FactorVAE score's training votes of 64 images, half as many to test "
         "(default 10000)",
