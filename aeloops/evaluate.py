@@ -31,7 +31,7 @@ from typing import Any
 
 from aeloops.runs import config as config_lib
 from aeloops.runs.choices import SAMPLE_METRICS, SAMPLERS
-from aeloops.runs.commands import open_run, restored, usage_error
+from aeloops.runs.commands import check_counts, open_run, restored, usage_error
 from aeloops.runs.directory import RunDirectory, RunWriteError, write_json
 from aeloops.runs.stderr_filter import StderrFilter
 
@@ -282,12 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = RunDirectory(args.run_dir)
     try:
-        for name in ("nll_samples", "batch_size", "examples", "count", "factor_examples", "factor_votes"):
-            value = getattr(args, name)
-            least = 0 if name == "nll_samples" else 1
-            if value is not None and value < least:
-                kind = "a non-negative" if least == 0 else "a positive"
-                raise ValueError(f"--{name.replace('_', '-')} must be {kind} integer, got {value}.")
+        check_counts(args, ("nll_samples",), least=0)
+        check_counts(args, ("batch_size", "examples", "count", "factor_examples", "factor_votes"))
         metrics = tuple(name for name in SAMPLE_METRICS if getattr(args, name))
         if args.extractor is None and not metrics and (args.sampler or args.count or args.extractor_layer):
             raise ValueError("--sampler, --count and --extractor-layer measure samples; add --fid, --kid or --prd.")

@@ -21,7 +21,7 @@ from typing import Any
 
 from aeloops.files import replacing
 from aeloops.runs import config as config_lib
-from aeloops.runs.commands import open_run, restored, usage_error
+from aeloops.runs.commands import check_counts, open_run, restored, usage_error
 from aeloops.runs.directory import RunDirectory, RunWriteError, write_json, writing
 from aeloops.runs.stderr_filter import StderrFilter
 
@@ -57,13 +57,14 @@ def train_prior(
         import numpy as np
 
         from aeloops.models.pixelcnn import PixelCNN, prior_objective
+        from aeloops.models.quantized import decodes_codebook_entries
         from aeloops.runs import datasets as run_data
         from aeloops.runs.checkpoints import Checkpointer
         from aeloops.runs.sampling import code_indices
         from aeloops.training.trainer import Trainer
 
         model = trainer.model
-        if "indices" not in getattr(model, "intermediate_outputs", ()):
+        if not decodes_codebook_entries(model):
             raise ValueError(
                 f"{config.model} has a continuous code; a learned prior over code indices is for a VQ-VAE."
             )
@@ -118,9 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = RunDirectory(args.run_dir)
     try:
-        for name in ("epochs", "batch_size"):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.")
+        check_counts(args, ("epochs", "batch_size"))
         config = open_run(run_dir, args.best, "train a prior for", args.trust_code)
         if config.model != "vqvae" and ":" not in config.model:
             raise ValueError(f"{config.model} has a continuous code; a learned prior over code indices is for vqvae.")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from aeloops.files import replacing
 from aeloops.runs import config as config_lib
 from aeloops.runs.choices import SAMPLERS
-from aeloops.runs.commands import open_run, restored, usage_error
+from aeloops.runs.commands import check_counts, open_run, restored, usage_error
 from aeloops.runs.directory import RunDirectory, RunWriteError, writing
 from aeloops.runs.stderr_filter import StderrFilter
 
@@ -88,9 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = RunDirectory(args.run_dir)
     try:
-        for name in ("count", "components"):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name} must be a positive integer, got {getattr(args, name)}.")
+        check_counts(args, ("count", "components"))
         open_run(run_dir, args.best, "sample", args.trust_code)
         with StderrFilter():  # TensorFlow's start-up notices are not the user's business.
             png, npz = sample_run(

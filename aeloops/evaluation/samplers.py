@@ -24,6 +24,8 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from aeloops.models.quantized import decodes_codebook_entries
+
 __all__ = ["SAMPLERS", "Drawn", "fit_code_mixture", "sample"]
 
 SAMPLERS = ("prior", "gmm")
@@ -59,7 +61,7 @@ def sample(
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}.")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, got {count!r}.")
-    if "indices" in getattr(model, "intermediate_outputs", ()):
+    if decodes_codebook_entries(model):
         if sampler != "prior" or prior is None:
             raise ValueError(
                 f"{type(model).__name__} decodes codebook entries, drawn from its learned prior over code indices: "
@@ -90,7 +92,7 @@ def sample(
 
 def default_sampler(model: keras.Model) -> str:
     """Returns the sampler a model draws from unless told: its prior (the VAE family's, a VQ-VAE's learned one)."""
-    return "prior" if hasattr(model, "sample") or "indices" in getattr(model, "intermediate_outputs", ()) else "gmm"
+    return "prior" if hasattr(model, "sample") or decodes_codebook_entries(model) else "gmm"
 
 
 def fit_code_mixture(codes: np.ndarray, components: int = 10, seed: int = 0):  # -> sklearn.mixture.GaussianMixture

@@ -32,7 +32,13 @@ from aeloops.models.base import CODE, Autoencoder, Encoder, validate_units
 from aeloops.models.transposed import StridedConvEncoder, TransposedConvDecoder
 from aeloops.objectives.objective import LossTerm, Objective
 
-__all__ = ["QuantizingEncoder", "VectorQuantizedAutoencoder", "VectorQuantizer", "vq_objective"]
+__all__ = [
+    "QuantizingEncoder",
+    "VectorQuantizedAutoencoder",
+    "VectorQuantizer",
+    "decodes_codebook_entries",
+    "vq_objective",
+]
 
 
 @keras.saving.register_keras_serializable(package="aeloops")
@@ -231,6 +237,11 @@ class VectorQuantizedAutoencoder(Autoencoder):
         """Returns how many of ``images``' codes chose each codebook entry (``entries`` counts)."""
         indices = self.encoder(images, training=False)["indices"]
         return np.bincount(np.asarray(indices).ravel(), minlength=self.encoder.quantizer.entries)
+
+
+def decodes_codebook_entries(model: keras.Model) -> bool:
+    """Whether ``model`` codes images as codebook indices (a VQ-VAE): it draws only from a learned prior over them."""
+    return "indices" in getattr(model, "intermediate_outputs", ())
 
 
 def vq_objective(model: Autoencoder, loss: str | None = None, commitment: float = 0.25) -> Objective:

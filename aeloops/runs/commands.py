@@ -14,8 +14,8 @@ import contextlib
 import os
 import pathlib
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from aeloops.files import check_no_links
 from aeloops.runs import config as config_lib
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from aeloops.runs.config import TrainConfig
     from aeloops.training.trainer import Trainer
 
-__all__ = ["BEST", "EXIT_USAGE", "checked_source", "open_run", "restored", "usage_error"]
+__all__ = ["BEST", "EXIT_USAGE", "check_counts", "checked_source", "open_run", "restored", "usage_error"]
 
 EXIT_USAGE = 2
 # The folder of a run's best checkpoints, inside its checkpoints folder.
@@ -71,6 +71,15 @@ def restored(run_dir: RunDirectory, best: bool, action: str, trust_code: bool) -
         trainer = experiment.build_trainer(config)
         Checkpointer(trainer, source, max_to_keep=1).restore()
         yield config, trainer
+
+
+def check_counts(args: Any, names: Sequence[str], least: int = 1) -> None:
+    """Refuses any of ``names`` (parsed arguments) below ``least``, naming its flag, what it must be and what it got."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < least:
+            kind = "a non-negative" if least == 0 else "a positive"
+            raise ValueError(f"--{name.replace('_', '-')} must be {kind} integer, got {value}.")
 
 
 def usage_error(program: str, error: Exception) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 from aeloops.evaluation import samplers
 from aeloops.evaluation.classifier import classifier_extractor
 from aeloops.evaluation.sample_quality import sample_quality
+from aeloops.models.quantized import decodes_codebook_entries
 from aeloops.runs import datasets as run_data
 from aeloops.runs.config import TrainConfig
 from aeloops.runs.sampling import run_classifier
@@ -43,7 +44,7 @@ def sample_scalars(
     advice = "--fid-every needs it: measure after training instead (python -m aeloops.evaluate RUN --fid --extractor F)"
     extractor = classifier_extractor(run_classifier(config, log, advice))
     real = datasets.validation[:COUNT]
-    if "indices" in getattr(trainer.model, "intermediate_outputs", ()):
+    if decodes_codebook_entries(trainer.model):
         raise ValueError(
             "--fid-every draws samples as the model trains, and a VQ-VAE draws only from the prior "
             "trained after it (python -m aeloops.prior); measure then: python -m aeloops.evaluate RUN --fid."

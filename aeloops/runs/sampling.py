@@ -13,6 +13,7 @@ from aeloops.data.stream import ImageStream
 from aeloops.evaluation import samplers
 from aeloops.evaluation.classifier import Classifier, classifier_extractor, dataset_classifier
 from aeloops.models import pixelcnn  # noqa: F401  (its classes registered, for loading a run's prior)
+from aeloops.models.quantized import decodes_codebook_entries
 from aeloops.runs import datasets as run_data
 from aeloops.runs.config import TrainConfig
 from aeloops.runs.directory import RunDirectory
@@ -81,7 +82,7 @@ def draw(
 
 def _learned_prior(model: keras.Model, run_dir: RunDirectory | None) -> keras.Model | None:
     """Returns a VQ-VAE run's PixelCNN prior, refusing in one line when it has not been trained."""
-    if "indices" not in getattr(model, "intermediate_outputs", ()) or run_dir is None:
+    if not decodes_codebook_entries(model) or run_dir is None:
         return None
     path = run_dir.path / "prior" / "prior.keras"
     if not path.is_file():
