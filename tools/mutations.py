@@ -73,8 +73,8 @@ MUTATIONS = (
     ),
     Mutation(
         "MIG is the gap, not the gap over the factor's entropy", "aeloops/evaluation/disentanglement.py",
-        "    return float(np.mean((ranked[0][kept] - second[kept]) / entropies[kept]))\n",
-        "    return float(np.mean(ranked[0][kept] - second[kept]))\n",
+        "    return float(np.mean(_top_two_gap(information)[kept] / entropies[kept]))\n",
+        "    return float(np.mean(_top_two_gap(information)[kept]))\n",
         ("tests/test_disentanglement.py", "-k", "mig"),
     ),
     Mutation(
