@@ -34,6 +34,11 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a FactorVAE vote holds no factor fixed", "aeloops/evaluation/disentanglement.py",
+        "            factors[rows, :, fixed] = factors[rows, :1, fixed]", "            pass",
+        ("tests/test_disentanglement.py", "-k", "factor_vae"),
+    ),
+    Mutation(
         "the VampPrior's density forgets the components' count", "aeloops/models/vampprior.py",
         "        log_density = tf.reduce_logsumexp(per_component, axis=-1) - math.log(self.components)\n",
         "        log_density = tf.reduce_logsumexp(per_component, axis=-1)\n",
