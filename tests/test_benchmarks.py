@@ -117,6 +117,22 @@ def test_likelihood_reproduction_evaluates_its_best_epoch_and_resumes(model, tmp
     assert second["epochs"] == 3 and second["best_validation_loss"] <= first["best_validation_loss"]
 
 
+def test_vampprior_reproduction_warms_up_the_kl_in_training_but_validates_at_full_weight():
+    from benchmarks import vae_nll
+
+    setting = vae_nll.SETTINGS["vamp"]
+    trainer = vae_nll.build_trainer(setting, "eager", steps_per_epoch=2)  # Checks pythae's parameter count too.
+    assert type(trainer.optimizer).__name__ == "RMSprop" and trainer.optimizer.rho == 0.99
+    kl = trainer.objective.terms[-1]
+    assert [float(kl.weight_at(step)) for step in (0, 100, 200, 400)] == [0.0, 0.5, 1.0, 1.0]
+    batch = {"input": (np.random.default_rng(0).random((100, 784)) < 0.2).astype(np.float32)}
+    training = trainer.compute_terms(batch, training=True)  # Step 0: the KL weighs nothing yet.
+    np.testing.assert_allclose(training["loss"], training["bce"], rtol=1e-6)
+    validation = trainer.test_step(batch)
+    assert float(validation["kl"]) > 0.5  # Enough to tell weight 1 from weight 0 at rtol 1e-6.
+    np.testing.assert_allclose(validation["loss"], validation["bce"] + validation["kl"], rtol=1e-6)
+
+
 def test_likelihood_speed_times_graph_against_xla(capsys):
     assert likelihood_speed.main(["--model", "vae", "--examples", "20", "--samples", "10", "--repeats", "1"]) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1].split("|")

@@ -92,3 +92,23 @@ def test_the_registered_vampprior_trains_its_pseudo_inputs_and_saves_them(mnist,
     again = keras.saving.load_model(tmp_path / "vampprior.keras")
     np.testing.assert_array_equal(again.pseudo_values.numpy(), model.pseudo_values.numpy())
     np.testing.assert_allclose(again(images[:4])["kl"], model(images[:4])["kl"], atol=1e-5)
+
+
+def test_gated_layers_gate_a_linear_map_and_build_pythae_s_vampprior(tmp_path):
+    from aeloops.models.dense import GatedDense
+
+    layer = GatedDense(3)
+    inputs = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    outputs = layer(inputs).numpy()
+    (h_kernel, h_bias), (g_kernel, g_bias) = layer.linear.get_weights(), layer.gate.get_weights()
+    expected = (inputs @ h_kernel + h_bias) / (1 + np.exp(-(inputs @ g_kernel + g_bias)))
+    np.testing.assert_allclose(outputs, expected, rtol=1e-5, atol=1e-6)
+    # pythae's vamp.py: GatedDense 784-300-300 to 40 and back, K = 500; 1,509,648 parameters less the 784 of a bias
+    # its pseudo-inputs share.
+    model = registry.get("vampprior").build(activation="gated")
+    assert model.count_params() == 1_509_648 - 784
+    assert all(isinstance(layer, GatedDense) for layer in model.encoder.hidden_layers + model.decoder.hidden_layers)
+    model.save(tmp_path / "gated.keras")
+    loaded = keras.saving.load_model(tmp_path / "gated.keras")
+    images = np.random.default_rng(1).random((2, 784)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(images)["reconstruction"], model(images)["reconstruction"])

@@ -18,11 +18,54 @@ from aeloops.models.base import (
     validate_units,
 )
 
-__all__ = ["DenseAutoencoder", "DenseDecoder", "DenseEncoder", "LinearCodeEncoder", "dense_stack", "run_stack"]
+__all__ = [
+    "GATED",
+    "DenseAutoencoder",
+    "DenseDecoder",
+    "DenseEncoder",
+    "GatedDense",
+    "LinearCodeEncoder",
+    "dense_stack",
+    "run_stack",
+]
+
+# The activation name that makes dense_stack's layers GatedDense ones (--set model.activation=gated).
+GATED = "gated"
 
 
-def dense_stack(units: Sequence[int], activation: str) -> list[keras.layers.Dense]:
-    """Returns Dense layers of ``units``, named ``dense_1``, ``dense_2``, ..."""
+@keras.saving.register_keras_serializable(package="aeloops")
+class GatedDense(keras.layers.Layer):
+    """A linear layer gated by a sigmoid one, ``h(x) * sigmoid(g(x))`` (Dauphin et al. 2017): the VampPrior's layer.
+
+    >>> layer = GatedDense(3)
+    >>> layer(tf.zeros([2, 5])).shape, layer.count_params()
+    (TensorShape([2, 3]), 36)
+    """
+
+    def __init__(self, units: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = validate_units("units", [units], allow_empty=False)[0]
+        self.linear = keras.layers.Dense(self.units, name="linear")
+        self.gate = keras.layers.Dense(self.units, activation="sigmoid", name="gate")
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        self.linear.build(input_shape)
+        self.gate.build(input_shape)
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return self.linear(inputs) * self.gate(inputs)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "units": self.units}
+
+
+def dense_stack(units: Sequence[int], activation: str) -> list[keras.layers.Layer]:
+    """Returns Dense layers of ``units``, named ``dense_1``, ``dense_2``, ...; ``GatedDense`` ones for ``"gated"``."""
+    if activation == GATED:
+        return [GatedDense(count, name=f"dense_{index + 1}") for index, count in enumerate(units)]
     return [
         keras.layers.Dense(count, activation=activation, name=f"dense_{index + 1}") for index, count in enumerate(units)
     ]
@@ -121,10 +164,7 @@ class DenseDecoder(Decoder):
         self.output_units = validate_units("output_units", [output_units], allow_empty=False)[0]
         self.activation = activation
         self.output_activation = validate_output_activation(output_activation)
-        self.hidden_layers = [
-            keras.layers.Dense(unit, activation=activation, name=f"dense_{index + 1}")
-            for index, unit in enumerate(self.units)
-        ]
+        self.hidden_layers = dense_stack(self.units, activation)
         self.output_layer = keras.layers.Dense(self.output_units, dtype="float32", name="output")
 
     def call(self, code: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:

@@ -324,7 +324,8 @@ _register_class(
 _register_class(
     "vampprior",
     "VampPrior VAE (Tomczak and Welling 2018): Dense 784-300-300 to a 40-D Gaussian, 40-300-300-784; its prior the "
-    "mixture of the posteriors of 500 learned pseudo-inputs; BCE sum + the one-sample KL",
+    "mixture of the posteriors of 500 learned pseudo-inputs; BCE sum + the one-sample KL (activation=gated: the "
+    "paper's gated layers)",
     VampPriorAutoencoder, flat, _variational_objective, takes="any images, flattened",
     hidden_units=(300, 300), latent_dim=40, components=500,
 )
