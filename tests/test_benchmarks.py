@@ -265,3 +265,29 @@ def test_the_keras_conv_peer_has_the_conv_model_s_parameters_and_output_for_each
     assert [layer.padding for layer in reference.layers if hasattr(layer, "kernel_size")].count("valid") == (
         shape == (28, 28, 1)
     )
+
+
+def test_sample_fid_measures_models_on_a_users_labelled_folder_between_its_bounds(mnist, tmp_path, capsys):
+    from benchmarks import sample_fid
+
+    # A user's labelled data as class folders of PNGs: 0s and 1s, 48 to train on and 16 held out of each.
+    for split, images, labels in (("train", mnist.train_images, mnist.train_labels),
+                                  ("test", mnist.test_images, mnist.test_labels)):  # fmt: skip
+        for digit in (0, 1):
+            folder = tmp_path / split / str(digit)
+            folder.mkdir(parents=True)
+            for index, image in enumerate(images[labels == digit][: 48 if split == "train" else 16]):
+                (folder / f"{index}.png").write_bytes(tf.io.encode_png(image[..., None]).numpy())
+    arguments = ["--dataset", str(tmp_path / "train"), "--validation-data", str(tmp_path / "test"), "--out",
+                 str(tmp_path / "runs"), "--models", "vae", "--epochs", "1", "--count", "32", "--nll-samples", "2"]
+    sample_fid.main(arguments)  # fmt: skip
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line.strip("|").split("|")
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line}
+    assert set(rows) == {("model", "sampler"), ("training images", "-"), ("uniform noise", "-"), ("vae", "prior"),
+                         ("vae", "gmm")}  # fmt: skip
+    fid = {key: float(cells[2]) for key, cells in rows.items() if key != ("model", "sampler")}
+    assert fid[("training images", "-")] < fid[("uniform noise", "-")]  # The floor below the noise.
+    assert rows[("vae", "prior")][-1].strip().endswith(" nats") and rows[("vae", "gmm")][-1].strip() == "-"
+    config = json.loads((tmp_path / "runs" / "vae-seed0" / "config.json").read_text())
+    assert config["dataset"] == str(tmp_path / "train") and config["validation_data"] == str(tmp_path / "test")
+    assert config["image_shape"] == [28, 28, 1]
