@@ -34,6 +34,21 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a gated layer's gate forgotten", "aeloops/models/dense.py",
+        "        return self.linear(inputs) * self.gate(inputs)", "        return self.linear(inputs)",
+        ("tests/test_vampprior.py", "-k", "gated"),
+    ),
+    Mutation(
+        "the VampPrior reproduction validated at the warm-up's weight", "benchmarks/vae_nll.py",
+        "            warm = tf.constant(warmup_steps, tf.int64)", "            warm = self.step",
+        ("tests/test_benchmarks.py", "-k", "vampprior_reproduction"),
+    ),
+    Mutation(
+        "sample_fid trains on the data without its held-out folder", "benchmarks/sample_fid.py",
+        '    data += ["--validation-data", args.validation_data] if args.validation_data else []', "",
+        ("tests/test_benchmarks.py", "-k", "sample_fid"),
+    ),
+    Mutation(
         "a FactorVAE vote holds no factor fixed", "aeloops/evaluation/disentanglement.py",
         "            factors[rows, :, fixed] = factors[rows, :1, fixed]", "            pass",
         ("tests/test_disentanglement.py", "-k", "factor_vae"),
