@@ -1,5 +1,7 @@
 """The VAE family beyond the seed: IWAE's K-sample bound in training and evaluation."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -308,3 +310,25 @@ def test_a_reseeding_vqvae_resumes_exactly_and_tensorboard_shows_its_codebook_us
              ("codebook/entries_used", "codebook/perplexity")}  # fmt: skip
     assert shown["codebook/entries_used"] == np.count_nonzero(counts) > 1
     assert shown["codebook/perplexity"] == pytest.approx(np.exp(-np.sum(share * np.log(share + 1e-10))), rel=1e-6)
+
+
+def test_a_collapsed_code_is_said_and_the_advice_followed_literally_keeps_it(tmp_path, capsys):
+    import shlex
+
+    from aeloops import train
+    from aeloops.runs.outputs import COLLAPSED_KL, collapsed_code
+
+    # The line's two advices: a Gaussian decoder's likelihood, else a KL warm-up; no line for a code in use.
+    vae = registry.get("vae").build()
+    assert collapsed_code(vae, {"kl": [9.0, 2.0], "val_kl": [8.0, 3e-5]}).count("--set objective.kl.") == 2
+    assert collapsed_code(vae, {"kl": [9.0, 0.5]}) is None and collapsed_code(vae, {"loss": [1.0]}) is None
+    # convvae's Gaussian pixels on MNIST: the scale shrinks onto the black background and the KL goes to 0.
+    arguments = ["--model", "convvae", "--dataset", "mnist-sample", "--epochs", "2", "--mode", "graph", "--quiet"]
+    assert train.main([*arguments, "--run-dir", str(tmp_path / "gaussian")]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("The code collapsed")]
+    advice = shlex.split(line.rsplit("train it with ", 1)[1].rstrip("."))
+    assert advice == ["--set", "model.likelihood=bernoulli"]
+    assert train.main([*arguments, *advice, "--run-dir", str(tmp_path / "followed")]) == 0
+    history = json.loads((tmp_path / "followed" / "history.json").read_text())
+    assert "The code collapsed" not in capsys.readouterr().out
+    assert history["val_kl"][-1] > 100 * COLLAPSED_KL

@@ -34,6 +34,11 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a collapsed code never said", "aeloops/runs/outputs.py",
+        "    if not kl or not kl[-1] < COLLAPSED_KL:", "    if not kl or kl[-1] >= 0:",
+        ("tests/test_vae_family.py", "-k", "collapsed"),
+    ),
+    Mutation(
         "a gated layer's gate forgotten", "aeloops/models/dense.py",
         "        return self.linear(inputs) * self.gate(inputs)", "        return self.linear(inputs)",
         ("tests/test_vampprior.py", "-k", "gated"),

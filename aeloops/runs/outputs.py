@@ -20,7 +20,10 @@ from aeloops.tensorboard.images import image_grid, write_png
 from aeloops.tensorboard.summaries import reconstruction_rows
 from aeloops.training import mode_probe
 
-__all__ = ["RunResult", "finish", "write_generated_images"]
+__all__ = ["COLLAPSED_KL", "RunResult", "collapsed_code", "finish", "write_generated_images"]
+
+# A KL under this many nats an image says the code carries next to nothing: a healthy VAE's is several nats.
+COLLAPSED_KL = 0.01
 
 
 class RunResult(NamedTuple):
@@ -49,6 +52,9 @@ def finish(
         log(f"Finished as a worker in {time.perf_counter() - started:.1f} s; the chief wrote {run_dir.path}.")
         return RunResult(assembled.history, stopped=False)
     log(stopper.describe())
+    warning = collapsed_code(prepared.model, assembled.history)
+    if warning:
+        log(warning)
     restored = config.restore_best and stopper.restore_best()
     if restored:
         log("model.keras and the pictures hold the best checkpoint's weights.")
@@ -65,6 +71,25 @@ def finish(
     if tracker is not None and tracker.where():
         log(f"  {tracker.where()}")
     return RunResult(assembled.history, stopped=False)
+
+
+def collapsed_code(model: keras.Model, history: dict[str, list[float]]) -> str | None:
+    """Returns a line saying the code collapsed (the last epoch's KL near 0 nats) and what to try, else None.
+
+    A collapsed VAE decodes every code alike: its samples and reconstructions
+    are one blur (a Gaussian decoder of near-binary images, as MNIST's, goes
+    there within two epochs, its scale shrinking onto the black background).
+    """
+    kl = history.get("val_kl") or history.get("kl")
+    if not kl or not kl[-1] < COLLAPSED_KL:
+        return None
+    if getattr(model, "likelihood", None) == "gaussian":
+        advice = "for near-binary images such as MNIST, train it with --set model.likelihood=bernoulli"
+    else:
+        advice = ("warm the KL up from 0: --set objective.kl.schedule=linear_warmup --set "
+                  "objective.kl.schedule_steps=5000")  # fmt: skip
+    return (f"The code collapsed: the KL is {kl[-1]:.2g} nats an image, so the decoder ignores it and every sample "
+            f"and reconstruction looks alike; {advice}.")
 
 
 def _write_outputs(prepared: Prepared, assembled: Assembled, run_dir: RunDirectory) -> None:
