@@ -52,6 +52,10 @@ def train(model: str, data: list[str], out: pathlib.Path, epochs: int, seed: int
 POSTERIOR_MODELS = ("vae", "iwae", "betatcvae", "convvae", "vampprior")
 
 
+# The models that decode codebook entries: sampled from their learned prior only (no mixture over a code grid).
+CODEBOOK_MODELS = ("vqvae",)
+
+
 def likelihood(result: dict) -> str:
     """Returns the held-out NLL evaluate measured: in bits per dimension for colour images, else in nats; or "-"."""
     if "bits_per_dim" in result:
@@ -129,11 +133,11 @@ def main(argv: list[str] | None = None) -> None:
             for name, found in bounds(run_dir, args.count):
                 print(f"| {name} | - | {found['fid']:.2f} | {found['kid']:.4f} | {found['precision']:.3f} "
                       f"| {found['recall']:.3f} | - | - |", flush=True)  # fmt: skip
-        if model == "vqvae":  # Its samples are decoded from codes its learned prior draws.
+        if model in CODEBOOK_MODELS:  # Its samples are decoded from codes its learned prior draws.
             train_prior(run_dir, args.prior_epochs)
         nll_samples = args.nll_samples if model in POSTERIOR_MODELS else 0
         results = [measure(run_dir, None, args.count, nll_samples)]  # The prior where there is one, else the mixture.
-        if results[0]["sample_quality"]["sampler"] == "prior":
+        if results[0]["sample_quality"]["sampler"] == "prior" and model not in CODEBOOK_MODELS:
             results.append(measure(run_dir, "gmm", args.count))
         for result in results:
             found = result["sample_quality"]

@@ -361,7 +361,8 @@ _register_class(
     "convvae",
     "Convolutional VAE of the beta-VAE papers (Burgess et al. 2018): Conv 32-32-64-64 (4x4, stride 2), Dense 256 "
     "to a 10-D Gaussian, mirrored with transposed convolutions; the negative ELBO in nats with Gaussian pixels "
-    "(dequantized 8-bit values, one learned scale: likelihoods in bits per dimension)",
+    "(dequantized 8-bit values, one learned scale: likelihoods in bits per dimension; likelihood=bernoulli for "
+    "near-binary images such as MNIST, on which the Gaussian's scale collapses the code)",
     ConvVariationalAutoencoder, objective=_variational_objective, takes="any images; made for 64x64 colour",
     latent_dim=10, likelihood="gaussian",
 )
