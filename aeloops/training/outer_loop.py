@@ -251,10 +251,13 @@ def _run_epoch(
         hooks.loop_begin(done)
         if rollback is not None:
             rollback.before_call()
+        traced = dict(trainer.trace_counts)
         call_started = time.perf_counter()
         results = {name: float(value) for name, value in run_loop(done, count).items()}
         call_seconds = time.perf_counter() - call_started
-        step_seconds = call_seconds / count
+        # A call that traced (and compiled) its loop timed the tracing, not the steps: it would cut the next call.
+        if trainer.trace_counts == traced:
+            step_seconds = call_seconds / count
         if probe.record(count, call_seconds):
             run_loop = _epoch_runner(trainer, source, epoch, shuffle, done + count)
         if trainer.on_nonfinite == "stop" and results[NONFINITE_STEPS] > 0:
