@@ -34,6 +34,11 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a call that traced its loop cuts the next call", "aeloops/training/outer_loop.py",
+        "        if trainer.trace_counts == traced:", "        if True:",
+        ("tests/test_loop.py", "-k", "slow_steps"),
+    ),
+    Mutation(
         "a collapsed code never said", "aeloops/runs/outputs.py",
         "    if not kl or not kl[-1] < COLLAPSED_KL:", "    if not kl or kl[-1] >= 0:",
         ("tests/test_vae_family.py", "-k", "collapsed"),
