@@ -201,7 +201,9 @@ def build_trainer(setting: Setting, mode: str, steps_per_epoch: int):
         def test_step(self, batch):
             outputs = self.model(batch[INPUT], training=False)
             warm = tf.constant(warmup_steps, tf.int64)
-            return self.objective(outputs, batch, warm, sample_weight=batch.get(SAMPLE_WEIGHT))
+            return self.objective(
+                outputs, batch, warm, sample_weight=batch.get(SAMPLE_WEIGHT), layer_losses=self.model.losses
+            )
 
     return FullWeightValidation(model, objective, optimizer, mode=mode, steps_per_loop=50, seed=123)
 
