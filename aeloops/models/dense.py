@@ -64,11 +64,13 @@ class GatedDense(keras.layers.Layer):
 
 def dense_stack(units: Sequence[int], activation: str) -> list[keras.layers.Layer]:
     """Returns Dense layers of ``units``, named ``dense_1``, ``dense_2``, ...; ``GatedDense`` ones for ``"gated"``."""
-    if activation == GATED:
-        return [GatedDense(count, name=f"dense_{index + 1}") for index, count in enumerate(units)]
-    return [
-        keras.layers.Dense(count, activation=activation, name=f"dense_{index + 1}") for index, count in enumerate(units)
-    ]
+
+    def layer(count: int, name: str) -> keras.layers.Layer:
+        if activation == GATED:
+            return GatedDense(count, name=name)
+        return keras.layers.Dense(count, activation=activation, name=name)
+
+    return [layer(count, f"dense_{index + 1}") for index, count in enumerate(units)]
 
 
 def run_stack(layers: Sequence[keras.layers.Layer], inputs: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
@@ -168,9 +170,7 @@ class DenseDecoder(Decoder):
         self.output_layer = keras.layers.Dense(self.output_units, dtype="float32", name="output")
 
     def call(self, code: tf.Tensor, training: bool | None = None) -> dict[str, tf.Tensor]:
-        hidden = code
-        for layer in self.hidden_layers:
-            hidden = layer(hidden)
+        hidden, _ = run_stack(self.hidden_layers, code)
         return output_dict(self.output_layer(hidden), self.output_activation)
 
     def get_config(self) -> dict[str, Any]:
