@@ -42,7 +42,9 @@ class CompiledFunctions:
     ) -> None:
         self._model = model
         self._strategy = strategy
-        self._steps = dict(steps)
+        self._steps = {method: self._recording(method, step) for method, step in steps.items()}
+        # The graph each step was last traced into, apart from its loop: what TensorBoard draws.
+        self._step_graphs: dict[str, tf.Graph] = {}
         self.mode = resolve_mode(mode, model, strategy)
         self._functions: dict[tuple[str, str, str], Callable[..., Any]] = {}
         self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
@@ -66,6 +68,20 @@ class CompiledFunctions:
                 build_loop(self._steps[method], kind, mode=self.mode, strategy=self._strategy, on_trace=count_trace)
             )
         return self._functions[key]
+
+    def _recording(self, method: str, step: Step) -> Step:
+        """``step``, noting the graph it is traced into (not in eager mode, which traces nothing)."""
+
+        def traced(batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            if not tf.executing_eagerly():
+                self._step_graphs[method] = tf.compat.v1.get_default_graph()
+            return step(batch)
+
+        return traced
+
+    def step_graph(self, method: str = "train") -> tf.Graph | None:
+        """Returns the graph ``method``'s step was last traced into on its own; None before a compiled loop ran."""
+        return self._step_graphs.get(method)
 
     def predict(self) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
         """Returns the compiled forward pass over many batches (``compiled.build_predict_loop``)."""
@@ -144,6 +160,10 @@ class CompiledFunctionsMixin:
     def traced_graph(self) -> tf.Graph | None:
         """Returns the graph the current mode's training loop was last traced into; None before its trace."""
         return self._functions.traced_graph()
+
+    def step_graph(self) -> tf.Graph | None:
+        """Returns the graph the training step was last traced into, apart from its loop; None before it was."""
+        return self._functions.step_graph("train")
 
     @property
     def trace_counts(self) -> dict[str, int]:
