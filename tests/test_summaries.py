@@ -317,6 +317,12 @@ def test_hparams_compare_runs_of_different_models_with_their_outcomes(tmp_path, 
         assert "samples" not in image_tags["sparse/tensorboard/validation"]
         [(_, _, buckets)] = get("/data/plugin/histograms/histograms?run=sparse/tensorboard/validation&tag=code")
         assert sum(count for _, _, count in buckets) == 1000 * 32  # 1,000 validation images' 32-unit codes.
+        # One histogram a weight, of every value it holds, at the last epoch.
+        weights = get("/data/plugin/histograms/tags")["sparse/tensorboard/train"]
+        url = "/data/plugin/histograms/histograms?run=sparse/tensorboard/train&tag="
+        last = [get(url + tag)[-1] for tag in weights]
+        sizes = [int(np.prod(variable.shape)) for variable in registry.get("sparse").build().trainable_weights]
+        assert sorted(sum(count for *_, count in buckets) for *_, buckets in last) == sorted(sizes)
         # The Projector: 1,000 codes with their thumbnails and digit labels, for each run.
         # One Projector run per training run, its train/ run, labelled: the one the Projector opens on.
         run = "sparse/tensorboard/train"
