@@ -83,6 +83,10 @@ def predict(trainer: Trainer, data: np.ndarray, batch_size: int = 256) -> dict[s
     batches_per_call = min(trainer.steps_per_loop, math.ceil(count / batch_size))
     rows_per_call = batches_per_call * batch_size
     forward = trainer.predict_function()
+    if hasattr(forward, "get_concrete_function"):
+        # Traced once for calls of any length and batch size (the pictures' ten examples, the codes' thousand,
+        # a user's), not once per shape: a lookup after the first.
+        forward.get_concrete_function(tf.TensorSpec((None, None, *inputs.shape[1:]), tf.as_dtype(inputs.dtype)))
     pieces: dict[str, list[np.ndarray]] = {}
     with trainer.averaged_weights():
         for start in range(0, count, rows_per_call):
