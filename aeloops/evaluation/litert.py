@@ -110,11 +110,14 @@ def _converted(functions: Mapping[str, Callable], names: Sequence[str], batch: i
     frozen = tf.Module()
     for name in names:
         function = functions[name]
-        specs = [
-            tf.TensorSpec((batch, *spec.shape[1:]), spec.dtype, spec.name) if spec.shape.rank else spec
-            for spec in function.input_signature
-        ]
-        setattr(frozen, name, _frozen(tf.function(function.python_function, input_signature=specs)))
+        if batch is not None:
+            specs = [
+                tf.TensorSpec((batch, *spec.shape[1:]), spec.dtype, spec.name) if spec.shape.rank else spec
+                for spec in function.input_signature
+            ]
+            function = tf.function(function.python_function, input_signature=specs)
+        # With a dynamic batch, the signature's own trace: the check's reference outputs then reuse it.
+        setattr(frozen, name, _frozen(function))
     with tempfile.TemporaryDirectory(prefix="aeloops-litert-") as scratch:
         tf.saved_model.save(frozen, scratch, signatures={name: getattr(frozen, name) for name in names})
         converter = tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=list(names))
