@@ -48,12 +48,19 @@ def train(model: str, data: list[str], out: pathlib.Path, epochs: int, seed: int
     return run_dir
 
 
-# The models with a Gaussian posterior, whose held-out likelihood evaluate estimates (the others have none).
-POSTERIOR_MODELS = ("vae", "iwae", "betatcvae", "convvae", "vampprior")
+def kinds(run_dir: pathlib.Path) -> tuple[bool, bool]:
+    """Asks the run's model: does it decode codebook entries, and has it a Gaussian posterior?
 
+    A codebook model is sampled from its learned prior only (the library
+    fits no mixture over code grids); a posterior gives the held-out
+    likelihood ``aeloops.evaluate`` estimates (the other models have none).
+    """
+    from aeloops.evaluation.likelihood import has_gaussian_posterior  # Deferred: imports TensorFlow.
+    from aeloops.models import load_model
+    from aeloops.models.quantized import decodes_codebook_entries
 
-# The models that decode codebook entries: sampled from their learned prior only (no mixture over a code grid).
-CODEBOOK_MODELS = ("vqvae",)
+    model = load_model(run_dir / "model.keras")
+    return decodes_codebook_entries(model), has_gaussian_posterior(model)
 
 
 def likelihood(result: dict) -> str:
@@ -133,11 +140,12 @@ def main(argv: list[str] | None = None) -> None:
             for name, found in bounds(run_dir, args.count):
                 print(f"| {name} | - | {found['fid']:.2f} | {found['kid']:.4f} | {found['precision']:.3f} "
                       f"| {found['recall']:.3f} | - | - |", flush=True)  # fmt: skip
-        if model in CODEBOOK_MODELS:  # Its samples are decoded from codes its learned prior draws.
+        codebook, posterior = kinds(run_dir)
+        if codebook:  # Its samples are decoded from codes its learned prior draws.
             train_prior(run_dir, args.prior_epochs)
-        nll_samples = args.nll_samples if model in POSTERIOR_MODELS else 0
+        nll_samples = args.nll_samples if posterior else 0
         results = [measure(run_dir, None, args.count, nll_samples)]  # The prior where there is one, else the mixture.
-        if results[0]["sample_quality"]["sampler"] == "prior" and model not in CODEBOOK_MODELS:
+        if results[0]["sample_quality"]["sampler"] == "prior" and not codebook:
             results.append(measure(run_dir, "gmm", args.count))
         for result in results:
             found = result["sample_quality"]

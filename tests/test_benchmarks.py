@@ -291,3 +291,14 @@ def test_sample_fid_measures_models_on_a_users_labelled_folder_between_its_bound
     config = json.loads((tmp_path / "runs" / "vae-seed0" / "config.json").read_text())
     assert config["dataset"] == str(tmp_path / "train") and config["validation_data"] == str(tmp_path / "test")
     assert config["image_shape"] == [28, 28, 1]
+
+
+def test_sample_fid_asks_each_run_s_model_whether_it_decodes_codebook_entries_or_has_a_posterior(tmp_path):
+    from aeloops.models import registry
+    from benchmarks import sample_fid
+
+    for name, expected in {"vqvae": (True, False), "vampprior": (False, True), "dense": (False, False)}.items():
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        registry.get(name).build().save(run_dir / "model.keras")
+        assert sample_fid.kinds(run_dir) == expected, name
