@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 from tensorboard.plugins import projector
-from tensorboard.plugins.histogram import summary_v2 as histogram_summary
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import summary as hparams_summary
@@ -57,6 +56,7 @@ from aeloops.data.sources import INPUT
 from aeloops.files import replacing
 from aeloops.objectives import schedules
 from aeloops.objectives.objective import Objective
+from aeloops.tensorboard.histograms import write_histogram
 from aeloops.tensorboard.images import as_images, image_grid, labeled_grid, write_png
 from aeloops.tensorboard.term_norms import TermGradientNorms
 from aeloops.training.callbacks import TIMINGS, Callback
@@ -125,17 +125,6 @@ def training_step_graph(trainer: Trainer, example_shape: tuple[int, ...]) -> tf.
         return traced
     step = tf.function(lambda inputs: trainer.run_train_step({INPUT: inputs}))
     return step.get_concrete_function(spec).graph
-
-
-def _histogram(name: str, values: np.ndarray, buckets: int | None = None) -> None:
-    """Writes ``values``' histogram to the default writer at its step, as ``tf.summary.histogram`` does.
-
-    TensorBoard's NumPy twin of that function: the same buckets, without a
-    dozen eager TensorFlow operations a histogram (a quarter of a short
-    run's summaries went to the weights' histograms).
-    """
-    summary = histogram_summary.histogram_pb(name, np.asarray(values), buckets=buckets)
-    tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=tf.summary.experimental.get_step())
 
 
 def reconstruction_labels(objective: Objective) -> list[str]:
@@ -329,7 +318,7 @@ class SummaryWriter(Callback):
         share = counts / counts.sum()
         tf.summary.scalar("codebook/entries_used", int(np.count_nonzero(counts)))
         tf.summary.scalar("codebook/perplexity", float(np.exp(-np.sum(share * np.log(share + 1e-10)))))
-        _histogram("codebook/usage", np.repeat(np.arange(len(counts)), counts), buckets=len(counts))
+        write_histogram("codebook/usage", np.repeat(np.arange(len(counts)), counts), buckets=len(counts))
 
     def _codes(self, trainer: Trainer) -> np.ndarray:
         """Returns the codes of ``histogram_examples`` at the trainer's step, computed once per step."""
@@ -390,7 +379,7 @@ class SummaryWriter(Callback):
                 # Validation metrics as the history names them, for HParams, which reads only this run.
                 tf.summary.scalar(name if name in TIMINGS or name.startswith("val_") else f"epoch_{name}", value)
             for variable in trainer.model.trainable_variables:
-                _histogram(variable.path, variable.numpy())
+                write_histogram(variable.path, variable.numpy())
         with self.validation_writer.as_default(step=number):
             for name, value in logs.items():
                 if name.startswith("val_"):
@@ -402,7 +391,7 @@ class SummaryWriter(Callback):
                 grid = labeled_grid([self.examples, *rows], labels, shape=self.image_shape)
                 tf.summary.image("reconstructions", grid[None])
             if self.histogram_examples is not None:
-                _histogram("code", self._codes(trainer))
+                write_histogram("code", self._codes(trainer))
                 self._codebook_usage(trainer)
             self._generated_images(trainer)
             if self.epoch_scalars is not None and number % self.epoch_scalars_every == 0:
