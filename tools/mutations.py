@@ -34,6 +34,28 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
+        "a loop's step inlined, traced twice", "aeloops/training/compiled.py",
+        "        step = _compile(step, jit_compile=False)", "        pass",
+        ("tests/test_train_step.py", "-k", "overridden_train_step_is_what"),
+    ),
+    Mutation(
+        "predict traced once per shape", "aeloops/training/inference.py",
+        "    if hasattr(forward, \"get_concrete_function\"):", "    if False:",
+        ("tests/test_loop.py", "-k", "predict_runs_many_batches"),
+    ),
+    Mutation(
+        "a histogram drops a value", "aeloops/tensorboard/histograms.py",
+        "histogram_pb(name, np.asarray(values), buckets=buckets)",
+        "histogram_pb(name, np.asarray(values).ravel()[1:], buckets=buckets)",
+        ("tests/test_summaries.py", "-k", "hparams_compare"),
+    ),
+    Mutation(
+        "sample_fid takes every model for one with a posterior", "benchmarks/sample_fid.py",
+        "    return decodes_codebook_entries(model), has_gaussian_posterior(model)",
+        "    return decodes_codebook_entries(model), True",
+        ("tests/test_benchmarks.py", "-k", "asks_each_run"),
+    ),
+    Mutation(
         "a call that traced its loop cuts the next call", "aeloops/training/outer_loop.py",
         "        if trainer.trace_counts == traced:", "        if True:",
         ("tests/test_loop.py", "-k", "slow_steps"),
