@@ -42,9 +42,9 @@ class CompiledFunctions:
     ) -> None:
         self._model = model
         self._strategy = strategy
-        self._steps = {method: self._recording(method, step) for method, step in steps.items()}
-        # The graph each step was last traced into, apart from its loop: what TensorBoard draws.
-        self._step_graphs: dict[str, tf.Graph] = {}
+        self._steps = {**steps, "train": self._recording(steps["train"])}
+        # The graph the training step was last traced into, apart from its loop: what TensorBoard draws.
+        self._step_graph: tf.Graph | None = None
         self.mode = resolve_mode(mode, model, strategy)
         self._functions: dict[tuple[str, str, str], Callable[..., Any]] = {}
         self.trace_counts = {"train": 0, "eval": 0, "predict": 0}
@@ -69,19 +69,19 @@ class CompiledFunctions:
             )
         return self._functions[key]
 
-    def _recording(self, method: str, step: Step) -> Step:
+    def _recording(self, step: Step) -> Step:
         """``step``, noting the graph it is traced into (not in eager mode, which traces nothing)."""
 
         def traced(batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
             if not tf.executing_eagerly():
-                self._step_graphs[method] = tf.compat.v1.get_default_graph()
+                self._step_graph = tf.compat.v1.get_default_graph()
             return step(batch)
 
         return traced
 
-    def step_graph(self, method: str = "train") -> tf.Graph | None:
-        """Returns the graph ``method``'s step was last traced into on its own; None before a compiled loop ran."""
-        return self._step_graphs.get(method)
+    def step_graph(self) -> tf.Graph | None:
+        """Returns the graph the training step was last traced into on its own; None before a compiled loop ran."""
+        return self._step_graph
 
     def predict(self) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
         """Returns the compiled forward pass over many batches (``compiled.build_predict_loop``)."""
@@ -163,7 +163,7 @@ class CompiledFunctionsMixin:
 
     def step_graph(self) -> tf.Graph | None:
         """Returns the graph the training step was last traced into, apart from its loop; None before it was."""
-        return self._functions.step_graph("train")
+        return self._functions.step_graph()
 
     @property
     def trace_counts(self) -> dict[str, int]:
