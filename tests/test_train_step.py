@@ -1,6 +1,8 @@
 """The public train step: overrides, several optimizers, Keras optimizer options, and what checkpoints hold."""
 
+import gc
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -391,6 +393,23 @@ def test_building_many_trainers_in_one_process_draws_no_retracing_warning(images
         logger.removeHandler(handler)
     assert not [message for message in messages if "retracing" in message]
     assert trainer.trace_counts == {"train": 1, "eval": 0, "predict": 1}
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla"])
+def test_a_trainer_let_go_frees_its_traced_graphs_with_its_model(images, mode):
+    # TensorFlow's gradient registry keeps every graph-mode tf.custom_gradient, which Keras's optimizers call on each
+    # update: a sweep building trainer after trainer in one process would keep all of them.
+    graphs, models = [], []
+    for _ in range(2):
+        trainer = Trainer(dense(), mode=mode)
+        trainer.fit(images[:128], epochs=1, batch_size=64, verbose=0)
+        trainer.predict(images[:8])
+        graphs.append(weakref.ref(trainer.step_graph()))
+        models.append(weakref.ref(trainer.model))
+    del trainer
+    gc.collect()
+    assert [graph() for graph in graphs] == [None, None]
+    assert [model() for model in models] == [None, None]
 
 
 class NanOnEvenSteps(Trainer):

@@ -31,6 +31,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from aeloops.training.custom_gradients import releasing_custom_gradients
 from aeloops.training.options import MODES
 
 # The step-record keys live with the records; named here too, where they were first public.
@@ -111,6 +112,10 @@ def build_loop(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
     whole_loop_in_xla = mode == "xla" and kind != "iterator" and not is_distributed(strategy)
+    if mode != "eager":
+        # Else each trace of the step (its optimizer's update) stays in TensorFlow's gradient registry for good,
+        # and the graph, model and optimizer with it.
+        step = releasing_custom_gradients(step)
     if mode == "xla" and not whole_loop_in_xla:
         # XLA cannot compile next(iterator), nor lift variable creation out
         # of strategy.run: compile what one replica does instead.
@@ -178,7 +183,7 @@ def build_predict_loop(
         return model(batch, training=False)
 
     # Called twice below: traced once as a function of its own (see build_loop).
-    call = call if mode == "eager" else _compile(call, jit_compile=False)
+    call = call if mode == "eager" else _compile(releasing_custom_gradients(call), jit_compile=False)
 
     def forward(batches: tf.Tensor) -> dict[str, tf.Tensor]:
         on_trace()
