@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import blog_table, evaluation, likelihood_speed, mode_choice, run, startup, torch_peers
+from benchmarks import blog_table, evaluation, likelihood_speed, mode_choice, run, startup, torch_peers, trainer_churn
 from tests.conftest import SHARED_MNIST
 
 
@@ -81,6 +81,15 @@ def test_startup_benchmark_reads_the_cli_s_first_step_time(capsys):
     assert cells[:2] == ["dense", "graph"]
     cold, warm, total = float(cells[2].rstrip(" s")), float(cells[3].rstrip(" s")), float(cells[5].rstrip(" s"))
     assert 0 < cold < total and warm > 0
+
+
+def test_trainer_churn_finds_nothing_left_of_trainers_let_go(capsys):
+    assert trainer_churn.main(["--trainers", "3", "--models", "dense", "--modes", "graph"]) == 0
+    cells = [cell.strip() for cell in capsys.readouterr().out.strip().splitlines()[-1].strip("|").split("|")]
+    assert cells[:2] == ["dense", "graph"]
+    # No traced graph outlives its trainer, and the Python objects stay as they were (TensorFlow kept 4,759 each).
+    assert cells[3:5] == ["0.0", "0"] and abs(float(cells[2].replace(",", ""))) < 100
+    assert float(cells[6]) > 0
 
 
 @pytest.mark.torch  # Run apart: pip install -e ".[bench]" && python -m pytest -m torch

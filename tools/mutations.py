@@ -39,6 +39,11 @@ MUTATIONS = (
         ("tests/test_train_step.py", "-k", "overridden_train_step_is_what"),
     ),
     Mutation(
+        "a traced step's custom gradients kept for good", "aeloops/training/custom_gradients.py",
+        "                del registry[name]", "                pass",
+        ("tests/test_train_step.py", "tests/test_benchmarks.py", "-k", "let_go"),
+    ),
+    Mutation(
         "predict traced once per shape", "aeloops/training/inference.py",
         "    if hasattr(forward, \"get_concrete_function\"):", "    if False:",
         ("tests/test_loop.py", "-k", "predict_runs_many_batches"),
