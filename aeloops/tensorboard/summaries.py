@@ -61,6 +61,7 @@ from aeloops.tensorboard.images import as_images, image_grid, labeled_grid, writ
 from aeloops.tensorboard.term_norms import TermGradientNorms
 from aeloops.training.callbacks import TIMINGS, Callback
 from aeloops.training.compiled import is_distributed
+from aeloops.training.custom_gradients import releasing_custom_gradients
 from aeloops.training.optimizers import inner_optimizer
 
 if TYPE_CHECKING:
@@ -123,8 +124,13 @@ def training_step_graph(trainer: Trainer, example_shape: tuple[int, ...]) -> tf.
     traced = trainer.step_graph()
     if traced is not None:
         return traced
-    step = tf.function(lambda inputs: trainer.run_train_step({INPUT: inputs}))
-    return step.get_concrete_function(spec).graph
+
+    # Traced here, the step's optimizer update would leave its graph in TensorFlow's gradient registry for good.
+    @releasing_custom_gradients
+    def step(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return trainer.run_train_step({INPUT: inputs})
+
+    return tf.function(step).get_concrete_function(spec).graph
 
 
 def reconstruction_labels(objective: Objective) -> list[str]:
