@@ -113,18 +113,13 @@ def build_loop(
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
     whole_loop_in_xla = mode == "xla" and kind != "iterator" and not is_distributed(strategy)
     if mode != "eager":
-        # Else each trace of the step (its optimizer's update) stays in TensorFlow's gradient registry for good,
-        # and the graph, model and optimizer with it.
-        step = releasing_custom_gradients(step)
-    if mode == "xla" and not whole_loop_in_xla:
-        # XLA cannot compile next(iterator), nor lift variable creation out
-        # of strategy.run: compile what one replica does instead.
-        step = _compile(step, jit_compile=True)
-    elif mode != "eager":
         # A function of its own, traced once per loop: the loops below call the step twice (the first step, then
         # the loop's body), which inlined traced it twice; called, its graph is reused (a quarter to a third off
-        # a loop's tracing). XLA compiles the call with the rest of the loop.
-        step = _compile(step, jit_compile=False)
+        # a loop's tracing). Where XLA cannot compile the whole loop (next(iterator), variables created inside
+        # strategy.run) it compiles this, what one replica does; else it compiles the call with the loop.
+        # Released: else each trace's optimizer update stays in TensorFlow's gradient registry for good, and
+        # the graph, model and optimizer with it.
+        step = _compile(releasing_custom_gradients(step), jit_compile=mode == "xla" and not whole_loop_in_xla)
 
     def run(*args: Any) -> dict[str, tf.Tensor]:
         per_replica = strategy.run(step, args=args)

@@ -16,14 +16,13 @@ every gradient it will take, so its registrations can go.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tensorflow.python.framework import ops
 
-__all__ = ["custom_gradients_released", "releasing_custom_gradients"]
+__all__ = ["releasing_custom_gradients"]
 
 # The names tf.custom_gradient registers its graph-mode gradients under (custom_gradient.generate_name).
 _PREFIX = "CustomGradient-"
@@ -37,25 +36,18 @@ def _registry() -> dict[str, Any] | None:
     return registry if isinstance(registry, dict) else None
 
 
-@contextlib.contextmanager
-def custom_gradients_released() -> Iterator[None]:
-    """Removes the custom gradients registered inside the block once it ends."""
-    registry = _registry()
-    before = set(registry) if registry is not None else set()
-    try:
-        yield
-    finally:
-        if registry is not None:
-            for name in [name for name in registry if name.startswith(_PREFIX) and name not in before]:
-                del registry[name]
-
-
 def releasing_custom_gradients(step: Function) -> Function:
     """Returns ``step`` with the custom gradients each of its traces registers removed when the trace returns."""
 
     @functools.wraps(step)
     def released(*args: Any, **kwargs: Any) -> Any:
-        with custom_gradients_released():
+        registry = _registry()
+        before = set(registry) if registry is not None else set()
+        try:
             return step(*args, **kwargs)
+        finally:
+            if registry is not None:
+                for name in [name for name in registry if name.startswith(_PREFIX) and name not in before]:
+                    del registry[name]
 
     return released  # type: ignore[return-value]
