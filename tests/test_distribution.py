@@ -5,13 +5,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from aeloops import train
+from tests import warm_python
 from tests.conftest import REPO
 
 
@@ -20,7 +20,7 @@ def results(tmp_path_factory):
     output = tmp_path_factory.mktemp("distributed") / "results.json"
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     completed = subprocess.run(
-        [sys.executable, "-m", "tests.distributed_helper", str(output)],
+        warm_python.command(["-m", "tests.distributed_helper", str(output)]),
         cwd=REPO, env=environment, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -101,7 +101,7 @@ def cli(arguments, tf_config=None):
     if tf_config is not None:
         environment["TF_CONFIG"] = json.dumps(tf_config)
     return subprocess.Popen(
-        [sys.executable, "-m", "aeloops.train", *arguments],
+        warm_python.command(["-m", "aeloops.train", *arguments]),
         cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -16,8 +15,9 @@ from aeloops.evaluation.anomaly import anomaly_scores
 from aeloops.export import export
 from aeloops.models import registry
 from aeloops.training.trainer import Trainer
+from tests import warm_python
 
-# Run in a fresh interpreter: aeloops is made unimportable, so only TensorFlow can read the exports.
+# Run in another process, where aeloops is made unimportable: only TensorFlow can read the exports.
 SERVE = """
 import json, sys
 import numpy as np
@@ -42,7 +42,7 @@ def serve(requests, tmp_path):
     """Calls each export's signatures in a process without aeloops; returns every output by name."""
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = tmp_path / "served.npz"
-    command = [sys.executable, "-c", SERVE, json.dumps(requests), str(out)]
+    command = warm_python.command(["-c", SERVE, json.dumps(requests), str(out)])
     result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     with np.load(out) as served:

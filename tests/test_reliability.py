@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from aeloops import export as export_cli
 from aeloops import train as train_cli
 from aeloops.models import load_model
 from aeloops.training.callbacks import TIMINGS
+from tests import warm_python
 from tests.conftest import REPO, SHARED_MNIST
 
 pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")
@@ -103,7 +103,7 @@ def test_killed_or_stopped_again_and_again_then_resumed_ends_bit_identical(
     resume = ["--resume", "--run-dir", str(run_dir), "--quiet"]
     latest = None
     for point, step in STOPS[mode]:
-        helper = [sys.executable, "-m", "tests.kill_helper", point, str(step), "--"]
+        helper = warm_python.command(["-m", "tests.kill_helper", point, str(step), "--"])
         code, stdout, stderr = run([*helper, *(resume if latest else arguments(images_file, run_dir, mode))])
         if latest:
             assert f"at step {latest.rsplit('-', 1)[1]}" in stdout, (point, stdout)

@@ -5,7 +5,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import urllib.request
 
 import keras
@@ -24,6 +23,7 @@ from aeloops.tensorboard.summaries import SummaryWriter
 from aeloops.tensorboard.term_norms import TermGradientNorms
 from aeloops.training.callbacks import Callback
 from aeloops.training.trainer import Trainer
+from tests import warm_python
 from tests.test_images import assert_named_rows
 
 # 512 images at batch 64, 3 steps per call: 8 steps an epoch, calls end at
@@ -159,7 +159,7 @@ def test_profile_window_is_written(tmp_path, small_images):
 def tensorboard_server(logdir):
     """Serves ``logdir`` with a real TensorBoard on a free loopback port; yields ``get(path, body=None, raw=False)``."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--port", "0", "--host", "127.0.0.1"],
+        warm_python.command(["-m", "tensorboard.main", "--logdir", str(logdir), "--port", "0", "--host", "127.0.0.1"]),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

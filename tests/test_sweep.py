@@ -12,6 +12,7 @@ import pytest
 
 from aeloops import sweep, train
 from aeloops.training.callbacks import TIMINGS
+from tests import warm_python
 from tests.conftest import REPO
 from tests.test_summaries import session_groups, tensorboard_server
 
@@ -111,7 +112,7 @@ def test_a_sweep_killed_during_its_second_trial_resumes_it_exactly_and_ends_with
     path = write_sweep(tmp_path, 'sampler = "grid"\n[space]\nlearning_rate = [0.002, 0.004]\n', "killed")
     path.write_text(path.read_text().replace("epochs = 1", "epochs = 4"))
     environment = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen([sys.executable, "-m", "aeloops.sweep", str(path)], cwd=tmp_path, env=environment,
+    process = subprocess.Popen(warm_python.command(["-m", "aeloops.sweep", str(path)]), cwd=tmp_path, env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     second = tmp_path / "runs" / "trial-0001" / "checkpoints"
     deadline = time.monotonic() + 300

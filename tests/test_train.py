@@ -16,6 +16,7 @@ from aeloops import data, train
 from aeloops.data import mnist as mnist_lib
 from aeloops.models import registry
 from aeloops.runs.config import TrainConfig
+from tests import warm_python
 from tests.conftest import REPO, SHARED_MNIST
 
 pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist")
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shar
 def cli(*args, env=None, **kwargs):
     """Starts the CLI in a subprocess with unbuffered output."""
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    command = [sys.executable, "-m", "aeloops.train", "--data-dir", str(SHARED_MNIST), *args]
+    command = warm_python.command(["-m", "aeloops.train", "--data-dir", str(SHARED_MNIST), *args])
     return subprocess.Popen(command, cwd=REPO, env=environment, text=True, **kwargs)
 
 

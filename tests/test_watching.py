@@ -5,7 +5,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -17,6 +16,7 @@ from aeloops.runs.early_stopping import EarlyStopping, Watch
 from aeloops.runs.lr_schedules import ReduceOnPlateau, schedule
 from aeloops.training.callbacks import TIMINGS
 from aeloops.training.trainer import Trainer
+from tests import warm_python
 from tests.conftest import REPO
 
 ENVIRONMENT = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -101,7 +101,7 @@ def watched_arguments(images_file, run_dir):
 
 
 def subprocess_run(*arguments):
-    command = [sys.executable, *arguments]
+    command = warm_python.command(list(arguments))
     return subprocess.run(command, cwd=REPO, env=ENVIRONMENT, capture_output=True, text=True, timeout=600)
 
 
