@@ -29,6 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tests.conftest import REPO  # noqa: E402
 
 MODES = ("auto", "graph", "xla")
+# How each measured run starts Python: a fresh interpreter, as a user's command line does.
+PYTHON = [sys.executable]
 
 
 def readme_example(name: str) -> str:
@@ -114,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs: dict[str, list[dict]] = {mode: [] for mode in modes}
         for _ in range(args.repeats):
             for mode in modes:
-                command = [sys.executable, "-m", "benchmarks.mode_choice", "--one", name, mode, *settings]
+                command = [*PYTHON, "-m", "benchmarks.mode_choice", "--one", name, mode, *settings]
                 result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
                 runs[mode].append(json.loads(result.stdout.strip().splitlines()[-1]))
         median = {mode: statistics.median(run["seconds"] for run in runs[mode]) for mode in modes}

@@ -35,13 +35,16 @@ import numpy as np
 
 from benchmarks import machine
 
+# How each step starts Python: a fresh interpreter, as a user's command line does.
+PYTHON = [sys.executable]
+
 
 def train(model: str, data: list[str], out: pathlib.Path, epochs: int, seed: int) -> pathlib.Path:
     """Trains ``model`` on the data the CLI arguments ``data`` name unless ``out`` already holds it; returns its run."""
     run_dir = out / f"{model}-seed{seed}"
     if not (run_dir / "history.json").is_file():
         command = [
-            sys.executable, "-m", "aeloops.train", "--model", model, *data,
+            *PYTHON, "-m", "aeloops.train", "--model", model, *data,
             "--epochs", str(epochs), "--seed", str(seed), "--run-dir", str(run_dir), "--quiet",
         ]  # fmt: skip
         subprocess.run(command, check=True)
@@ -73,14 +76,14 @@ def likelihood(result: dict) -> str:
 def train_prior(run_dir: pathlib.Path, epochs: int) -> None:
     """Trains a VQ-VAE run's PixelCNN prior over its code indices (``python -m aeloops.prior``) unless it has one."""
     if not (run_dir / "prior" / "prior.keras").is_file():
-        command = [sys.executable, "-m", "aeloops.prior", str(run_dir), "--epochs", str(epochs)]
+        command = [*PYTHON, "-m", "aeloops.prior", str(run_dir), "--epochs", str(epochs)]
         subprocess.run(command, check=True)
 
 
 def measure(run_dir: pathlib.Path, sampler: str | None, count: int, nll_samples: int = 0) -> dict:
     """Returns the run's sample quality with ``sampler`` (evaluate's choice when None), as ``evaluate`` reports it."""
     command = [
-        sys.executable, "-m", "aeloops.evaluate", str(run_dir), "--nll-samples", str(nll_samples),
+        *PYTHON, "-m", "aeloops.evaluate", str(run_dir), "--nll-samples", str(nll_samples),
         "--examples", str(count), "--count", str(count), "--fid", "--kid", "--prd",
         *(["--sampler", sampler] if sampler else []),
     ]  # fmt: skip

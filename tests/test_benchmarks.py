@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import blog_table, evaluation, likelihood_speed, mode_choice, run, startup, torch_peers, trainer_churn
+from tests import warm_python
 from tests.conftest import SHARED_MNIST
 
 
@@ -47,7 +48,8 @@ def test_blog_table_runs_one_epoch_of_each_model(capsys):
         assert f"| {blog_run.name} | 1 | {blog_run.batch_size} |" in table
 
 
-def test_mode_choice_benchmark_prints_auto_against_each_fixed_mode(capsys):
+def test_mode_choice_benchmark_prints_auto_against_each_fixed_mode(capsys, monkeypatch):
+    monkeypatch.setattr(mode_choice, "PYTHON", warm_python.python())  # Timed from inside each run: no cold start.
     # The bundled sample's 78 steps in calls of 10: auto decides after its first two.
     arguments = ["--models", "dense", "--examples", "2048", "--epochs", "1", "--repeats", "1", "--steps-per-loop", "10"]
     assert mode_choice.main(arguments) == 0
@@ -276,9 +278,10 @@ def test_the_keras_conv_peer_has_the_conv_model_s_parameters_and_output_for_each
     )
 
 
-def test_sample_fid_measures_models_on_a_users_labelled_folder_between_its_bounds(mnist, tmp_path, capsys):
+def test_sample_fid_measures_models_on_a_users_labelled_folder_between_its_bounds(mnist, tmp_path, capsys, monkeypatch):
     from benchmarks import sample_fid
 
+    monkeypatch.setattr(sample_fid, "PYTHON", warm_python.python())
     # A user's labelled data as class folders of PNGs: 0s and 1s, 48 to train on and 16 held out of each.
     for split, images, labels in (("train", mnist.train_images, mnist.train_labels),
                                   ("test", mnist.test_images, mnist.test_labels)):  # fmt: skip

@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from aeloops import evaluate, prior, sample, train
+from aeloops.data import load_sample, to_model_inputs
+from aeloops.evaluation.sample_quality import frechet_distance, keras_extractor
+from aeloops.files import cache_root
 from aeloops.models.pixelcnn import PixelCNN, prior_objective
 from aeloops.training.trainer import Trainer
 
@@ -77,13 +80,10 @@ def test_a_vqvae_run_trains_its_prior_resumes_it_and_generates_better_than_rando
     assert evaluate.main([str(vqvae_run), "--nll-samples", "0", "--examples", "500", "--fid"]) == 0
     measured = json.loads(capsys.readouterr().out.splitlines()[-1])["sample_quality"]
     assert measured["sampler"] == "prior"
-    from aeloops.data import load_sample, to_model_inputs
-    from aeloops.evaluation.classifier import classifier_extractor, dataset_classifier
-    from aeloops.evaluation.sample_quality import frechet_distance
-
+    # Measured on the classifier evaluate used (trained on the run's images, kept in the cache), as it names it.
+    name, layer = measured["extractor"].rsplit(":", 1)
+    extractor = keras_extractor(cache_root() / "classifiers" / name, layer)
     data = load_sample()
-    extractor = classifier_extractor(dataset_classifier(to_model_inputs(data.train_images, (28, 28, 1)),
-                                                        data.train_labels))  # fmt: skip
     uniform = np.random.default_rng(0).integers(0, 64, (500, 7, 7))
     random_images = np.asarray(model.decode(np.asarray(model.encoder.quantizer.codebook)[uniform]))
     real = to_model_inputs(data.test_images[:500], (28, 28, 1))

@@ -39,8 +39,13 @@ def command(arguments: list[str]) -> list[str]:
     """Returns the command that runs ``python <arguments>`` (``-m module ...`` or ``-c code ...``) forked warm."""
     if arguments[0] not in ("-m", "-c"):
         raise ValueError(f"a warm Python runs -m or -c, not {arguments[0]!r}")
+    return [*python(), *arguments]
+
+
+def python() -> list[str]:
+    """Returns what stands for ``sys.executable`` in a command that goes on with ``-m`` or ``-c``."""
     # -S -E: the launcher needs neither site-packages nor the environment's PYTHON* settings (the program does).
-    return [sys.executable, "-S", "-E", __file__, _server_address(), *arguments]
+    return [sys.executable, "-S", "-E", __file__, _server_address()]
 
 
 _servers: dict[int, str] = {}  # By the test process's pid: a forked test process starts its own.
