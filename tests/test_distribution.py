@@ -98,10 +98,13 @@ def free_ports(count=2):
 def cli(arguments, tf_config=None):
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     environment.pop("TF_CONFIG", None)
+    task = 0
     if tf_config is not None:
         environment["TF_CONFIG"] = json.dumps(tf_config)
+        task = tf_config["task"]["index"]
     return subprocess.Popen(
-        warm_python.command(["-m", "aeloops.train", *arguments]),
+        # Each worker from its own server: two interpreters, each with its own string-hash seed.
+        warm_python.command(["-m", "aeloops.train", *arguments], server=task),
         cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

@@ -73,3 +73,10 @@ def test_a_launcher_killed_takes_its_program_with_it():
     process.wait(timeout=60)
     ready, _, _ = select.select([program], [], [], 60)  # Readable once the program has ended.
     assert ready == [program]
+
+
+def test_programs_from_two_servers_draw_their_own_string_hash_seeds_as_two_interpreters_do():
+    code = ["-c", "print(hash('the same string'))"]
+    first, second = (subprocess.run(warm_python.command(code, server=number), capture_output=True, text=True,
+                                    check=True).stdout for number in (0, 1))  # fmt: skip
+    assert first != second

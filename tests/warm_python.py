@@ -35,40 +35,50 @@ import sys
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def command(arguments: list[str]) -> list[str]:
-    """Returns the command that runs ``python <arguments>`` (``-m module ...`` or ``-c code ...``) forked warm."""
+def command(arguments: list[str], server: int = 0) -> list[str]:
+    """Returns the command that runs ``python <arguments>`` (``-m module ...`` or ``-c code ...``) forked warm.
+
+    Programs forked by one server share its string-hash seed, which separate
+    interpreters draw each for itself: processes that must differ in it (the
+    workers of one cluster, where an order taken from a set would have to
+    agree) come from different ``server`` numbers.
+    """
     if arguments[0] not in ("-m", "-c"):
         raise ValueError(f"a warm Python runs -m or -c, not {arguments[0]!r}")
-    return [*python(), *arguments]
+    return [*python(server), *arguments]
 
 
-def python() -> list[str]:
+def python(server: int = 0) -> list[str]:
     """Returns what stands for ``sys.executable`` in a command that goes on with ``-m`` or ``-c``."""
     # -S -E: the launcher needs neither site-packages nor the environment's PYTHON* settings (the program does).
-    return [sys.executable, "-S", "-E", __file__, _server_address()]
+    return [sys.executable, "-S", "-E", __file__, _server_address(server)]
 
 
-_servers: dict[int, str] = {}  # By the test process's pid: a forked test process starts its own.
+_servers: dict[tuple[int, int], str] = {}  # By the test process's pid and the server's number.
 
 
-def _server_address() -> str:
+def _server_address(server: int) -> str:
     import atexit
+    import shutil
     import subprocess
     import tempfile
 
-    if os.getpid() in _servers:
-        return _servers[os.getpid()]
+    key = (os.getpid(), server)
+    if key in _servers:
+        return _servers[key]
     directory = tempfile.mkdtemp(prefix="aeloops-warm-")
     address = os.path.join(directory, "socket")
+    # Its stdin is a pipe the test process never writes to: at its end (the test process gone), the server ends.
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", address], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        [sys.executable, __file__, "--serve", address], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
     # The server says it is ready (TensorFlow imported, socket listening) by letting its stderr go.
     error = process.stderr.read()
     if process.poll() is not None or not os.path.exists(address):
         raise RuntimeError(f"the warm Python server did not start: {error.decode()[-2000:]}")
-    _servers[os.getpid()] = address
+    _servers[key] = address
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     atexit.register(process.kill)
     return address
 
@@ -86,6 +96,9 @@ def _serve(address: str) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # Each request's supervisor is reaped by the kernel.
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # Ready: the test process reads our stderr to its end.
     while True:
+        ready, _, _ = select.select([listener, sys.stdin], [], [])
+        if sys.stdin in ready:  # The test process has ended.
+            return
         connection, _ = listener.accept()
         if os.fork() == 0:
             listener.close()
