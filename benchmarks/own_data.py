@@ -120,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         shape = files["folder"].shape
         arrays = to_model_inputs(images, registry.get(args.model).build(shape).example_shape)
         cache = pathlib.Path(directory) / "cache"
+
         def through_tf_data():  # The same arrays in memory, batched by tf.data as a stream is: the loop's cost.
-            dataset = tf.data.Dataset.from_tensor_slices({"input": arrays}).shuffle(len(arrays), seed=0)
+            # One order every epoch, as the library asks of a dataset whose run may be resumed (it warns otherwise).
+            dataset = tf.data.Dataset.from_tensor_slices({"input": arrays})
+            dataset = dataset.shuffle(len(arrays), seed=0, reshuffle_each_iteration=False)
             return dataset.batch(args.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
         sources = {
