@@ -50,6 +50,8 @@ def command(arguments: list[str], server: int = 0) -> list[str]:
 
 def python(server: int = 0) -> list[str]:
     """Returns what stands for ``sys.executable`` in a command that goes on with ``-m`` or ``-c``."""
+    if not hasattr(os, "pidfd_open"):  # Not Linux: the supervisor cannot wait on its program; Python starts cold.
+        return [sys.executable]
     # -S -E: the launcher needs neither site-packages nor the environment's PYTHON* settings (the program does).
     return [sys.executable, "-S", "-E", __file__, _server_address(server)]
 
