@@ -117,9 +117,7 @@ def build_loop(
         # the loop's body), which inlined traced it twice; called, its graph is reused (a quarter to a third off
         # a loop's tracing). Where XLA cannot compile the whole loop (next(iterator), variables created inside
         # strategy.run) it compiles this, what one replica does; else it compiles the call with the loop.
-        # Released: else each trace's optimizer update stays in TensorFlow's gradient registry for good, and
-        # the graph, model and optimizer with it.
-        step = _compile(releasing_custom_gradients(step), jit_compile=mode == "xla" and not whole_loop_in_xla)
+        step = _compile(step, jit_compile=mode == "xla" and not whole_loop_in_xla)
 
     def run(*args: Any) -> dict[str, tf.Tensor]:
         per_replica = strategy.run(step, args=args)
@@ -178,7 +176,7 @@ def build_predict_loop(
         return model(batch, training=False)
 
     # Called twice below: traced once as a function of its own (see build_loop).
-    call = call if mode == "eager" else _compile(releasing_custom_gradients(call), jit_compile=False)
+    call = call if mode == "eager" else _compile(call, jit_compile=False)
 
     def forward(batches: tf.Tensor) -> dict[str, tf.Tensor]:
         on_trace()
@@ -200,8 +198,10 @@ def build_predict_loop(
 
 
 def _compile(function: Callable[..., Any], *, jit_compile: bool) -> Callable[..., Any]:
-    """Returns ``function`` as a ``tf.function``, without TensorFlow's warning of retracing across trainers."""
-    compiled = tf.function(function, jit_compile=jit_compile, reduce_retracing=True)
+    """Returns ``function`` as a ``tf.function`` that lets its traces go, without TensorFlow's retracing warning."""
+    # Released: else each trace's optimizer update stays in TensorFlow's gradient registry for good, and the
+    # graph, model and optimizer with it.
+    compiled = tf.function(releasing_custom_gradients(function), jit_compile=jit_compile, reduce_retracing=True)
     # TensorFlow counts traces by code object, so a process that builds several
     # trainers (a notebook, a sweep) is warned of "excessive retracing" although
     # each trainer traces its own loops once; trainers count their own traces
