@@ -29,7 +29,8 @@ PROBES = {
     "killed by its own SIGKILL": ["-c", "import os, signal; print('going', flush=True); os.kill(os.getpid(), 9)"],
     "print without flush, then os._exit": ["-c", "import os; print('lost unless unbuffered'); os._exit(4)"],
     "an atexit handler and a thread": [
-        "-c", "import atexit, threading; atexit.register(print, 'at exit'); "
+        "-c",
+        "import atexit, threading; atexit.register(print, 'at exit'); "
         "threading.Thread(target=lambda: print(sum(range(3_000_000)))).start()",  # Still summing at the end.
     ],  # fmt: skip
     "-m with arguments": ["-m", "probe", "--flag", "value"],
@@ -66,13 +67,17 @@ def test_a_signal_to_the_process_started_reaches_the_program_and_ends_both_alike
 
 
 def test_a_launcher_killed_takes_its_program_with_it():
-    code = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+    # The program would sleep ten times as long as the test waits for it to end.
+    code = "import os, time; print(os.getpid(), flush=True); time.sleep(600)"
     process = subprocess.Popen(warm_python.command(["-c", code]), stdout=subprocess.PIPE, text=True)
-    program = os.pidfd_open(int(process.stdout.readline()))
+    pid = int(process.stdout.readline())
+    program = os.pidfd_open(pid)
     process.kill()
     process.wait(timeout=60)
-    ready, _, _ = select.select([program], [], [], 60)  # Readable once the program has ended.
-    assert ready == [program]
+    ended, _, _ = select.select([program], [], [], 60)  # Readable once the program has ended.
+    if not ended:
+        os.kill(pid, signal.SIGKILL)  # Not left behind by a failing test.
+    assert ended == [program]
 
 
 def test_programs_from_two_servers_draw_their_own_string_hash_seeds_as_two_interpreters_do():

@@ -76,7 +76,8 @@ def _server_address(server: int) -> str:
         stderr=subprocess.PIPE,
     )  # fmt: skip
     # The server says it is ready (TensorFlow imported, socket listening) by letting its stderr go.
-    error = process.stderr.read()
+    with process.stderr:
+        error = process.stderr.read()
     if process.poll() is not None or not os.path.exists(address):
         raise RuntimeError(f"the warm Python server did not start: {error.decode()[-2000:]}")
     _servers[key] = address
@@ -145,9 +146,8 @@ def _become_program(request: dict, fds: list[int]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(number, signal.SIG_DFL)
+    for number in _FORWARDED:  # As a fresh interpreter has them: Ctrl-C raises, the others end the process.
+        signal.signal(number, signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL)
     unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
     sys.stdin = io.TextIOWrapper(open(0, "rb", closefd=False))  # noqa: SIM115 (the program's own, for its life)
     sys.stdout = _text_stream(1, unbuffered)
@@ -180,8 +180,14 @@ def _become_program(request: dict, fds: list[int]) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
+    _end(code)
+
+
+def _end(code: int) -> None:
+    """Ends this process with exit status ``code`` or, when it is negative, killed by signal ``-code``."""
     if code < 0:
-        signal.signal(-code, signal.SIG_DFL)
+        if -code in _FORWARDED:  # Caught until now; SIGKILL cannot be.
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     os._exit(code)
 
@@ -217,13 +223,7 @@ def _launch(address: str, arguments: list[str]) -> None:
     line = replies.readline()
     if not line:
         sys.exit(f"{__file__}: the warm Python server went away")
-    status = int(line)
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        if number in _FORWARDED:
-            signal.signal(number, signal.SIG_DFL)
-        os.kill(os.getpid(), number)
-    os._exit(os.waitstatus_to_exitcode(status))
+    _end(os.waitstatus_to_exitcode(int(line)))
 
 
 if __name__ == "__main__":
